@@ -1,0 +1,1 @@
+//! jitnode-agent (being built).

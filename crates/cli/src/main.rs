@@ -1,0 +1,2 @@
+//! The `jitnode` binary: wiring only.
+fn main() {}

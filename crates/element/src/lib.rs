@@ -1,0 +1,1 @@
+//! jitnode-element (being built).

@@ -1,0 +1,1 @@
+//! jitnode-host (being built).

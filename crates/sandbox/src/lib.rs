@@ -1,0 +1,1 @@
+//! jitnode-sandbox (being built).

@@ -1,0 +1,279 @@
+//! Stream frames as values: what the gateway sends and what the client answers.
+//!
+//! No I/O here. Both the client and the sandbox gateway build and parse frames with these
+//! types, so the two sides can never disagree about the shape on the wire.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Topic of robot messages.
+pub const TOPIC_ROBOT: &str = "/v1.0/im/bot/messages/get";
+/// Topic of card button callbacks.
+pub const TOPIC_CARD_CALLBACK: &str = "/v1.0/card/instances/callback";
+/// SYSTEM topic: the server checks we are alive; echo `data` at once.
+pub const TOPIC_PING: &str = "ping";
+/// SYSTEM topic: the server will stop delivering on this connection.
+pub const TOPIC_DISCONNECT: &str = "disconnect";
+
+/// The three frame kinds the gateway pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FrameType {
+    System,
+    Event,
+    Callback,
+}
+
+/// A frame pushed by the gateway. `headers` keeps unknown names; `data` is the raw
+/// (double-encoded) JSON string as it came.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Frame {
+    #[serde(default = "default_spec")]
+    pub spec_version: String,
+    #[serde(rename = "type")]
+    pub kind: FrameType,
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub data: String,
+}
+
+fn default_spec() -> String {
+    "1.0".to_string()
+}
+
+/// Why a text frame could not be understood. The message id is kept when it could be read,
+/// so the caller can still answer with an error ACK.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct FrameError {
+    pub message_id: Option<String>,
+    pub reason: String,
+}
+
+impl Frame {
+    /// Parses one TEXT frame. Headers whose values are not strings are kept as their JSON
+    /// text, since the gateway has been seen to send numbers where strings are documented.
+    pub fn parse(text: &str) -> Result<Frame, FrameError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| FrameError {
+            message_id: None,
+            reason: format!("frame is not JSON: {e}"),
+        })?;
+        let obj = value.as_object().ok_or_else(|| FrameError {
+            message_id: None,
+            reason: "frame is not a JSON object".into(),
+        })?;
+        let mut headers = BTreeMap::new();
+        if let Some(h) = obj.get("headers") {
+            let h = h.as_object().ok_or_else(|| FrameError {
+                message_id: None,
+                reason: "frame headers are not an object".into(),
+            })?;
+            for (k, v) in h {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                headers.insert(k.clone(), s);
+            }
+        }
+        let message_id = headers.get("messageId").cloned();
+        let fail = |reason: String| FrameError {
+            message_id: message_id.clone(),
+            reason,
+        };
+        if message_id.is_none() {
+            return Err(fail("frame has no headers.messageId".into()));
+        }
+        let kind = match obj.get("type").and_then(Value::as_str) {
+            Some("SYSTEM") => FrameType::System,
+            Some("EVENT") => FrameType::Event,
+            Some("CALLBACK") => FrameType::Callback,
+            Some(other) => return Err(fail(format!("unknown frame type {other:?}"))),
+            None => return Err(fail("frame has no type".into())),
+        };
+        let data = match obj.get("data") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            // Tolerate a gateway that forgot to double-encode.
+            Some(other) => other.to_string(),
+        };
+        let spec_version = obj
+            .get("specVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("1.0")
+            .to_string();
+        Ok(Frame {
+            spec_version,
+            kind,
+            headers,
+            data,
+        })
+    }
+
+    /// The frame as the gateway writes it.
+    pub fn to_text(&self) -> String {
+        // Serializing a struct of strings and a map of strings cannot fail.
+        serde_json::to_string(self).expect("frame serializes")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    pub fn message_id(&self) -> &str {
+        self.header("messageId").unwrap_or("")
+    }
+
+    pub fn topic(&self) -> &str {
+        self.header("topic").unwrap_or("")
+    }
+
+    /// Decodes the double-encoded `data` into a value.
+    pub fn data_json(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&self.data)
+    }
+
+    /// Builds a frame the way the gateway does; used by the sandbox and by fixtures.
+    pub fn new(kind: FrameType, topic: &str, message_id: &str, data: &Value) -> Frame {
+        let mut headers = BTreeMap::new();
+        headers.insert("contentType".into(), "application/json".into());
+        headers.insert("messageId".into(), message_id.into());
+        headers.insert("topic".into(), topic.into());
+        Frame {
+            spec_version: "1.0".into(),
+            kind,
+            headers,
+            data: data.to_string(),
+        }
+    }
+}
+
+/// Status codes of an ACK.
+pub mod code {
+    pub const OK: u16 = 200;
+    pub const BAD_REQUEST: u16 = 400;
+    pub const NOT_FOUND: u16 = 404;
+    pub const FAILED: u16 = 500;
+}
+
+/// The answer to a frame, written on the connection the frame came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub code: u16,
+    pub headers: AckHeaders,
+    pub message: String,
+    /// JSON encoded as a string, as the gateway expects.
+    pub data: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AckHeaders {
+    pub message_id: String,
+    pub content_type: String,
+}
+
+impl Ack {
+    pub fn new(code: u16, message_id: &str, message: &str, data: &Value) -> Ack {
+        Ack {
+            code,
+            headers: AckHeaders {
+                message_id: message_id.to_string(),
+                content_type: "application/json".into(),
+            },
+            message: message.to_string(),
+            data: data.to_string(),
+        }
+    }
+
+    /// Echo of a `ping`: same data, code 200.
+    pub fn pong(frame: &Frame) -> Ack {
+        Ack {
+            code: code::OK,
+            headers: AckHeaders {
+                message_id: frame.message_id().to_string(),
+                content_type: "application/json".into(),
+            },
+            message: "OK".into(),
+            data: frame.data.clone(),
+        }
+    }
+
+    /// ACK of a CALLBACK frame: `{"response": value}`.
+    pub fn callback(message_id: &str, response: Value) -> Ack {
+        Ack::new(
+            code::OK,
+            message_id,
+            "OK",
+            &serde_json::json!({ "response": response }),
+        )
+    }
+
+    /// ACK of an EVENT frame: `{"status": "SUCCESS" | "LATER", "message": ...}`.
+    pub fn event(message_id: &str, success: bool, message: &str) -> Ack {
+        let status = if success { "SUCCESS" } else { "LATER" };
+        Ack::new(
+            code::OK,
+            message_id,
+            "OK",
+            &serde_json::json!({ "status": status, "message": message }),
+        )
+    }
+
+    pub fn error(code: u16, message_id: &str, message: &str) -> Ack {
+        Ack::new(code, message_id, message, &serde_json::json!({}))
+    }
+
+    pub fn to_text(&self) -> String {
+        // A struct of strings and an integer always serializes.
+        serde_json::to_string(self).expect("ack serializes")
+    }
+
+    pub fn parse(text: &str) -> Result<Ack, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALLBACK: &str = r#"{"specVersion":"1.0","type":"CALLBACK","headers":{"appId":"a1","connectionId":"c1","contentType":"application/json","messageId":"212ca9d7_974_1898c159aa6_1783b","time":"1690362102194","topic":"/v1.0/im/bot/messages/get","someNewHeader":"kept"},"data":"{\"msgId\":\"m1\",\"msgtype\":\"text\",\"text\":{\"content\":\" hello\"}}"}"#;
+
+    #[test]
+    fn parses_callback_and_keeps_unknown_headers() {
+        let f = Frame::parse(CALLBACK).unwrap();
+        assert_eq!(f.kind, FrameType::Callback);
+        assert_eq!(f.topic(), TOPIC_ROBOT);
+        assert_eq!(f.message_id(), "212ca9d7_974_1898c159aa6_1783b");
+        assert_eq!(f.header("someNewHeader"), Some("kept"));
+        assert_eq!(f.data_json().unwrap()["text"]["content"], " hello");
+    }
+
+    #[test]
+    fn error_keeps_message_id_when_readable() {
+        let e = Frame::parse(r#"{"type":"NOPE","headers":{"messageId":"x"},"data":"{}"}"#)
+            .unwrap_err();
+        assert_eq!(e.message_id.as_deref(), Some("x"));
+        assert!(e.reason.contains("NOPE"));
+        let e = Frame::parse("not json").unwrap_err();
+        assert!(e.message_id.is_none());
+    }
+
+    #[test]
+    fn pong_echoes_data() {
+        let ping = Frame::new(
+            FrameType::System,
+            TOPIC_PING,
+            "p1",
+            &serde_json::json!({"opaque": "123-dsfs"}),
+        );
+        let ack: Value = serde_json::from_str(&Ack::pong(&ping).to_text()).unwrap();
+        assert_eq!(ack["code"], 200);
+        assert_eq!(ack["headers"]["messageId"], "p1");
+        assert_eq!(ack["data"], r#"{"opaque":"123-dsfs"}"#);
+    }
+}
