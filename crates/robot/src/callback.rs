@@ -1,0 +1,542 @@
+//! Card button actions: how they are written into a button's value and read back from a card
+//! callback (`/v1.0/card/instances/callback`, the decoded `data`).
+//!
+//! **Button value format** (compact JSON in a string; never the question or the answer, which
+//! card values are too small for and which the records database already holds):
+//! ```text
+//! {"action":"feedback","kind":"helpful","record":"<record id>"}
+//! {"action":"regenerate","record":"<record id>"}
+//! {"action":"continue_chat","record":"<record id>"}
+//! ```
+//! `kind` is one of `very_helpful`, `helpful`, `unhelpful`, `very_unhelpful`. The record id is
+//! the answer's id in [`crate::records`].
+//!
+//! Where a callback carries the action, first match wins:
+//! 1. `content` (a JSON string, or an object) -> `cardPrivateData.params`: either the fields
+//!    above directly (`{"action": .., "kind": .., "record": ..}`, a template button's params),
+//!    or a `value` param holding the encoded string;
+//! 2. the top-level `value`: the encoded string (or the same fields as an object).
+//!
+//! Anything else is a [`CallbackError`] whose message is fit for a 400 ACK.
+
+use std::fmt;
+
+use serde_json::{json, Map, Value};
+
+/// Longest accepted record id; ours are 32 characters, message ids are shorter than this.
+const MAX_RECORD_LEN: usize = 128;
+
+/// How useful the user found an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FeedbackKind {
+    VeryHelpful,
+    Helpful,
+    Unhelpful,
+    VeryUnhelpful,
+}
+
+impl FeedbackKind {
+    /// In button order.
+    pub const ALL: [FeedbackKind; 4] = [
+        FeedbackKind::VeryHelpful,
+        FeedbackKind::Helpful,
+        FeedbackKind::Unhelpful,
+        FeedbackKind::VeryUnhelpful,
+    ];
+
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedbackKind::VeryHelpful => "very_helpful",
+            FeedbackKind::Helpful => "helpful",
+            FeedbackKind::Unhelpful => "unhelpful",
+            FeedbackKind::VeryUnhelpful => "very_unhelpful",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FeedbackKind> {
+        FeedbackKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// A score for summaries: 2, 1, -1, -2.
+    pub fn score(self) -> i32 {
+        match self {
+            FeedbackKind::VeryHelpful => 2,
+            FeedbackKind::Helpful => 1,
+            FeedbackKind::Unhelpful => -1,
+            FeedbackKind::VeryUnhelpful => -2,
+        }
+    }
+}
+
+impl fmt::Display for FeedbackKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a button asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Feedback { kind: FeedbackKind, record: String },
+    Regenerate { record: String },
+    ContinueChat { record: String },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Feedback { .. } => "feedback",
+            Action::Regenerate { .. } => "regenerate",
+            Action::ContinueChat { .. } => "continue_chat",
+        }
+    }
+
+    pub fn record(&self) -> &str {
+        match self {
+            Action::Feedback { record, .. }
+            | Action::Regenerate { record }
+            | Action::ContinueChat { record } => record,
+        }
+    }
+
+    /// The fields of the action as a JSON object (template button params use these).
+    pub fn to_params(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("action".into(), json!(self.name()));
+        if let Action::Feedback { kind, .. } = self {
+            m.insert("kind".into(), json!(kind.as_str()));
+        }
+        m.insert("record".into(), json!(self.record()));
+        m
+    }
+
+    /// The button value: compact JSON in a string.
+    pub fn to_value_string(&self) -> String {
+        Value::Object(self.to_params()).to_string()
+    }
+
+    /// Reads a button value string.
+    pub fn from_value_str(value: &str) -> Result<Action, CallbackError> {
+        let v: Value = serde_json::from_str(value)
+            .map_err(|_| CallbackError::InvalidJson { field: "value" })?;
+        let obj = v
+            .as_object()
+            .ok_or(CallbackError::InvalidJson { field: "value" })?;
+        Action::from_params(obj)
+    }
+
+    /// Reads the action fields from an object (`action`, `kind`, `record`).
+    pub fn from_params(params: &Map<String, Value>) -> Result<Action, CallbackError> {
+        let action = str_field(params, "action")?;
+        let record = str_field(params, "record")?;
+        if record.len() > MAX_RECORD_LEN
+            || !record
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+        {
+            return Err(CallbackError::InvalidRecord);
+        }
+        let record = record.to_string();
+        match action {
+            "feedback" => {
+                let kind = str_field(params, "kind")?;
+                let kind = FeedbackKind::parse(kind).ok_or_else(|| CallbackError::UnknownKind {
+                    kind: shorten(kind),
+                })?;
+                Ok(Action::Feedback { kind, record })
+            }
+            "regenerate" => Ok(Action::Regenerate { record }),
+            "continue_chat" => Ok(Action::ContinueChat { record }),
+            other => Err(CallbackError::UnknownAction {
+                action: shorten(other),
+            }),
+        }
+    }
+}
+
+fn str_field<'a>(
+    params: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<&'a str, CallbackError> {
+    match params.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim()),
+        None | Some(Value::Null) | Some(Value::String(_)) => {
+            Err(CallbackError::MissingField { field })
+        }
+        Some(_) => Err(CallbackError::NotAString { field }),
+    }
+}
+
+/// Echoed input is cut short: it comes from the network and lands in ACKs and logs.
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(40).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// Why a card callback could not be acted on. Every variant means "bad request" (400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    #[error("card callback data is not valid JSON")]
+    NotJson,
+    #[error("card callback data is not a JSON object")]
+    NotAnObject,
+    #[error("card callback `{field}` is not valid JSON of the expected shape")]
+    InvalidJson { field: &'static str },
+    #[error("card callback carries no action (neither content.cardPrivateData.params nor value)")]
+    NoAction,
+    #[error("card action has no `{field}`")]
+    MissingField { field: &'static str },
+    #[error("card action field `{field}` is not a string")]
+    NotAString { field: &'static str },
+    #[error("unknown card action {action:?} (expected feedback, regenerate or continue_chat)")]
+    UnknownAction { action: String },
+    #[error(
+        "unknown feedback kind {kind:?} (expected very_helpful, helpful, unhelpful or very_unhelpful)"
+    )]
+    UnknownKind { kind: String },
+    #[error("card action `record` is not a valid record id")]
+    InvalidRecord,
+}
+
+impl CallbackError {
+    /// The Stream ACK code for this error.
+    pub fn ack_code(&self) -> u16 {
+        400
+    }
+}
+
+/// A parsed card callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardCallback {
+    /// The card's `outTrackId` (template mode), if given.
+    pub out_track_id: Option<String>,
+    /// Who clicked (`userId`).
+    pub user_id: Option<String>,
+    pub space_type: Option<String>,
+    pub space_id: Option<String>,
+    pub action: Action,
+}
+
+impl CardCallback {
+    /// Parses the frame's `data` string.
+    pub fn from_data_str(data: &str) -> Result<CardCallback, CallbackError> {
+        let v: Value = serde_json::from_str(data).map_err(|_| CallbackError::NotJson)?;
+        CardCallback::parse(&v)
+    }
+
+    /// Parses the decoded `data` value.
+    pub fn parse(data: &Value) -> Result<CardCallback, CallbackError> {
+        let obj = data.as_object().ok_or(CallbackError::NotAnObject)?;
+        let s = |k: &str| {
+            obj.get(k)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let action = action_from(obj)?;
+        Ok(CardCallback {
+            out_track_id: s("outTrackId"),
+            user_id: s("userId"),
+            space_type: s("spaceType"),
+            space_id: s("spaceId"),
+            action,
+        })
+    }
+}
+
+fn action_from(obj: &Map<String, Value>) -> Result<Action, CallbackError> {
+    // A broken `content` is remembered so it is reported when `value` cannot stand in.
+    let mut content_error = None;
+    let decoded;
+    let content = match obj.get("content") {
+        Some(Value::String(text)) if text.trim().is_empty() => None,
+        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+            Ok(v) => {
+                decoded = v;
+                Some(&decoded)
+            }
+            Err(_) => {
+                content_error = Some(CallbackError::InvalidJson { field: "content" });
+                None
+            }
+        },
+        None | Some(Value::Null) => None,
+        Some(other) => Some(other),
+    };
+    match content {
+        None => {}
+        Some(content) => match params_of_content(content) {
+            Ok(Some(params)) => {
+                if params.contains_key("action") {
+                    return Action::from_params(params);
+                }
+                if let Some(Value::String(v)) = params.get("value") {
+                    return Action::from_value_str(v);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => content_error = Some(e),
+        },
+    }
+    match obj.get("value") {
+        Some(Value::String(v)) if !v.trim().is_empty() => Action::from_value_str(v),
+        Some(Value::Object(params)) => Action::from_params(params),
+        _ => Err(content_error.unwrap_or(CallbackError::NoAction)),
+    }
+}
+
+/// `content` -> `cardPrivateData.params`. `Ok(None)` when the shape is right but there are
+/// no params.
+fn params_of_content(content: &Value) -> Result<Option<&Map<String, Value>>, CallbackError> {
+    let obj = content
+        .as_object()
+        .ok_or(CallbackError::InvalidJson { field: "content" })?;
+    let Some(private) = obj.get("cardPrivateData") else {
+        return Ok(None);
+    };
+    let private = private.as_object().ok_or(CallbackError::InvalidJson {
+        field: "content.cardPrivateData",
+    })?;
+    match private.get("params") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(p)) => Ok(Some(p)),
+        Some(_) => Err(CallbackError::InvalidJson {
+            field: "content.cardPrivateData.params",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content_with(params: Value) -> String {
+        json!({"cardPrivateData": {"actionIds": ["btn"], "params": params}}).to_string()
+    }
+
+    fn callback(extra: Value) -> Value {
+        let mut v = json!({
+            "outTrackId": "track-1", "corpId": "dingcorp", "userId": "0326", "userIdType": 1,
+            "spaceType": "IM", "spaceId": "cid1", "type": "actionCallback", "extension": "{}"
+        });
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    }
+
+    #[test]
+    fn value_strings_round_trip_and_stay_small() {
+        let actions = [
+            Action::Feedback {
+                kind: FeedbackKind::VeryHelpful,
+                record: "0123456789abcdef0123456789abcdef".into(),
+            },
+            Action::Feedback {
+                kind: FeedbackKind::VeryUnhelpful,
+                record: "msgBjXREkdlZkfTfrIiQomjAw==".into(),
+            },
+            Action::Regenerate {
+                record: "r1".into(),
+            },
+            Action::ContinueChat {
+                record: "r2".into(),
+            },
+        ];
+        for a in actions {
+            let s = a.to_value_string();
+            assert!(!s.contains(' '), "compact: {s}");
+            assert!(s.len() < 100, "{s}");
+            assert_eq!(Action::from_value_str(&s).unwrap(), a);
+        }
+        assert_eq!(
+            Action::Feedback {
+                kind: FeedbackKind::Helpful,
+                record: "r9".into()
+            }
+            .to_value_string(),
+            r#"{"action":"feedback","kind":"helpful","record":"r9"}"#
+        );
+    }
+
+    #[test]
+    fn kinds_have_names_and_scores() {
+        for k in FeedbackKind::ALL {
+            assert_eq!(FeedbackKind::parse(k.as_str()), Some(k));
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        assert_eq!(FeedbackKind::parse("meh"), None);
+        let scores: Vec<i32> = FeedbackKind::ALL.iter().map(|k| k.score()).collect();
+        assert_eq!(scores, [2, 1, -1, -2]);
+    }
+
+    #[test]
+    fn action_from_content_params_fields() {
+        let v = callback(json!({
+            "content": content_with(json!({"action": "feedback", "kind": "unhelpful", "record": "rec-1"}))
+        }));
+        let cb = CardCallback::parse(&v).unwrap();
+        assert_eq!(
+            cb.action,
+            Action::Feedback {
+                kind: FeedbackKind::Unhelpful,
+                record: "rec-1".into()
+            }
+        );
+        assert_eq!(cb.out_track_id.as_deref(), Some("track-1"));
+        assert_eq!(cb.user_id.as_deref(), Some("0326"));
+        assert_eq!(cb.space_type.as_deref(), Some("IM"));
+        assert_eq!(cb.space_id.as_deref(), Some("cid1"));
+    }
+
+    #[test]
+    fn action_from_content_value_param() {
+        let value = Action::Regenerate {
+            record: "rec-2".into(),
+        }
+        .to_value_string();
+        let v = callback(json!({"content": content_with(json!({"value": value}))}));
+        assert_eq!(
+            CardCallback::parse(&v).unwrap().action,
+            Action::Regenerate {
+                record: "rec-2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn action_from_top_level_value() {
+        let value = Action::ContinueChat {
+            record: "rec-3".into(),
+        }
+        .to_value_string();
+        let v = callback(json!({ "value": value }));
+        assert_eq!(
+            CardCallback::parse(&v).unwrap().action,
+            Action::ContinueChat {
+                record: "rec-3".into()
+            }
+        );
+        // The same fields as an object are tolerated.
+        let v = callback(json!({"value": {"action": "regenerate", "record": "rec-4"}}));
+        assert_eq!(CardCallback::parse(&v).unwrap().action.record(), "rec-4");
+    }
+
+    #[test]
+    fn content_wins_over_value_and_broken_content_falls_back_to_value() {
+        let v = callback(json!({
+            "content": content_with(json!({"action": "regenerate", "record": "from-content"})),
+            "value": Action::ContinueChat { record: "from-value".into() }.to_value_string()
+        }));
+        assert_eq!(
+            CardCallback::parse(&v).unwrap().action.record(),
+            "from-content"
+        );
+        let v = callback(json!({
+            "content": "{not json",
+            "value": Action::ContinueChat { record: "from-value".into() }.to_value_string()
+        }));
+        assert_eq!(
+            CardCallback::parse(&v).unwrap().action.record(),
+            "from-value"
+        );
+    }
+
+    #[test]
+    fn errors_are_typed_and_clear() {
+        let cases: Vec<(Value, CallbackError)> = vec![
+            (json!("x"), CallbackError::NotAnObject),
+            (callback(json!({})), CallbackError::NoAction),
+            (
+                callback(json!({"content": "{not json"})),
+                CallbackError::InvalidJson { field: "content" },
+            ),
+            (
+                callback(json!({"content": "[1]"})),
+                CallbackError::InvalidJson { field: "content" },
+            ),
+            (
+                callback(json!({"content": "{\"cardPrivateData\": 5}"})),
+                CallbackError::InvalidJson {
+                    field: "content.cardPrivateData",
+                },
+            ),
+            (
+                callback(json!({"content": "{\"cardPrivateData\": {\"params\": \"a\"}}"})),
+                CallbackError::InvalidJson {
+                    field: "content.cardPrivateData.params",
+                },
+            ),
+            (
+                callback(json!({"content": content_with(json!({}))})),
+                CallbackError::NoAction,
+            ),
+            (
+                callback(json!({"value": "not json"})),
+                CallbackError::InvalidJson { field: "value" },
+            ),
+            (
+                callback(json!({"value": "{\"record\": \"r\"}"})),
+                CallbackError::MissingField { field: "action" },
+            ),
+            (
+                callback(json!({"value": "{\"action\": \"regenerate\"}"})),
+                CallbackError::MissingField { field: "record" },
+            ),
+            (
+                callback(json!({"value": "{\"action\": \"feedback\", \"record\": \"r\"}"})),
+                CallbackError::MissingField { field: "kind" },
+            ),
+            (
+                callback(json!({"value": "{\"action\": 3, \"record\": \"r\"}"})),
+                CallbackError::NotAString { field: "action" },
+            ),
+            (
+                callback(json!({"value": "{\"action\": \"delete_all\", \"record\": \"r\"}"})),
+                CallbackError::UnknownAction {
+                    action: "delete_all".into(),
+                },
+            ),
+            (
+                callback(
+                    json!({"value": "{\"action\": \"feedback\", \"kind\": \"meh\", \"record\": \"r\"}"}),
+                ),
+                CallbackError::UnknownKind { kind: "meh".into() },
+            ),
+            (
+                callback(json!({"value": "{\"action\": \"regenerate\", \"record\": \"a b\"}"})),
+                CallbackError::InvalidRecord,
+            ),
+        ];
+        for (input, expected) in cases {
+            let got = CardCallback::parse(&input).unwrap_err();
+            assert_eq!(got, expected, "{input}");
+            assert_eq!(got.ack_code(), 400);
+            assert!(!got.to_string().is_empty());
+        }
+        assert_eq!(
+            CardCallback::from_data_str("{{").unwrap_err(),
+            CallbackError::NotJson
+        );
+    }
+
+    #[test]
+    fn echoed_input_is_shortened() {
+        let long = "x".repeat(500);
+        let v = callback(json!({"value": json!({"action": long, "record": "r"}).to_string()}));
+        let e = CardCallback::parse(&v).unwrap_err();
+        assert!(e.to_string().len() < 200, "{e}");
+        let long_record = "r".repeat(MAX_RECORD_LEN + 1);
+        let v = callback(
+            json!({"value": json!({"action": "regenerate", "record": long_record}).to_string()}),
+        );
+        assert_eq!(
+            CardCallback::parse(&v).unwrap_err(),
+            CallbackError::InvalidRecord
+        );
+    }
+}

@@ -1,0 +1,803 @@
+//! The robot's cards as JSON values, for both card modes. No I/O: the reply APIs send what
+//! these functions build.
+//!
+//! **Standard mode** ([`StandardCards`]): the `StandardCard` JSON of dingtalk-stream.md §5.3.
+//! Every update replaces the whole card, so each builder returns a whole card. Element ids
+//! are `<cardBizId>_<role>`: unique within a card and across cards (the seed gave every
+//! element the same timestamp).
+//!
+//! **Template mode** ([`template`]): `cardParamMap`s (every value a string) for
+//! `createAndDeliver` and card updates, plus the request bodies. The published template is
+//! expected to use these variables:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `question` | the question (card title) |
+//! | `<streamingKey>` (default `content`) | the answer text, streamed |
+//! | `flowStatus` | "1" processing … "3" finished, "5" failed (§5.4) |
+//! | `stage` | `thinking`, `answered`, `failed`, `thanked` |
+//! | `notice` | a human message (thinking / failure / thanks text) |
+//! | `record` | the answer's record id, for button params `{"action":..,"kind":..,"record":"${record}"}` |
+//! | `valueVeryHelpful`, `valueHelpful`, `valueUnhelpful`, `valueVeryUnhelpful`, `valueRegenerate`, `valueContinue` | ready-made button values, for templates whose buttons send `{"value": "${valueHelpful}"}` |
+//! | `feedback` | the kind the user chose (after feedback) |
+
+use serde_json::{json, Value};
+
+use crate::callback::{Action, FeedbackKind};
+use crate::config::Lang;
+use crate::message::{AtUser, ReplyTarget};
+use crate::texts::Texts;
+
+/// Longest header title; longer questions are cut with an ellipsis (the full question is in
+/// the records database).
+pub const MAX_TITLE_CHARS: usize = 60;
+
+/// A fresh id for a card (`cardBizId` / `outTrackId`): 32 hex digits.
+pub fn new_card_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The question cut to [`MAX_TITLE_CHARS`], on one line.
+pub fn title_of(question: &str) -> String {
+    let one_line: String = question.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= MAX_TITLE_CHARS {
+        return one_line;
+    }
+    let mut cut: String = one_line.chars().take(MAX_TITLE_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// `atUserListJson`: the mention list as a JSON string.
+pub fn at_user_list_json(at: &AtUser) -> String {
+    json!([{"nickName": at.nick, "userId": at.staff_id}]).to_string()
+}
+
+/// The label of a feedback button.
+pub fn feedback_label(texts: &Texts, kind: FeedbackKind) -> &'static str {
+    match kind {
+        FeedbackKind::VeryHelpful => texts.very_helpful,
+        FeedbackKind::Helpful => texts.helpful,
+        FeedbackKind::Unhelpful => texts.unhelpful,
+        FeedbackKind::VeryUnhelpful => texts.very_unhelpful,
+    }
+}
+
+/// Builds the standard cards of one card (one `cardBizId`).
+#[derive(Debug, Clone)]
+pub struct StandardCards {
+    card_biz_id: String,
+    texts: &'static Texts,
+    logo: Option<String>,
+}
+
+impl StandardCards {
+    pub fn new(card_biz_id: impl Into<String>, lang: Lang) -> StandardCards {
+        StandardCards {
+            card_biz_id: card_biz_id.into(),
+            texts: Texts::for_lang(lang),
+            logo: None,
+        }
+    }
+
+    /// A logo (media id or URL) for the header.
+    pub fn with_logo(mut self, logo: impl Into<String>) -> StandardCards {
+        self.logo = Some(logo.into());
+        self
+    }
+
+    pub fn card_biz_id(&self) -> &str {
+        &self.card_biz_id
+    }
+
+    fn id(&self, role: &str) -> String {
+        format!("{}_{role}", self.card_biz_id)
+    }
+
+    fn card(&self, question: &str, contents: Vec<Value>) -> Value {
+        let mut header = json!({"title": {"type": "text", "text": title_of(question)}});
+        if let Some(logo) = &self.logo {
+            header["logo"] = json!(logo);
+        }
+        json!({
+            "config": {"autoLayout": true, "enableForward": true},
+            "header": header,
+            "contents": contents,
+        })
+    }
+
+    fn markdown(&self, role: &str, text: &str) -> Value {
+        json!({"type": "markdown", "text": text, "id": self.id(role)})
+    }
+
+    fn divider(&self, role: &str) -> Value {
+        json!({"type": "divider", "id": self.id(role)})
+    }
+
+    fn button(&self, role: &str, label: &str, action: &Action) -> Value {
+        json!({
+            "type": "button",
+            "label": {"type": "text", "text": label},
+            "actionType": "request",
+            "status": "normal",
+            "value": action.to_value_string(),
+            "id": self.id(role),
+        })
+    }
+
+    fn actions(&self, role: &str, buttons: Vec<Value>) -> Value {
+        json!({"type": "action", "actions": buttons, "id": self.id(role)})
+    }
+
+    /// Sent at once: the question as header, a "thinking" body. The @-mention goes in the
+    /// send request's options ([`standard_send_body`]).
+    pub fn thinking(&self, question: &str) -> Value {
+        self.card(question, vec![self.markdown("body", self.texts.thinking)])
+    }
+
+    /// The answer so far.
+    pub fn streaming(&self, question: &str, text_so_far: &str) -> Value {
+        let body = if text_so_far.trim().is_empty() {
+            self.texts.thinking
+        } else {
+            text_so_far
+        };
+        self.card(question, vec![self.markdown("body", body)])
+    }
+
+    /// The answer, a divider and the four feedback buttons.
+    pub fn final_answer(&self, question: &str, answer: &str, record: &str) -> Value {
+        let buttons = FeedbackKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let action = Action::Feedback {
+                    kind,
+                    record: record.to_string(),
+                };
+                self.button(
+                    &format!("btn_{}", kind.as_str()),
+                    feedback_label(self.texts, kind),
+                    &action,
+                )
+            })
+            .collect();
+        self.card(
+            question,
+            vec![
+                self.markdown("body", answer),
+                self.divider("divider"),
+                self.actions("feedback", buttons),
+            ],
+        )
+    }
+
+    /// A finished, not spinning, card for an answer that failed: what was written so far (if
+    /// anything) and a human message.
+    pub fn failed(&self, question: &str, partial_answer: &str, message: &str) -> Value {
+        let mut contents = Vec::new();
+        if !partial_answer.trim().is_empty() {
+            contents.push(self.markdown("body", partial_answer));
+            contents.push(self.divider("divider"));
+        }
+        contents.push(self.markdown("notice", message));
+        self.card(question, contents)
+    }
+
+    /// After feedback: thanks, and "regenerate" / "continue asking" buttons. With `answer`,
+    /// the answer stays on the card (to update the answer card in place); without, the card
+    /// holds only the thanks (a separate reply).
+    pub fn thanks(&self, question: &str, answer: Option<&str>, record: &str) -> Value {
+        let mut contents = Vec::new();
+        if let Some(answer) = answer {
+            contents.push(self.markdown("body", answer));
+            contents.push(self.divider("divider"));
+        }
+        contents.push(self.markdown("notice", self.texts.thanks));
+        let regenerate = Action::Regenerate {
+            record: record.to_string(),
+        };
+        let continue_chat = Action::ContinueChat {
+            record: record.to_string(),
+        };
+        contents.push(self.actions(
+            "next",
+            vec![
+                self.button("btn_regenerate", self.texts.regenerate, &regenerate),
+                self.button(
+                    "btn_continue_chat",
+                    self.texts.continue_chat,
+                    &continue_chat,
+                ),
+            ],
+        ));
+        self.card(question, contents)
+    }
+}
+
+/// The body of `POST /v1.0/im/v1.0/robot/interactiveCards/send`. `None` when the target can
+/// only be reached through the session webhook.
+pub fn standard_send_body(
+    robot_code: &str,
+    card_biz_id: &str,
+    card: &Value,
+    target: &ReplyTarget,
+    at: Option<&AtUser>,
+) -> Option<Value> {
+    let mut body = json!({
+        "cardTemplateId": "StandardCard",
+        "robotCode": robot_code,
+        "cardBizId": card_biz_id,
+        "cardData": card.to_string(),
+    });
+    let obj = body.as_object_mut()?;
+    obj.extend(target.standard_card_fields()?);
+    if let Some(at) = at {
+        obj.insert(
+            "sendOptions".into(),
+            json!({"atUserListJson": at_user_list_json(at)}),
+        );
+    }
+    Some(body)
+}
+
+/// The body of `PUT /v1.0/im/robots/interactiveCards` (the whole card again).
+pub fn standard_update_body(card_biz_id: &str, card: &Value) -> Value {
+    json!({"cardBizId": card_biz_id, "cardData": card.to_string()})
+}
+
+/// Template (advanced / AI) cards: parameter maps and request bodies.
+pub mod template {
+    use std::collections::BTreeMap;
+
+    use serde_json::{json, Value};
+
+    use super::title_of;
+    use crate::callback::{Action, FeedbackKind};
+    use crate::config::Lang;
+    use crate::message::{AtUser, ReplyTarget};
+    use crate::texts::Texts;
+
+    /// A `cardParamMap`: every value a string, as the card API requires.
+    pub type ParamMap = BTreeMap<String, String>;
+
+    /// The AI card's `flowStatus`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum FlowStatus {
+        Processing,
+        Inputting,
+        Finished,
+        Executing,
+        Failed,
+    }
+
+    impl FlowStatus {
+        pub fn as_str(self) -> &'static str {
+            match self {
+                FlowStatus::Processing => "1",
+                FlowStatus::Inputting => "2",
+                FlowStatus::Finished => "3",
+                FlowStatus::Executing => "4",
+                FlowStatus::Failed => "5",
+            }
+        }
+    }
+
+    fn base(question: &str, status: FlowStatus, stage: &str) -> ParamMap {
+        let mut m = ParamMap::new();
+        m.insert("question".into(), title_of(question));
+        m.insert("flowStatus".into(), status.as_str().into());
+        m.insert("stage".into(), stage.into());
+        m
+    }
+
+    fn button_values(m: &mut ParamMap, record: &str) {
+        m.insert("record".into(), record.into());
+        let names = [
+            "valueVeryHelpful",
+            "valueHelpful",
+            "valueUnhelpful",
+            "valueVeryUnhelpful",
+        ];
+        for (kind, name) in FeedbackKind::ALL.into_iter().zip(names) {
+            let a = Action::Feedback {
+                kind,
+                record: record.into(),
+            };
+            m.insert(name.into(), a.to_value_string());
+        }
+        let regen = Action::Regenerate {
+            record: record.into(),
+        };
+        m.insert("valueRegenerate".into(), regen.to_value_string());
+        let cont = Action::ContinueChat {
+            record: record.into(),
+        };
+        m.insert("valueContinue".into(), cont.to_value_string());
+    }
+
+    /// Delivered at once: processing, empty answer, the thinking notice.
+    pub fn thinking(question: &str, streaming_key: &str, lang: Lang) -> ParamMap {
+        let mut m = base(question, FlowStatus::Processing, "thinking");
+        m.insert(streaming_key.into(), String::new());
+        m.insert("notice".into(), Texts::for_lang(lang).thinking.into());
+        m
+    }
+
+    /// The finished answer with its record id and button values.
+    pub fn final_answer(
+        question: &str,
+        answer: &str,
+        record: &str,
+        streaming_key: &str,
+    ) -> ParamMap {
+        let mut m = base(question, FlowStatus::Finished, "answered");
+        m.insert(streaming_key.into(), answer.into());
+        m.insert("notice".into(), String::new());
+        button_values(&mut m, record);
+        m
+    }
+
+    /// A failed answer: not spinning, the partial text and a human message.
+    pub fn failed(
+        question: &str,
+        partial_answer: &str,
+        message: &str,
+        streaming_key: &str,
+    ) -> ParamMap {
+        let mut m = base(question, FlowStatus::Failed, "failed");
+        m.insert(streaming_key.into(), partial_answer.into());
+        m.insert("notice".into(), message.into());
+        m
+    }
+
+    /// After feedback (merged into the card by key): thanks and the next-step buttons.
+    pub fn thanks(kind: FeedbackKind, record: &str, lang: Lang) -> ParamMap {
+        let mut m = ParamMap::new();
+        m.insert("stage".into(), "thanked".into());
+        m.insert("feedback".into(), kind.as_str().into());
+        m.insert("notice".into(), Texts::for_lang(lang).thanks.into());
+        button_values(&mut m, record);
+        m
+    }
+
+    /// The body of `POST /v1.0/card/instances/createAndDeliver`. `None` when the target can
+    /// only be reached through the session webhook.
+    pub fn create_and_deliver_body(
+        template_id: &str,
+        out_track_id: &str,
+        robot_code: &str,
+        target: &ReplyTarget,
+        at: Option<&AtUser>,
+        params: &ParamMap,
+    ) -> Option<Value> {
+        let mut body = json!({
+            "cardTemplateId": template_id,
+            "outTrackId": out_track_id,
+            "callbackType": "STREAM",
+            "cardData": {"cardParamMap": params},
+            "openSpaceId": target.open_space_id()?,
+            "userIdType": 1,
+        });
+        match target {
+            ReplyTarget::Group { .. } => {
+                let mut at_ids = serde_json::Map::new();
+                if let Some(at) = at {
+                    at_ids.insert(at.staff_id.clone(), json!(at.nick));
+                }
+                body["imGroupOpenSpaceModel"] = json!({"supportForward": true});
+                body["imGroupOpenDeliverModel"] =
+                    json!({"robotCode": robot_code, "atUserIds": at_ids});
+            }
+            ReplyTarget::User { .. } => {
+                body["imRobotOpenSpaceModel"] = json!({"supportForward": true});
+                body["imRobotOpenDeliverModel"] = json!({"spaceType": "IM_ROBOT"});
+            }
+            ReplyTarget::SessionOnly => return None,
+        }
+        Some(body)
+    }
+
+    /// The body of `PUT /v1.0/card/instances` (update variables by key).
+    pub fn update_body(out_track_id: &str, params: &ParamMap) -> Value {
+        json!({
+            "outTrackId": out_track_id,
+            "cardData": {"cardParamMap": params},
+            "cardUpdateOptions": {"updateCardDataByKey": true, "updatePrivateDataByKey": true},
+        })
+    }
+
+    /// The body of `PUT /v1.0/card/streaming`. `guid` must be new for every call.
+    pub fn streaming_body(
+        out_track_id: &str,
+        guid: &str,
+        key: &str,
+        full_text: &str,
+        finalize: bool,
+        error: bool,
+    ) -> Value {
+        json!({
+            "outTrackId": out_track_id,
+            "guid": guid,
+            "key": key,
+            "content": full_text,
+            "isFull": true,
+            "isFinalize": finalize,
+            "isError": error,
+        })
+    }
+
+    /// The `response` of a card callback ACK that updates the card.
+    pub fn callback_response(params: &ParamMap) -> Value {
+        json!({
+            "cardUpdateOptions": {"updateCardDataByKey": true},
+            "cardData": {"cardParamMap": params},
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::template::{self, FlowStatus, ParamMap};
+    use super::*;
+
+    fn collect_ids(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(id)) = m.get("id") {
+                    out.push(id.clone());
+                }
+                m.values().for_each(|x| collect_ids(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| collect_ids(x, out)),
+            _ => {}
+        }
+    }
+
+    fn buttons(card: &Value) -> Vec<(String, Action)> {
+        let mut out = Vec::new();
+        for c in card["contents"].as_array().unwrap() {
+            if c["type"] == "action" {
+                for b in c["actions"].as_array().unwrap() {
+                    assert_eq!(b["type"], "button");
+                    assert_eq!(b["actionType"], "request");
+                    let label = b["label"]["text"].as_str().unwrap().to_string();
+                    let action = Action::from_value_str(b["value"].as_str().unwrap()).unwrap();
+                    out.push((label, action));
+                }
+            }
+        }
+        out
+    }
+
+    fn body_text(card: &Value) -> String {
+        card["contents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["type"] == "markdown")
+            .map(|c| c["text"].as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn thinking_card_has_question_header_and_thinking_body() {
+        let b = StandardCards::new("card1", Lang::En);
+        let card = b.thinking("How do I reset my password?");
+        assert_eq!(
+            card["header"]["title"]["text"],
+            "How do I reset my password?"
+        );
+        assert_eq!(card["config"]["autoLayout"], true);
+        assert_eq!(body_text(&card), Texts::for_lang(Lang::En).thinking);
+        assert!(buttons(&card).is_empty());
+    }
+
+    #[test]
+    fn streaming_card_shows_text_so_far() {
+        let b = StandardCards::new("card1", Lang::Zh);
+        assert_eq!(body_text(&b.streaming("q", "Step 1: open")), "Step 1: open");
+        // Nothing yet: still the thinking text, never an empty body.
+        assert_eq!(
+            body_text(&b.streaming("q", "  ")),
+            Texts::for_lang(Lang::Zh).thinking
+        );
+    }
+
+    #[test]
+    fn final_card_has_answer_divider_and_four_feedback_buttons() {
+        let b = StandardCards::new("card1", Lang::En);
+        let card = b.final_answer("q", "The **answer**", "rec42");
+        let contents = card["contents"].as_array().unwrap();
+        assert_eq!(contents[0]["text"], "The **answer**");
+        assert_eq!(contents[1]["type"], "divider");
+        let got = buttons(&card);
+        let labels: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["Very helpful", "Helpful", "Not much help", "Not helpful"]
+        );
+        let kinds: Vec<FeedbackKind> = got
+            .iter()
+            .map(|(_, a)| match a {
+                Action::Feedback { kind, record } => {
+                    assert_eq!(record, "rec42");
+                    *kind
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, FeedbackKind::ALL);
+    }
+
+    #[test]
+    fn button_values_never_carry_the_answer() {
+        let long_answer = "secret-ish answer text ".repeat(200);
+        let card =
+            StandardCards::new("c", Lang::Zh).final_answer("the question", &long_answer, "r1");
+        for c in card["contents"].as_array().unwrap() {
+            if c["type"] == "action" {
+                for b in c["actions"].as_array().unwrap() {
+                    let v = b["value"].as_str().unwrap();
+                    assert!(!v.contains("answer text"));
+                    assert!(!v.contains("the question"));
+                    assert!(v.len() < 100);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn element_ids_are_unique_within_and_across_cards() {
+        let a = StandardCards::new("cardA", Lang::Zh);
+        let b = StandardCards::new("cardB", Lang::Zh);
+        let cards = [
+            a.final_answer("q", "x", "r"),
+            a.thanks("q", Some("x"), "r"),
+            a.failed("q", "part", "oops"),
+        ];
+        for card in &cards {
+            let mut ids = Vec::new();
+            collect_ids(card, &mut ids);
+            let set: HashSet<_> = ids.iter().collect();
+            assert_eq!(set.len(), ids.len(), "{ids:?}");
+            assert!(ids.len() >= 2);
+        }
+        let mut ids_a = Vec::new();
+        collect_ids(&a.final_answer("q", "x", "r"), &mut ids_a);
+        let mut ids_b = Vec::new();
+        collect_ids(&b.final_answer("q", "x", "r"), &mut ids_b);
+        assert!(ids_a.iter().all(|id| !ids_b.contains(id)));
+        assert_ne!(new_card_id(), new_card_id());
+        assert_eq!(new_card_id().len(), 32);
+    }
+
+    #[test]
+    fn failed_card_is_not_spinning_and_keeps_partial_text() {
+        let b = StandardCards::new("c", Lang::En);
+        let card = b.failed("q", "Half an ans", "Sorry, it broke.");
+        let text = body_text(&card);
+        assert!(text.contains("Half an ans"));
+        assert!(text.contains("Sorry, it broke."));
+        assert!(!text.contains(Texts::for_lang(Lang::En).thinking));
+        assert!(buttons(&card).is_empty());
+        let card = b.failed("q", "", "Sorry, it broke.");
+        assert_eq!(body_text(&card), "Sorry, it broke.");
+    }
+
+    #[test]
+    fn thanks_card_offers_regenerate_and_continue() {
+        let b = StandardCards::new("c", Lang::En);
+        let card = b.thanks("q", None, "rec7");
+        assert!(body_text(&card).contains("Thank you"));
+        let got = buttons(&card);
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "Regenerate".to_string(),
+                    Action::Regenerate {
+                        record: "rec7".into()
+                    }
+                ),
+                (
+                    "Continue asking".to_string(),
+                    Action::ContinueChat {
+                        record: "rec7".into()
+                    }
+                ),
+            ]
+        );
+        let with_answer = b.thanks("q", Some("the answer"), "rec7");
+        assert!(body_text(&with_answer).starts_with("the answer"));
+    }
+
+    #[test]
+    fn long_questions_are_cut_for_the_title() {
+        let q = "长".repeat(100);
+        let t = title_of(&q);
+        assert_eq!(t.chars().count(), MAX_TITLE_CHARS);
+        assert!(t.ends_with('…'));
+        assert_eq!(title_of("a\n  b\tc"), "a b c");
+        let card = StandardCards::new("c", Lang::Zh)
+            .with_logo("@lALPlogo")
+            .thinking(&q);
+        assert_eq!(card["header"]["title"]["text"], t.as_str());
+        assert_eq!(card["header"]["logo"], "@lALPlogo");
+    }
+
+    #[test]
+    fn standard_send_body_for_group_mentions_the_sender() {
+        let card = StandardCards::new("biz1", Lang::Zh).thinking("q");
+        let target = ReplyTarget::Group {
+            open_conversation_id: "cid9".into(),
+        };
+        let at = AtUser {
+            nick: "Li \"Lei\"".into(),
+            staff_id: "0326".into(),
+        };
+        let body = standard_send_body("robot1", "biz1", &card, &target, Some(&at)).unwrap();
+        assert_eq!(body["cardTemplateId"], "StandardCard");
+        assert_eq!(body["robotCode"], "robot1");
+        assert_eq!(body["cardBizId"], "biz1");
+        assert_eq!(body["openConversationId"], "cid9");
+        let decoded: Value = serde_json::from_str(body["cardData"].as_str().unwrap()).unwrap();
+        assert_eq!(decoded, card);
+        let at_list: Value =
+            serde_json::from_str(body["sendOptions"]["atUserListJson"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            at_list,
+            json!([{"nickName": "Li \"Lei\"", "userId": "0326"}])
+        );
+    }
+
+    #[test]
+    fn standard_send_body_for_one_to_one_and_session_only() {
+        let card = StandardCards::new("biz1", Lang::Zh).thinking("q");
+        let target = ReplyTarget::User {
+            staff_id: "0999".into(),
+        };
+        let body = standard_send_body("robot1", "biz1", &card, &target, None).unwrap();
+        assert_eq!(body["singleChatReceiver"], r#"{"userId":"0999"}"#);
+        assert!(body.get("openConversationId").is_none());
+        assert!(body.get("sendOptions").is_none());
+        assert_eq!(
+            standard_send_body("r", "b", &card, &ReplyTarget::SessionOnly, None),
+            None
+        );
+        let upd = standard_update_body("biz1", &card);
+        assert_eq!(upd["cardBizId"], "biz1");
+        assert_eq!(upd["cardData"], card.to_string());
+    }
+
+    fn all_strings(m: &ParamMap) -> bool {
+        // BTreeMap<String, String> is strings by type; check it serializes as such.
+        serde_json::to_value(m)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .values()
+            .all(Value::is_string)
+    }
+
+    #[test]
+    fn template_params_carry_flow_status_and_buttons() {
+        let thinking = template::thinking("q?", "content", Lang::En);
+        assert_eq!(thinking["flowStatus"], "1");
+        assert_eq!(thinking["content"], "");
+        assert_eq!(thinking["question"], "q?");
+        assert_eq!(thinking["stage"], "thinking");
+
+        let done = template::final_answer("q?", "answer", "rec1", "answer_md");
+        assert_eq!(done["flowStatus"], "3");
+        assert_eq!(done["answer_md"], "answer");
+        assert_eq!(done["record"], "rec1");
+        assert_eq!(
+            Action::from_value_str(&done["valueUnhelpful"]).unwrap(),
+            Action::Feedback {
+                kind: FeedbackKind::Unhelpful,
+                record: "rec1".into()
+            }
+        );
+        assert_eq!(
+            Action::from_value_str(&done["valueRegenerate"]).unwrap(),
+            Action::Regenerate {
+                record: "rec1".into()
+            }
+        );
+
+        let failed = template::failed("q?", "part", "broke", "content");
+        assert_eq!(failed["flowStatus"], "5");
+        assert_eq!(failed["notice"], "broke");
+        assert_eq!(failed["content"], "part");
+
+        let thanks = template::thanks(FeedbackKind::VeryHelpful, "rec1", Lang::En);
+        assert_eq!(thanks["feedback"], "very_helpful");
+        assert_eq!(thanks["stage"], "thanked");
+        assert!(thanks["notice"].contains("Thank"));
+        assert_eq!(
+            Action::from_value_str(&thanks["valueContinue"]).unwrap(),
+            Action::ContinueChat {
+                record: "rec1".into()
+            }
+        );
+        for m in [&thinking, &done, &failed, &thanks] {
+            assert!(all_strings(m));
+        }
+        let statuses: Vec<&str> = [
+            FlowStatus::Processing,
+            FlowStatus::Inputting,
+            FlowStatus::Finished,
+            FlowStatus::Executing,
+            FlowStatus::Failed,
+        ]
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+        assert_eq!(statuses, ["1", "2", "3", "4", "5"]);
+    }
+
+    #[test]
+    fn template_bodies() {
+        let params = template::thinking("q", "content", Lang::Zh);
+        let at = AtUser {
+            nick: "Li".into(),
+            staff_id: "0326".into(),
+        };
+        let group = ReplyTarget::Group {
+            open_conversation_id: "cid1".into(),
+        };
+        let b = template::create_and_deliver_body(
+            "tpl.schema",
+            "t1",
+            "robot",
+            &group,
+            Some(&at),
+            &params,
+        )
+        .unwrap();
+        assert_eq!(b["cardTemplateId"], "tpl.schema");
+        assert_eq!(b["outTrackId"], "t1");
+        assert_eq!(b["callbackType"], "STREAM");
+        assert_eq!(b["openSpaceId"], "dtv1.card//IM_GROUP.cid1");
+        assert_eq!(b["imGroupOpenDeliverModel"]["robotCode"], "robot");
+        assert_eq!(b["imGroupOpenDeliverModel"]["atUserIds"]["0326"], "Li");
+        assert_eq!(b["cardData"]["cardParamMap"]["flowStatus"], "1");
+        assert!(b.get("imRobotOpenDeliverModel").is_none());
+
+        let user = ReplyTarget::User {
+            staff_id: "0326".into(),
+        };
+        let b =
+            template::create_and_deliver_body("tpl", "t2", "robot", &user, None, &params).unwrap();
+        assert_eq!(b["openSpaceId"], "dtv1.card//IM_ROBOT.0326");
+        assert_eq!(b["imRobotOpenDeliverModel"]["spaceType"], "IM_ROBOT");
+        assert!(b.get("imGroupOpenDeliverModel").is_none());
+        assert_eq!(
+            template::create_and_deliver_body(
+                "tpl",
+                "t3",
+                "r",
+                &ReplyTarget::SessionOnly,
+                None,
+                &params
+            ),
+            None
+        );
+
+        let u = template::update_body("t1", &params);
+        assert_eq!(u["cardUpdateOptions"]["updateCardDataByKey"], true);
+        assert_eq!(u["cardData"]["cardParamMap"]["stage"], "thinking");
+
+        let s = template::streaming_body("t1", "g1", "content", "so far", false, false);
+        assert_eq!(
+            s,
+            json!({"outTrackId": "t1", "guid": "g1", "key": "content", "content": "so far",
+                   "isFull": true, "isFinalize": false, "isError": false})
+        );
+        let r = template::callback_response(&params);
+        assert_eq!(r["cardData"]["cardParamMap"]["flowStatus"], "1");
+    }
+}

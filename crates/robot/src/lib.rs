@@ -1,0 +1,21 @@
+//! The logic of the built-in DingTalk robot Type, `imRobots.dingTalkStreamType`: everything
+//! between "a robot message or card click arrived" and "these cards and records result",
+//! as self-contained building blocks.
+//!
+//! - [`config`]: the instance's rendered `config.json`, checked, with defaults.
+//! - [`message`]: a robot message reduced to question, chat id, reply target and @-mention.
+//! - [`cards`]: the standard card JSON and the template-card parameter maps and bodies.
+//! - [`callback`]: button values and card callbacks, read back into [`callback::Action`]s.
+//! - [`throttle`]: the card update scheduler of one streamed answer.
+//! - [`records`]: the SQLite database of answers and feedback, with CSV / JSON export.
+//! - [`texts`]: the sentences the robot writes itself, per language.
+//!
+//! Not here: the Stream connection, ACKs, redelivery dedupe and the HTTP reply APIs
+//! (`jitnode-stream`); the agent (`jitnode-agent`); element loading (`jitnode-host`). The
+//! loader that wires those to these blocks comes later and will live in this crate.
+
+pub mod callback;
+pub mod cards;
+pub mod config;
+pub mod message;
+pub mod texts;

@@ -1,0 +1,106 @@
+//! The sentences and labels the robot writes itself, in the configured language.
+
+use crate::config::Lang;
+
+/// Every fixed text of the robot in one language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Texts {
+    pub thinking: &'static str,
+    pub failed: &'static str,
+    pub timed_out: &'static str,
+    pub stopped: &'static str,
+    pub very_helpful: &'static str,
+    pub helpful: &'static str,
+    pub unhelpful: &'static str,
+    pub very_unhelpful: &'static str,
+    pub thanks: &'static str,
+    pub regenerate: &'static str,
+    pub continue_chat: &'static str,
+    pub invitation: &'static str,
+    pub only_text: &'static str,
+    pub empty_question: &'static str,
+    pub fallback_title: &'static str,
+}
+
+const ZH: Texts = Texts {
+    thinking: "正在分析您的问题，请稍候……",
+    failed: "抱歉，回答时出了问题，请稍后再试。",
+    timed_out: "抱歉，回答超时了，请稍后再试。",
+    stopped: "服务正在重启，这个回答没能完成，请稍后再问一次。",
+    very_helpful: "非常有帮助",
+    helpful: "有帮助",
+    unhelpful: "帮助不大",
+    very_unhelpful: "没有帮助",
+    thanks: "感谢您的反馈！",
+    regenerate: "重新生成",
+    continue_chat: "继续提问",
+    invitation: "请继续提出您的问题，我会尽力解答。",
+    only_text: "抱歉，我目前只能理解文字和语音消息，请用文字描述您的问题。",
+    empty_question: "您好！请直接输入您的问题。",
+    fallback_title: "回答",
+};
+
+const EN: Texts = Texts {
+    thinking: "Analysing your question, please wait...",
+    failed: "Sorry, something went wrong while answering. Please try again later.",
+    timed_out: "Sorry, the answer took too long. Please try again later.",
+    stopped:
+        "The service is restarting and this answer could not be finished. Please ask again shortly.",
+    very_helpful: "Very helpful",
+    helpful: "Helpful",
+    unhelpful: "Not much help",
+    very_unhelpful: "Not helpful",
+    thanks: "Thank you for your feedback!",
+    regenerate: "Regenerate",
+    continue_chat: "Continue asking",
+    invitation: "Please go ahead with your next question.",
+    only_text:
+        "Sorry, I can only understand text and voice messages for now. Please type your question.",
+    empty_question: "Hello! Please type your question.",
+    fallback_title: "Answer",
+};
+
+impl Texts {
+    pub fn for_lang(lang: Lang) -> &'static Texts {
+        match lang {
+            Lang::Zh => &ZH,
+            Lang::En => &EN,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages_differ_and_are_complete() {
+        let zh = Texts::for_lang(Lang::Zh);
+        let en = Texts::for_lang(Lang::En);
+        assert_ne!(zh.thinking, en.thinking);
+        for t in [zh, en] {
+            let all = [
+                t.thinking,
+                t.failed,
+                t.timed_out,
+                t.stopped,
+                t.very_helpful,
+                t.helpful,
+                t.unhelpful,
+                t.very_unhelpful,
+                t.thanks,
+                t.regenerate,
+                t.continue_chat,
+                t.invitation,
+                t.only_text,
+                t.empty_question,
+                t.fallback_title,
+            ];
+            assert!(all.iter().all(|s| !s.trim().is_empty()));
+            // The four feedback labels must be distinguishable on the card.
+            let mut labels = vec![t.very_helpful, t.helpful, t.unhelpful, t.very_unhelpful];
+            labels.dedup();
+            assert_eq!(labels.len(), 4);
+        }
+    }
+}
