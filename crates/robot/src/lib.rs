@@ -19,3 +19,4 @@ pub mod cards;
 pub mod config;
 pub mod message;
 pub mod texts;
+pub mod throttle;

@@ -1,0 +1,609 @@
+//! The card update scheduler of one streamed answer.
+//!
+//! The agent's chunks go into a [`TextFeed`] (a `tokio::sync::watch` of the text so far);
+//! [`drive`] turns that into card updates through a [`CardUpdater`] (a trait, implemented
+//! for closures `FnMut(String, Publish) -> impl Future<Output = Result<(), E>>`).
+//!
+//! Semantics:
+//! - **One in flight.** Updates are awaited one after another, never overlapping.
+//! - **Minimum interval** between the starts of two calls. The driver's start counts as a
+//!   call: it is started right after the thinking card was sent.
+//! - **Coalescing.** When a call may start, it sends the latest text; everything that arrived
+//!   in between is skipped. An unchanged or blank text is not sent as a partial update.
+//! - **Cap.** At most `max_updates` calls when nothing fails: `max_updates - 1` partial ones,
+//!   one kept back for the final.
+//! - **Final.** When the feed is finished, the final text is always published (as
+//!   [`Publish::Final`], respecting the interval), retried while the failure limit allows.
+//! - **Failures.** A failed partial update is retried with the latest text at the next slot.
+//!   After `max_consecutive_failures` failures in a row the driver stops calling the card
+//!   API (`gave_up`) and only waits for the end of the answer, so the caller can send the
+//!   whole text as a markdown reply ([`ThrottleReport::needs_fallback`]).
+//! - **Abandoned.** When the feed is dropped without `finish`, nothing final is sent; the
+//!   caller turns the card into a failed one.
+//!
+//! When [`drive`] returns, no update is in flight.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+
+use crate::config::RobotConfig;
+
+/// What the driver is publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// Text so far; the answer is still being written.
+    Partial,
+    /// The whole answer; the card gets its final form (buttons).
+    Final,
+}
+
+/// Something that updates the card with a text.
+pub trait CardUpdater {
+    type Error;
+    fn update(
+        &mut self,
+        text: String,
+        publish: Publish,
+    ) -> impl Future<Output = Result<(), Self::Error>>;
+}
+
+impl<F, Fut, E> CardUpdater for F
+where
+    F: FnMut(String, Publish) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    type Error = E;
+    fn update(&mut self, text: String, publish: Publish) -> impl Future<Output = Result<(), E>> {
+        self(text, publish)
+    }
+}
+
+/// The limits of one answer's updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    pub min_interval: Duration,
+    /// Calls per answer, the final one included; at least 1.
+    pub max_updates: u32,
+    /// Failures in a row after which the card API is given up; at least 1.
+    pub max_consecutive_failures: u32,
+}
+
+impl ThrottleConfig {
+    pub fn from_robot(config: &RobotConfig) -> ThrottleConfig {
+        ThrottleConfig {
+            min_interval: config.card.min_interval,
+            max_updates: config.card.max_updates,
+            max_consecutive_failures: config.fallback_after_failures,
+        }
+    }
+}
+
+/// The state of an answer as the feed publishes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub text: String,
+    pub finished: bool,
+}
+
+/// The producer's side: the agent's streaming callback appends here.
+#[derive(Debug)]
+pub struct TextFeed {
+    tx: watch::Sender<Snapshot>,
+}
+
+/// A new feed and the receiver to give to [`drive`].
+pub fn feed() -> (TextFeed, watch::Receiver<Snapshot>) {
+    let (tx, rx) = watch::channel(Snapshot::default());
+    (TextFeed { tx }, rx)
+}
+
+impl TextFeed {
+    /// Appends a chunk of answer text.
+    pub fn append(&self, chunk: &str) {
+        if chunk.is_empty() {
+            return;
+        }
+        // send_modify works with or without receivers, so a driver that already returned
+        // does not turn the producer's appends into errors.
+        self.tx.send_modify(|s| s.text.push_str(chunk));
+    }
+
+    /// Replaces the text so far (for producers that send whole snapshots).
+    pub fn set(&self, text: impl Into<String>) {
+        let text = text.into();
+        self.tx.send_modify(|s| s.text = text);
+    }
+
+    /// The text so far.
+    pub fn text(&self) -> String {
+        self.tx.borrow().text.clone()
+    }
+
+    /// The answer is complete with the text so far.
+    pub fn finish(self) {
+        self.tx.send_modify(|s| s.finished = true);
+    }
+
+    /// The answer is complete with this text.
+    pub fn finish_with(self, text: impl Into<String>) {
+        let text = text.into();
+        self.tx.send_modify(|s| {
+            s.text = text;
+            s.finished = true;
+        });
+    }
+}
+
+/// What happened to one answer's card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleReport<E> {
+    /// Update calls made, partial and final, failed ones included.
+    pub updates: u32,
+    pub partial_updates: u32,
+    pub failures: u32,
+    /// Failures in a row at the end.
+    pub consecutive_failures: u32,
+    /// The feed was finished (not dropped).
+    pub finished: bool,
+    pub final_published: bool,
+    /// The card API was given up after too many failures in a row.
+    pub gave_up: bool,
+    /// The last text seen: the whole answer when `finished`.
+    pub text: String,
+    pub last_error: Option<E>,
+}
+
+impl<E> ThrottleReport<E> {
+    /// The answer is complete but its card does not show it: send it as a markdown reply.
+    pub fn needs_fallback(&self) -> bool {
+        self.finished && !self.final_published
+    }
+}
+
+/// Drives the card updates of one answer until the feed is finished (then publishes the
+/// final text) or dropped. See the module doc for the rules.
+pub async fn drive<U: CardUpdater>(
+    mut rx: watch::Receiver<Snapshot>,
+    mut updater: U,
+    config: ThrottleConfig,
+) -> ThrottleReport<U::Error> {
+    let partial_cap = config.max_updates.max(1) - 1;
+    let failure_limit = config.max_consecutive_failures.max(1);
+    let mut report = ThrottleReport {
+        updates: 0,
+        partial_updates: 0,
+        failures: 0,
+        consecutive_failures: 0,
+        finished: false,
+        final_published: false,
+        gave_up: false,
+        text: String::new(),
+        last_error: None,
+    };
+    let mut last_call = Instant::now();
+    let mut last_published: Option<String> = None;
+
+    let record = |report: &mut ThrottleReport<U::Error>, result: Result<(), U::Error>| match result
+    {
+        Ok(()) => {
+            report.consecutive_failures = 0;
+            true
+        }
+        Err(e) => {
+            report.failures += 1;
+            report.consecutive_failures += 1;
+            report.last_error = Some(e);
+            if report.consecutive_failures >= failure_limit {
+                report.gave_up = true;
+            }
+            false
+        }
+    };
+
+    // Streaming phase.
+    loop {
+        let snap = rx.borrow_and_update().clone();
+        report.text = snap.text;
+        if snap.finished {
+            report.finished = true;
+            break;
+        }
+        let closed = rx.has_changed().is_err();
+        if closed {
+            // Dropped without finish: abandoned; the caller shows the failure.
+            return report;
+        }
+        let wants_partial = !report.gave_up
+            && report.partial_updates < partial_cap
+            && !report.text.trim().is_empty()
+            && last_published.as_deref() != Some(report.text.as_str());
+        if wants_partial {
+            let due = last_call + config.min_interval;
+            if Instant::now() < due {
+                sleep_until(due).await;
+                // Re-read: the latest text (or the finish) wins.
+                continue;
+            }
+            last_call = Instant::now();
+            report.updates += 1;
+            report.partial_updates += 1;
+            let text = report.text.clone();
+            let result = updater.update(text.clone(), Publish::Partial).await;
+            if record(&mut report, result) {
+                last_published = Some(text);
+            }
+            continue;
+        }
+        if rx.changed().await.is_err() {
+            // Closed while idle: loop once more to see whether it was finished first.
+            let snap = rx.borrow().clone();
+            report.text = snap.text;
+            if snap.finished {
+                report.finished = true;
+                break;
+            }
+            return report;
+        }
+    }
+
+    // Final phase: the kept-back update, retried while failures allow.
+    while !report.gave_up {
+        sleep_until(last_call + config.min_interval).await;
+        last_call = Instant::now();
+        report.updates += 1;
+        let result = updater.update(report.text.clone(), Publish::Final).await;
+        if record(&mut report, result) {
+            report.final_published = true;
+            break;
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use tokio::time::sleep;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    struct Call {
+        at: Duration,
+        text: String,
+        publish: Publish,
+    }
+
+    /// A fake card API: records calls, takes `delay` per call, fails the calls whose index
+    /// `fail(i)` says.
+    #[derive(Clone)]
+    struct Fake {
+        start: Instant,
+        calls: Arc<Mutex<Vec<Call>>>,
+        in_flight: Arc<AtomicUsize>,
+        max_in_flight: Arc<AtomicUsize>,
+        delay: Duration,
+        fail: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+    }
+
+    impl Fake {
+        fn new(delay: Duration, fail: impl Fn(usize) -> bool + Send + Sync + 'static) -> Fake {
+            Fake {
+                start: Instant::now(),
+                calls: Arc::default(),
+                in_flight: Arc::default(),
+                max_in_flight: Arc::default(),
+                delay,
+                fail: Arc::new(fail),
+            }
+        }
+
+        fn ok() -> Fake {
+            Fake::new(Duration::ZERO, |_| false)
+        }
+
+        fn updater(
+            &self,
+        ) -> impl FnMut(
+            String,
+            Publish,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+               + Send {
+            let me = self.clone();
+            move |text, publish| {
+                let me = me.clone();
+                Box::pin(async move {
+                    let index = {
+                        let mut calls = me.calls.lock().unwrap();
+                        calls.push(Call {
+                            at: me.start.elapsed(),
+                            text,
+                            publish,
+                        });
+                        calls.len() - 1
+                    };
+                    let now = me.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    me.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                    sleep(me.delay).await;
+                    me.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    if (me.fail)(index) {
+                        Err(format!("403 on call {index}"))
+                    } else {
+                        Ok(())
+                    }
+                })
+            }
+        }
+
+        fn calls(&self) -> Vec<Call> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    fn config(min_ms: u64, max_updates: u32, failures: u32) -> ThrottleConfig {
+        ThrottleConfig {
+            min_interval: Duration::from_millis(min_ms),
+            max_updates,
+            max_consecutive_failures: failures,
+        }
+    }
+
+    /// Appends `n` chunks `every` apart, then finishes.
+    async fn produce(feed: TextFeed, n: usize, every: Duration) -> String {
+        let mut all = String::new();
+        for i in 0..n {
+            sleep(every).await;
+            let chunk = format!("c{i} ");
+            all.push_str(&chunk);
+            feed.append(&chunk);
+        }
+        feed.finish();
+        all
+    }
+
+    fn assert_spacing(calls: &[Call], min: Duration) {
+        let mut prev = Duration::ZERO; // the driver's start counts as a call
+        for c in calls {
+            assert!(c.at >= prev + min, "calls too close: {calls:?}");
+            prev = c.at;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_coalesces_into_the_final_update() {
+        let fake = Fake::ok();
+        let (feed, rx) = feed();
+        for i in 0..100 {
+            feed.append(&format!("w{i} "));
+        }
+        let expected = feed.text();
+        feed.finish();
+        let report = drive(rx, fake.updater(), config(300, 20, 3)).await;
+        let calls = fake.calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].publish, Publish::Final);
+        assert_eq!(calls[0].text, expected);
+        assert_eq!(calls[0].at, Duration::from_millis(300));
+        assert_eq!(report.updates, 1);
+        assert!(report.final_published && report.finished && !report.needs_fallback());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn steady_stream_respects_the_interval_and_coalesces() {
+        let fake = Fake::ok();
+        let (feed, rx) = feed();
+        let producer = tokio::spawn(produce(feed, 30, Duration::from_millis(100)));
+        let report = drive(rx, fake.updater(), config(300, 100, 3)).await;
+        let full = producer.await.unwrap();
+        let calls = fake.calls();
+        assert_spacing(&calls, Duration::from_millis(300));
+        // 3 s of chunks at one update per 300 ms: about ten, far fewer than 30 chunks.
+        assert!((8..=11).contains(&report.partial_updates), "{report:?}");
+        let last = calls.last().unwrap();
+        assert_eq!(last.publish, Publish::Final);
+        assert_eq!(last.text, full);
+        // Every partial is a growing prefix of the answer: coalesced, never stale.
+        let mut prev_len = 0;
+        for c in &calls[..calls.len() - 1] {
+            assert_eq!(c.publish, Publish::Partial);
+            assert!(full.starts_with(&c.text));
+            assert!(c.text.len() > prev_len);
+            prev_len = c.text.len();
+        }
+        assert_eq!(report.updates as usize, calls.len());
+        assert_eq!(report.text, full);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cap_keeps_one_update_for_the_final() {
+        let fake = Fake::ok();
+        let (feed, rx) = feed();
+        let producer = tokio::spawn(produce(feed, 50, Duration::from_millis(100)));
+        let report = drive(rx, fake.updater(), config(300, 5, 3)).await;
+        let full = producer.await.unwrap();
+        let calls = fake.calls();
+        assert_eq!(calls.len(), 5, "{calls:?}");
+        assert_eq!(report.partial_updates, 4);
+        assert_eq!(report.updates, 5);
+        assert!(calls[..4].iter().all(|c| c.publish == Publish::Partial));
+        assert_eq!(calls[4].publish, Publish::Final);
+        assert_eq!(calls[4].text, full);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_updates_one_means_only_the_final() {
+        let fake = Fake::ok();
+        let (feed, rx) = feed();
+        let producer = tokio::spawn(produce(feed, 10, Duration::from_millis(500)));
+        let report = drive(rx, fake.updater(), config(300, 1, 3)).await;
+        producer.await.unwrap();
+        let calls = fake.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].publish, Publish::Final);
+        assert_eq!(report.partial_updates, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn final_is_sent_even_when_the_text_did_not_change() {
+        let fake = Fake::ok();
+        let (feed, rx) = feed();
+        let driver = tokio::spawn(drive(rx, fake.updater(), config(300, 20, 3)));
+        feed.append("complete answer");
+        sleep(Duration::from_secs(2)).await;
+        feed.finish();
+        let report = driver.await.unwrap();
+        let calls = fake.calls();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[0].publish, Publish::Partial);
+        assert_eq!(calls[1].publish, Publish::Final);
+        assert_eq!(calls[1].text, "complete answer");
+        // No time left to wait: the interval since the partial at 300 ms has long passed.
+        assert_eq!(calls[1].at, Duration::from_secs(2));
+        assert!(report.final_published);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn blank_text_is_not_published_but_an_empty_final_is() {
+        let fake = Fake::ok();
+        let (feed, rx) = feed();
+        let driver = tokio::spawn(drive(rx, fake.updater(), config(300, 20, 3)));
+        feed.append("  \n");
+        sleep(Duration::from_secs(1)).await;
+        feed.finish_with("");
+        let report = driver.await.unwrap();
+        let calls = fake.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].publish, Publish::Final);
+        assert!(report.final_published);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_updates_never_overlap_and_send_the_latest_text() {
+        let fake = Fake::new(Duration::from_millis(1000), |_| false);
+        let (feed, rx) = feed();
+        let producer = tokio::spawn(produce(feed, 40, Duration::from_millis(50)));
+        let report = drive(rx, fake.updater(), config(300, 100, 3)).await;
+        let full = producer.await.unwrap();
+        assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
+        let calls = fake.calls();
+        // Each call starts when the previous ended: 1 s apart.
+        for pair in calls.windows(2) {
+            assert!(pair[1].at >= pair[0].at + Duration::from_millis(1000));
+        }
+        // 2 s of chunks with 1 s calls: a couple of partials, then the final.
+        assert!(report.partial_updates <= 3, "{report:?}");
+        assert_eq!(calls.last().unwrap().text, full);
+        assert_eq!(calls.last().unwrap().publish, Publish::Final);
+        assert!(report.final_published);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn consecutive_failures_give_up_and_ask_for_fallback() {
+        let fake = Fake::new(Duration::from_millis(10), |_| true);
+        let (feed, rx) = feed();
+        let producer = tokio::spawn(produce(feed, 30, Duration::from_millis(100)));
+        let report = drive(rx, fake.updater(), config(300, 20, 3)).await;
+        let full = producer.await.unwrap();
+        assert_eq!(fake.calls().len(), 3);
+        assert_eq!(report.failures, 3);
+        assert_eq!(report.consecutive_failures, 3);
+        assert!(report.gave_up);
+        assert!(report.finished);
+        assert!(!report.final_published);
+        assert!(report.needs_fallback());
+        // The driver waited for the whole answer so the fallback has all of it.
+        assert_eq!(report.text, full);
+        assert_eq!(report.last_error.as_deref(), Some("403 on call 2"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_resets_the_failure_count() {
+        // Calls 0, 1 fail, 2 succeeds, 3, 4 fail, then fine.
+        let fake = Fake::new(Duration::ZERO, |i| matches!(i, 0 | 1 | 3 | 4));
+        let (feed, rx) = feed();
+        let producer = tokio::spawn(produce(feed, 30, Duration::from_millis(100)));
+        let report = drive(rx, fake.updater(), config(300, 20, 3)).await;
+        let full = producer.await.unwrap();
+        assert!(!report.gave_up, "{report:?}");
+        assert_eq!(report.failures, 4);
+        assert_eq!(report.consecutive_failures, 0);
+        assert!(report.final_published);
+        assert_eq!(fake.calls().last().unwrap().text, full);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_final_is_retried_within_the_limit() {
+        // Only partial call 0 happens, then finals 1 (fails) and 2 (succeeds).
+        let fake = Fake::new(Duration::ZERO, |i| i == 1);
+        let (feed, rx) = feed();
+        let driver = tokio::spawn(drive(rx, fake.updater(), config(300, 20, 3)));
+        feed.append("all of it");
+        sleep(Duration::from_secs(1)).await;
+        feed.finish();
+        let report = driver.await.unwrap();
+        let calls = fake.calls();
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert_eq!(calls[1].publish, Publish::Final);
+        assert_eq!(calls[2].publish, Publish::Final);
+        assert!(calls[2].at >= calls[1].at + Duration::from_millis(300));
+        assert!(report.final_published);
+        assert_eq!(report.failures, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_final_gives_up_at_the_limit() {
+        let fake = Fake::new(Duration::ZERO, |_| true);
+        let (feed, rx) = feed();
+        feed.finish_with("answer");
+        let report = drive(rx, fake.updater(), config(300, 20, 2)).await;
+        assert_eq!(fake.calls().len(), 2);
+        assert!(report.gave_up && report.needs_fallback());
+        assert_eq!(report.text, "answer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_feed_is_abandoned_without_a_final() {
+        let fake = Fake::ok();
+        let (feed, rx) = feed();
+        let driver = tokio::spawn(drive(rx, fake.updater(), config(300, 20, 3)));
+        feed.append("half an ");
+        sleep(Duration::from_secs(1)).await;
+        feed.append("answer");
+        drop(feed);
+        let report = driver.await.unwrap();
+        assert!(!report.finished);
+        assert!(!report.final_published);
+        assert!(!report.needs_fallback());
+        assert_eq!(report.text, "half an answer");
+        assert!(fake.calls().iter().all(|c| c.publish == Publish::Partial));
+        // The partial before the drop went out; nothing after it.
+        assert_eq!(fake.calls().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_driver_can_run_on_another_task() {
+        // Compile-time check that drive(..) with a Send updater is Send, plus a run.
+        let fake = Fake::ok();
+        let (feed, rx) = feed();
+        let handle = tokio::spawn(drive(rx, fake.updater(), config(0, 3, 1)));
+        feed.finish_with("x");
+        let report = handle.await.unwrap();
+        assert!(report.final_published);
+        assert_eq!(fake.calls()[0].at, Duration::ZERO);
+    }
+
+    #[test]
+    fn config_comes_from_the_robot_config() {
+        let robot = RobotConfig::from_value(&serde_json::json!({
+            "clientId": "a", "clientSecret": "b", "agent": "x.y",
+            "fallbackAfterFailures": 4, "card": {"minIntervalMs": 500, "maxUpdates": 9}
+        }))
+        .unwrap();
+        assert_eq!(ThrottleConfig::from_robot(&robot), config(500, 9, 4));
+    }
+}
