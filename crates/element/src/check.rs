@@ -1,0 +1,170 @@
+//! Pure functions behind `jitnode check` and `jitnode tree`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::env::{Env, EnvError};
+use crate::par::par_map;
+use crate::problem::{json_message, Problem, ProblemKind, Problems};
+use crate::template::render_with;
+use crate::tree::{parse_tree, resolve, AppTree, Element};
+
+/// Every problem of an element root: walk, e.json, chains, and the config.json templates of
+/// every element whose e.json parsed (missing variables given `env`, non-UTF-8 text,
+/// invalid JSON after rendering). Empty when all is well.
+pub fn check(elements_root: &Path, env: &Env) -> Problems {
+    let (parsed, problems) = parse_tree(elements_root);
+    let configs: Vec<_> = parsed
+        .iter()
+        .filter(|p| p.def.is_some() && p.found.files.iter().any(|f| f == "config.json"))
+        .map(|p| (p.found.full_name.clone(), p.found.dir.join("config.json")))
+        .collect();
+    let template_problems = par_map(&configs, |(name, path)| check_config(name, path, env));
+    let mut all = match resolve(parsed, problems) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.0,
+    };
+    all.extend(template_problems.into_iter().flatten());
+    Problems(all)
+}
+
+/// [`check`] for an app folder: loads `<app>/.env` under the process environment (a broken
+/// `.env` is reported as a problem, and checking goes on with the process environment) and
+/// checks `<app>/elements`.
+pub fn check_app(app_dir: &Path) -> Problems {
+    let (env, env_problem) = match Env::load(app_dir) {
+        Ok(env) => (env, None),
+        Err(e) => {
+            let p = match e {
+                EnvError::Syntax {
+                    file,
+                    line,
+                    message,
+                } => Problem::new(file, None, ProblemKind::EnvSyntax { line, message }),
+                EnvError::Io { file, source } => Problem::new(
+                    file,
+                    None,
+                    ProblemKind::Io {
+                        message: source.to_string(),
+                    },
+                ),
+            };
+            let mut env = std::collections::HashMap::new();
+            for (k, v) in std::env::vars_os() {
+                if let (Ok(k), Ok(v)) = (k.into_string(), v.into_string()) {
+                    env.insert(k, v);
+                }
+            }
+            (Env::from_map(env), Some(p))
+        }
+    };
+    let mut problems = check(&app_dir.join("elements"), &env);
+    if let Some(p) = env_problem {
+        problems.0.insert(0, p);
+    }
+    problems
+}
+
+fn check_config(element: &str, path: &Path, env: &Env) -> Vec<Problem> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return vec![Problem::new(
+                path,
+                Some(element),
+                ProblemKind::Io {
+                    message: e.to_string(),
+                },
+            )]
+        }
+    };
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return vec![Problem::new(
+                path,
+                Some(element),
+                ProblemKind::NotUtf8 {
+                    byte_offset: e.valid_up_to(),
+                },
+            )]
+        }
+    };
+    let mut missing = Vec::new();
+    let rendered = render_with(text, |n| env.get(n), &mut missing);
+    let mut out: Vec<Problem> = missing
+        .into_iter()
+        .map(|name| Problem::new(path, Some(element), ProblemKind::MissingVariable { name }))
+        .collect();
+    // Missing values rendered as "" so the JSON shape is still checked.
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&rendered) {
+        out.push(Problem::new(
+            path,
+            Some(element),
+            ProblemKind::ConfigInvalidJson {
+                line: e.line(),
+                column: e.column(),
+                message: json_message(&e),
+            },
+        ));
+    }
+    out
+}
+
+/// Renders families as an indented tree: each Meta, below it the elements whose `type` is
+/// it (Types), below those their instances, and so on. Each line:
+///
+/// `<fullName> [<Meta|Type|instance>] <load time>, <loader>[, provides <entry>]`
+///
+/// where load time is `afterAppInit`, `beforeHandleRequest` or `on demand`, and loader is
+/// `loaded by <fullName> (<entry>)` for the nearest loader up the chain, `loaded by the host`
+/// for a Meta, or `data only`.
+pub fn render_tree(tree: &AppTree) -> String {
+    let mut out = String::new();
+    for meta in tree.metas() {
+        render_node(tree, meta, 0, &mut out);
+    }
+    out
+}
+
+fn render_node(tree: &AppTree, el: &Element, depth: usize, out: &mut String) {
+    let has_children = tree.children_of(&el.full_name).next().is_some();
+    let role = if el.is_meta() {
+        "Meta"
+    } else if has_children || el.def.backend_bundle_entry.is_some() {
+        "Type"
+    } else {
+        "instance"
+    };
+    let load = el
+        .def
+        .backend_load_time
+        .map(|t| t.as_str())
+        .unwrap_or("on demand");
+    let loader = if el.is_meta() {
+        "loaded by the host".to_string()
+    } else {
+        match tree.loader_of(&el.full_name) {
+            Some(l) => format!(
+                "loaded by {} ({})",
+                l.full_name,
+                l.def.backend_bundle_entry.as_deref().unwrap_or_default()
+            ),
+            None => "data only".to_string(),
+        }
+    };
+    let _ = write!(
+        out,
+        "{:indent$}{} [{role}] {load}, {loader}",
+        "",
+        el.full_name,
+        indent = depth * 2
+    );
+    if let Some(entry) = &el.def.backend_bundle_entry {
+        let _ = write!(out, ", provides {entry}");
+    }
+    out.push('\n');
+    for child in tree.children_of(&el.full_name) {
+        render_node(tree, child, depth + 1, out);
+    }
+}

@@ -1,0 +1,258 @@
+//! Config templates: `{{NAME}}`, `<<NAME>>`, `{{NAME:-fallback}}`, `<<NAME:-fallback>>`.
+//!
+//! Rules (the template is JSON text, rendered before parsing):
+//! - NAME matches `[A-Za-z_][A-Za-z0-9_]*`; anything else (e.g. `{{ NAME }}`) is left as is.
+//! - A placeholder inside a JSON string literal is replaced by its value escaped as JSON
+//!   string content, so quotes, backslashes, newlines or `}}` in a value stay inside that
+//!   string. Values are never rescanned for placeholders.
+//! - A placeholder outside any string stands for a whole JSON value: when the value is a
+//!   JSON number or `true`/`false` it is inserted as that literal, otherwise as a quoted JSON
+//!   string. Structure (objects, arrays, `null`, extra keys) can never be injected.
+//! - The fallback text after `:-` runs to the closing `}}`/`>>` and is used like a value
+//!   when the variable is unset. An unset variable without fallback is an error naming the
+//!   element, file and variable.
+//! - Rendered text is only returned to the caller; errors never contain values.
+
+use std::path::{Path, PathBuf};
+
+use crate::env::Env;
+use crate::file::FileError;
+use crate::problem::json_message;
+use crate::tree::Element;
+
+/// Rendering failed. Names element, file and variables, never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("element {element}: {}: missing variable{} {} (set {} in the environment or the app's .env, or give a fallback like {{{{NAME:-default}}}})",
+        file.display(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", "),
+        if names.len() == 1 { "it" } else { "them" })]
+    Missing {
+        element: String,
+        file: PathBuf,
+        names: Vec<String>,
+    },
+    #[error("element {element}: {}: not valid UTF-8", file.display())]
+    NotUtf8 { element: String, file: PathBuf },
+    #[error("element {element}: {}:{line}:{column}: not valid JSON after rendering: {message}", file.display())]
+    InvalidJson {
+        element: String,
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
+/// One placeholder found in a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Placeholder<'a> {
+    pub start: usize,
+    pub end: usize,
+    pub name: &'a str,
+    pub fallback: Option<&'a str>,
+    pub in_string: bool,
+}
+
+/// Finds placeholders, tracking whether each sits inside a JSON string literal.
+pub(crate) fn scan(text: &str) -> Vec<Placeholder<'_>> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let (mut i, mut in_str, mut esc) = (0, false, false);
+    while i < b.len() {
+        let c = b[i];
+        if in_str && esc {
+            esc = false;
+            i += 1;
+            continue;
+        }
+        if (c == b'{' || c == b'<') && b.get(i + 1) == Some(&c) {
+            if let Some(p) = match_at(text, i, in_str) {
+                i = p.end;
+                out.push(p);
+                continue;
+            }
+        }
+        if in_str {
+            if c == b'\\' {
+                esc = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else if c == b'"' {
+            in_str = true;
+        }
+        i += 1;
+    }
+    out
+}
+
+fn match_at(text: &str, i: usize, in_string: bool) -> Option<Placeholder<'_>> {
+    let close = if text.as_bytes()[i] == b'{' {
+        "}}"
+    } else {
+        ">>"
+    };
+    let rest = &text[i + 2..];
+    let name_len = rest
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        .count();
+    let first = rest.as_bytes().first()?;
+    if name_len == 0 || first.is_ascii_digit() {
+        return None;
+    }
+    let name = &rest[..name_len];
+    let after = &rest[name_len..];
+    if after.starts_with(close) {
+        return Some(Placeholder {
+            start: i,
+            end: i + 2 + name_len + 2,
+            name,
+            fallback: None,
+            in_string,
+        });
+    }
+    let body = after.strip_prefix(":-")?;
+    let stop = body.find(close)?;
+    let fallback = &body[..stop];
+    if fallback.contains('\n') {
+        return None;
+    }
+    Some(Placeholder {
+        start: i,
+        end: i + 2 + name_len + 2 + stop + 2,
+        name,
+        fallback: Some(fallback),
+        in_string,
+    })
+}
+
+/// Lists the variables a template uses, in order of first use: `(name, has_fallback)`.
+/// A name used both with and without a fallback appears twice.
+pub fn template_vars(text: &str) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for p in scan(text) {
+        let item = (p.name.to_string(), p.fallback.is_some());
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// Appends `value` escaped as JSON string content (no surrounding quotes).
+fn escape_into(out: &mut String, value: &str) {
+    for ch in value.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// A placeholder outside a string: a number/boolean literal, or else a quoted string.
+fn value_into(out: &mut String, value: &str) {
+    let t = value.trim();
+    let literal = matches!(
+        serde_json::from_str::<serde_json::Value>(t),
+        Ok(serde_json::Value::Number(_) | serde_json::Value::Bool(_))
+    );
+    if literal {
+        out.push_str(t);
+    } else {
+        out.push('"');
+        escape_into(out, value);
+        out.push('"');
+    }
+}
+
+/// Renders with `lookup`; names with neither value nor fallback go to `missing` (each once)
+/// and render as an empty string value, so the rest can still be checked.
+pub(crate) fn render_with<'v>(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<&'v str>,
+    missing: &mut Vec<String>,
+) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut last = 0;
+    for p in scan(text) {
+        out.push_str(&text[last..p.start]);
+        last = p.end;
+        let value = lookup(p.name).or(p.fallback);
+        let value = match value {
+            Some(v) => v,
+            None => {
+                if !missing.iter().any(|m| m == p.name) {
+                    missing.push(p.name.to_string());
+                }
+                ""
+            }
+        };
+        if p.in_string {
+            escape_into(&mut out, value);
+        } else {
+            value_into(&mut out, value);
+        }
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// Renders a JSON template. Values are JSON-escaped so they can never break out of their
+/// string; see the module docs for placeholders outside strings. The error names the
+/// element, file and every missing variable.
+pub fn render_template(
+    text: &str,
+    env: &Env,
+    element: &str,
+    file: &Path,
+) -> Result<String, TemplateError> {
+    let mut missing = Vec::new();
+    let out = render_with(text, |n| env.get(n), &mut missing);
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(TemplateError::Missing {
+            element: element.to_string(),
+            file: file.to_path_buf(),
+            names: missing,
+        })
+    }
+}
+
+/// Reads and renders the element's `config.json` (`None` when it has none), parsed.
+pub fn render_config(
+    element: &Element,
+    env: &Env,
+) -> Result<Option<serde_json::Value>, TemplateError> {
+    let path = element.dir.join("config.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = element.read_file("config.json")?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| TemplateError::NotUtf8 {
+        element: element.full_name.clone(),
+        file: path.clone(),
+    })?;
+    let rendered = render_template(text, env, &element.full_name, &path)?;
+    serde_json::from_str(&rendered)
+        .map(Some)
+        .map_err(|e| TemplateError::InvalidJson {
+            element: element.full_name.clone(),
+            file: path,
+            line: e.line(),
+            column: e.column(),
+            message: json_message(&e),
+        })
+}

@@ -1,0 +1,238 @@
+//! Walking an element root: which folders are elements, and which files belong to each.
+//!
+//! Rules:
+//! - a folder holding a regular file `e.json` is an element; its fullName is its path below
+//!   the root with `/` replaced by `.`; every folder on that path must be a valid segment
+//!   (see [`crate::is_valid_segment`]);
+//! - a folder without `e.json` is a namespace folder (or, inside an element, a plain subfolder);
+//! - `frontend/` and `backend/` directly inside an element belong to that element: no
+//!   elements are looked for inside them;
+//! - hidden entries (name starting with `.`, which also keeps `.env` files out of dist/) and
+//!   folders named `dist` or `target` are skipped everywhere;
+//! - a file belongs to the nearest element folder above it; files outside every element are
+//!   ignored;
+//! - symlinks to files count as files; symlinks to folders are not followed (no loops).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::problem::{is_valid_segment, Problem, ProblemKind};
+
+/// One element folder found by [`walk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundElement {
+    pub full_name: String,
+    /// Path below the element root, `/`-separated (`imRobots/dingTalkDemo`).
+    pub rel_dir: String,
+    /// The folder on disk.
+    pub dir: PathBuf,
+    /// The element's own files, `/`-separated paths relative to `dir`, sorted; includes
+    /// `e.json`; excludes nested elements' files.
+    pub files: Vec<String>,
+}
+
+/// Walks `root`, returning the element folders (sorted by fullName) and problems met on the
+/// way (unreadable folders, bad names). Never stops at the first problem.
+pub fn walk(root: &Path) -> (Vec<FoundElement>, Vec<Problem>) {
+    let mut w = Walker {
+        found: Vec::new(),
+        problems: Vec::new(),
+    };
+    match fs::metadata(root) {
+        Ok(m) if m.is_dir() => {
+            let mut segs = Vec::new();
+            w.dir(root, &mut segs, None, false);
+        }
+        Ok(_) => w.problems.push(Problem::new(
+            root,
+            None,
+            ProblemKind::Io {
+                message: "the element root is not a folder".into(),
+            },
+        )),
+        Err(e) => w.problems.push(Problem::new(
+            root,
+            None,
+            ProblemKind::Io {
+                message: format!("the element root cannot be read: {e}"),
+            },
+        )),
+    }
+    for f in &mut w.found {
+        f.files.sort_unstable();
+    }
+    w.found
+        .sort_unstable_by(|a, b| a.full_name.cmp(&b.full_name));
+    (w.found, w.problems)
+}
+
+struct Walker {
+    found: Vec<FoundElement>,
+    problems: Vec<Problem>,
+}
+
+enum Kind {
+    File,
+    Dir,
+}
+
+impl Walker {
+    /// `owner`: the element owning this folder's files and the folder's path inside it.
+    fn dir(
+        &mut self,
+        path: &Path,
+        segs: &mut Vec<String>,
+        owner: Option<(usize, String)>,
+        bundle: bool,
+    ) {
+        let owner_name = |w: &Walker, o: &Option<(usize, String)>| {
+            o.as_ref().map(|(i, _)| w.found[*i].full_name.clone())
+        };
+        let rd = match fs::read_dir(path) {
+            Ok(rd) => rd,
+            Err(e) => {
+                let el = owner_name(self, &owner);
+                self.problems.push(Problem::new(
+                    path,
+                    el.as_deref(),
+                    ProblemKind::Io {
+                        message: e.to_string(),
+                    },
+                ));
+                return;
+            }
+        };
+        let mut entries: Vec<(String, Kind)> = Vec::new();
+        for entry in rd {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let el = owner_name(self, &owner);
+                    self.problems.push(Problem::new(
+                        path,
+                        el.as_deref(),
+                        ProblemKind::Io {
+                            message: e.to_string(),
+                        },
+                    ));
+                    continue;
+                }
+            };
+            let os_name = entry.file_name();
+            let ft = match entry.file_type() {
+                Ok(ft) => ft,
+                Err(e) => {
+                    let el = owner_name(self, &owner);
+                    self.problems.push(Problem::new(
+                        entry.path(),
+                        el.as_deref(),
+                        ProblemKind::Io {
+                            message: e.to_string(),
+                        },
+                    ));
+                    continue;
+                }
+            };
+            if os_name.as_encoded_bytes().first() == Some(&b'.') {
+                continue;
+            }
+            let kind = if ft.is_dir() {
+                Kind::Dir
+            } else if ft.is_file() {
+                Kind::File
+            } else if ft.is_symlink() {
+                match fs::metadata(entry.path()) {
+                    Ok(m) if m.is_file() => Kind::File,
+                    Ok(_) => continue, // symlinked folders are not followed
+                    Err(e) => {
+                        if owner.is_some() {
+                            let el = owner_name(self, &owner);
+                            self.problems.push(Problem::new(
+                                entry.path(),
+                                el.as_deref(),
+                                ProblemKind::Io {
+                                    message: format!("broken symlink: {e}"),
+                                },
+                            ));
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                continue; // sockets, fifos, devices: never element content
+            };
+            let name = match os_name.into_string() {
+                Ok(n) => n,
+                Err(_) => {
+                    // Only report names that would matter: element files and folders.
+                    if owner.is_some() || matches!(kind, Kind::Dir) {
+                        let el = owner_name(self, &owner);
+                        self.problems.push(Problem::new(
+                            entry.path(),
+                            el.as_deref(),
+                            ProblemKind::NameNotUtf8,
+                        ));
+                    }
+                    continue;
+                }
+            };
+            if matches!(kind, Kind::Dir) && (name == "dist" || name == "target") {
+                continue;
+            }
+            entries.push((name, kind));
+        }
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+
+        let mut owner = owner;
+        let is_element = !bundle
+            && entries
+                .iter()
+                .any(|(n, k)| n == "e.json" && matches!(k, Kind::File));
+        if is_element {
+            let ejson = path.join("e.json");
+            if segs.is_empty() {
+                self.problems
+                    .push(Problem::new(ejson, None, ProblemKind::RootIsElement));
+                owner = None;
+            } else if let Some(bad) = segs.iter().find(|s| !is_valid_segment(s)) {
+                self.problems.push(Problem::new(
+                    ejson,
+                    None,
+                    ProblemKind::BadSegment {
+                        segment: bad.clone(),
+                    },
+                ));
+                owner = None;
+            } else {
+                self.found.push(FoundElement {
+                    full_name: segs.join("."),
+                    rel_dir: segs.join("/"),
+                    dir: path.to_path_buf(),
+                    files: Vec::new(),
+                });
+                owner = Some((self.found.len() - 1, String::new()));
+            }
+        }
+
+        if let Some((idx, prefix)) = &owner {
+            for (name, kind) in &entries {
+                if matches!(kind, Kind::File) {
+                    self.found[*idx].files.push(format!("{prefix}{name}"));
+                }
+            }
+        }
+        for (name, kind) in entries {
+            if !matches!(kind, Kind::Dir) {
+                continue;
+            }
+            let in_element_dir = matches!(&owner, Some((_, p)) if p.is_empty());
+            let child_bundle =
+                bundle || (in_element_dir && (name == "frontend" || name == "backend"));
+            let child_owner = owner.as_ref().map(|(i, p)| (*i, format!("{p}{name}/")));
+            let child = path.join(&name);
+            segs.push(name);
+            self.dir(&child, segs, child_owner, child_bundle);
+            segs.pop();
+        }
+    }
+}
