@@ -18,5 +18,6 @@ pub mod callback;
 pub mod cards;
 pub mod config;
 pub mod message;
+pub mod records;
 pub mod texts;
 pub mod throttle;
