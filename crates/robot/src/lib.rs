@@ -6,6 +6,8 @@
 //! - [`message`]: a robot message reduced to question, chat id, reply target and @-mention.
 //! - [`cards`]: the standard card JSON and the template-card parameter maps and bodies.
 //! - [`callback`]: button values and card callbacks, read back into [`callback::Action`]s.
+//! - [`reply`]: each step of an answer's card as card API calls (either mode), and the
+//!   session-webhook text / markdown bodies.
 //! - [`throttle`]: the card update scheduler of one streamed answer.
 //! - [`records`]: the SQLite database of answers and feedback, with CSV / JSON export.
 //! - [`texts`]: the sentences the robot writes itself, per language.
@@ -19,5 +21,6 @@ pub mod cards;
 pub mod config;
 pub mod message;
 pub mod records;
+pub mod reply;
 pub mod texts;
 pub mod throttle;

@@ -23,6 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
 
 use crate::callback::FeedbackKind;
+use crate::message::{AtUser, ConversationKind, ReplyTarget, RobotMessage};
 
 /// The file name in the app's data folder.
 pub const DB_FILE_NAME: &str = "robot-records.sqlite3";
@@ -35,7 +36,9 @@ CREATE TABLE IF NOT EXISTS answers (
     message_id       TEXT NOT NULL UNIQUE,
     robot            TEXT NOT NULL,
     conversation_id  TEXT NOT NULL,
+    conversation_type TEXT NOT NULL CHECK (conversation_type IN ('1', '2')),
     user_id          TEXT NOT NULL,
+    staff_id         TEXT,
     user_nick        TEXT NOT NULL DEFAULT '',
     question         TEXT NOT NULL,
     answer           TEXT NOT NULL,
@@ -87,12 +90,67 @@ pub struct NewAnswer {
     /// fullName of the robot instance.
     pub robot: String,
     pub conversation_id: String,
+    /// One-to-one or group: needed to send a regenerated answer to the same place.
+    pub conversation_kind: ConversationKind,
+    /// The asker: staff id, or DingTalk id for external users (`Sender::user_key`).
     pub user_id: String,
+    /// The asker's staff id, when they have one (cards and @-mentions need it).
+    pub staff_id: Option<String>,
     pub user_nick: String,
     pub question: String,
     pub answer: String,
     pub regenerated_from: Option<String>,
     pub answered_at_ms: i64,
+}
+
+impl NewAnswer {
+    /// The answer to a robot message, answered now.
+    pub fn for_message(
+        message: &RobotMessage,
+        robot: &str,
+        record_id: &str,
+        question: &str,
+        answer: &str,
+    ) -> NewAnswer {
+        NewAnswer {
+            record_id: record_id.to_string(),
+            message_id: message.msg_id.clone(),
+            robot: robot.to_string(),
+            conversation_id: message.conversation_id.clone(),
+            conversation_kind: message.kind,
+            user_id: message.sender.user_key().to_string(),
+            staff_id: message.sender.staff_id.clone(),
+            user_nick: message.sender.nick.clone(),
+            question: question.to_string(),
+            answer: answer.to_string(),
+            regenerated_from: None,
+            answered_at_ms: now_ms(),
+        }
+    }
+
+    /// A regenerated answer to a stored one; `message_id` is the id of the push (the card
+    /// callback) that asked for it.
+    pub fn regenerated(
+        first: &AnswerRow,
+        record_id: &str,
+        message_id: &str,
+        answer: &str,
+    ) -> NewAnswer {
+        NewAnswer {
+            record_id: record_id.to_string(),
+            message_id: message_id.to_string(),
+            robot: first.robot.clone(),
+            conversation_id: first.conversation_id.clone(),
+            conversation_kind: first.conversation_kind,
+            user_id: first.user_id.clone(),
+            staff_id: first.staff_id.clone(),
+            user_nick: first.user_nick.clone(),
+            question: first.question.clone(),
+            answer: answer.to_string(),
+            regenerated_from: Some(first.record_id.clone()),
+            answered_at_ms: now_ms(),
+        }
+    }
 }
 
 /// Result of storing an answer.
@@ -112,7 +170,12 @@ pub struct AnswerRow {
     pub message_id: String,
     pub robot: String,
     pub conversation_id: String,
+    /// One-to-one or group: needed to send a regenerated answer to the same place.
+    pub conversation_kind: ConversationKind,
+    /// The asker: staff id, or DingTalk id for external users (`Sender::user_key`).
     pub user_id: String,
+    /// The asker's staff id, when they have one (cards and @-mentions need it).
+    pub staff_id: Option<String>,
     pub user_nick: String,
     pub question: String,
     pub answer: String,
@@ -246,16 +309,19 @@ impl Records {
         self.with_conn(|conn| {
             let changed = conn
                 .execute(
-                    "INSERT INTO answers (record_id, message_id, robot, conversation_id, user_id,
-                         user_nick, question, answer, regenerated_from, answered_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    "INSERT INTO answers (record_id, message_id, robot, conversation_id,
+                         conversation_type, user_id, staff_id, user_nick, question, answer,
+                         regenerated_from, answered_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT(message_id) DO NOTHING",
                     params![
                         a.record_id,
                         a.message_id,
                         a.robot,
                         a.conversation_id,
+                        kind_code(a.conversation_kind),
                         a.user_id,
+                        a.staff_id,
                         a.user_nick,
                         a.question,
                         a.answer,
@@ -411,8 +477,41 @@ impl Records {
     }
 }
 
-const ANSWER_COLUMNS: &str = "record_id, message_id, robot, conversation_id, user_id, user_nick,
-    question, answer, regenerated_from, answered_at_ms";
+impl AnswerRow {
+    /// Where a regenerated answer goes: the same conversation, by the same rule as
+    /// [`crate::message::RobotMessage::reply_target`]. An external asker in a one-to-one chat
+    /// cannot be reached by a card, only by a fresh session webhook.
+    pub fn reply_target(&self) -> ReplyTarget {
+        match (self.conversation_kind, &self.staff_id) {
+            (ConversationKind::Group, _) => ReplyTarget::Group {
+                open_conversation_id: self.conversation_id.clone(),
+            },
+            (ConversationKind::OneToOne, Some(staff_id)) => ReplyTarget::User {
+                staff_id: staff_id.clone(),
+            },
+            (ConversationKind::OneToOne, None) => ReplyTarget::SessionOnly,
+        }
+    }
+
+    /// The asker to @-mention in a regenerated answer.
+    pub fn at_user(&self) -> Option<AtUser> {
+        self.staff_id.as_ref().map(|staff_id| AtUser {
+            nick: self.user_nick.clone(),
+            staff_id: staff_id.clone(),
+        })
+    }
+}
+
+const ANSWER_COLUMNS: &str = "record_id, message_id, robot, conversation_id, conversation_type,
+    user_id, staff_id, user_nick, question, answer, regenerated_from, answered_at_ms";
+
+/// The stored form of a conversation kind: DingTalk's own `conversationType` code.
+fn kind_code(kind: ConversationKind) -> &'static str {
+    match kind {
+        ConversationKind::OneToOne => "1",
+        ConversationKind::Group => "2",
+    }
+}
 
 fn answer_row(r: &Row<'_>) -> rusqlite::Result<AnswerRow> {
     Ok(AnswerRow {
@@ -420,12 +519,19 @@ fn answer_row(r: &Row<'_>) -> rusqlite::Result<AnswerRow> {
         message_id: r.get(1)?,
         robot: r.get(2)?,
         conversation_id: r.get(3)?,
-        user_id: r.get(4)?,
-        user_nick: r.get(5)?,
-        question: r.get(6)?,
-        answer: r.get(7)?,
-        regenerated_from: r.get(8)?,
-        answered_at_ms: r.get(9)?,
+        // The CHECK constraint allows only "1" and "2".
+        conversation_kind: if r.get::<_, String>(4)? == "1" {
+            ConversationKind::OneToOne
+        } else {
+            ConversationKind::Group
+        },
+        user_id: r.get(5)?,
+        staff_id: r.get(6)?,
+        user_nick: r.get(7)?,
+        question: r.get(8)?,
+        answer: r.get(9)?,
+        regenerated_from: r.get(10)?,
+        answered_at_ms: r.get(11)?,
     })
 }
 
@@ -570,7 +676,9 @@ mod tests {
             message_id: message.into(),
             robot: "imRobots.dingTalkDemo".into(),
             conversation_id: "cid1".into(),
+            conversation_kind: ConversationKind::Group,
             user_id: "0326".into(),
+            staff_id: Some("0326".into()),
             user_nick: "Li Lei".into(),
             question: format!("question of {record}"),
             answer: format!("answer of {record}"),
@@ -621,6 +729,68 @@ mod tests {
         assert_eq!(db.answer("r2").unwrap(), None);
         assert_eq!(db.answer_by_message("m1").unwrap().unwrap().record_id, "r1");
         assert_eq!(db.list_answers(None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn stored_answers_know_where_to_reply() {
+        let (_dir, db) = open();
+        db.record_answer(&answer("g", "m1", 1)).unwrap();
+        let mut dm = answer("d", "m2", 2);
+        dm.conversation_kind = ConversationKind::OneToOne;
+        db.record_answer(&dm).unwrap();
+        let mut ext = answer("e", "m3", 3);
+        ext.conversation_kind = ConversationKind::OneToOne;
+        ext.user_id = "$:LWCP_v1:$x".into();
+        ext.staff_id = None;
+        db.record_answer(&ext).unwrap();
+
+        let g = db.answer("g").unwrap().unwrap();
+        assert_eq!(g.conversation_kind, ConversationKind::Group);
+        assert_eq!(
+            g.reply_target(),
+            ReplyTarget::Group {
+                open_conversation_id: "cid1".into()
+            }
+        );
+        assert_eq!(g.at_user().unwrap().staff_id, "0326");
+        let d = db.answer("d").unwrap().unwrap();
+        assert_eq!(d.conversation_kind, ConversationKind::OneToOne);
+        assert_eq!(
+            d.reply_target(),
+            ReplyTarget::User {
+                staff_id: "0326".into()
+            }
+        );
+        let e = db.answer("e").unwrap().unwrap();
+        assert_eq!(e.staff_id, None);
+        assert_eq!(e.reply_target(), ReplyTarget::SessionOnly);
+        assert_eq!(e.at_user(), None);
+    }
+
+    #[test]
+    fn answers_built_from_a_message_and_regenerated() {
+        let (_dir, db) = open();
+        let msg = RobotMessage::parse(
+            &json!({"msgId": "msgA", "msgtype": "text", "text": {"content": "q?"},
+                    "conversationId": "cidDM", "conversationType": "1",
+                    "senderId": "$:x", "senderStaffId": "0777", "senderNick": "Wang"}),
+            "",
+        )
+        .unwrap();
+        let first = NewAnswer::for_message(&msg, "imRobots.demo", "r1", "q?", "a1");
+        assert_eq!(first.user_id, "0777");
+        assert_eq!(first.conversation_kind, ConversationKind::OneToOne);
+        db.record_answer(&first).unwrap();
+        let stored = db.answer("r1").unwrap().unwrap();
+        let again = NewAnswer::regenerated(&stored, "r2", "cb-frame-1", "a2");
+        db.record_answer(&again).unwrap();
+        let r2 = db.answer("r2").unwrap().unwrap();
+        assert_eq!(r2.question, "q?");
+        assert_eq!(r2.answer, "a2");
+        assert_eq!(r2.regenerated_from.as_deref(), Some("r1"));
+        assert_eq!(r2.message_id, "cb-frame-1");
+        assert_eq!(r2.reply_target(), stored.reply_target());
+        assert!(r2.answered_at_ms >= stored.answered_at_ms);
     }
 
     #[test]
