@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
 
@@ -78,8 +79,6 @@ pub enum RecordsError {
     NoWal { path: PathBuf, mode: String },
     #[error("no answer with record id {record_id:?}")]
     UnknownRecord { record_id: String },
-    #[error("records database {}: stored rating {rating:?} is not a known kind", path.display())]
-    BadRating { path: PathBuf, rating: String },
 }
 
 /// An answer to store.
@@ -433,7 +432,7 @@ impl Records {
                      LIMIT ?4",
                 )
                 .map_err(|e| self.sql_err(e))?;
-            let raw = stmt
+            let rows = stmt
                 .query_map(
                     params![
                         filter.robot,
@@ -442,37 +441,24 @@ impl Records {
                         filter.limit.map(i64::from).unwrap_or(-1)
                     ],
                     |r| {
-                        Ok((
-                            FeedbackRow {
-                                record_id: r.get(0)?,
-                                message_id: r.get(1)?,
-                                robot: r.get(2)?,
-                                conversation_id: r.get(3)?,
-                                asked_by: r.get(4)?,
-                                rated_by: r.get(5)?,
-                                // Placeholder; the stored text is checked below.
-                                rating: FeedbackKind::Helpful,
-                                question: r.get(7)?,
-                                answer: r.get(8)?,
-                                answered_at_ms: r.get(9)?,
-                                rated_at_ms: r.get(10)?,
-                            },
-                            r.get::<_, String>(6)?,
-                        ))
+                        Ok(FeedbackRow {
+                            record_id: r.get(0)?,
+                            message_id: r.get(1)?,
+                            robot: r.get(2)?,
+                            conversation_id: r.get(3)?,
+                            asked_by: r.get(4)?,
+                            rated_by: r.get(5)?,
+                            rating: r.get(6)?,
+                            question: r.get(7)?,
+                            answer: r.get(8)?,
+                            answered_at_ms: r.get(9)?,
+                            rated_at_ms: r.get(10)?,
+                        })
                     },
                 )
                 .map_err(|e| self.sql_err(e))?;
-            let mut out = Vec::new();
-            for item in raw {
-                let (mut row, rating) = item.map_err(|e| self.sql_err(e))?;
-                row.rating =
-                    FeedbackKind::parse(&rating).ok_or_else(|| RecordsError::BadRating {
-                        path: self.path.clone(),
-                        rating,
-                    })?;
-                out.push(row);
-            }
-            Ok(out)
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.sql_err(e))
         })
     }
 }
@@ -533,6 +519,16 @@ fn answer_row(r: &Row<'_>) -> rusqlite::Result<AnswerRow> {
         regenerated_from: r.get(10)?,
         answered_at_ms: r.get(11)?,
     })
+}
+
+impl FromSql for FeedbackKind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        // The CHECK constraint keeps other values out; a file edited by hand still gets a
+        // clear error instead of a panic.
+        FeedbackKind::parse(text)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown rating {text:?}").into()))
+    }
 }
 
 fn is_foreign_key_error(e: &rusqlite::Error) -> bool {
@@ -956,6 +952,23 @@ mod tests {
                 record_id: "r2".into()
             }
         );
+    }
+
+    #[test]
+    fn a_hand_edited_rating_is_an_error_not_a_panic() {
+        let (_dir, db) = open();
+        db.record_answer(&answer("r1", "m1", 1)).unwrap();
+        db.with_conn(|c| {
+            c.execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 INSERT INTO feedback VALUES ('r1', 'u', 'meh', 2);",
+            )
+            .unwrap();
+            Ok(())
+        })
+        .unwrap();
+        let e = db.list_feedback(&FeedbackFilter::default()).unwrap_err();
+        assert!(e.to_string().contains("meh"), "{e}");
     }
 
     #[test]
