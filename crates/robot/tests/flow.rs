@@ -1,0 +1,188 @@
+//! The building blocks composed the way the robot's loader will use them: a robot message
+//! in, card calls out while the answer streams, the answer stored, a button click read back
+//! and the feedback stored. No network: the "card API" records the calls.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jitnode_robot::callback::{Action, CardCallback, FeedbackKind};
+use jitnode_robot::config::RobotConfig;
+use jitnode_robot::message::RobotMessage;
+use jitnode_robot::records::{new_record_id, FeedbackFilter, Inserted, NewAnswer, Records};
+use jitnode_robot::reply::{AnswerCard, CardCall, Method};
+use jitnode_robot::throttle::{self, Publish, ThrottleConfig};
+use serde_json::{json, Value};
+
+fn robot_config(mode: &str) -> RobotConfig {
+    let mut card = json!({"mode": mode, "minIntervalMs": 300, "maxUpdates": 6});
+    if mode == "template" {
+        card["templateId"] = json!("helpdesk.schema");
+    }
+    RobotConfig::from_value(&json!({
+        "clientId": "dingdemo", "clientSecret": "not-a-real-secret",
+        "agent": "aiagents.helpdesk", "openApiEndpoint": "http://127.0.0.1:1",
+        "card": card
+    }))
+    .unwrap()
+}
+
+fn group_message() -> String {
+    json!({
+        "msgId": "msgFLOW1", "msgtype": "text",
+        "text": {"content": " @Helpdesk\u{2005}How do I connect to the VPN?"},
+        "conversationId": "cidGROUP", "conversationType": "2",
+        "senderId": "$:LWCP_v1:$li", "senderStaffId": "0326", "senderNick": "Li Lei",
+        "sessionWebhook": "http://127.0.0.1:1/robot/sendBySession?session=s",
+        "sessionWebhookExpiredTime": 1774086394522i64
+    })
+    .to_string()
+}
+
+/// Finds the button values in a standard card call.
+fn button_values(call: &CardCall) -> Vec<String> {
+    let card: Value = serde_json::from_str(call.body["cardData"].as_str().unwrap()).unwrap();
+    let mut out = Vec::new();
+    for c in card["contents"].as_array().unwrap() {
+        if let Some(actions) = c["actions"].as_array() {
+            for b in actions {
+                out.push(b["value"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn question_to_stored_feedback_in_standard_mode() {
+    let config = robot_config("standard");
+    let data = tempfile::tempdir().unwrap();
+    let records = Records::open_in(data.path()).unwrap();
+
+    // A message arrives.
+    let msg = RobotMessage::from_data_str(&group_message(), "frame-1").unwrap();
+    let question = msg.question().unwrap().to_string();
+    assert_eq!(question, "How do I connect to the VPN?");
+    let card = AnswerCard::new(
+        &config,
+        jitnode_robot::cards::new_card_id(),
+        &question,
+        msg.reply_target(),
+        msg.at_user(),
+    )
+    .unwrap();
+    let sent: Arc<Mutex<Vec<CardCall>>> = Arc::default();
+    sent.lock().unwrap().push(card.thinking());
+
+    // The answer streams in; the throttle turns it into card updates.
+    let record = new_record_id();
+    let (feed, rx) = throttle::feed();
+    let updater = {
+        let card = card.clone();
+        let sent = sent.clone();
+        let record = record.clone();
+        move |text: String, publish: Publish| {
+            let calls = match publish {
+                Publish::Partial => card.partial(&text, false),
+                Publish::Final => card.final_answer(&text, &record),
+            };
+            sent.lock().unwrap().extend(calls);
+            async { Ok::<(), String>(()) }
+        }
+    };
+    let driver = tokio::spawn(throttle::drive(
+        rx,
+        updater,
+        ThrottleConfig::from_robot(&config),
+    ));
+    let chunks = [
+        "Open the ",
+        "VPN app, ",
+        "sign in with ",
+        "your staff ",
+        "account.",
+    ];
+    for chunk in chunks {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        feed.append(chunk);
+    }
+    feed.finish();
+    let report = driver.await.unwrap();
+    assert!(report.final_published);
+    let answer = report.text.clone();
+    assert_eq!(answer, chunks.concat());
+
+    let calls = sent.lock().unwrap().clone();
+    assert_eq!(calls[0].method, Method::Post);
+    assert!(calls[1..].iter().all(|c| c.method == Method::Put));
+    assert!(
+        calls.len() >= 3,
+        "thinking, at least one partial, final: {calls:?}"
+    );
+    assert!(calls.len() as u32 <= 1 + config.card.max_updates);
+
+    // The answer is stored; a redelivered message would not be stored twice.
+    let new = NewAnswer::for_message(&msg, "imRobots.dingTalkDemo", &record, &question, &answer);
+    assert_eq!(records.record_answer(&new).unwrap(), Inserted::New);
+    let again = NewAnswer::for_message(&msg, "imRobots.dingTalkDemo", "other", &question, &answer);
+    assert!(matches!(
+        records.record_answer(&again).unwrap(),
+        Inserted::AlreadyStored { .. }
+    ));
+
+    // The user clicks "not much help" on the final card.
+    let values = button_values(calls.last().unwrap());
+    assert_eq!(values.len(), 4);
+    let callback = json!({
+        "outTrackId": card.card_id(), "userId": "0326", "type": "actionCallback",
+        "value": values[2]
+    });
+    let click = CardCallback::from_data_str(&callback.to_string()).unwrap();
+    let Action::Feedback {
+        kind,
+        record: clicked,
+    } = &click.action
+    else {
+        panic!("expected feedback, got {:?}", click.action);
+    };
+    assert_eq!(*kind, FeedbackKind::Unhelpful);
+    records
+        .record_feedback(clicked, click.user_id.as_deref().unwrap(), *kind, 1)
+        .unwrap();
+    let thanks = card.thanks(&answer, *kind, clicked);
+    let next = button_values(&thanks[0]);
+    assert_eq!(
+        Action::from_value_str(&next[0]).unwrap(),
+        Action::Regenerate {
+            record: record.clone()
+        }
+    );
+
+    let listed = records.list_feedback(&FeedbackFilter::default()).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].question, question);
+    assert_eq!(listed[0].answer, answer);
+    assert_eq!(listed[0].rating, FeedbackKind::Unhelpful);
+}
+
+#[tokio::test(start_paused = true)]
+async fn template_mode_click_over_stream_is_parsed() {
+    let config = robot_config("template");
+    let msg = RobotMessage::from_data_str(&group_message(), "").unwrap();
+    let card = AnswerCard::new(&config, "track-9", "q", msg.reply_target(), msg.at_user()).unwrap();
+    let final_calls = card.final_answer("answer", "rec-9");
+    let params = &final_calls[1].body["cardData"]["cardParamMap"];
+    // A template button sending `{"value": "${valueVeryHelpful}"}` in its params.
+    let content = json!({"cardPrivateData": {"actionIds": ["vh"],
+        "params": {"value": params["valueVeryHelpful"]}}})
+    .to_string();
+    let data = json!({"outTrackId": "track-9", "userId": "0326", "content": content});
+    let click = CardCallback::parse(&data).unwrap();
+    assert_eq!(click.out_track_id.as_deref(), Some("track-9"));
+    assert_eq!(
+        click.action,
+        Action::Feedback {
+            kind: FeedbackKind::VeryHelpful,
+            record: "rec-9".into()
+        }
+    );
+}
