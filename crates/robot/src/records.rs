@@ -972,6 +972,12 @@ mod tests {
     }
 
     #[test]
+    fn records_can_be_shared_between_tasks() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Records>();
+    }
+
+    #[test]
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.sqlite3");

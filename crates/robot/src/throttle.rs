@@ -21,7 +21,9 @@
 //! - **Abandoned.** When the feed is dropped without `finish`, nothing final is sent; the
 //!   caller turns the card into a failed one.
 //!
-//! When [`drive`] returns, no update is in flight.
+//! When [`drive`] returns, no update is in flight. The driver waits as long as the feed is
+//! open: the caller bounds the answer (`answerTimeoutMs`) and drops the feed on timeout,
+//! error or shutdown, then turns the card into a failed one.
 
 use std::future::Future;
 use std::time::Duration;
@@ -238,7 +240,7 @@ pub async fn drive<U: CardUpdater>(
             continue;
         }
         if rx.changed().await.is_err() {
-            // Closed while idle: loop once more to see whether it was finished first.
+            // Closed while idle: finished just before, or abandoned.
             let snap = rx.borrow().clone();
             report.text = snap.text;
             if snap.finished {
