@@ -8,9 +8,12 @@
 //! - A placeholder outside any string stands for a whole JSON value: when the value is a
 //!   JSON number or `true`/`false` it is inserted as that literal, otherwise as a quoted JSON
 //!   string. Structure (objects, arrays, `null`, extra keys) can never be injected.
-//! - The fallback text after `:-` runs to the closing `}}`/`>>` and is used like a value
-//!   when the variable is unset. An unset variable without fallback is an error naming the
-//!   element, file and variable.
+//! - The fallback text after `:-` runs to the closing `}}`/`>>` and may not contain `"` or
+//!   a line break (so it can never span a string boundary). It is template text, written by
+//!   the template's author: inside a string it is inserted as written (JSON escapes such as
+//!   `\\` keep their JSON meaning); outside a string it is used like a value (number/boolean
+//!   literal, else a quoted string). An unset variable without fallback is an error naming
+//!   the element, file and variable.
 //! - Rendered text is only returned to the caller; errors never contain values.
 
 use std::path::{Path, PathBuf};
@@ -119,7 +122,7 @@ fn match_at(text: &str, i: usize, in_string: bool) -> Option<Placeholder<'_>> {
     let body = after.strip_prefix(":-")?;
     let stop = body.find(close)?;
     let fallback = &body[..stop];
-    if fallback.contains('\n') {
+    if fallback.contains(['\n', '\r', '"']) {
         return None;
     }
     Some(Placeholder {
@@ -189,9 +192,13 @@ pub(crate) fn render_with<'v>(
     for p in scan(text) {
         out.push_str(&text[last..p.start]);
         last = p.end;
-        let value = lookup(p.name).or(p.fallback);
-        let value = match value {
+        let value = match lookup(p.name) {
             Some(v) => v,
+            None if p.in_string && p.fallback.is_some() => {
+                out.push_str(p.fallback.unwrap_or_default());
+                continue;
+            }
+            None if p.fallback.is_some() => p.fallback.unwrap_or_default(),
             None => {
                 if !missing.iter().any(|m| m == p.name) {
                     missing.push(p.name.to_string());
