@@ -1,1 +1,28 @@
-//! jitnode-host (being built).
+//! jitnode-host: the runtime that brings an element app to life.
+//!
+//! It takes a resolved [`AppTree`](jitnode_element::AppTree), finds each element's loader
+//! (the nearest `backendBundleEntry` up its type chain, looked up in a [`Registry`] of
+//! built-in loaders named `builtin:<name>`), starts the `beforeHandleRequest` and then the
+//! `afterAppInit` elements, loads the others on demand at their first lookup, lets elements
+//! call each other's named JSON functions (optionally streaming chunks), and stops them in
+//! dependency order.
+//!
+//! It is NOT for parsing e.json, resolving chains, rendering templates or building `dist/`
+//! (that is `jitnode-element` and `jitnode-dist`), nor for any particular element's business
+//! (the DingTalk robot and the AI agent are loaders registered from their own crates).
+
+mod app;
+mod echo;
+mod error;
+mod functions;
+mod loader;
+mod runtime;
+mod signal;
+
+pub use app::{App, AppHandle, LoadedElement, StartReport, StopReport, DEFAULT_STOP_DEADLINE};
+pub use echo::EchoLoader;
+pub use error::{CallError, LoadError, LookupError};
+pub use functions::{declared_functions, ArgSpec, FunctionSpec};
+pub use loader::{loader_fn, LoadContext, Loader, Registry, BUILTIN_SCHEME};
+pub use runtime::{BoxError, BoxFuture, ChunkSink, ElementRuntime, FnRuntime, FunctionError};
+pub use signal::shutdown_signal;

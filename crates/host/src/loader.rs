@@ -1,0 +1,147 @@
+//! Loaders (how a Type brings its instances to life) and the registry of built-in ones.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use jitnode_element::{Definition, Element, FileError};
+use serde_json::Value;
+
+use crate::app::AppHandle;
+use crate::runtime::{BoxError, BoxFuture, ElementRuntime};
+
+/// The scheme of built-in loaders in `backendBundleEntry`: `builtin:<name>`.
+pub const BUILTIN_SCHEME: &str = "builtin:";
+
+/// Loads elements of the Types that name it. Called once per element (the host caches the
+/// result); whatever it returns is the element's runtime until it is stopped.
+pub trait Loader: Send + Sync + 'static {
+    fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>>;
+}
+
+struct FnLoader<F>(F);
+
+impl<F, Fut> Loader for FnLoader<F>
+where
+    F: Fn(LoadContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Box<dyn ElementRuntime>, BoxError>> + Send + 'static,
+{
+    fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>> {
+        Box::pin((self.0)(cx))
+    }
+}
+
+/// A loader from an async closure.
+pub fn loader_fn<F, Fut>(f: F) -> impl Loader
+where
+    F: Fn(LoadContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Box<dyn ElementRuntime>, BoxError>> + Send + 'static,
+{
+    FnLoader(f)
+}
+
+/// What a loader gets: the element being loaded, its rendered config, and the app.
+pub struct LoadContext {
+    pub(crate) element: Arc<Element>,
+    pub(crate) loader: Arc<Element>,
+    pub(crate) config: Option<Arc<Value>>,
+    pub(crate) app: AppHandle,
+}
+
+impl LoadContext {
+    /// The element being loaded (`nodes[0]` in JitAI terms).
+    pub fn element(&self) -> &Element {
+        &self.element
+    }
+
+    pub fn full_name(&self) -> &str {
+        &self.element.full_name
+    }
+
+    /// Its e.json (all keys, known and unknown, are in `definition().raw`).
+    pub fn definition(&self) -> &Definition {
+        &self.element.def
+    }
+
+    /// The element whose `backendBundleEntry` chose this loader (usually its Type).
+    pub fn loader_element(&self) -> &Element {
+        &self.loader
+    }
+
+    /// Reads one of the element's files; refuses `..`, absolute paths and symlink escapes.
+    pub fn file(&self, rel: &str) -> Result<Vec<u8>, FileError> {
+        self.element.read_file(rel)
+    }
+
+    /// The element's config.json with templates rendered, or `None` when it has none.
+    /// Holds secrets: never log it.
+    pub fn config(&self) -> Option<&Value> {
+        self.config.as_deref()
+    }
+
+    /// The app, to look up other elements by fullName. Lookups through this handle are
+    /// recorded as dependencies of this element (it is stopped before them).
+    pub fn app(&self) -> &AppHandle {
+        &self.app
+    }
+}
+
+impl fmt::Debug for LoadContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadContext")
+            .field("element", &self.element.full_name)
+            .field("loader", &self.loader.full_name)
+            .field("config", &self.config.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Built-in loaders by name (`builtin:<name>` in a Type's `backendBundleEntry`).
+#[derive(Clone, Default)]
+pub struct Registry {
+    loaders: BTreeMap<String, Arc<dyn Loader>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// The loaders this crate provides: `builtin:echo`.
+    pub fn with_builtins() -> Registry {
+        let mut r = Registry::new();
+        r.register("echo", crate::echo::EchoLoader);
+        r
+    }
+
+    /// Registers `loader` as `builtin:<name>` (`name` may already carry the scheme).
+    /// A later registration of the same name replaces the earlier one.
+    pub fn register(&mut self, name: &str, loader: impl Loader) -> &mut Registry {
+        self.register_arc(name, Arc::new(loader))
+    }
+
+    pub fn register_arc(&mut self, name: &str, loader: Arc<dyn Loader>) -> &mut Registry {
+        let name = name.strip_prefix(BUILTIN_SCHEME).unwrap_or(name);
+        self.loaders
+            .insert(format!("{BUILTIN_SCHEME}{name}"), loader);
+        self
+    }
+
+    /// The loader for a `backendBundleEntry` such as `builtin:echo`.
+    pub fn get(&self, entry: &str) -> Option<Arc<dyn Loader>> {
+        self.loaders.get(entry).cloned()
+    }
+
+    /// Registered entries, e.g. `["builtin:echo"]`.
+    pub fn names(&self) -> Vec<String> {
+        self.loaders.keys().cloned().collect()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.loaders.keys()).finish()
+    }
+}

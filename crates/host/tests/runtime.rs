@@ -1,0 +1,628 @@
+//! The host runtime against real element trees (written to a temp dir and resolved by
+//! jitnode-element), with test-only loaders that record what happens.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jitnode_element::{load_tree, AppTree, Env};
+use jitnode_host::{
+    loader_fn, App, BoxError, CallError, ChunkSink, ElementRuntime, FnRuntime, LoadError,
+    LookupError, Registry,
+};
+use serde_json::{json, Value};
+
+fn write(root: &Path, rel: &str, file: &str, text: &str) {
+    let dir = root.join(rel);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(file), text).unwrap();
+}
+
+fn el(root: &Path, rel: &str, ejson: Value) {
+    write(root, rel, "e.json", &ejson.to_string());
+}
+
+fn tree(root: &Path) -> AppTree {
+    load_tree(root).unwrap_or_else(|p| panic!("fixture has problems:\n{p}"))
+}
+
+/// What the probe loader saw, shared with the test.
+#[derive(Default)]
+struct Log {
+    events: Mutex<Vec<String>>,
+    loads: Mutex<HashMap<String, usize>>,
+}
+
+impl Log {
+    fn push(&self, e: String) {
+        self.events.lock().unwrap().push(e);
+    }
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+    fn loads(&self, name: &str) -> usize {
+        self.loads.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+}
+
+/// `builtin:probe`: behaviour chosen by the instance's own e.json keys:
+/// `loadMs` (sleep while loading), `needs` (look these up while loading), `fail` (error
+/// message), `panic` (panic), `hangOnStop` (stop never finishes), `callNeeds` (a function
+/// `poke` that looks these up at call time).
+fn probe_registry(log: &Arc<Log>) -> Registry {
+    let log = Arc::clone(log);
+    let mut reg = Registry::new();
+    reg.register(
+        "probe",
+        loader_fn(move |cx| {
+            let log = Arc::clone(&log);
+            async move {
+                let name = cx.full_name().to_string();
+                let raw = cx.definition().raw.clone();
+                *log.loads.lock().unwrap().entry(name.clone()).or_default() += 1;
+                log.push(format!("start {name}"));
+                if let Some(ms) = raw.get("loadMs").and_then(Value::as_u64) {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                for need in raw
+                    .get("needs")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let need = need.as_str().unwrap();
+                    cx.app().lookup(need).await?;
+                }
+                if let Some(msg) = raw.get("fail").and_then(Value::as_str) {
+                    return Err(BoxError::from(msg.to_string()));
+                }
+                if raw.get("panic").is_some() {
+                    panic!("probe loader told to panic");
+                }
+                log.push(format!("done {name}"));
+                let hang = raw.get("hangOnStop").is_some();
+                let stop_log = Arc::clone(&log);
+                let stop_name = name.clone();
+                let app = cx.app().clone();
+                let call_needs: Vec<String> = raw
+                    .get("callNeeds")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                let config = cx.config().cloned();
+                let rt = FnRuntime::new()
+                    .function("config", move |_, _| {
+                        let config = config.clone();
+                        async move { Ok(config.unwrap_or(Value::Null)) }
+                    })
+                    .function("poke", move |_, _| {
+                        let app = app.clone();
+                        let call_needs = call_needs.clone();
+                        async move {
+                            for n in &call_needs {
+                                app.lookup(n).await.map_err(|e| {
+                                    jitnode_host::FunctionError::failed(e.to_string())
+                                })?;
+                            }
+                            Ok(json!(call_needs.len()))
+                        }
+                    })
+                    .on_stop(move || {
+                        let log = Arc::clone(&stop_log);
+                        let name = stop_name.clone();
+                        async move {
+                            log.push(format!("stop {name}"));
+                            if hang {
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                    });
+                Ok(Box::new(rt) as Box<dyn ElementRuntime>)
+            }
+        }),
+    );
+    reg
+}
+
+/// A Meta `t.meta`, a Type `t.probeType` (builtin:probe) and a data-only Type `t.dataType`.
+fn family(root: &Path) {
+    el(root, "t/meta", json!({"type": "", "title": "test meta"}));
+    el(
+        root,
+        "t/probeType",
+        json!({"type": "t.meta", "backendBundleEntry": "builtin:probe"}),
+    );
+    el(root, "t/dataType", json!({"type": "t.meta"}));
+}
+
+fn probe(root: &Path, name: &str, extra: Value) {
+    let mut e = json!({"type": "t.probeType"});
+    e.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    el(root, &format!("t/{name}"), e);
+}
+
+fn app_with(root: &Path, log: &Arc<Log>) -> App {
+    App::new(
+        tree(root),
+        Env::from_map(HashMap::new()),
+        probe_registry(log),
+    )
+}
+
+fn index_of(events: &[String], e: &str) -> usize {
+    events
+        .iter()
+        .position(|x| x == e)
+        .unwrap_or_else(|| panic!("no event {e:?} in {events:?}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn phases_run_in_order_and_concurrently_within_a_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    family(root);
+    probe(
+        root,
+        "b1",
+        json!({"backendLoadTime": "beforeHandleRequest", "loadMs": 30}),
+    );
+    probe(
+        root,
+        "b2",
+        json!({"backendLoadTime": "beforeHandleRequest", "loadMs": 10}),
+    );
+    probe(
+        root,
+        "a1",
+        json!({"backendLoadTime": "afterAppInit", "loadMs": 5}),
+    );
+    probe(root, "a2", json!({"backendLoadTime": "afterAppInit"}));
+    probe(root, "lazy", json!({}));
+    let log = Arc::new(Log::default());
+    let app = app_with(root, &log);
+
+    let report = app.start().await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.started, ["t.b1", "t.b2", "t.a1", "t.a2"]);
+    let ev = log.events();
+    // Both beforeHandleRequest loads begin before either finishes: concurrent.
+    assert!(index_of(&ev, "start t.b1") < index_of(&ev, "done t.b2"));
+    assert!(index_of(&ev, "start t.b2") < index_of(&ev, "done t.b1"));
+    // No afterAppInit load begins until the whole first phase is done.
+    let last_b = index_of(&ev, "done t.b1").max(index_of(&ev, "done t.b2"));
+    assert!(last_b < index_of(&ev, "start t.a1"), "{ev:?}");
+    assert!(last_b < index_of(&ev, "start t.a2"), "{ev:?}");
+    // On-demand elements are not started.
+    assert_eq!(log.loads("t.lazy"), 0);
+    assert_eq!(app.running().len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_element_is_reported_and_the_others_keep_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    family(root);
+    el(
+        root,
+        "t/robotType",
+        json!({"type": "t.meta", "backendBundleEntry": "builtin:dingTalkStream"}),
+    );
+    el(
+        root,
+        "t/robot",
+        json!({"type": "t.robotType", "backendLoadTime": "afterAppInit"}),
+    );
+    el(
+        root,
+        "t/pluginType",
+        json!({"type": "t.meta", "backendBundleEntry": "./backend"}),
+    );
+    el(
+        root,
+        "t/plugin",
+        json!({"type": "t.pluginType", "backendLoadTime": "afterAppInit"}),
+    );
+    probe(
+        root,
+        "bad",
+        json!({"backendLoadTime": "beforeHandleRequest", "fail": "cannot reach the moon"}),
+    );
+    probe(
+        root,
+        "boom",
+        json!({"backendLoadTime": "beforeHandleRequest", "panic": true}),
+    );
+    probe(
+        root,
+        "good1",
+        json!({"backendLoadTime": "beforeHandleRequest"}),
+    );
+    probe(root, "good2", json!({"backendLoadTime": "afterAppInit"}));
+    let log = Arc::new(Log::default());
+    let app = app_with(root, &log);
+
+    let report = app.start().await;
+    assert_eq!(report.started, ["t.good1", "t.good2"]);
+    let failed: HashMap<&str, String> = report
+        .failed
+        .iter()
+        .map(|(n, e)| (n.as_str(), e.to_string()))
+        .collect();
+    assert_eq!(failed.len(), 4, "{failed:?}");
+    assert_eq!(
+        failed["t.bad"],
+        "t.bad: loader builtin:probe failed: cannot reach the moon"
+    );
+    assert_eq!(failed["t.boom"], "t.boom: loader builtin:probe panicked");
+    assert!(
+        failed["t.robot"].contains("loader builtin:dingTalkStream is not available in this build"),
+        "{}",
+        failed["t.robot"]
+    );
+    assert!(failed["t.robot"].contains("declared by t.robotType"));
+    assert!(failed["t.robot"].contains("available: builtin:probe"));
+    assert!(failed["t.plugin"].contains("\"./backend\" of t.pluginType names a native plugin"));
+
+    // The good ones run and answer calls.
+    let v = app
+        .call("t.good2", "poke", json!(null), ChunkSink::discard())
+        .await
+        .unwrap();
+    assert_eq!(v, json!(0));
+    // A failed load is remembered, not retried at every lookup.
+    let again = app.lookup("t.bad").await.unwrap_err();
+    assert!(matches!(again, LookupError::Load(LoadError::Failed { .. })));
+    assert_eq!(log.loads("t.bad"), 1);
+}
+
+async fn fifty_lookups_load_once(app: Arc<App>, log: &Log) {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let app = Arc::clone(&app);
+        set.spawn(async move {
+            app.lookup("t.slow")
+                .await
+                .map(|l| l.full_name().to_string())
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = set.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), "t.slow");
+        ok += 1;
+    }
+    assert_eq!(ok, 50);
+    assert_eq!(log.loads("t.slow"), 1);
+    assert_eq!(app.running(), ["t.slow"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_first_lookups_load_once() {
+    let dir = tempfile::tempdir().unwrap();
+    family(dir.path());
+    probe(dir.path(), "slow", json!({"loadMs": 50}));
+    let log = Arc::new(Log::default());
+    let app = Arc::new(app_with(dir.path(), &log));
+    fifty_lookups_load_once(app, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_lookups_load_once_across_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    family(dir.path());
+    probe(dir.path(), "slow", json!({"loadMs": 20}));
+    let log = Arc::new(Log::default());
+    let app = Arc::new(app_with(dir.path(), &log));
+    fifty_lookups_load_once(app, &log).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn lookups_load_what_they_need_and_stop_dependents_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    family(root);
+    probe(root, "base", json!({}));
+    probe(root, "mid", json!({"needs": ["t.base"]}));
+    probe(
+        root,
+        "top",
+        json!({"backendLoadTime": "afterAppInit", "needs": ["t.mid", "t.base"]}),
+    );
+    probe(root, "alone", json!({"backendLoadTime": "afterAppInit"}));
+    // Looks up t.base only when called, after loading.
+    probe(root, "caller", json!({"callNeeds": ["t.base"]}));
+    probe(root, "later", json!({}));
+    let log = Arc::new(Log::default());
+    let app = app_with(root, &log);
+
+    let report = app.start().await;
+    assert_eq!(report.started, ["t.alone", "t.top"]);
+    // top's lookups loaded mid and base on demand.
+    assert_eq!(log.loads("t.mid"), 1);
+    assert_eq!(log.loads("t.base"), 1);
+    app.call("t.caller", "poke", json!({}), ChunkSink::discard())
+        .await
+        .unwrap();
+
+    let deps = app.dependencies();
+    assert_eq!(
+        deps["t.top"],
+        HashSet::from(["t.mid".to_string(), "t.base".to_string()])
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(deps["t.mid"], ["t.base".to_string()].into_iter().collect());
+    assert_eq!(
+        deps["t.caller"],
+        ["t.base".to_string()].into_iter().collect()
+    );
+
+    let stop = app.stop(Duration::from_secs(5)).await;
+    assert_eq!(
+        stop.waves,
+        vec![
+            vec![
+                "t.alone".to_string(),
+                "t.caller".to_string(),
+                "t.top".to_string()
+            ],
+            vec!["t.mid".to_string()],
+            vec!["t.base".to_string()],
+        ]
+    );
+    assert!(stop.timed_out.is_empty());
+    let stops: Vec<String> = log
+        .events()
+        .into_iter()
+        .filter(|e| e.starts_with("stop "))
+        .collect();
+    assert_eq!(stops.len(), 5);
+    assert!(index_of(&stops, "stop t.top") < index_of(&stops, "stop t.mid"));
+    assert!(index_of(&stops, "stop t.mid") < index_of(&stops, "stop t.base"));
+    assert!(index_of(&stops, "stop t.caller") < index_of(&stops, "stop t.base"));
+    assert!(app.running().is_empty());
+    // After stop, nothing new loads.
+    let e = app.lookup("t.later").await.unwrap_err();
+    assert!(
+        matches!(e, LookupError::Load(LoadError::Stopping { .. })),
+        "{e}"
+    );
+    assert_eq!(log.loads("t.later"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_that_hangs_is_abandoned_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    family(root);
+    probe(
+        root,
+        "stuck",
+        json!({"backendLoadTime": "afterAppInit", "hangOnStop": true}),
+    );
+    probe(
+        root,
+        "user",
+        json!({"backendLoadTime": "afterAppInit", "needs": ["t.stuck"]}),
+    );
+    probe(root, "fine", json!({"backendLoadTime": "afterAppInit"}));
+    let log = Arc::new(Log::default());
+    let app = app_with(root, &log);
+    app.start().await;
+    let started = tokio::time::Instant::now();
+    let stop = app.stop(Duration::from_secs(2)).await;
+    assert_eq!(stop.timed_out, ["t.stuck"]);
+    assert_eq!(stop.order(), ["t.fine", "t.user", "t.stuck"]);
+    // One deadline, not more: the hanging element was abandoned at 2 s.
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn elements_looking_each_other_up_while_loading_fail_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    family(root);
+    probe(root, "ping", json!({"needs": ["t.pong"]}));
+    probe(root, "pong", json!({"needs": ["t.ping"]}));
+    probe(root, "narcissus", json!({"needs": ["t.narcissus"]}));
+    let log = Arc::new(Log::default());
+    let app = app_with(root, &log);
+    let e = tokio::time::timeout(Duration::from_secs(60), app.lookup("t.ping"))
+        .await
+        .expect("a lookup cycle must not hang")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("lookup cycle while loading: t.pong -> t.ping -> t.pong"),
+        "{e}"
+    );
+    let e = tokio::time::timeout(Duration::from_secs(60), app.lookup("t.narcissus"))
+        .await
+        .expect("a self lookup must not hang")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("lookup cycle while loading: t.narcissus -> t.narcissus"),
+        "{e}"
+    );
+}
+
+fn echo_app(root: &Path, env: HashMap<String, String>) -> App {
+    el(root, "demo/meta", json!({"type": ""}));
+    el(
+        root,
+        "demo/echoType",
+        json!({
+            "type": "demo.meta",
+            "backendBundleEntry": "builtin:echo",
+            "functionList": [
+                {"name": "echo", "title": "Return the arguments"},
+                {"name": "stream", "args": [{"name": "text", "dataType": "Stext", "required": true}]}
+            ]
+        }),
+    );
+    el(root, "demo/hello", json!({"type": "demo.echoType"}));
+    el(root, "demo/data", json!({"type": "demo.meta"}));
+    el(root, "demo/loud", json!({"type": "demo.echoType"}));
+    write(
+        root,
+        "demo/loud",
+        "config.json",
+        r#"{"prefix": "{{PREFIX}}"}"#,
+    );
+    App::new(tree(root), Env::from_map(env), Registry::with_builtins())
+}
+
+#[tokio::test]
+async fn echo_returns_args_and_streams_chunks_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = HashMap::from([("PREFIX".to_string(), "!".to_string())]);
+    let app = echo_app(dir.path(), env);
+    let v = app
+        .call("demo.hello", "echo", json!({"x": 1}), ChunkSink::discard())
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"x": 1}));
+
+    let (sink, mut rx) = ChunkSink::channel();
+    let v = app
+        .call(
+            "demo.loud",
+            "stream",
+            json!({"text": "one two  three"}),
+            sink,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, json!("one two  three"));
+    let mut chunks = Vec::new();
+    while let Ok(c) = rx.try_recv() {
+        chunks.push(c);
+    }
+    assert_eq!(chunks, [json!("!one"), json!("!two"), json!("!three")]);
+
+    let hello = app.lookup("demo.hello").await.unwrap();
+    let names: Vec<String> = hello.functions().iter().map(|f| f.to_string()).collect();
+    assert_eq!(names, ["echo(any JSON)", "stream(text: Stext)"]);
+    assert_eq!(
+        hello.functions()[0].title.as_deref(),
+        Some("Return the arguments")
+    );
+}
+
+#[tokio::test]
+async fn unknown_names_and_bad_arguments_say_what_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = echo_app(dir.path(), HashMap::new());
+
+    let e = app
+        .call("demo.helo", "echo", json!({}), ChunkSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "no element named \"demo.helo\"; elements with a loader: demo.hello, demo.loud"
+    );
+    let e = app
+        .call("demo.hello", "ech", json!({}), ChunkSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "demo.hello has no function \"ech\"; it offers: echo(any JSON), stream(text: Stext)"
+    );
+    let e = app
+        .call(
+            "demo.hello",
+            "stream",
+            json!({"txt": "a"}),
+            ChunkSink::discard(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CallError::BadArgs { .. }));
+    assert_eq!(
+        e.to_string(),
+        "demo.hello.stream: unknown argument \"txt\"; expected stream(text: Stext)"
+    );
+    let e = app
+        .call("demo.hello", "stream", json!("a"), ChunkSink::discard())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("arguments must be a JSON object, got a string"),
+        "{e}"
+    );
+    let e = app
+        .call("demo.data", "echo", json!({}), ChunkSink::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "demo.data is a data-only element (no loader in its chain demo.data -> demo.meta); it offers no functions"
+    );
+    // Data-only elements can still be looked up for their definition and files.
+    let data = app.lookup("demo.data").await.unwrap();
+    assert!(data.is_data_only());
+    assert!(data.functions().is_empty());
+}
+
+#[tokio::test]
+async fn loaders_get_rendered_config_and_missing_variables_fail_that_element_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    family(root);
+    probe(root, "withSecret", json!({}));
+    write(
+        root,
+        "t/withSecret",
+        "config.json",
+        r#"{"secret": "{{SECRET}}", "mode": "{{MODE:-safe}}"}"#,
+    );
+    probe(root, "missing", json!({"backendLoadTime": "afterAppInit"}));
+    write(
+        root,
+        "t/missing",
+        "config.json",
+        r#"{"token": "{{NOT_SET_ANYWHERE}}"}"#,
+    );
+    let log = Arc::new(Log::default());
+    let secret = "s3cr\"et\\\nvalue";
+    let env = Env::from_map(HashMap::from([("SECRET".to_string(), secret.to_string())]));
+    let app = App::new(tree(root), env, probe_registry(&log));
+
+    let v = app
+        .call("t.withSecret", "config", json!(null), ChunkSink::discard())
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"secret": secret, "mode": "safe"}));
+    let loaded = app.lookup("t.withSecret").await.unwrap();
+    let debug = format!("{loaded:?}");
+    assert!(!debug.contains("s3cr"), "{debug}");
+
+    let report = app.start().await;
+    assert_eq!(report.failed.len(), 1);
+    let msg = report.failed[0].1.to_string();
+    assert!(msg.starts_with("t.missing: "), "{msg}");
+    assert!(msg.contains("NOT_SET_ANYWHERE"), "{msg}");
+    assert_eq!(log.loads("t.missing"), 0);
+}
+
+#[tokio::test]
+async fn definitions_are_available_without_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    family(dir.path());
+    probe(dir.path(), "x", json!({"custom": {"kept": true}}));
+    let log = Arc::new(Log::default());
+    let app = app_with(dir.path(), &log);
+    let def = app.handle().definition("t.x").unwrap();
+    assert_eq!(def.def.raw["custom"], json!({"kept": true}));
+    assert_eq!(def.chain, ["t.x", "t.probeType", "t.meta"]);
+    assert!(app.handle().definition("t.nope").is_none());
+    assert_eq!(log.loads("t.x"), 0);
+}
