@@ -1,2 +1,324 @@
-//! The `jitnode` binary: wiring only.
-fn main() {}
+//! The `jitnode` binary: wiring only. Element model, dist and runtime live in the library
+//! crates; this file parses arguments, sets up logging and prints results.
+
+mod sandbox_cmd;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use jitnode_element::{AppTree, Env};
+use jitnode_host::{App, ChunkSink, Registry};
+use serde_json::Value;
+
+/// A host for JitAI-style elements (folders with an e.json), with a DingTalk robot built in.
+///
+/// An app directory holds `elements/` (the element sources), `dist/` (built from them) and an
+/// optional `.env` (template variables; the process environment wins). APP defaults to the
+/// current directory.
+#[derive(Debug, Parser)]
+#[command(name = "jitnode", version)]
+struct Cli {
+    /// More logs: -v for debug, -vv for trace. RUST_LOG, when set, decides instead.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Report every problem of the app's elements (e.json, type chains, config templates
+    /// and their variables); exit 1 if there is any.
+    Check {
+        #[arg(default_value = ".")]
+        app: PathBuf,
+    },
+    /// Show element families as a tree: Meta > Type > instances, with load time and loader.
+    Tree {
+        #[arg(default_value = ".")]
+        app: PathBuf,
+    },
+    /// Build dist/ from elements/, rebuilding only what changed; prints what was rebuilt
+    /// and what was reused.
+    Build {
+        #[arg(default_value = ".")]
+        app: PathBuf,
+    },
+    /// Run the app until SIGINT/SIGTERM: build dist/ if stale, start beforeHandleRequest
+    /// then afterAppInit elements, load the others on demand; on a signal stop them
+    /// (dependents first) and exit 0.
+    Run {
+        #[arg(default_value = ".")]
+        app: PathBuf,
+        /// Run from dist/ alone, without element sources.
+        #[arg(long)]
+        from_dist: bool,
+        /// Also run the local DingTalk sandbox and point the robot at it.
+        #[arg(long)]
+        sandbox: bool,
+        /// Seconds each element gets to stop before it is abandoned.
+        #[arg(long, default_value_t = 5, value_name = "SECS")]
+        stop_deadline: u64,
+    },
+    /// Load one element (and whatever it looks up) in-process and call one of its functions.
+    /// Prints each streamed chunk as a JSON line as it arrives, then the result as the last
+    /// line.
+    Call {
+        /// The app directory.
+        #[arg(long, default_value = ".")]
+        app: PathBuf,
+        /// The element's fullName, e.g. demo.hello.
+        full_name: String,
+        /// The function to call, e.g. echo.
+        function: String,
+        /// Arguments as JSON (default: {}).
+        args: Option<String>,
+    },
+    /// Play DingTalk's side on loopback (gateway and control API) for local testing.
+    Sandbox(sandbox_cmd::SandboxArgs),
+}
+
+impl Command {
+    /// Quiet by default except for `run`, whose log is its output.
+    fn default_level(&self) -> &'static str {
+        match self {
+            Command::Run { .. } | Command::Sandbox(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+fn init_logging(verbose: u8, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new(match verbose {
+            0 => default_level,
+            1 => "debug",
+            _ => "trace",
+        }),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// The built-in loaders of this build. Loaders delivered by other crates (the DingTalk
+/// robot, the AI agent) are registered here as they land.
+fn registry() -> Registry {
+    Registry::with_builtins()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.command.default_level());
+    let result = match cli.command {
+        Command::Check { app } => check(&app),
+        Command::Tree { app } => tree(&app),
+        Command::Build { app } => build(&app),
+        Command::Run {
+            app,
+            from_dist,
+            sandbox,
+            stop_deadline,
+        } => run(&app, from_dist, sandbox, Duration::from_secs(stop_deadline)).await,
+        Command::Call {
+            app,
+            full_name,
+            function,
+            args,
+        } => call(&app, &full_name, &function, args.as_deref()).await,
+        Command::Sandbox(args) => sandbox_cmd::run(args).await.map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(app: &Path) -> Result<ExitCode, String> {
+    let problems = jitnode_element::check_app(app);
+    if problems.0.is_empty() {
+        // Not a problem: an app may be checked before this build has all its loaders.
+        if let Ok(tree) = jitnode_element::load_tree(&app.join("elements")) {
+            for note in unavailable_loaders(&tree, &registry()) {
+                eprintln!("note: {note}");
+            }
+            println!("ok: {} elements, no problems", tree.len());
+        } else {
+            println!("ok: no problems");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{problems}");
+    let n = problems.0.len();
+    println!("{n} problem{}", if n == 1 { "" } else { "s" });
+    Ok(ExitCode::FAILURE)
+}
+
+/// Types naming a `builtin:` loader this build does not have.
+fn unavailable_loaders(tree: &AppTree, registry: &Registry) -> Vec<String> {
+    let have = registry.names();
+    tree.elements
+        .values()
+        .filter_map(|e| {
+            let entry = e.def.backend_bundle_entry.as_deref()?;
+            (entry.starts_with(jitnode_host::BUILTIN_SCHEME) && !have.iter().any(|h| h == entry))
+                .then(|| {
+                    format!(
+                        "{}: loader {entry} is not available in this build; its instances will not start",
+                        e.full_name
+                    )
+                })
+        })
+        .collect()
+}
+
+fn tree(app: &Path) -> Result<ExitCode, String> {
+    let elements = app.join("elements");
+    let tree = if elements.is_dir() {
+        jitnode_element::load_tree(&elements).map_err(|p| p.to_string())?
+    } else {
+        jitnode_dist::load(app).map_err(|e| e.to_string())?
+    };
+    print!("{}", jitnode_element::render_tree(&tree));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// At most this many names per list, so a 10,000-element build stays readable.
+const NAMES_SHOWN: usize = 20;
+
+fn names(list: &[String]) -> String {
+    let mut s = list
+        .iter()
+        .take(NAMES_SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.len() > NAMES_SHOWN {
+        s.push_str(&format!(", ... and {} more", list.len() - NAMES_SHOWN));
+    }
+    s
+}
+
+fn build(app: &Path) -> Result<ExitCode, String> {
+    let (tree, report) = jitnode_dist::build(app).map_err(|e| e.to_string())?;
+    println!(
+        "dist/ {}: {} elements, {} rebuilt, {} reused, {} removed",
+        if report.full {
+            "fully rebuilt"
+        } else if report.up_to_date() {
+            "up to date"
+        } else {
+            "updated"
+        },
+        tree.len(),
+        report.rebuilt.len(),
+        report.reused.len(),
+        report.removed.len()
+    );
+    for (label, list) in [
+        ("rebuilt", &report.rebuilt),
+        ("reused", &report.reused),
+        ("removed", &report.removed),
+    ] {
+        if !list.is_empty() {
+            println!("{label}: {}", names(list));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The tree to run: from dist/ alone, or dist/ brought up to date from the sources first.
+fn app_tree(app: &Path, from_dist: bool) -> Result<AppTree, String> {
+    if from_dist {
+        return jitnode_dist::load(app).map_err(|e| e.to_string());
+    }
+    let (tree, report) = jitnode_dist::ensure(app).map_err(|e| e.to_string())?;
+    if report.up_to_date() {
+        tracing::debug!(elements = tree.len(), "dist/ is up to date");
+    } else {
+        tracing::info!(
+            rebuilt = report.rebuilt.len(),
+            reused = report.reused.len(),
+            removed = report.removed.len(),
+            "dist/ {}",
+            if report.full { "built" } else { "updated" }
+        );
+    }
+    Ok(tree)
+}
+
+fn open_app(app: &Path, from_dist: bool) -> Result<App, String> {
+    let tree = app_tree(app, from_dist)?;
+    let env = Env::load(app).map_err(|e| e.to_string())?;
+    Ok(App::new(tree, env, registry()))
+}
+
+async fn run(
+    app_dir: &Path,
+    from_dist: bool,
+    sandbox: bool,
+    stop_deadline: Duration,
+) -> Result<ExitCode, String> {
+    let mut signals = jitnode_host::ShutdownSignal::install()
+        .map_err(|e| format!("cannot listen for signals: {e}"))?;
+    let app = open_app(app_dir, from_dist)?;
+    if sandbox {
+        tracing::warn!(
+            "--sandbox: the local DingTalk sandbox is not available in this build yet; \
+             running the host without it"
+        );
+    }
+    let report = app.start().await;
+    tracing::info!(
+        started = report.started.len(),
+        failed = report.failed.len(),
+        "app {} is running; Ctrl-C or SIGTERM stops it",
+        app_dir.display()
+    );
+    let signal = signals.recv().await;
+    tracing::info!("{signal} received; stopping");
+    let stopped = app.stop(stop_deadline).await;
+    tracing::info!(
+        stopped = stopped.order().len(),
+        abandoned = stopped.timed_out.len(),
+        "stopped"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn call(
+    app_dir: &Path,
+    full_name: &str,
+    function: &str,
+    args: Option<&str>,
+) -> Result<ExitCode, String> {
+    let args: Value = match args {
+        None => Value::Object(Default::default()),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| format!("the arguments are not valid JSON: {e}"))?,
+    };
+    let app = open_app(app_dir, false)?;
+    let sink = ChunkSink::new(|chunk| {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (e.g. `| head`) must not abort the call; the result is moot then.
+        let _ = writeln!(out, "{chunk}");
+        let _ = out.flush();
+    });
+    let result = app.call(full_name, function, args, sink).await;
+    app.stop(jitnode_host::DEFAULT_STOP_DEADLINE).await;
+    let value = result.map_err(|e| e.to_string())?;
+    println!("{value}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -25,4 +25,4 @@ pub use error::{CallError, LoadError, LookupError};
 pub use functions::{declared_functions, ArgSpec, FunctionSpec};
 pub use loader::{loader_fn, LoadContext, Loader, Registry, BUILTIN_SCHEME};
 pub use runtime::{BoxError, BoxFuture, ChunkSink, ElementRuntime, FnRuntime, FunctionError};
-pub use signal::shutdown_signal;
+pub use signal::ShutdownSignal;

@@ -1,0 +1,283 @@
+//! The built `jitnode` binary end to end, on copies of the demo app and on bad fixtures.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn jitnode() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_jitnode"));
+    // The demo's variables must come from the app's .env, not from whoever runs the tests.
+    c.env_remove("DINGTALK_CLIENT_ID")
+        .env_remove("DINGTALK_CLIENT_SECRET")
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A private copy of the demo app (its elements/ and .env), so tests never write dist/
+/// into the repository or race each other on it.
+fn demo_app() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo_root().join("elements"), &dir.path().join("elements"));
+    std::fs::copy(repo_root().join(".env"), dir.path().join(".env")).unwrap();
+    dir
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().expect("the jitnode binary runs");
+    let (o, e) = (text(&out.stdout), text(&out.stderr));
+    (out, o, e)
+}
+
+#[test]
+fn call_demo_hello_echo_prints_the_result() {
+    let app = demo_app();
+    let (out, stdout, stderr) = run(jitnode().args(["call", "--app"]).arg(app.path()).args([
+        "demo.hello",
+        "echo",
+        r#"{"x":1}"#,
+    ]));
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert_eq!(stdout, "{\"x\":1}\n");
+}
+
+#[test]
+fn call_streams_chunks_before_the_result() {
+    let app = demo_app();
+    let (out, stdout, stderr) = run(jitnode().current_dir(app.path()).args([
+        "call",
+        "demo.hello",
+        "stream",
+        r#"{"text":"good morning world"}"#,
+    ]));
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            r#""good""#,
+            r#""morning""#,
+            r#""world""#,
+            r#""good morning world""#
+        ]
+    );
+}
+
+#[test]
+fn call_errors_list_what_exists() {
+    let app = demo_app();
+    let (out, _, stderr) =
+        run(jitnode()
+            .current_dir(app.path())
+            .args(["call", "demo.hello", "shout"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(
+            "demo.hello has no function \"shout\"; it offers: echo(any JSON), stream(text: Stext)"
+        ),
+        "{stderr}"
+    );
+
+    let (out, _, stderr) =
+        run(jitnode()
+            .current_dir(app.path())
+            .args(["call", "demo.nobody", "echo"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("no element named \"demo.nobody\"; elements with a loader: demo.hello, imRobots.dingTalkDemo"),
+        "{stderr}"
+    );
+
+    let (out, _, stderr) = run(jitnode().current_dir(app.path()).args([
+        "call",
+        "demo.hello",
+        "stream",
+        r#"{"text": 3}"#,
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("argument \"text\" must be a string, got a number"),
+        "{stderr}"
+    );
+
+    let (out, _, stderr) =
+        run(jitnode()
+            .current_dir(app.path())
+            .args(["call", "imRobots.dingTalkDemo", "run"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("loader builtin:dingTalkStream is not available in this build"),
+        "{stderr}"
+    );
+
+    let (out, _, stderr) =
+        run(jitnode()
+            .current_dir(app.path())
+            .args(["call", "demo.hello", "echo", "{not json"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("the arguments are not valid JSON"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_passes_on_the_demo_app() {
+    let app = demo_app();
+    let (out, stdout, stderr) = run(jitnode().arg("check").arg(app.path()));
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("ok: 6 elements, no problems"), "{stdout}");
+}
+
+#[test]
+fn check_without_the_env_file_names_the_missing_variables() {
+    let app = demo_app();
+    std::fs::remove_file(app.path().join(".env")).unwrap();
+    let (out, stdout, _) = run(jitnode().arg("check").arg(app.path()));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("DINGTALK_CLIENT_ID"), "{stdout}");
+    assert!(stdout.contains("DINGTALK_CLIENT_SECRET"), "{stdout}");
+    assert!(stdout.contains("config.json"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_problem_of_a_bad_app_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("elements");
+    let write = |rel: &str, file: &str, body: &str| {
+        std::fs::create_dir_all(root.join(rel)).unwrap();
+        std::fs::write(root.join(rel).join(file), body).unwrap();
+    };
+    write("x/meta", "e.json", r#"{"type": ""}"#);
+    write("x/broken", "e.json", "{\"type\": \"x.meta\",\n  oops}");
+    write("x/orphan", "e.json", r#"{"type": "x.missingType"}"#);
+    write(
+        "x/when",
+        "e.json",
+        r#"{"type": "x.meta", "backendLoadTime": "atNoon"}"#,
+    );
+    let (out, stdout, _) = run(jitnode().arg("check").arg(dir.path()));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("broken"), "{stdout}");
+    assert!(stdout.contains("x.missingType"), "{stdout}");
+    assert!(stdout.contains("atNoon"), "{stdout}");
+    assert!(stdout.contains("3 problems"), "{stdout}");
+}
+
+#[test]
+fn tree_shows_families_with_load_time_and_loader() {
+    let app = demo_app();
+    let (out, stdout, stderr) = run(jitnode().arg("tree").arg(app.path()));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("imRobots.meta [Meta]"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "    imRobots.dingTalkDemo [instance] afterAppInit, loaded by imRobots.dingTalkStreamType (builtin:dingTalkStream)"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn build_reports_rebuilt_then_reused() {
+    let app = demo_app();
+    let (out, stdout, stderr) = run(jitnode().arg("build").arg(app.path()));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("dist/ fully rebuilt: 6 elements, 6 rebuilt, 0 reused"),
+        "{stdout}"
+    );
+    std::fs::write(
+        app.path().join("elements/demo/hello/e.json"),
+        r#"{"type": "demo.echoType", "title": "changed"}"#,
+    )
+    .unwrap();
+    let (out, stdout, _) = run(jitnode().arg("build").arg(app.path()));
+    assert!(out.status.success());
+    assert!(stdout.contains("1 rebuilt, 5 reused"), "{stdout}");
+    assert!(stdout.contains("rebuilt: demo.hello\n"), "{stdout}");
+}
+
+/// Starts `jitnode run`, waits until it says it is running, sends SIGTERM, and returns its
+/// exit status and everything it logged.
+fn run_until_term(args: &[&str], app: &Path) -> (std::process::ExitStatus, String) {
+    let mut child = jitnode()
+        .arg("run")
+        .arg(app)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("is running") {
+            break;
+        }
+    }
+    assert!(log.contains("is running"), "run never came up:\n{log}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    (child.wait().unwrap(), log)
+}
+
+#[test]
+fn run_reports_the_missing_robot_loader_keeps_the_rest_and_exits_0_on_sigterm() {
+    let app = demo_app();
+    let (status, log) = run_until_term(&["--sandbox"], app.path());
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(
+        log.contains(
+            "imRobots.dingTalkDemo: loader builtin:dingTalkStream is not available in this build"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("sandbox is not available in this build yet"),
+        "{log}"
+    );
+    assert!(log.contains("loaded element=demo.hello"), "{log}");
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("stopped element=demo.hello"), "{log}");
+}
+
+#[test]
+fn run_from_dist_needs_no_sources() {
+    let app = demo_app();
+    let (out, _, stderr) = run(jitnode().arg("build").arg(app.path()));
+    assert!(out.status.success(), "{stderr}");
+    std::fs::remove_dir_all(app.path().join("elements")).unwrap();
+    let (status, log) = run_until_term(&["--from-dist"], app.path());
+    assert!(status.success(), "{log}");
+    assert!(log.contains("loaded element=demo.hello"), "{log}");
+}
