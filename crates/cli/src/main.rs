@@ -280,7 +280,14 @@ async fn run(
              running the host without it"
         );
     }
-    let report = app.start().await;
+    // A signal during start-up (an element slow to load) stops what has started so far.
+    let report = tokio::select! {
+        r = app.start() => r,
+        signal = signals.recv() => {
+            tracing::info!("{signal} received while starting; stopping");
+            return stop(&app, &mut signals, stop_deadline).await;
+        }
+    };
     tracing::info!(
         started = report.started.len(),
         failed = report.failed.len(),
@@ -288,14 +295,31 @@ async fn run(
         app_dir.display()
     );
     let signal = signals.recv().await;
-    tracing::info!("{signal} received; stopping");
-    let stopped = app.stop(stop_deadline).await;
-    tracing::info!(
-        stopped = stopped.order().len(),
-        abandoned = stopped.timed_out.len(),
-        "stopped"
-    );
-    Ok(ExitCode::SUCCESS)
+    tracing::info!("{signal} received; stopping (a second signal exits at once)");
+    stop(&app, &mut signals, stop_deadline).await
+}
+
+/// Stops the app (dependents first, each element within `deadline`); a second signal
+/// gives up waiting.
+async fn stop(
+    app: &App,
+    signals: &mut jitnode_host::ShutdownSignal,
+    deadline: Duration,
+) -> Result<ExitCode, String> {
+    tokio::select! {
+        stopped = app.stop(deadline) => {
+            tracing::info!(
+                stopped = stopped.order().len(),
+                abandoned = stopped.timed_out.len(),
+                "stopped"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        signal = signals.recv() => {
+            tracing::warn!("{signal} received again; exiting without waiting for elements to stop");
+            Ok(ExitCode::from(130))
+        }
+    }
 }
 
 async fn call(

@@ -626,3 +626,30 @@ async fn definitions_are_available_without_loading() {
     assert!(app.handle().definition("t.nope").is_none());
     assert_eq!(log.loads("t.x"), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_element_finishing_its_load_after_stop_began_is_stopped_too() {
+    let dir = tempfile::tempdir().unwrap();
+    family(dir.path());
+    probe(dir.path(), "slowpoke", json!({"loadMs": 100}));
+    let log = Arc::new(Log::default());
+    let app = Arc::new(app_with(dir.path(), &log));
+    let pending = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move { app.lookup("t.slowpoke").await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(log.events(), ["start t.slowpoke"]);
+    let stop = app.stop(Duration::from_secs(5)).await;
+    assert!(stop.order().is_empty());
+    let e = pending.await.unwrap().unwrap_err();
+    assert!(
+        matches!(e, LookupError::Load(LoadError::Stopping { .. })),
+        "{e}"
+    );
+    assert_eq!(
+        log.events(),
+        ["start t.slowpoke", "done t.slowpoke", "stop t.slowpoke"]
+    );
+    assert!(app.running().is_empty());
+}
