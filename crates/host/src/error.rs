@@ -42,8 +42,9 @@ pub enum LoadError {
         entry: String,
         declared_by: String,
     },
-    /// Rendering config.json failed (the message names file and variable, never a value).
-    #[error("{element}: {message}")]
+    /// Rendering config.json failed. The message (from jitnode-element) already names the
+    /// element, file and variable, never a value.
+    #[error("{message}")]
     Config { element: String, message: String },
     #[error("{element}: loader {entry} failed: {message}")]
     Failed {

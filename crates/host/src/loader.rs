@@ -16,6 +16,37 @@ pub const BUILTIN_SCHEME: &str = "builtin:";
 
 /// Loads elements of the Types that name it. Called once per element (the host caches the
 /// result); whatever it returns is the element's runtime until it is stopped.
+///
+/// ```
+/// use jitnode_host::{BoxError, BoxFuture, ElementRuntime, FnRuntime, LoadContext, Loader, Registry};
+/// use serde_json::{json, Value};
+///
+/// /// `builtin:greeter`: instances greet the `name` from their config.json.
+/// struct Greeter;
+///
+/// impl Loader for Greeter {
+///     fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>> {
+///         Box::pin(async move {
+///             let name = match cx.config().and_then(|c| c.get("name")) {
+///                 Some(Value::String(s)) => s.clone(),
+///                 _ => return Err(format!("{}: config.json needs a \"name\"", cx.full_name()).into()),
+///             };
+///             let rt = FnRuntime::new().function("greet", move |_args, chunks| {
+///                 let name = name.clone();
+///                 async move {
+///                     chunks.send(json!("thinking"));
+///                     Ok(json!(format!("hello {name}")))
+///                 }
+///             });
+///             Ok(Box::new(rt) as Box<dyn ElementRuntime>)
+///         })
+///     }
+/// }
+///
+/// let mut registry = Registry::with_builtins();
+/// registry.register("greeter", Greeter);
+/// assert_eq!(registry.names(), ["builtin:echo", "builtin:greeter"]);
+/// ```
 pub trait Loader: Send + Sync + 'static {
     fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>>;
 }

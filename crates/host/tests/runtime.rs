@@ -608,7 +608,9 @@ async fn loaders_get_rendered_config_and_missing_variables_fail_that_element_onl
     let report = app.start().await;
     assert_eq!(report.failed.len(), 1);
     let msg = report.failed[0].1.to_string();
-    assert!(msg.starts_with("t.missing: "), "{msg}");
+    assert_eq!(report.failed[0].0, "t.missing");
+    assert!(msg.contains("t.missing"), "{msg}");
+    assert!(msg.contains("config.json"), "{msg}");
     assert!(msg.contains("NOT_SET_ANYWHERE"), "{msg}");
     assert_eq!(log.loads("t.missing"), 0);
 }
