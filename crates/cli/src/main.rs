@@ -31,27 +31,39 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Report every problem of the app's elements (e.json, type chains, config templates
-    /// and their variables); exit 1 if there is any.
+    /// Report every problem of the app's elements; exit 1 if there is any.
+    ///
+    /// Covers e.json syntax and fields, type chains, config.json templates and their
+    /// variables (from the environment and the app's .env).
     Check {
+        /// The app directory (holds elements/, dist/, .env).
         #[arg(default_value = ".")]
         app: PathBuf,
     },
-    /// Show element families as a tree: Meta > Type > instances, with load time and loader.
+    /// Show element families as a tree (Meta > Type > instances).
+    ///
+    /// Each line gives the element's load time and the loader that loads it.
     Tree {
+        /// The app directory (holds elements/, dist/, .env).
         #[arg(default_value = ".")]
         app: PathBuf,
     },
-    /// Build dist/ from elements/, rebuilding only what changed; prints what was rebuilt
-    /// and what was reused.
+    /// Build dist/ from elements/, rebuilding only what changed.
+    ///
+    /// Prints which elements were rebuilt and which were reused.
     Build {
+        /// The app directory (holds elements/, dist/, .env).
         #[arg(default_value = ".")]
         app: PathBuf,
     },
-    /// Run the app until SIGINT/SIGTERM: build dist/ if stale, start beforeHandleRequest
-    /// then afterAppInit elements, load the others on demand; on a signal stop them
-    /// (dependents first) and exit 0.
+    /// Run the app until SIGINT/SIGTERM.
+    ///
+    /// Builds dist/ if stale, starts the beforeHandleRequest elements, then the
+    /// afterAppInit ones, and loads the others on demand. An element failing to start is
+    /// logged with its fullName; the rest keep running. On a signal, stops the elements
+    /// (dependents first, each within --stop-deadline) and exits 0.
     Run {
+        /// The app directory (holds elements/, dist/, .env).
         #[arg(default_value = ".")]
         app: PathBuf,
         /// Run from dist/ alone, without element sources.
@@ -64,9 +76,10 @@ enum Command {
         #[arg(long, default_value_t = 5, value_name = "SECS")]
         stop_deadline: u64,
     },
-    /// Load one element (and whatever it looks up) in-process and call one of its functions.
-    /// Prints each streamed chunk as a JSON line as it arrives, then the result as the last
-    /// line.
+    /// Call one function of one element, in-process.
+    ///
+    /// Loads just that element (and whatever it looks up), prints each streamed chunk as a
+    /// JSON line as it arrives, then the result as the last line.
     Call {
         /// The app directory.
         #[arg(long, default_value = ".")]
@@ -78,7 +91,7 @@ enum Command {
         /// Arguments as JSON (default: {}).
         args: Option<String>,
     },
-    /// Play DingTalk's side on loopback (gateway and control API) for local testing.
+    /// Play DingTalk's side on loopback, for local testing.
     Sandbox(sandbox_cmd::SandboxArgs),
 }
 
