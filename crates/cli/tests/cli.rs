@@ -217,9 +217,9 @@ fn build_reports_rebuilt_then_reused() {
     assert!(stdout.contains("rebuilt: demo.hello\n"), "{stdout}");
 }
 
-/// Starts `jitnode run`, waits until it says it is running, sends SIGTERM, and returns its
+/// Starts `jitnode run`, waits until it says it is running, sends `signal`, and returns its
 /// exit status and everything it logged.
-fn run_until_term(args: &[&str], app: &Path) -> (std::process::ExitStatus, String) {
+fn run_until_signal(args: &[&str], app: &Path, signal: &str) -> (std::process::ExitStatus, String) {
     let mut child = jitnode()
         .arg("run")
         .arg(app)
@@ -240,7 +240,7 @@ fn run_until_term(args: &[&str], app: &Path) -> (std::process::ExitStatus, Strin
     }
     assert!(log.contains("is running"), "run never came up:\n{log}");
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
@@ -254,7 +254,7 @@ fn run_until_term(args: &[&str], app: &Path) -> (std::process::ExitStatus, Strin
 #[test]
 fn run_reports_the_missing_robot_loader_keeps_the_rest_and_exits_0_on_sigterm() {
     let app = demo_app();
-    let (status, log) = run_until_term(&["--sandbox"], app.path());
+    let (status, log) = run_until_signal(&["--sandbox"], app.path(), "-TERM");
     assert!(status.success(), "{status:?}\n{log}");
     assert!(
         log.contains(
@@ -272,12 +272,14 @@ fn run_reports_the_missing_robot_loader_keeps_the_rest_and_exits_0_on_sigterm() 
 }
 
 #[test]
-fn run_from_dist_needs_no_sources() {
+fn run_from_dist_needs_no_sources_and_stops_on_sigint() {
     let app = demo_app();
     let (out, _, stderr) = run(jitnode().arg("build").arg(app.path()));
     assert!(out.status.success(), "{stderr}");
     std::fs::remove_dir_all(app.path().join("elements")).unwrap();
-    let (status, log) = run_until_term(&["--from-dist"], app.path());
+    let (status, log) = run_until_signal(&["--from-dist"], app.path(), "-INT");
     assert!(status.success(), "{log}");
     assert!(log.contains("loaded element=demo.hello"), "{log}");
+    assert!(log.contains("SIGINT received"), "{log}");
+    assert!(log.contains("stopped element=demo.hello"), "{log}");
 }
