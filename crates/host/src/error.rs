@@ -19,6 +19,36 @@ pub(crate) fn list(names: &[String]) -> String {
     s
 }
 
+/// ` (did you mean "x"?)` when one candidate is a likely typo of `name`, else "".
+pub(crate) fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let limit = (name.chars().count() / 4).clamp(1, 3);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| format!(" (did you mean \"{c}\"?)"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance over chars; names are short, so the simple O(n*m) table is fine.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// An element could not be loaded (started). Clone: a failed load is remembered and every
 /// later lookup of that element gets the same error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,7 +111,8 @@ impl LoadError {
 #[non_exhaustive]
 pub enum LookupError {
     #[error(
-        "no element named \"{name}\"; elements with a loader: {}",
+        "no element named \"{name}\"{}; elements with a loader: {}",
+        did_you_mean(name, loadable.iter().map(String::as_str)),
         list(loadable)
     )]
     UnknownElement { name: String, loadable: Vec<String> },
@@ -103,12 +134,14 @@ pub enum CallError {
     )]
     DataOnly { element: String, chain: Vec<String> },
     #[error(
-        "{element} has no function \"{function}\"; it offers: {}",
+        "{element} has no function \"{function}\"{}; it offers: {}",
+        did_you_mean(function, offered.iter().map(|o| o.split('(').next().unwrap_or(o))),
         list(offered)
     )]
     UnknownFunction {
         element: String,
         function: String,
+        /// Signatures, e.g. `stream(text: Stext)`.
         offered: Vec<String>,
     },
     #[error("{element}.{function}: {message}")]
@@ -123,4 +156,26 @@ pub enum CallError {
         function: String,
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        assert_eq!(edit_distance("demo.helo", "demo.hello"), 1);
+        assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        let names = ["demo.hello", "imRobots.dingTalkDemo"];
+        assert_eq!(
+            did_you_mean("demo.helo", names),
+            " (did you mean \"demo.hello\"?)"
+        );
+        assert_eq!(did_you_mean("zzz", names), "");
+        assert_eq!(
+            did_you_mean("ech", ["echo", "stream"]),
+            " (did you mean \"echo\"?)"
+        );
+    }
 }

@@ -525,7 +525,7 @@ async fn unknown_names_and_bad_arguments_say_what_exists() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "no element named \"demo.helo\"; elements with a loader: demo.hello, demo.loud"
+        "no element named \"demo.helo\" (did you mean \"demo.hello\"?); elements with a loader: demo.hello, demo.loud"
     );
     let e = app
         .call("demo.hello", "ech", json!({}), ChunkSink::discard())
@@ -533,7 +533,7 @@ async fn unknown_names_and_bad_arguments_say_what_exists() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "demo.hello has no function \"ech\"; it offers: echo(any JSON), stream(text: Stext)"
+        "demo.hello has no function \"ech\" (did you mean \"echo\"?); it offers: echo(any JSON), stream(text: Stext)"
     );
     let e = app
         .call(
