@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use jitnode_element::{AppTree, Env};
+use jitnode_element::AppTree;
 use jitnode_host::{App, ChunkSink, Registry};
 use serde_json::Value;
 
@@ -252,30 +252,21 @@ fn build(app: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The tree to run: from dist/ alone, or dist/ brought up to date from the sources first.
-fn app_tree(app: &Path, from_dist: bool) -> Result<AppTree, String> {
-    if from_dist {
-        return jitnode_dist::load(app).map_err(|e| e.to_string());
-    }
-    let (tree, report) = jitnode_dist::ensure(app).map_err(|e| e.to_string())?;
-    if report.up_to_date() {
-        tracing::debug!(elements = tree.len(), "dist/ is up to date");
-    } else {
-        tracing::info!(
-            rebuilt = report.rebuilt.len(),
-            reused = report.reused.len(),
-            removed = report.removed.len(),
-            "dist/ {}",
-            if report.full { "built" } else { "updated" }
-        );
-    }
-    Ok(tree)
-}
-
+/// Opens the app: from dist/ alone, or dist/ brought up to date from the sources first.
 fn open_app(app: &Path, from_dist: bool) -> Result<App, String> {
-    let tree = app_tree(app, from_dist)?;
-    let env = Env::load(app).map_err(|e| e.to_string())?;
-    Ok(App::new(tree, env, registry()))
+    let (app, report) = App::open(app, from_dist, registry()).map_err(|e| e.to_string())?;
+    match report {
+        Some(r) if !r.up_to_date() => tracing::info!(
+            rebuilt = r.rebuilt.len(),
+            reused = r.reused.len(),
+            removed = r.removed.len(),
+            "dist/ {}",
+            if r.full { "built" } else { "updated" }
+        ),
+        Some(_) => tracing::debug!(elements = app.tree().len(), "dist/ is up to date"),
+        None => tracing::debug!(elements = app.tree().len(), "running from dist/ alone"),
+    }
+    Ok(app)
 }
 
 async fn run(

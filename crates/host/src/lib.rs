@@ -16,6 +16,7 @@ mod echo;
 mod error;
 mod functions;
 mod loader;
+mod open;
 mod runtime;
 mod signal;
 
@@ -24,5 +25,6 @@ pub use echo::EchoLoader;
 pub use error::{CallError, LoadError, LookupError};
 pub use functions::{declared_functions, ArgSpec, FunctionSpec};
 pub use loader::{loader_fn, LoadContext, Loader, Registry, BUILTIN_SCHEME};
+pub use open::OpenError;
 pub use runtime::{BoxError, BoxFuture, ChunkSink, ElementRuntime, FnRuntime, FunctionError};
 pub use signal::ShutdownSignal;

@@ -655,3 +655,95 @@ async fn an_element_finishing_its_load_after_stop_began_is_stopped_too() {
     );
     assert!(app.running().is_empty());
 }
+
+#[tokio::test]
+async fn loaders_read_their_own_files_and_nothing_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    el(root, "f/meta", json!({"type": ""}));
+    el(
+        root,
+        "f/fileType",
+        json!({"type": "f.meta", "backendBundleEntry": "builtin:files"}),
+    );
+    el(root, "f/doc", json!({"type": "f.fileType"}));
+    write(root, "f/doc", "prompt.md", "be kind");
+    write(root, "f", "outside.txt", "not yours");
+    let mut reg = Registry::new();
+    reg.register(
+        "files",
+        loader_fn(|cx| async move {
+            let mine = String::from_utf8(cx.file("prompt.md")?)?;
+            let escape = cx
+                .file("../outside.txt")
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            let absolute = cx
+                .file("/etc/hostname")
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            let report = json!({"mine": mine, "escape": escape, "absolute": absolute});
+            let rt = FnRuntime::new().function("report", move |_, _| {
+                let report = report.clone();
+                async move { Ok(report) }
+            });
+            Ok(Box::new(rt) as Box<dyn ElementRuntime>)
+        }),
+    );
+    let app = App::new(tree(root), Env::from_map(HashMap::new()), reg);
+    let r = app
+        .call("f.doc", "report", json!(null), ChunkSink::discard())
+        .await
+        .unwrap();
+    assert_eq!(r["mine"], "be kind");
+    let escape = r["escape"].as_str().unwrap();
+    assert!(
+        escape.contains("f.doc") && escape.contains("../outside.txt"),
+        "{escape}"
+    );
+    let absolute = r["absolute"].as_str().unwrap();
+    assert!(absolute.contains("/etc/hostname"), "{absolute}");
+}
+
+#[tokio::test]
+async fn open_builds_dist_and_can_run_from_dist_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let app_dir = dir.path();
+    let root = app_dir.join("elements");
+    el(&root, "demo/meta", json!({"type": ""}));
+    el(
+        &root,
+        "demo/echoType",
+        json!({"type": "demo.meta", "backendBundleEntry": "builtin:echo"}),
+    );
+    el(&root, "demo/hello", json!({"type": "demo.echoType"}));
+    write(
+        &root,
+        "demo/hello",
+        "config.json",
+        r#"{"prefix": "{{OPEN_TEST_PREFIX}}"}"#,
+    );
+    std::fs::write(app_dir.join(".env"), "OPEN_TEST_PREFIX=>\n").unwrap();
+
+    let (app, report) = App::open(app_dir, false, Registry::with_builtins()).unwrap();
+    let report = report.expect("a build report when opening from sources");
+    assert!(report.full);
+    assert_eq!(report.rebuilt.len(), 3);
+    let hello = app.lookup("demo.hello").await.unwrap();
+    assert!(hello.element().dir.starts_with(app_dir.join("dist")));
+    assert_eq!(hello.config(), Some(&json!({"prefix": ">"})));
+    drop(app);
+
+    std::fs::remove_dir_all(&root).unwrap();
+    let (app, report) = App::open(app_dir, true, Registry::with_builtins()).unwrap();
+    assert!(report.is_none());
+    let (sink, mut rx) = ChunkSink::channel();
+    let v = app
+        .call("demo.hello", "stream", json!({"text": "hi"}), sink)
+        .await
+        .unwrap();
+    assert_eq!(v, json!("hi"));
+    assert_eq!(rx.try_recv().unwrap(), json!(">hi"));
+}
