@@ -102,6 +102,39 @@ fn stat_clean(f: &FoundElement, e: &ManifestElement, stamp_ns: u64) -> bool {
     })
 }
 
+/// Reads a whole file and the metadata taken before reading (a change during the read then
+/// shows up as a stat mismatch next time). Sized from that metadata, so a small file costs
+/// open, fstat, two reads and close (`fs::read` adds another fstat and a seek).
+fn read_with_metadata(path: &Path) -> std::io::Result<(Vec<u8>, Metadata)> {
+    let mut file = File::open(path)?;
+    let m = file.metadata()?;
+    let mut buf = vec![0u8; m.len() as usize];
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            // Expected size reached: confirm EOF (the file may have grown).
+            let mut probe = [0u8; 4096];
+            let n = file.read(&mut probe)?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&probe[..n]);
+            filled = buf.len();
+            continue;
+        }
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => {
+                buf.truncate(filled);
+                break;
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((buf, m))
+}
+
 /// Per element: dist folder, content hash, file records, written by this build.
 type Record = (String, String, Vec<ManifestFile>, bool);
 
@@ -120,8 +153,11 @@ enum Outcome {
     Failed(DistError),
 }
 
-fn element_dir_name(full_name: &str, hash: &str) -> String {
-    format!("e/{full_name}-{hash}")
+/// `e/<source path>.<hash>`: nested like the sources, because creating thousands of
+/// entries in one folder is slow on common file systems; the `.` cannot occur in a fullName
+/// segment, so an element copy never collides with a namespace folder.
+fn element_dir_name(rel_dir: &str, hash: &str) -> String {
+    format!("e/{rel_dir}.{hash}")
 }
 
 /// Reads, hashes and parses one element; writes its copy under `target` unless the old
@@ -138,13 +174,7 @@ fn process(
     let mut problems = Vec::new();
     for rel in &f.files {
         let path = f.dir.join(rel);
-        let read = (|| {
-            let mut file = File::open(&path)?;
-            let m = file.metadata()?;
-            let mut buf = Vec::with_capacity(m.len() as usize + 1);
-            file.read_to_end(&mut buf)?;
-            Ok::<_, std::io::Error>((buf, m))
-        })();
+        let read = read_with_metadata(&path);
         match read {
             Ok((buf, m)) => {
                 files.push(ManifestFile {
@@ -209,9 +239,9 @@ fn process(
             }
         }
     }
-    let dir = element_dir_name(&f.full_name, &hash);
+    let dir = element_dir_name(&f.rel_dir, &hash);
     let out = target.join(&dir);
-    if let Err(e) = write_element(&out, &files, &contents) {
+    if let Err(e) = write_element(&out, &files, &contents, full) {
         return Outcome::Failed(e);
     }
     Outcome::Fresh {
@@ -227,12 +257,14 @@ fn write_element(
     out: &Path,
     files: &[ManifestFile],
     contents: &[Vec<u8>],
+    fresh_target: bool,
 ) -> Result<(), DistError> {
-    if out.exists() {
+    if !fresh_target && out.exists() {
         // A leftover of a crashed build: never referenced by a manifest, so rewrite it.
         fs::remove_dir_all(out).map_err(io("remove", out))?;
     }
-    fs::create_dir_all(out).map_err(io("create", out))?;
+    // Its parent was created before the parallel pass.
+    fs::create_dir(out).map_err(io("create", out))?;
     let mut made: HashSet<PathBuf> = HashSet::new();
     for (mf, bytes) in files.iter().zip(contents) {
         let path = out.join(&mf.path);
@@ -263,6 +295,28 @@ fn all_problems(src_root: &Path, fallback: Vec<Problem>) -> DistError {
     match load_tree(src_root) {
         Err(p) => DistError::Problems(p),
         Ok(_) => DistError::Problems(Problems(fallback)),
+    }
+}
+
+/// Deletes element copies under `dir` (dist-relative `rel`) that `keep` does not list, and
+/// namespace folders left empty.
+fn collect_garbage(dir: &Path, rel: &str, keep: &HashSet<&str>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for entry in rd.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let child_rel = format!("{rel}/{name}");
+        if name.contains('.') {
+            if !keep.contains(child_rel.as_str()) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        } else {
+            collect_garbage(&entry.path(), &child_rel, keep);
+            let _ = fs::remove_dir(entry.path()); // only succeeds when empty
+        }
     }
 }
 
@@ -360,6 +414,21 @@ pub(crate) fn run(app_dir: &Path, trust_stat: bool) -> Result<(AppTree, BuildRep
     } else {
         fs_now(&dist)?
     };
+
+    // Namespace folders first, once, so the parallel writers only create element folders.
+    let mut parents: Vec<&str> = found
+        .iter()
+        .map(|f| f.rel_dir.rsplit_once('/').map(|(p, _)| p).unwrap_or(""))
+        .collect();
+    parents.sort_unstable();
+    parents.dedup();
+    for p in parents {
+        let d = target.join("e").join(p);
+        if let Err(e) = fs::create_dir_all(&d) {
+            cleanup_target(&[]);
+            return Err(io("create", &d)(e));
+        }
+    }
 
     let old_elems = old.as_ref().map(|m| &m.elements);
     let indices: Vec<usize> = (0..found.len()).collect();
@@ -516,19 +585,8 @@ pub(crate) fn run(app_dir: &Path, trust_stat: bool) -> Result<(AppTree, BuildRep
     } else {
         write_manifest(&dist, &manifest)?;
         // Only now is anything old unreferenced; delete it (and crash leftovers).
-        let keep: HashSet<&str> = manifest
-            .elements
-            .values()
-            .filter_map(|e| e.dir.strip_prefix("e/"))
-            .collect();
-        if let Ok(rd) = fs::read_dir(dist.join("e")) {
-            for entry in rd.flatten() {
-                let name = entry.file_name();
-                if !keep.contains(name.to_string_lossy().as_ref()) {
-                    let _ = fs::remove_dir_all(entry.path());
-                }
-            }
-        }
+        let keep: HashSet<&str> = manifest.elements.values().map(|e| e.dir.as_str()).collect();
+        collect_garbage(&dist.join("e"), "e", &keep);
     }
     Ok((tree, report))
 }

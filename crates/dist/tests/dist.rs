@@ -324,12 +324,14 @@ fn added_and_removed_elements() {
         tree.get("data.other").unwrap().chain,
         ["data.other", "data.plain"]
     );
-    let dirs: Vec<String> = fs::read_dir(app.path().join("dist/e"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(dirs.len(), 11, "{dirs:?}");
-    assert!(dirs.iter().all(|d| !d.starts_with("corps.")));
+    // The removed elements' copies (and their emptied namespace folder) are gone.
+    assert!(!app.path().join("dist/e/corps").exists());
+    let e_json_copies = files_under(&app.path().join("dist/e"))
+        .into_iter()
+        .filter(|f| f.ends_with("e.json"))
+        .count();
+    // 11 elements, plus the two e.json files inside dingTalkStreamType's bundle folders.
+    assert_eq!(e_json_copies, 13);
 }
 
 #[test]
@@ -458,7 +460,7 @@ fn leftovers_of_a_crashed_build_never_load_and_are_cleaned() {
 
     // A crash during an incremental build leaves an unreferenced element folder; the
     // manifest still describes the old, complete dist.
-    let stray = app.path().join("dist/e/data.thing-ffffffffffffffff");
+    let stray = app.path().join("dist/e/data/thing.ffffffffffffffff");
     fs::create_dir_all(&stray).unwrap();
     fs::write(stray.join("e.json"), "half").unwrap();
     assert_eq!(load(app.path()).unwrap().len(), 12);
