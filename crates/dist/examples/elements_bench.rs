@@ -12,9 +12,9 @@ use std::time::Instant;
 use jitnode_element::{check, Env};
 
 /// Families of 100: one Meta, three Types (each with a loader), 96 instances with a config
-/// template. Every fourth instance starts after app init.
-/// Reuses a tree generated earlier (marker file) so runs do not delete and recreate 20,000
-/// files; returns the source file paths either way.
+/// template; every fourth instance starts after app init. Reuses a tree generated earlier
+/// (marker file) so runs do not delete and recreate 20,000 files; returns the source file
+/// paths either way.
 fn generate(app: &Path, n: usize) -> Vec<PathBuf> {
     const MARK: &str = "generated-v1";
     let marker = app.join(".generated");
@@ -202,6 +202,34 @@ fn main() {
             "{} elements in {:.1} ms",
             tree.len(),
             t.elapsed().as_secs_f64() * 1000.0
+        );
+        return;
+    }
+    // `elements_bench warm <app>`: ten warm starts (for profiling).
+    if std::env::args().nth(1).as_deref() == Some("warm") {
+        let app = PathBuf::from(std::env::args().nth(2).expect("app folder"));
+        for _ in 0..10 {
+            let t = Instant::now();
+            let (tree, r) = jitnode_dist::ensure(&app).expect("warm start");
+            assert!(r.up_to_date());
+            println!(
+                "{} elements in {:.1} ms",
+                tree.len(),
+                t.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        let t = Instant::now();
+        let (found, _) = jitnode_element::walk(&app.join("elements"));
+        let walk_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
+        let bytes = fs::read(app.join("dist/manifest.json")).expect("manifest");
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("manifest JSON");
+        let parse_ms = t.elapsed().as_secs_f64() * 1000.0;
+        println!(
+            "walk alone {walk_ms:.1} ms ({} elements); manifest read+parse alone {parse_ms:.1} ms ({} bytes, object: {})",
+            found.len(),
+            bytes.len(),
+            v.is_object()
         );
         return;
     }

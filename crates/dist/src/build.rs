@@ -51,12 +51,13 @@ fn unique_suffix() -> String {
 }
 
 /// Builds a tree from a manifest; `Err(reason)` when the manifest does not hold together.
-pub(crate) fn tree_from_manifest(dist: &Path, m: &Manifest) -> Result<AppTree, String> {
+/// Takes the manifest by value so the recorded definitions move into the tree uncopied.
+pub(crate) fn tree_from_manifest(dist: &Path, m: Manifest) -> Result<AppTree, String> {
     let mut elements = BTreeMap::new();
-    for (name, e) in &m.elements {
-        let def = Definition::from_raw(e.def.clone())
+    for (name, e) in m.elements {
+        let def = Definition::from_raw(e.def)
             .map_err(|_| format!("element {name}: its recorded definition is invalid"))?;
-        if e.chain.first() != Some(name) {
+        if e.chain.first() != Some(&name) {
             return Err(format!(
                 "element {name}: its recorded chain does not start with it"
             ));
@@ -67,7 +68,7 @@ pub(crate) fn tree_from_manifest(dist: &Path, m: &Manifest) -> Result<AppTree, S
                 full_name: name.clone(),
                 dir: dist.join(&e.dir),
                 def,
-                chain: e.chain.clone(),
+                chain: e.chain,
             },
         );
     }
@@ -340,7 +341,7 @@ pub(crate) fn run(app_dir: &Path, trust_stat: bool) -> Result<(AppTree, BuildRep
 
     if !src_root.is_dir() {
         if trust_stat {
-            if let Some(m) = &old {
+            if let Some(m) = old {
                 let tree = tree_from_manifest(&dist, m).map_err(|reason| DistError::NoDist {
                     path: dist.clone(),
                     reason,
@@ -372,9 +373,12 @@ pub(crate) fn run(app_dir: &Path, trust_stat: bool) -> Result<(AppTree, BuildRep
         }),
         _ => vec![false; found.len()],
     };
-    if let Some(m) = &old {
-        if trust_stat && found.len() == m.elements.len() && clean.iter().all(|c| *c) {
-            if let Ok(tree) = tree_from_manifest(&dist, m) {
+    let unchanged = old
+        .as_ref()
+        .is_some_and(|m| trust_stat && found.len() == m.elements.len() && clean.iter().all(|c| *c));
+    let old = match old {
+        Some(m) if unchanged => match tree_from_manifest(&dist, m) {
+            Ok(tree) => {
                 let reused = tree.elements.keys().cloned().collect();
                 return Ok((
                     tree,
@@ -384,11 +388,12 @@ pub(crate) fn run(app_dir: &Path, trust_stat: bool) -> Result<(AppTree, BuildRep
                     },
                 ));
             }
-        }
-    }
-
-    // An old dist we cannot trust is rebuilt from scratch.
-    let old = old.filter(|m| tree_from_manifest(&dist, m).is_ok());
+            Err(_) => None,
+        },
+        // An old dist we cannot trust is rebuilt from scratch.
+        Some(m) => Some(m).filter(|m| tree_from_manifest(&dist, m.clone()).is_ok()),
+        None => None,
+    };
     let full = old.is_none();
     let target = if full {
         remove_leftovers(app_dir);

@@ -97,5 +97,5 @@ pub fn load(app_dir: &Path) -> Result<AppTree, DistError> {
             return Err(DistError::NoDist { path: dist, reason })
         }
     };
-    build::tree_from_manifest(&dist, &m).map_err(|reason| DistError::NoDist { path: dist, reason })
+    build::tree_from_manifest(&dist, m).map_err(|reason| DistError::NoDist { path: dist, reason })
 }

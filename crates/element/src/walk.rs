@@ -16,6 +16,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::par::par_map;
 use crate::problem::{is_valid_segment, Problem, ProblemKind};
 
 /// One element folder found by [`walk`].
@@ -40,8 +41,37 @@ pub fn walk(root: &Path) -> (Vec<FoundElement>, Vec<Problem>) {
     };
     match fs::metadata(root) {
         Ok(m) if m.is_dir() => {
-            let mut segs = Vec::new();
-            w.dir(root, &mut segs, None, false);
+            // Subtrees of the root's folders are independent (nothing owns the root), so
+            // they are walked in parallel.
+            let entries = w.entries(root, &None).unwrap_or_default();
+            if entries
+                .iter()
+                .any(|(n, k)| n == "e.json" && matches!(k, Kind::File))
+            {
+                w.problems.push(Problem::new(
+                    root.join("e.json"),
+                    None,
+                    ProblemKind::RootIsElement,
+                ));
+            }
+            let dirs: Vec<String> = entries
+                .into_iter()
+                .filter(|(_, k)| matches!(k, Kind::Dir))
+                .map(|(n, _)| n)
+                .collect();
+            let parts = par_map(&dirs, |name| {
+                let mut sub = Walker {
+                    found: Vec::new(),
+                    problems: Vec::new(),
+                };
+                let mut segs = vec![name.clone()];
+                sub.dir(&root.join(name), &mut segs, None, false);
+                (sub.found, sub.problems)
+            });
+            for (found, problems) in parts {
+                w.found.extend(found);
+                w.problems.extend(problems);
+            }
         }
         Ok(_) => w.problems.push(Problem::new(
             root,
@@ -77,21 +107,20 @@ enum Kind {
 }
 
 impl Walker {
-    /// `owner`: the element owning this folder's files and the folder's path inside it.
-    fn dir(
+    /// Lists a folder's entries after the skip rules, sorted by name; `None` when it cannot
+    /// be read (reported).
+    fn entries(
         &mut self,
         path: &Path,
-        segs: &mut Vec<String>,
-        owner: Option<(usize, String)>,
-        bundle: bool,
-    ) {
+        owner: &Option<(usize, String)>,
+    ) -> Option<Vec<(String, Kind)>> {
         let owner_name = |w: &Walker, o: &Option<(usize, String)>| {
             o.as_ref().map(|(i, _)| w.found[*i].full_name.clone())
         };
         let rd = match fs::read_dir(path) {
             Ok(rd) => rd,
             Err(e) => {
-                let el = owner_name(self, &owner);
+                let el = owner_name(self, owner);
                 self.problems.push(Problem::new(
                     path,
                     el.as_deref(),
@@ -99,7 +128,7 @@ impl Walker {
                         message: e.to_string(),
                     },
                 ));
-                return;
+                return None;
             }
         };
         let mut entries: Vec<(String, Kind)> = Vec::new();
@@ -107,7 +136,7 @@ impl Walker {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    let el = owner_name(self, &owner);
+                    let el = owner_name(self, owner);
                     self.problems.push(Problem::new(
                         path,
                         el.as_deref(),
@@ -122,7 +151,7 @@ impl Walker {
             let ft = match entry.file_type() {
                 Ok(ft) => ft,
                 Err(e) => {
-                    let el = owner_name(self, &owner);
+                    let el = owner_name(self, owner);
                     self.problems.push(Problem::new(
                         entry.path(),
                         el.as_deref(),
@@ -146,7 +175,7 @@ impl Walker {
                     Ok(_) => continue, // symlinked folders are not followed
                     Err(e) => {
                         if owner.is_some() {
-                            let el = owner_name(self, &owner);
+                            let el = owner_name(self, owner);
                             self.problems.push(Problem::new(
                                 entry.path(),
                                 el.as_deref(),
@@ -166,7 +195,7 @@ impl Walker {
                 Err(_) => {
                     // Only report names that would matter: element files and folders.
                     if owner.is_some() || matches!(kind, Kind::Dir) {
-                        let el = owner_name(self, &owner);
+                        let el = owner_name(self, owner);
                         self.problems.push(Problem::new(
                             entry.path(),
                             el.as_deref(),
@@ -182,7 +211,20 @@ impl Walker {
             entries.push((name, kind));
         }
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Some(entries)
+    }
 
+    /// `owner`: the element owning this folder's files and the folder's path inside it.
+    fn dir(
+        &mut self,
+        path: &Path,
+        segs: &mut Vec<String>,
+        owner: Option<(usize, String)>,
+        bundle: bool,
+    ) {
+        let Some(entries) = self.entries(path, &owner) else {
+            return;
+        };
         let mut owner = owner;
         let is_element = !bundle
             && entries
