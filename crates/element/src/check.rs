@@ -1,5 +1,6 @@
 //! Pure functions behind `jitnode check` and `jitnode tree`.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -120,18 +121,37 @@ fn check_config(element: &str, path: &Path, env: &Env) -> Vec<Problem> {
 /// `loaded by <fullName> (<entry>)` for the nearest loader up the chain, `loaded by the host`
 /// for a Meta, or `data only`.
 pub fn render_tree(tree: &AppTree) -> String {
+    // Children by Type, built once (the tree can hold thousands of elements).
+    let mut children: HashMap<&str, Vec<&Element>> = HashMap::new();
+    for e in tree.elements.values() {
+        if !e.is_meta() {
+            children
+                .entry(e.def.type_name.as_str())
+                .or_default()
+                .push(e);
+        }
+    }
     let mut out = String::new();
     for meta in tree.metas() {
-        render_node(tree, meta, 0, &mut out);
+        render_node(tree, &children, meta, 0, &mut out);
     }
     out
 }
 
-fn render_node(tree: &AppTree, el: &Element, depth: usize, out: &mut String) {
-    let has_children = tree.children_of(&el.full_name).next().is_some();
+fn render_node(
+    tree: &AppTree,
+    children: &HashMap<&str, Vec<&Element>>,
+    el: &Element,
+    depth: usize,
+    out: &mut String,
+) {
+    let kids = children
+        .get(el.full_name.as_str())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let role = if el.is_meta() {
         "Meta"
-    } else if has_children || el.def.backend_bundle_entry.is_some() {
+    } else if !kids.is_empty() || el.def.backend_bundle_entry.is_some() {
         "Type"
     } else {
         "instance"
@@ -164,7 +184,7 @@ fn render_node(tree: &AppTree, el: &Element, depth: usize, out: &mut String) {
         let _ = write!(out, ", provides {entry}");
     }
     out.push('\n');
-    for child in tree.children_of(&el.full_name) {
-        render_node(tree, child, depth + 1, out);
+    for child in kids {
+        render_node(tree, children, child, depth + 1, out);
     }
 }

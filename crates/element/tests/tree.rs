@@ -247,3 +247,52 @@ fn read_file_is_path_safe() {
         .to_string()
         .contains("element imRobots.dingTalkDemo: cannot read file \"missing.json\""));
 }
+
+#[test]
+fn non_utf8_names_are_reported_and_symlinked_folders_not_followed() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("elements");
+    copy_tree(&fixture("good/elements"), &root);
+    let bad = root.join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir_all(bad.join("x")).unwrap();
+    std::fs::write(bad.join("x/e.json"), r#"{"type": ""}"#).unwrap();
+    // A symlink to a folder holding an element: not followed, so no duplicate names.
+    std::os::unix::fs::symlink(root.join("data"), root.join("dataLink")).unwrap();
+
+    let problems = load_tree(&root).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems}");
+    let p = &problems.0[0];
+    assert_eq!(p.kind, ProblemKind::NameNotUtf8);
+    assert!(p.to_string().contains("name is not valid UTF-8"), "{p}");
+    assert_eq!(p.file, bad);
+
+    std::fs::remove_dir_all(&bad).unwrap();
+    let tree = load_tree(&root).unwrap();
+    assert_eq!(tree.len(), 12);
+    assert!(tree.get("dataLink.thing").is_none());
+}
+
+#[test]
+fn only_bundle_folders_directly_in_an_element_are_bundles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("elements");
+    for (dir, ty) in [
+        ("ns/meta", ""),
+        ("ns/meta/backend/inner", "ns.meta"),
+        ("ns/frontend", "ns.meta"),
+        ("ns/meta/sub/backend", "ns.meta"),
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        std::fs::write(
+            root.join(dir).join("e.json"),
+            format!(r#"{{"type": "{ty}"}}"#),
+        )
+        .unwrap();
+    }
+    let tree = load_tree(&root).unwrap();
+    let names: Vec<&str> = tree.elements.keys().map(String::as_str).collect();
+    // `frontend` in a namespace folder and `backend` below a plain subfolder are ordinary
+    // names; `backend/` directly inside ns.meta belongs to it.
+    assert_eq!(names, ["ns.frontend", "ns.meta", "ns.meta.sub.backend"]);
+}
