@@ -118,6 +118,7 @@ fn median(runs: usize, mut prepare: impl FnMut(), mut f: impl FnMut()) -> f64 {
 
 struct Figures {
     floor: f64,
+    copy: f64,
     cold: f64,
     warm: f64,
     check: f64,
@@ -142,8 +143,29 @@ fn bench(work: &Path, n: usize) -> Figures {
             assert!(total > 0);
         },
     );
-    let dist = app.join("dist");
     let trash = work.join("trash");
+    // Reference only: a plain single-threaded copy of the same files (read, mkdir, write),
+    // showing what creating ~2 files per element costs on this file system.
+    let copy_root = app.join("copy");
+    let elements = app.join("elements");
+    let copy = median(
+        3,
+        || move_aside(&copy_root, &trash),
+        || {
+            let mut made = std::collections::HashSet::new();
+            for f in &files {
+                let rel = f.strip_prefix(&elements).expect("file under elements");
+                let to = copy_root.join(rel);
+                let parent = to.parent().expect("file has a parent");
+                if made.insert(parent.to_path_buf()) {
+                    fs::create_dir_all(parent).expect("mkdir");
+                }
+                fs::write(&to, fs::read(f).expect("read")).expect("write");
+            }
+        },
+    );
+    move_aside(&copy_root, &trash);
+    let dist = app.join("dist");
     let cold = median(
         5,
         || move_aside(&dist, &trash),
@@ -170,14 +192,16 @@ fn bench(work: &Path, n: usize) -> Figures {
     );
     let f = Figures {
         floor,
+        copy,
         cold,
         warm,
         check: check_ms,
     };
     println!(
-        "{n:>6} elements, {} files: I/O floor {:.1} ms | cold build {:.1} ms ({:.2}x floor) | warm start {:.1} ms ({:.2}x) | check {:.1} ms ({:.2}x)",
+        "{n:>6} elements, {} files: I/O floor {:.1} ms | plain copy {:.1} ms | cold build {:.1} ms ({:.2}x floor) | warm start {:.1} ms ({:.2}x) | check {:.1} ms ({:.2}x)",
         files.len(),
         f.floor,
+        f.copy,
         f.cold,
         f.cold / f.floor,
         f.warm,

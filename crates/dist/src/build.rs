@@ -321,13 +321,23 @@ fn collect_garbage(dir: &Path, rel: &str, keep: &HashSet<&str>) {
     }
 }
 
-/// Removes leftovers of crashed full builds beside dist/.
+/// Removes leftovers of crashed full builds beside dist/ (those whose process is gone).
 fn remove_leftovers(app_dir: &Path) {
     if let Ok(rd) = fs::read_dir(app_dir) {
         for e in rd.flatten() {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            if n.starts_with(".dist-tmp-") || n.starts_with(".dist-old-") {
+            let Some(rest) = n
+                .strip_prefix(".dist-tmp-")
+                .or_else(|| n.strip_prefix(".dist-old-"))
+            else {
+                continue;
+            };
+            // Leave the folders of another builder that is still running alone.
+            let pid = rest.split('-').next().unwrap_or_default();
+            let ours = pid == std::process::id().to_string();
+            let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+            if ours || !alive {
                 let _ = fs::remove_dir_all(e.path());
             }
         }

@@ -17,6 +17,9 @@
 //! complete dist, or no dist (then the next start rebuilds everything). Files are not
 //! fsync'ed (speed); the guarantee is against process crashes, not power loss.
 //!
+//! One builder per app at a time: two processes building the same app concurrently are not
+//! coordinated (an incremental build deletes copies the other may still use).
+//!
 //! Not for: rendering config (the host renders at load time, in memory) or loading code.
 
 mod build;

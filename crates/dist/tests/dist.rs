@@ -450,8 +450,9 @@ fn source_problems_fail_the_build_and_leave_dist_untouched() {
 #[test]
 fn leftovers_of_a_crashed_build_never_load_and_are_cleaned() {
     let app = app();
-    // A crash during a cold build leaves only a temporary folder: no dist at all.
-    let tmp = app.path().join(".dist-tmp-999-1");
+    // A crash during a cold build leaves only a temporary folder (of a process that is gone:
+    // the pid is above any pid_max), and no dist at all.
+    let tmp = app.path().join(".dist-tmp-4194305-1");
     fs::create_dir_all(tmp.join("e/half-0000")).unwrap();
     assert!(load(app.path()).is_err());
     let (_, report) = ensure(app.path()).unwrap();
