@@ -5,6 +5,17 @@
 //! `config.json` templates from an environment, and offers the pure pieces behind `check`
 //! and `tree`.
 //!
+//! Rules decided here (details on the items):
+//! - walk ([`walk`]): a folder with an `e.json` is an element; fullName = path below the root
+//!   with `/` -> `.`; every folder on the path must match `[A-Za-z_][A-Za-z0-9_-]*`
+//!   ([`SEGMENT_RULE`]); `frontend/` and `backend/` directly inside an element belong to it;
+//!   hidden entries and `dist/`, `target/` folders are skipped; symlinked folders are not
+//!   followed;
+//! - e.json: `type` is required (`""` for a Meta); unknown keys are kept in `raw`;
+//! - templates ([`render_template`]): values are JSON-escaped inside strings; a placeholder
+//!   outside a string becomes a number/boolean literal or else a quoted string, never
+//!   structure; values never appear in errors or `Debug`.
+//!
 //! It is NOT the runtime: it loads no code, starts nothing, does no network I/O and uses no
 //! async runtime. Building `dist/` lives in `jitnode-dist`, loading in `jitnode-host`.
 

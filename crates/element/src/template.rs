@@ -216,8 +216,12 @@ pub(crate) fn render_with<'v>(
     out
 }
 
-/// Renders a JSON template. Values are JSON-escaped so they can never break out of their
-/// string; see the module docs for placeholders outside strings. The error names the
+/// Renders a JSON template: `{{NAME}}`, `<<NAME>>`, `{{NAME:-fallback}}`, `<<NAME:-fallback>>`
+/// (NAME = `[A-Za-z_][A-Za-z0-9_]*`). Inside a JSON string a value is escaped as string
+/// content, so it can never break out; outside any string a value that is a JSON number or
+/// `true`/`false` is inserted as that literal, anything else as a quoted string (never
+/// structure). A fallback may not contain `"` or a line break; inside a string it is inserted
+/// as written (it is template text). The error names the
 /// element, file and every missing variable.
 pub fn render_template(
     text: &str,

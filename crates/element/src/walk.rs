@@ -34,6 +34,13 @@ pub struct FoundElement {
 
 /// Walks `root`, returning the element folders (sorted by fullName) and problems met on the
 /// way (unreadable folders, bad names). Never stops at the first problem.
+///
+/// Rules: a folder holding a regular file `e.json` is an element (fullName = its path below
+/// `root`, `/` -> `.`, each folder a valid segment); a folder without one is a namespace or,
+/// inside an element, a plain subfolder; `frontend/`/`backend/` directly inside an element
+/// belong to it; hidden entries and folders named `dist`/`target` are skipped; a file
+/// belongs to the nearest element above it; symlinked files count, symlinked folders are
+/// not followed.
 pub fn walk(root: &Path) -> (Vec<FoundElement>, Vec<Problem>) {
     let mut w = Walker {
         found: Vec::new(),
