@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::env::{Env, EnvError};
 use crate::par::par_map;
 use crate::problem::{json_message, Problem, ProblemKind, Problems};
-use crate::template::render_with;
+use crate::template::{render_mapped, template_position};
 use crate::tree::{parse_tree, resolve, AppTree, Element};
 
 /// Every problem of an element root: walk, e.json, chains, and the config.json templates of
@@ -92,19 +92,20 @@ fn check_config(element: &str, path: &Path, env: &Env) -> Vec<Problem> {
         }
     };
     let mut missing = Vec::new();
-    let rendered = render_with(text, |n| env.get(n), &mut missing);
+    let (rendered, spans) = render_mapped(text, |n| env.get(n), &mut missing);
     let mut out: Vec<Problem> = missing
         .into_iter()
         .map(|name| Problem::new(path, Some(element), ProblemKind::MissingVariable { name }))
         .collect();
     // Missing values rendered as "" so the JSON shape is still checked.
     if let Err(e) = serde_json::from_str::<serde_json::Value>(&rendered) {
+        let (line, column) = template_position(text, &rendered, &spans, e.line(), e.column());
         out.push(Problem::new(
             path,
             Some(element),
             ProblemKind::ConfigInvalidJson {
-                line: e.line(),
-                column: e.column(),
+                line,
+                column,
                 message: json_message(&e),
             },
         ));

@@ -63,8 +63,7 @@ pub enum ProblemKind {
     Cycle { cycle: Vec<String> },
     /// A template variable with no value and no fallback.
     MissingVariable { name: String },
-    /// config.json is not valid JSON once rendered (position in the rendered text; rendered
-    /// values never contain newlines, so the line matches the template).
+    /// config.json is not valid JSON once rendered (position mapped back to the template).
     ConfigInvalidJson {
         line: usize,
         column: usize,

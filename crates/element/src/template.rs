@@ -38,6 +38,7 @@ pub enum TemplateError {
     },
     #[error("element {element}: {}: not valid UTF-8", file.display())]
     NotUtf8 { element: String, file: PathBuf },
+    /// Position in the template (mapped back from the rendered text).
     #[error("element {element}: {}:{line}:{column}: not valid JSON after rendering: {message}", file.display())]
     InvalidJson {
         element: String,
@@ -187,33 +188,93 @@ pub(crate) fn render_with<'v>(
     lookup: impl Fn(&str) -> Option<&'v str>,
     missing: &mut Vec<String>,
 ) -> String {
+    render_mapped(text, lookup, missing).0
+}
+
+/// Where one placeholder went: template byte range and rendered byte range.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    t_start: usize,
+    t_end: usize,
+    r_start: usize,
+    r_end: usize,
+}
+
+/// [`render_with`], also returning where each placeholder went, so positions in the
+/// rendered text can be mapped back to the template (see [`template_position`]).
+pub(crate) fn render_mapped<'v>(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<&'v str>,
+    missing: &mut Vec<String>,
+) -> (String, Vec<Span>) {
     let mut out = String::with_capacity(text.len() + 64);
+    let mut spans = Vec::new();
     let mut last = 0;
     for p in scan(text) {
         out.push_str(&text[last..p.start]);
         last = p.end;
+        let r_start = out.len();
         let value = match lookup(p.name) {
-            Some(v) => v,
+            Some(v) => Some(v),
             None if p.in_string && p.fallback.is_some() => {
                 out.push_str(p.fallback.unwrap_or_default());
-                continue;
+                None
             }
-            None if p.fallback.is_some() => p.fallback.unwrap_or_default(),
+            None if p.fallback.is_some() => p.fallback,
             None => {
                 if !missing.iter().any(|m| m == p.name) {
                     missing.push(p.name.to_string());
                 }
-                ""
+                Some("")
             }
         };
-        if p.in_string {
-            escape_into(&mut out, value);
-        } else {
-            value_into(&mut out, value);
+        match value {
+            Some(v) if p.in_string => escape_into(&mut out, v),
+            Some(v) => value_into(&mut out, v),
+            None => {}
         }
+        spans.push(Span {
+            t_start: p.start,
+            t_end: p.end,
+            r_start,
+            r_end: out.len(),
+        });
     }
     out.push_str(&text[last..]);
-    out
+    (out, spans)
+}
+
+/// Maps a 1-based (line, column) in the rendered text back to the template; a position
+/// inside a substituted value maps to the start of its placeholder.
+pub(crate) fn template_position(
+    template: &str,
+    rendered: &str,
+    spans: &[Span],
+    line: usize,
+    column: usize,
+) -> (usize, usize) {
+    let mut offset = 0;
+    for (i, l) in rendered.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            offset += column.saturating_sub(1).min(l.len());
+            break;
+        }
+        offset += l.len();
+    }
+    let t = match spans.iter().rev().find(|s| s.r_start <= offset) {
+        Some(s) if offset < s.r_end => s.t_start,
+        Some(s) => s.t_end + (offset - s.r_end),
+        None => offset,
+    }
+    .min(template.len());
+    let before = &template.as_bytes()[..t];
+    let t_line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    (t_line, t - line_start + 1)
 }
 
 /// Renders a JSON template: `{{NAME}}`, `<<NAME>>`, `{{NAME:-fallback}}`, `<<NAME:-fallback>>`
@@ -256,14 +317,23 @@ pub fn render_config(
         element: element.full_name.clone(),
         file: path.clone(),
     })?;
-    let rendered = render_template(text, env, &element.full_name, &path)?;
-    serde_json::from_str(&rendered)
-        .map(Some)
-        .map_err(|e| TemplateError::InvalidJson {
+    let mut missing = Vec::new();
+    let (rendered, spans) = render_mapped(text, |n| env.get(n), &mut missing);
+    if !missing.is_empty() {
+        return Err(TemplateError::Missing {
             element: element.full_name.clone(),
             file: path,
-            line: e.line(),
-            column: e.column(),
+            names: missing,
+        });
+    }
+    serde_json::from_str(&rendered).map(Some).map_err(|e| {
+        let (line, column) = template_position(text, &rendered, &spans, e.line(), e.column());
+        TemplateError::InvalidJson {
+            element: element.full_name.clone(),
+            file: path,
+            line,
+            column,
             message: json_message(&e),
-        })
+        }
+    })
 }

@@ -62,7 +62,7 @@ fn check_combines_tree_and_template_problems() {
         "{text}"
     );
     assert!(
-        text.contains("a/okMeta/config.json:2:9: a.okMeta: not valid JSON after rendering"),
+        text.contains("a/okMeta/config.json:2:19: a.okMeta: not valid JSON after rendering"),
         "{text}"
     );
     assert!(

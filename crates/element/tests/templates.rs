@@ -236,3 +236,28 @@ fn env_file_errors_name_file_and_line_not_value() {
         "{err}"
     );
 }
+
+#[test]
+fn invalid_json_after_rendering_points_into_the_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("elements");
+    std::fs::create_dir_all(root.join("a/m")).unwrap();
+    std::fs::write(root.join("a/m/e.json"), r#"{"type": ""}"#).unwrap();
+    // Line 2: the missing comma is before template column 19, whatever the value's length.
+    std::fs::write(
+        root.join("a/m/config.json"),
+        "{\n  \"k\": \"{{LONG}}\" \"b\": 1}\n",
+    )
+    .unwrap();
+    let tree = load_tree(&root).unwrap();
+    let el = tree.get("a.m").unwrap();
+    let long = "a very long secret value with \"quotes\"";
+    let err = render_config(el, &env(&[("LONG", long)]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a/m/config.json:2:19: not valid JSON after rendering"),
+        "{err}"
+    );
+    assert!(!err.contains("secret"), "{err}");
+}
