@@ -472,3 +472,20 @@ fn leftovers_of_a_crashed_build_never_load_and_are_cleaned() {
     assert_eq!(report.rebuilt, names(&["data.thing"]));
     assert!(!stray.exists());
 }
+
+#[test]
+fn build_on_an_unchanged_tree_rewrites_nothing() {
+    let app = app();
+    let (first, _) = build(app.path()).unwrap();
+    let (second, report) = build(app.path()).unwrap();
+    assert_eq!(
+        report,
+        BuildReport {
+            rebuilt: vec![],
+            reused: names(&ALL),
+            removed: vec![],
+            full: false,
+        }
+    );
+    assert_eq!(first, second);
+}
