@@ -149,7 +149,7 @@ fn bench(work: &Path, n: usize) -> Figures {
     let copy_root = app.join("copy");
     let elements = app.join("elements");
     let copy = median(
-        3,
+        1,
         || move_aside(&copy_root, &trash),
         || {
             let mut made = std::collections::HashSet::new();
@@ -166,8 +166,10 @@ fn bench(work: &Path, n: usize) -> Figures {
     );
     move_aside(&copy_root, &trash);
     let dist = app.join("dist");
+    // Few cold runs: each creates ~3 inodes per element, and on this ext4 (no journal) freshly
+    // freed inodes slow down later creations for minutes, so more runs measure the churn.
     let cold = median(
-        5,
+        3,
         || move_aside(&dist, &trash),
         || {
             let (tree, report) = jitnode_dist::build(&app).expect("cold build");
