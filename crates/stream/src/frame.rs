@@ -255,8 +255,8 @@ mod tests {
 
     #[test]
     fn error_keeps_message_id_when_readable() {
-        let e = Frame::parse(r#"{"type":"NOPE","headers":{"messageId":"x"},"data":"{}"}"#)
-            .unwrap_err();
+        let e =
+            Frame::parse(r#"{"type":"NOPE","headers":{"messageId":"x"},"data":"{}"}"#).unwrap_err();
         assert_eq!(e.message_id.as_deref(), Some("x"));
         assert!(e.reason.contains("NOPE"));
         let e = Frame::parse("not json").unwrap_err();

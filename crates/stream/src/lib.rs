@@ -4,5 +4,20 @@
 //!
 //! Not for: elements, robots' business logic, or playing DingTalk's side (that is
 //! `jitnode-sandbox`). `frame` does no I/O so both sides can share it.
+//!
+//! Start with [`Client::start`] and a [`Handler`]; answer through [`ReplyContext`] or the
+//! [`Replier`] (see `handler` for when each kind of frame is ACKed).
 
+pub mod client;
+pub mod config;
+pub mod dedupe;
 pub mod frame;
+pub mod handler;
+pub mod message;
+pub mod reply;
+
+pub use client::{Client, ConnectError, StatsSnapshot, Status};
+pub use config::{BackoffConfig, ClientConfig, KeepaliveConfig, Secret, Subscription};
+pub use handler::{BoxFuture, Handler, HandlerError, Replier, ReplyContext};
+pub use message::{CardCallback, ConversationType, Event, EventStatus, MessageBody, RobotMessage};
+pub use reply::{At, CardTarget, OpenApi, ReplyError, SessionWebhook};

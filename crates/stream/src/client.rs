@@ -1,0 +1,902 @@
+//! The Stream client: keeps one live connection to the gateway (plus draining ones after a
+//! `disconnect`), answers frames and runs handlers.
+//!
+//! Tasks:
+//! - the supervisor opens connections (fresh ticket each time), reconnects with backoff and
+//!   opens the next connection as soon as the gateway says `disconnect` (make-before-break);
+//! - per connection, a reader that never waits on handlers (it parses, ACKs via a channel and
+//!   spawns), and a writer that owns the socket sink and prefers control frames (ping
+//!   replies, WebSocket pings) over ACKs;
+//! - per message, a handler task bounded by a semaphore.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{sleep, sleep_until, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ClientConfig;
+use crate::dedupe::Dedupe;
+use crate::frame::{
+    code, Ack, Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_DISCONNECT, TOPIC_PING, TOPIC_ROBOT,
+};
+use crate::handler::{Handler, HandlerError, Replier, ReplyContext};
+use crate::message::{CardCallback, Event, EventStatus, RobotMessage};
+use crate::reply::{http_client, OpenApi, SessionWebhook};
+
+pub const PATH_OPEN_CONNECTION: &str = "/v1.0/gateway/connections/open";
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Why a connection could not be opened.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectError {
+    #[error("DingTalk refused the credentials of clientId {client_id} (HTTP {status} {code}: {message}); check clientId and clientSecret")]
+    AuthFailed {
+        client_id: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("open connection failed: {0}")]
+    Open(String),
+    #[error("WebSocket handshake rejected with HTTP {0} (ticket used or expired)")]
+    HandshakeRejected(u16),
+    #[error("WebSocket handshake failed: {0}")]
+    Handshake(String),
+    #[error("connecting timed out")]
+    Timeout,
+}
+
+/// What the client is doing, for health checks and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    Connecting {
+        attempt: u32,
+    },
+    Connected {
+        connection: u64,
+    },
+    /// Waiting `delay` before the next attempt, after `error`.
+    Backoff {
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    /// The credentials were refused; waiting the long auth backoff.
+    AuthFailed {
+        client_id: String,
+        delay: Duration,
+        error: String,
+    },
+    Stopped,
+}
+
+/// Counters since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections: AtomicU64,
+    pub frames: AtomicU64,
+    pub malformed: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub handled: AtomicU64,
+    pub failed: AtomicU64,
+    pub acks_lost: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    pub connections: u64,
+    pub frames: u64,
+    pub malformed: u64,
+    pub duplicates: u64,
+    pub handled: u64,
+    pub failed: u64,
+    pub acks_lost: u64,
+}
+
+impl Stats {
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            connections: l(&self.connections),
+            frames: l(&self.frames),
+            malformed: l(&self.malformed),
+            duplicates: l(&self.duplicates),
+            handled: l(&self.handled),
+            failed: l(&self.failed),
+            acks_lost: l(&self.acks_lost),
+        }
+    }
+}
+
+struct Shared {
+    config: ClientConfig,
+    handler: Arc<dyn Handler>,
+    replier: Replier,
+    http: reqwest::Client,
+    dedupe: Mutex<Dedupe>,
+    permits: Arc<Semaphore>,
+    cancel: CancellationToken,
+    stats: Arc<Stats>,
+}
+
+impl Shared {
+    fn dedupe_begin(&self, key: &str) -> bool {
+        // A poisoned lock only means a panic elsewhere mid-update; the map is still usable.
+        let fresh = self
+            .dedupe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .begin(key);
+        if !fresh {
+            Stats::bump(&self.stats.duplicates);
+            tracing::debug!(message = key, "duplicate delivery dropped");
+        }
+        fresh
+    }
+
+    fn dedupe_finish(&self, key: &str, ok: bool) {
+        self.dedupe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .finish(key, ok);
+        Stats::bump(if ok {
+            &self.stats.handled
+        } else {
+            &self.stats.failed
+        });
+    }
+}
+
+/// A running client. Dropping it stops the client too (without waiting).
+pub struct Client {
+    shared: Arc<Shared>,
+    status: watch::Receiver<Status>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.shared.config.client_id)
+            .field("status", &*self.status.borrow())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Starts connecting in the background. Must be called inside a tokio runtime.
+    pub fn start(config: ClientConfig, handler: Arc<dyn Handler>) -> Client {
+        let http = http_client(config.http_timeout);
+        let replier = Replier {
+            webhook: SessionWebhook::new(http.clone(), config.effective_webhook_hosts()),
+            openapi: OpenApi::new(http.clone(), &config),
+        };
+        let shared = Arc::new(Shared {
+            permits: Arc::new(Semaphore::new(config.max_concurrent_handlers.max(1))),
+            dedupe: Mutex::new(Dedupe::new(config.dedupe_window)),
+            config,
+            handler,
+            replier,
+            http,
+            cancel: CancellationToken::new(),
+            stats: Arc::new(Stats::default()),
+        });
+        let (status_tx, status) = watch::channel(Status::Connecting { attempt: 0 });
+        let task = tokio::spawn(supervise(shared.clone(), status_tx));
+        Client {
+            shared,
+            status,
+            task: tokio::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// The reply APIs (webhooks, cards) with this app's credentials.
+    pub fn replier(&self) -> &Replier {
+        &self.shared.replier
+    }
+
+    /// Stops promptly, also during a backoff wait or a handshake: closes the connections
+    /// and returns. Handlers still running see `ReplyContext::shutdown()` cancelled and
+    /// finish on their own; their late ACKs are dropped.
+    pub async fn stop(&self) {
+        self.shared.cancel.cancel();
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+/// Asks the gateway for a ticket: `POST {openapi}/v1.0/gateway/connections/open`.
+/// Returns `(endpoint, ticket)`, both non-empty.
+pub async fn open_connection(
+    http: &reqwest::Client,
+    config: &ClientConfig,
+) -> Result<(String, String), ConnectError> {
+    let url = format!(
+        "{}{PATH_OPEN_CONNECTION}",
+        config.openapi_endpoint.trim_end_matches('/')
+    );
+    let body = json!({
+        "clientId": config.client_id,
+        "clientSecret": config.client_secret.expose(),
+        "subscriptions": config.subscriptions,
+        "ua": config.user_agent,
+    });
+    let resp = http
+        .post(url)
+        .header("Accept", "application/json")
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| ConnectError::Open(e.without_url().to_string()))?;
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    if status == 401 || s("code") == "authFailed" {
+        return Err(ConnectError::AuthFailed {
+            client_id: config.client_id.clone(),
+            status,
+            code: s("code"),
+            message: s("message"),
+        });
+    }
+    if status >= 400 {
+        return Err(ConnectError::Open(format!(
+            "HTTP {status} {} {}",
+            s("code"),
+            s("message")
+        )));
+    }
+    let (endpoint, ticket) = (s("endpoint"), s("ticket"));
+    if endpoint.is_empty() || ticket.is_empty() {
+        return Err(ConnectError::Open(format!(
+            "HTTP {status} without endpoint and ticket"
+        )));
+    }
+    Ok((endpoint, ticket))
+}
+
+/// `{endpoint}?ticket=<url-encoded>`, keeping any query the endpoint already has.
+pub fn ws_url(endpoint: &str, ticket: &str) -> Result<String, ConnectError> {
+    let mut url = url::Url::parse(endpoint)
+        .map_err(|e| ConnectError::Open(format!("endpoint is not a URL: {e}")))?;
+    url.query_pairs_mut().append_pair("ticket", ticket);
+    Ok(url.to_string())
+}
+
+async fn connect_once(shared: &Shared) -> Result<Ws, ConnectError> {
+    let (endpoint, ticket) = open_connection(&shared.http, &shared.config).await?;
+    let url = ws_url(&endpoint, &ticket)?;
+    // The hard limit sits well above the soft one so an oversized frame is refused with an
+    // ACK instead of killing the connection.
+    let hard = shared
+        .config
+        .max_frame_bytes
+        .saturating_mul(16)
+        .max(16 << 20);
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(hard))
+        .max_frame_size(Some(hard));
+    match tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            Err(ConnectError::HandshakeRejected(resp.status().as_u16()))
+        }
+        // The error text may quote the URL with the ticket; keep only its kind.
+        Err(e) => Err(ConnectError::Handshake(redact_ticket(&e.to_string()))),
+    }
+}
+
+fn redact_ticket(s: &str) -> String {
+    match s.find("ticket=") {
+        Some(i) => format!("{}ticket=***", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+enum ConnEvent {
+    Disconnect(u64),
+    Closed {
+        id: u64,
+        healthy: bool,
+        reason: String,
+    },
+}
+
+async fn supervise(shared: Arc<Shared>, status: watch::Sender<Status>) {
+    let cfg = &shared.config;
+    let cancel = shared.cancel.clone();
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<ConnEvent>();
+    let mut conns = JoinSet::new();
+    let mut next_id = 0u64;
+    let mut current: Option<u64> = None;
+    let mut attempt = 0u32;
+    let mut delay = Duration::ZERO;
+    let mut rejected_in_a_row = 0u32;
+    'run: loop {
+        if current.is_none() {
+            if !delay.is_zero() {
+                tokio::select! {
+                    _ = cancel.cancelled() => break 'run,
+                    _ = sleep(delay) => {}
+                }
+            }
+            status.send_replace(Status::Connecting { attempt });
+            let result = tokio::select! {
+                _ = cancel.cancelled() => break 'run,
+                r = tokio::time::timeout(cfg.keepalive.connect_timeout, connect_once(&shared)) => {
+                    r.unwrap_or(Err(ConnectError::Timeout))
+                }
+            };
+            match result {
+                Ok(ws) => {
+                    next_id += 1;
+                    current = Some(next_id);
+                    rejected_in_a_row = 0;
+                    delay = Duration::ZERO;
+                    Stats::bump(&shared.stats.connections);
+                    tracing::info!(client_id = %cfg.client_id, connection = next_id, "stream connected");
+                    status.send_replace(Status::Connected {
+                        connection: next_id,
+                    });
+                    conns.spawn(run_connection(shared.clone(), next_id, ws, ev_tx.clone()));
+                }
+                Err(e) => {
+                    let error = e.to_string();
+                    match e {
+                        ConnectError::AuthFailed { .. } => {
+                            delay = cfg.backoff.auth_failed;
+                            tracing::error!(client_id = %cfg.client_id, retry_in = ?delay, "{error}");
+                            status.send_replace(Status::AuthFailed {
+                                client_id: cfg.client_id.clone(),
+                                delay,
+                                error,
+                            });
+                        }
+                        // A used or expired ticket: a new one usually works at once.
+                        ConnectError::HandshakeRejected(_) if rejected_in_a_row == 0 => {
+                            rejected_in_a_row += 1;
+                            delay = Duration::ZERO;
+                            tracing::warn!(client_id = %cfg.client_id, "{error}; retrying with a new ticket");
+                        }
+                        _ => {
+                            delay = cfg.backoff.delay_random(attempt);
+                            tracing::warn!(client_id = %cfg.client_id, attempt, retry_in = ?delay, "{error}");
+                            status.send_replace(Status::Backoff {
+                                attempt,
+                                delay,
+                                error,
+                            });
+                            attempt = attempt.saturating_add(1);
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break 'run,
+            Some(ev) = ev_rx.recv() => match ev {
+                ConnEvent::Disconnect(id) if current == Some(id) => {
+                    tracing::info!(connection = id, "gateway asked to disconnect; opening the next connection now");
+                    current = None;
+                    attempt = 0;
+                    delay = Duration::ZERO;
+                }
+                ConnEvent::Closed { id, healthy, reason } if current == Some(id) => {
+                    current = None;
+                    if healthy {
+                        attempt = 0;
+                    }
+                    delay = cfg.backoff.delay_random(attempt);
+                    tracing::warn!(connection = id, reason, retry_in = ?delay, "stream connection lost");
+                    status.send_replace(Status::Backoff { attempt, delay, error: reason });
+                    attempt = attempt.saturating_add(1);
+                }
+                _ => {}
+            },
+            Some(_) = conns.join_next() => {}
+        }
+    }
+    // Connections see the cancellation and send a close frame; give them a moment.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+    status.send_replace(Status::Stopped);
+}
+
+/// The send side of one connection; clones go to handler tasks so their ACKs go out on the
+/// connection the frame came from.
+#[derive(Clone)]
+struct ConnTx {
+    id: u64,
+    control: mpsc::UnboundedSender<Message>,
+    acks: mpsc::UnboundedSender<Message>,
+    stats: Arc<Stats>,
+}
+
+impl ConnTx {
+    fn ack(&self, ack: Ack) {
+        if self.acks.send(Message::text(ack.to_text())).is_err() {
+            Stats::bump(&self.stats.acks_lost);
+            tracing::warn!(
+                connection = self.id,
+                message_id = ack.headers.message_id,
+                "ACK not sent: its connection has closed (the gateway will redeliver)"
+            );
+        }
+    }
+
+    fn control(&self, msg: Message) {
+        let _ = self.control.send(msg);
+    }
+}
+
+async fn writer(
+    mut sink: futures_util::stream::SplitSink<Ws, Message>,
+    mut control: mpsc::UnboundedReceiver<Message>,
+    mut acks: mpsc::UnboundedReceiver<Message>,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            m = control.recv() => m,
+            m = acks.recv() => m,
+        };
+        let Some(first) = first else { break };
+        let mut closing = matches!(first, Message::Close(_));
+        if sink.feed(first).await.is_err() {
+            return;
+        }
+        // Batch whatever else is queued into one flush.
+        while !closing {
+            let next = match control.try_recv() {
+                Ok(m) => m,
+                Err(_) => match acks.try_recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
+            closing = matches!(next, Message::Close(_));
+            if sink.feed(next).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() || closing {
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+async fn run_connection(
+    shared: Arc<Shared>,
+    id: u64,
+    ws: Ws,
+    events: mpsc::UnboundedSender<ConnEvent>,
+) {
+    let ka = shared.config.keepalive.clone();
+    let (sink, mut stream) = ws.split();
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(writer(sink, control_rx, acks_rx));
+    let tx = ConnTx {
+        id,
+        control: control_tx,
+        acks: acks_tx,
+        stats: shared.stats.clone(),
+    };
+    let mut ping = tokio::time::interval_at(Instant::now() + ka.ping_interval, ka.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_rx = Instant::now();
+    let mut pong_due: Option<Instant> = None;
+    // Re-armed lazily: it fires at the earliest possible deadline and re-checks.
+    let watchdog = sleep_until(last_rx + ka.idle_timeout);
+    tokio::pin!(watchdog);
+    let mut drain_until: Option<Instant> = None;
+    let drain = sleep_until(Instant::now() + Duration::from_secs(86400 * 365));
+    tokio::pin!(drain);
+    let mut healthy = false;
+    let reason: String = loop {
+        tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => break "client stopped".into(),
+            _ = &mut drain, if drain_until.is_some() => break "drained after disconnect".into(),
+            msg = stream.next() => {
+                let msg = match msg {
+                    None => break "closed by the gateway".into(),
+                    Some(Err(e)) => break format!("read failed: {e}"),
+                    Some(Ok(m)) => m,
+                };
+                last_rx = Instant::now();
+                healthy = true;
+                match msg {
+                    Message::Text(text) => {
+                        if dispatch(&shared, &tx, text.as_str()) && drain_until.is_none() {
+                            let until = Instant::now() + ka.drain_timeout;
+                            drain_until = Some(until);
+                            drain.as_mut().reset(until);
+                            let _ = events.send(ConnEvent::Disconnect(id));
+                        }
+                    }
+                    Message::Pong(_) => pong_due = None,
+                    Message::Close(_) => break "close frame from the gateway".into(),
+                    Message::Binary(b) => {
+                        Stats::bump(&shared.stats.malformed);
+                        tracing::warn!(connection = id, len = b.len(), "binary frame ignored");
+                    }
+                    // tungstenite answers PINGs itself.
+                    Message::Ping(_) | Message::Frame(_) => {}
+                }
+            }
+            _ = ping.tick() => {
+                tx.control(Message::Ping(Vec::new().into()));
+                if pong_due.is_none() {
+                    let due = Instant::now() + ka.pong_timeout;
+                    pong_due = Some(due);
+                    if due < watchdog.deadline() {
+                        watchdog.as_mut().reset(due);
+                    }
+                }
+            }
+            _ = &mut watchdog => {
+                let now = Instant::now();
+                let idle_at = last_rx + ka.idle_timeout;
+                if now >= idle_at {
+                    break format!("no frame for {:?} (dead link)", ka.idle_timeout);
+                }
+                if pong_due.is_some_and(|d| now >= d) {
+                    break format!("no PONG within {:?}", ka.pong_timeout);
+                }
+                watchdog.as_mut().reset(pong_due.map_or(idle_at, |d| d.min(idle_at)));
+            }
+        }
+    };
+    tracing::debug!(connection = id, reason, "stream connection closing");
+    tx.control(Message::Close(None));
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    let _ = events.send(ConnEvent::Closed {
+        id,
+        healthy,
+        reason,
+    });
+}
+
+/// Handles one TEXT frame without waiting. Returns true for `disconnect`.
+fn dispatch(shared: &Arc<Shared>, tx: &ConnTx, text: &str) -> bool {
+    Stats::bump(&shared.stats.frames);
+    let too_big = text.len() > shared.config.max_frame_bytes;
+    let frame = match Frame::parse(text) {
+        Ok(f) if !too_big => f,
+        Ok(f) => {
+            return malformed(
+                shared,
+                tx,
+                Some(f.message_id()),
+                &format!(
+                    "frame of {} bytes exceeds the limit of {}",
+                    text.len(),
+                    shared.config.max_frame_bytes
+                ),
+            );
+        }
+        Err(e) => return malformed(shared, tx, e.message_id.as_deref(), &e.reason),
+    };
+    match frame.kind {
+        FrameType::System => match frame.topic() {
+            TOPIC_PING => tx.control(Message::text(Ack::pong(&frame).to_text())),
+            TOPIC_DISCONNECT => {
+                let reason = frame
+                    .data_json()
+                    .ok()
+                    .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string));
+                tracing::info!(connection = tx.id, reason, "disconnect from the gateway");
+                return true;
+            }
+            other => tracing::debug!(connection = tx.id, topic = other, "SYSTEM frame ignored"),
+        },
+        FrameType::Callback => match frame.topic() {
+            TOPIC_ROBOT => robot_message(shared, tx, &frame),
+            TOPIC_CARD_CALLBACK => card_callback(shared, tx, &frame),
+            _ => other_callback(shared, tx, &frame),
+        },
+        FrameType::Event => event(shared, tx, &frame),
+    }
+    false
+}
+
+fn malformed(shared: &Shared, tx: &ConnTx, message_id: Option<&str>, reason: &str) -> bool {
+    Stats::bump(&shared.stats.malformed);
+    tracing::warn!(connection = tx.id, message_id, "malformed frame: {reason}");
+    if let Some(id) = message_id.filter(|id| !id.is_empty()) {
+        tx.ack(Ack::error(code::BAD_REQUEST, id, reason));
+    }
+    false
+}
+
+/// Dedupe key: `data.msgId`, else `headers.messageId`.
+fn key_of(frame: &Frame, data_id: Option<&str>) -> String {
+    match data_id {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => frame.message_id().to_string(),
+    }
+}
+
+fn robot_message(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
+    let msg = match RobotMessage::from_frame(frame) {
+        Ok(m) => m,
+        Err(e) => {
+            malformed(shared, tx, Some(frame.message_id()), &e.to_string());
+            return;
+        }
+    };
+    // ACK first: a slow answer must not make the gateway redeliver.
+    tx.ack(Ack::callback(frame.message_id(), Value::Null));
+    let key = key_of(frame, Some(&msg.msg_id));
+    if !shared.dedupe_begin(&key) {
+        return;
+    }
+    let ctx = ReplyContext::new(shared.replier.clone(), &msg, shared.cancel.child_token());
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let Ok(_permit) = shared.permits.clone().acquire_owned().await else {
+            return;
+        };
+        let handler = shared.handler.clone();
+        let result = AssertUnwindSafe(handler.on_robot_message(msg, ctx))
+            .catch_unwind()
+            .await;
+        let ok = log_result(&key, result);
+        shared.dedupe_finish(&key, ok);
+    });
+}
+
+fn log_result<T>(
+    key: &str,
+    result: Result<Result<T, HandlerError>, Box<dyn std::any::Any + Send>>,
+) -> bool {
+    match result {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(message = key, "handler failed: {e}");
+            false
+        }
+        Err(_) => {
+            tracing::error!(message = key, "handler panicked");
+            false
+        }
+    }
+}
+
+/// Runs a handler whose result goes into the ACK, waiting at most `callback_timeout`; past
+/// that `on_timeout` is ACKed and the handler keeps running (its outcome still feeds dedupe).
+fn ack_after<T, F, M>(
+    shared: &Arc<Shared>,
+    tx: &ConnTx,
+    frame: &Frame,
+    key: String,
+    fut: F,
+    to_ack: M,
+    on_timeout: Ack,
+) where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, HandlerError>> + Send + 'static,
+    M: FnOnce(Result<T, HandlerError>) -> Ack + Send + 'static,
+{
+    let shared = shared.clone();
+    let tx = tx.clone();
+    let message_id = frame.message_id().to_string();
+    tokio::spawn(async move {
+        let Ok(permit) = shared.permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let inner_shared = shared.clone();
+        let inner_key = key.clone();
+        tokio::spawn(async move {
+            let result = AssertUnwindSafe(fut).catch_unwind().await;
+            let result = match result {
+                Ok(r) => r,
+                Err(_) => Err(HandlerError::Failed("handler panicked".into())),
+            };
+            let ok = match &result {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(message = inner_key, "handler failed: {e}");
+                    false
+                }
+            };
+            inner_shared.dedupe_finish(&inner_key, ok);
+            drop(permit);
+            let _ = done_tx.send(result);
+        });
+        match tokio::time::timeout(shared.config.callback_timeout, done_rx).await {
+            Ok(Ok(result)) => tx.ack(to_ack(result)),
+            Ok(Err(_)) => tx.ack(Ack::error(code::FAILED, &message_id, "handler lost")),
+            Err(_) => {
+                tracing::warn!(
+                    message = key,
+                    "handler slower than the callback timeout; ACKed without its answer"
+                );
+                tx.ack(on_timeout);
+            }
+        }
+    });
+}
+
+fn error_ack(message_id: &str, e: &HandlerError) -> Ack {
+    match e {
+        HandlerError::NotHandled => {
+            Ack::error(code::NOT_FOUND, message_id, "no handler for this topic")
+        }
+        HandlerError::Failed(reason) => Ack::error(code::FAILED, message_id, reason),
+    }
+}
+
+fn card_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
+    let cb = match CardCallback::from_frame(frame) {
+        Ok(cb) => cb,
+        Err(e) => {
+            malformed(shared, tx, Some(frame.message_id()), &e.to_string());
+            return;
+        }
+    };
+    let mid = frame.message_id().to_string();
+    let key = key_of(frame, None);
+    if !shared.dedupe_begin(&key) {
+        tx.ack(Ack::callback(&mid, Value::Null));
+        return;
+    }
+    let handler = shared.handler.clone();
+    let replier = shared.replier.clone();
+    let fut = async move { handler.on_card_callback(cb, replier).await };
+    let mid2 = mid.clone();
+    ack_after(
+        shared,
+        tx,
+        frame,
+        key,
+        fut,
+        move |r| match r {
+            Ok(v) => Ack::callback(&mid2, v),
+            Err(e) => error_ack(&mid2, &e),
+        },
+        Ack::callback(&mid, Value::Null),
+    );
+}
+
+fn other_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
+    let data = match frame.data_json() {
+        Ok(v) => v,
+        Err(e) => {
+            malformed(
+                shared,
+                tx,
+                Some(frame.message_id()),
+                &format!("data is not JSON: {e}"),
+            );
+            return;
+        }
+    };
+    let mid = frame.message_id().to_string();
+    let key = key_of(frame, data.get("msgId").and_then(Value::as_str));
+    if !shared.dedupe_begin(&key) {
+        tx.ack(Ack::callback(&mid, Value::Null));
+        return;
+    }
+    let handler = shared.handler.clone();
+    let topic = frame.topic().to_string();
+    let fut = async move { handler.on_callback(&topic, data).await };
+    let mid2 = mid.clone();
+    ack_after(
+        shared,
+        tx,
+        frame,
+        key,
+        fut,
+        move |r| match r {
+            Ok(v) => Ack::callback(&mid2, v),
+            Err(e) => error_ack(&mid2, &e),
+        },
+        Ack::callback(&mid, Value::Null),
+    );
+}
+
+fn event(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
+    let ev = match Event::from_frame(frame) {
+        Ok(ev) => ev,
+        Err(e) => {
+            malformed(shared, tx, Some(frame.message_id()), &e.to_string());
+            return;
+        }
+    };
+    let mid = frame.message_id().to_string();
+    let key = key_of(frame, Some(&ev.event_id));
+    if !shared.dedupe_begin(&key) {
+        tx.ack(Ack::event(&mid, true, "duplicate"));
+        return;
+    }
+    let handler = shared.handler.clone();
+    let fut = async move { handler.on_event(ev).await };
+    let mid2 = mid.clone();
+    ack_after(
+        shared,
+        tx,
+        frame,
+        key,
+        fut,
+        move |r| match r {
+            Ok(EventStatus::Success) => Ack::event(&mid2, true, "OK"),
+            Ok(EventStatus::Later) => Ack::event(&mid2, false, "later"),
+            Err(e) => error_ack(&mid2, &e),
+        },
+        Ack::event(&mid, false, "still processing"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_url_encodes_ticket() {
+        let u = ws_url(
+            "wss://wss-open-connection.dingtalk.com:443/connect",
+            "a b&c=d",
+        )
+        .unwrap();
+        assert_eq!(
+            u,
+            "wss://wss-open-connection.dingtalk.com/connect?ticket=a+b%26c%3Dd"
+        );
+        let u = ws_url("ws://127.0.0.1:5/connect?x=1", "t").unwrap();
+        assert_eq!(u, "ws://127.0.0.1:5/connect?x=1&ticket=t");
+        assert!(ws_url("not a url", "t").is_err());
+    }
+
+    #[test]
+    fn handshake_errors_hide_ticket() {
+        assert_eq!(
+            redact_ticket("URL ws://h/connect?ticket=abc failed"),
+            "URL ws://h/connect?ticket=***"
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! Client settings: credentials, base URLs, subscriptions, keepalive, backoff and limits.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::frame::{TOPIC_CARD_CALLBACK, TOPIC_ROBOT};
+
+/// Default OpenAPI base (connections, tokens, cards).
+pub const DEFAULT_OPENAPI: &str = "https://api.dingtalk.com";
+/// Default legacy base (session webhooks live on this host).
+pub const DEFAULT_OAPI: &str = "https://oapi.dingtalk.com";
+
+/// A string that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(s.to_string())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(s)
+    }
+}
+
+/// One entry of `subscriptions` in the open-connection request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subscription {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub topic: String,
+}
+
+impl Subscription {
+    pub fn callback(topic: &str) -> Subscription {
+        Subscription {
+            kind: "CALLBACK".into(),
+            topic: topic.into(),
+        }
+    }
+
+    /// All events (`{"type": "EVENT", "topic": "*"}`).
+    pub fn all_events() -> Subscription {
+        Subscription {
+            kind: "EVENT".into(),
+            topic: "*".into(),
+        }
+    }
+}
+
+/// Reconnect delays: `min(base * 2^attempt + U(0, jitter), max)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackoffConfig {
+    pub base: Duration,
+    pub max: Duration,
+    pub jitter: Duration,
+    /// Wait after the gateway rejected the credentials; they will not fix themselves soon.
+    pub auth_failed: Duration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            jitter: Duration::from_secs(1),
+            auth_failed: Duration::from_secs(300),
+        }
+    }
+}
+
+impl BackoffConfig {
+    /// The delay before attempt number `attempt` (0-based), with `jitter_fraction` in [0, 1)
+    /// picking the point in the jitter range. Pure, so the math is testable.
+    pub fn delay(&self, attempt: u32, jitter_fraction: f64) -> Duration {
+        // 2^attempt overflows quickly; anything past 2^20 is above any sane cap anyway.
+        let factor = 1u64 << attempt.min(20);
+        let exp = self.base.saturating_mul(factor.min(u32::MAX as u64) as u32);
+        let jitter = self.jitter.mul_f64(jitter_fraction.clamp(0.0, 1.0));
+        exp.saturating_add(jitter).min(self.max)
+    }
+
+    /// [`Self::delay`] with random jitter.
+    pub fn delay_random(&self, attempt: u32) -> Duration {
+        self.delay(attempt, rand::random::<f64>())
+    }
+}
+
+/// Liveness settings of one WebSocket connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepaliveConfig {
+    /// WebSocket PING interval.
+    pub ping_interval: Duration,
+    /// No PONG this long after a PING: the link is dead.
+    pub pong_timeout: Duration,
+    /// No frame of any kind this long: the link is dead (zombie connection).
+    pub idle_timeout: Duration,
+    /// How long a connection that got `disconnect` may stay open to finish its ACKs.
+    pub drain_timeout: Duration,
+    /// Open-connection request plus WebSocket handshake.
+    pub connect_timeout: Duration,
+}
+
+impl Default for KeepaliveConfig {
+    fn default() -> Self {
+        KeepaliveConfig {
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            drain_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Everything the client needs. Build with [`ClientConfig::new`] and adjust fields.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `openApiEndpoint`, without a trailing slash.
+    pub openapi_endpoint: String,
+    /// Legacy `oapi` endpoint, without a trailing slash.
+    pub oapi_endpoint: String,
+    /// Hosts session webhooks may point at (`host` or `host:port`). Default: the oapi host.
+    pub webhook_hosts: Vec<String>,
+    pub subscriptions: Vec<Subscription>,
+    /// `ua` of the open-connection request.
+    pub user_agent: String,
+    pub keepalive: KeepaliveConfig,
+    pub backoff: BackoffConfig,
+    /// Handlers running at once; further messages wait for a slot (their ACK does not).
+    pub max_concurrent_handlers: usize,
+    /// How long a handled message id is remembered to drop redeliveries.
+    pub dedupe_window: Duration,
+    /// Card callbacks are ACKed with the handler's answer; past this the ACK goes out empty.
+    pub callback_timeout: Duration,
+    /// Frames larger than this are refused with an error ACK.
+    pub max_frame_bytes: usize,
+    /// Timeout of every HTTP request (open connection, token, webhook, cards).
+    pub http_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<Secret>) -> ClientConfig {
+        ClientConfig {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            openapi_endpoint: DEFAULT_OPENAPI.into(),
+            oapi_endpoint: DEFAULT_OAPI.into(),
+            webhook_hosts: Vec::new(),
+            subscriptions: vec![
+                Subscription::callback(TOPIC_ROBOT),
+                Subscription::callback(TOPIC_CARD_CALLBACK),
+            ],
+            user_agent: format!("jitnode-stream/{}", env!("CARGO_PKG_VERSION")),
+            keepalive: KeepaliveConfig::default(),
+            backoff: BackoffConfig::default(),
+            max_concurrent_handlers: 64,
+            dedupe_window: Duration::from_secs(10 * 60),
+            callback_timeout: Duration::from_secs(3),
+            max_frame_bytes: 1024 * 1024,
+            http_timeout: Duration::from_secs(15),
+        }
+    }
+
+    /// Points both base URLs at one server (the sandbox) and allows its host for webhooks.
+    pub fn with_base_url(mut self, base: &str) -> ClientConfig {
+        let base = base.trim_end_matches('/').to_string();
+        self.openapi_endpoint = base.clone();
+        self.oapi_endpoint = base;
+        self.webhook_hosts.clear();
+        self
+    }
+
+    /// The webhook hosts in effect: the configured ones, else the oapi endpoint's host.
+    pub fn effective_webhook_hosts(&self) -> Vec<String> {
+        if !self.webhook_hosts.is_empty() {
+            return self.webhook_hosts.clone();
+        }
+        url::Url::parse(&self.oapi_endpoint)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .into_iter()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_redacted_in_debug() {
+        let c = ClientConfig::new("dingabc", "s3cr3t-value");
+        let s = format!("{c:?}");
+        assert!(s.contains("dingabc"));
+        assert!(!s.contains("s3cr3t-value"), "{s}");
+        assert_eq!(c.client_secret.to_string(), "***");
+    }
+
+    #[test]
+    fn backoff_doubles_adds_jitter_and_caps() {
+        let b = BackoffConfig::default();
+        assert_eq!(b.delay(0, 0.0), Duration::from_secs(1));
+        assert_eq!(b.delay(1, 0.0), Duration::from_secs(2));
+        assert_eq!(b.delay(3, 0.5), Duration::from_millis(8500));
+        assert_eq!(b.delay(6, 0.0), Duration::from_secs(60));
+        assert_eq!(b.delay(500, 0.99), Duration::from_secs(60));
+        for attempt in 0..5 {
+            let d = b.delay_random(attempt);
+            let lo = Duration::from_secs(1 << attempt);
+            assert!(d >= lo && d <= lo + Duration::from_secs(1), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn webhook_hosts_default_to_oapi_host() {
+        let c = ClientConfig::new("a", "b");
+        assert_eq!(c.effective_webhook_hosts(), vec!["oapi.dingtalk.com"]);
+        let c = c.with_base_url("http://127.0.0.1:4567/");
+        assert_eq!(c.openapi_endpoint, "http://127.0.0.1:4567");
+        assert_eq!(c.effective_webhook_hosts(), vec!["127.0.0.1"]);
+    }
+}

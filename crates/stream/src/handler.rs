@@ -1,0 +1,143 @@
+//! What a robot implements to receive messages, card clicks and events, and the context it
+//! answers through.
+//!
+//! Delivery contract (see `client`):
+//! - Robot messages are ACKed before the handler runs; the handler may take minutes.
+//! - Card callbacks are ACKed *after* the handler returns, because the ACK carries the card
+//!   update; if the handler takes longer than `callback_timeout`, an empty response is
+//!   ACKed and the handler keeps running.
+//! - Events are ACKed after the handler with its [`EventStatus`] (same timeout rule; on
+//!   timeout `LATER` is sent so the gateway retries, and the retry is deduplicated).
+//! - A message id is handled once within the dedupe window; a handler returning an error (or
+//!   panicking) lets a redelivery try again.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::message::{CardCallback, Event, EventStatus, RobotMessage};
+use crate::reply::{At, OpenApi, ReplyError, SessionWebhook};
+
+/// A boxed `Send` future, the return type of handler methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// This handler does not take that kind of frame: the ACK says 404.
+    #[error("no handler for this topic")]
+    NotHandled,
+    /// The handler failed: ACK 500 where the ACK waits for it, and a redelivery may retry.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl HandlerError {
+    pub fn failed(reason: impl std::fmt::Display) -> HandlerError {
+        HandlerError::Failed(reason.to_string())
+    }
+}
+
+impl From<ReplyError> for HandlerError {
+    fn from(e: ReplyError) -> HandlerError {
+        HandlerError::Failed(e.to_string())
+    }
+}
+
+/// The robot's side of the client. Methods borrow `self`; the client keeps the handler in
+/// an `Arc` for as long as any call runs.
+pub trait Handler: Send + Sync + 'static {
+    fn on_robot_message(
+        &self,
+        msg: RobotMessage,
+        ctx: ReplyContext,
+    ) -> BoxFuture<'_, Result<(), HandlerError>>;
+
+    /// Returns the `response` of the ACK (`{"cardData": ...}` to update the card, or Null).
+    fn on_card_callback(
+        &self,
+        cb: CardCallback,
+        replier: Replier,
+    ) -> BoxFuture<'_, Result<Value, HandlerError>> {
+        let _ = (cb, replier);
+        Box::pin(async { Err(HandlerError::NotHandled) })
+    }
+
+    fn on_event(&self, event: Event) -> BoxFuture<'_, Result<EventStatus, HandlerError>> {
+        let _ = event;
+        Box::pin(async { Ok(EventStatus::Success) })
+    }
+
+    /// CALLBACK frames of other topics; the returned value is the ACK's `response`.
+    fn on_callback(&self, topic: &str, data: Value) -> BoxFuture<'_, Result<Value, HandlerError>> {
+        let _ = (topic, data);
+        Box::pin(async { Err(HandlerError::NotHandled) })
+    }
+}
+
+/// The reply APIs of one app: session webhooks and token-authenticated OpenAPI calls.
+#[derive(Debug, Clone)]
+pub struct Replier {
+    pub webhook: SessionWebhook,
+    pub openapi: OpenApi,
+}
+
+/// Where and how to answer one robot message.
+#[derive(Debug, Clone)]
+pub struct ReplyContext {
+    replier: Replier,
+    session_webhook: String,
+    at: Option<At>,
+    shutdown: CancellationToken,
+}
+
+impl ReplyContext {
+    pub(crate) fn new(replier: Replier, msg: &RobotMessage, shutdown: CancellationToken) -> Self {
+        // In groups the answer @s the asker (when they have a staffId: external users do not).
+        let at = match (&msg.sender_staff_id, msg.is_group()) {
+            (Some(id), true) if !id.is_empty() => Some(At::user(id.clone())),
+            _ => None,
+        };
+        ReplyContext {
+            replier,
+            session_webhook: msg.session_webhook.clone(),
+            at,
+            shutdown,
+        }
+    }
+
+    /// Text through the session webhook, @-ing the sender in groups.
+    pub async fn reply_text(&self, content: &str) -> Result<(), ReplyError> {
+        self.replier
+            .webhook
+            .send_text(&self.session_webhook, content, self.at.as_ref())
+            .await
+    }
+
+    /// Markdown through the session webhook, @-ing the sender in groups.
+    pub async fn reply_markdown(&self, title: &str, text: &str) -> Result<(), ReplyError> {
+        self.replier
+            .webhook
+            .send_markdown(&self.session_webhook, title, text, self.at.as_ref())
+            .await
+    }
+
+    pub fn replier(&self) -> &Replier {
+        &self.replier
+    }
+
+    pub fn openapi(&self) -> &OpenApi {
+        &self.replier.openapi
+    }
+
+    /// Whom a reply @s (the sender in groups).
+    pub fn at(&self) -> Option<&At> {
+        self.at.as_ref()
+    }
+
+    /// Cancelled when the client stops; long answers should finish their cards and return.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+}

@@ -1,0 +1,365 @@
+//! The decoded `data` of robot messages, card callbacks and events, as typed values.
+//!
+//! Parsing is lenient about missing fields (the gateway omits some for external users and
+//! one-to-one chats) but strict about shapes: a field of the wrong type is an error that the
+//! client answers with a 400 ACK.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::frame::Frame;
+
+/// Why a frame's `data` could not be read as the type its topic promises.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("data of topic {topic} is not JSON: {source}")]
+    DataNotJson {
+        topic: String,
+        source: serde_json::Error,
+    },
+    #[error("data of topic {topic} does not match its shape: {source}")]
+    Shape {
+        topic: String,
+        source: serde_json::Error,
+    },
+    #[error("card callback field `{field}` is missing")]
+    MissingField { field: &'static str },
+    #[error("card callback field `{field}` is not a JSON document: {source}")]
+    FieldNotJson {
+        field: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+/// `conversationType`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConversationType {
+    /// "1"
+    OneToOne,
+    /// "2"; the robot only sees group messages that @ it.
+    Group,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for ConversationType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let s = match &v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        };
+        Ok(match s.as_str() {
+            "1" => ConversationType::OneToOne,
+            "2" => ConversationType::Group,
+            _ => ConversationType::Other(s),
+        })
+    }
+}
+
+impl Default for ConversationType {
+    fn default() -> Self {
+        ConversationType::Other(String::new())
+    }
+}
+
+/// Epoch milliseconds, sent as a number or (sometimes) a string.
+fn epoch_ms<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AtUser {
+    #[serde(default)]
+    pub dingtalk_id: String,
+    #[serde(default)]
+    pub staff_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TextContent {
+    #[serde(default)]
+    pub content: String,
+}
+
+/// A robot message (`/v1.0/im/bot/messages/get`). Unknown fields are kept in `extra`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RobotMessage {
+    #[serde(default)]
+    pub msg_id: String,
+    #[serde(default)]
+    pub msgtype: String,
+    #[serde(default)]
+    pub text: Option<TextContent>,
+    /// Body of non-text messages (picture, richText, audio, video, file, ...).
+    #[serde(default)]
+    pub content: Option<Value>,
+    #[serde(default)]
+    pub conversation_id: String,
+    #[serde(default)]
+    pub conversation_type: ConversationType,
+    #[serde(default)]
+    pub conversation_title: Option<String>,
+    #[serde(default)]
+    pub sender_id: String,
+    /// Absent for external users.
+    #[serde(default)]
+    pub sender_staff_id: Option<String>,
+    #[serde(default)]
+    pub sender_nick: String,
+    #[serde(default)]
+    pub sender_corp_id: Option<String>,
+    #[serde(default)]
+    pub sender_platform: Option<String>,
+    #[serde(default)]
+    pub is_admin: bool,
+    #[serde(default)]
+    pub chatbot_user_id: String,
+    #[serde(default)]
+    pub chatbot_corp_id: Option<String>,
+    #[serde(default)]
+    pub robot_code: Option<String>,
+    #[serde(default)]
+    pub is_in_at_list: bool,
+    #[serde(default)]
+    pub at_users: Vec<AtUser>,
+    #[serde(default)]
+    pub session_webhook: String,
+    #[serde(default, deserialize_with = "epoch_ms")]
+    pub session_webhook_expired_time: i64,
+    #[serde(default, deserialize_with = "epoch_ms")]
+    pub create_at: i64,
+    #[serde(default)]
+    pub open_thread_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// What a robot message says, by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageBody<'a> {
+    /// Text with the @-mention's leading space trimmed.
+    Text(&'a str),
+    /// A voice message and DingTalk's speech recognition of it.
+    Audio { recognition: &'a str },
+    /// Anything else, with its `content` object (Null when absent).
+    Other {
+        msgtype: &'a str,
+        content: &'a Value,
+    },
+}
+
+static NULL: Value = Value::Null;
+
+impl RobotMessage {
+    /// Parses the `data` of a robot message frame; `msgId` falls back to the frame's
+    /// `messageId` when absent.
+    pub fn from_frame(frame: &Frame) -> Result<RobotMessage, ParseError> {
+        let value = frame
+            .data_json()
+            .map_err(|source| ParseError::DataNotJson {
+                topic: frame.topic().to_string(),
+                source,
+            })?;
+        let mut msg: RobotMessage =
+            serde_json::from_value(value).map_err(|source| ParseError::Shape {
+                topic: frame.topic().to_string(),
+                source,
+            })?;
+        if msg.msg_id.is_empty() {
+            msg.msg_id = frame.message_id().to_string();
+        }
+        Ok(msg)
+    }
+
+    pub fn body(&self) -> MessageBody<'_> {
+        match self.msgtype.as_str() {
+            "text" => MessageBody::Text(
+                self.text
+                    .as_ref()
+                    .map(|t| t.content.trim())
+                    .unwrap_or_default(),
+            ),
+            "audio" => MessageBody::Audio {
+                recognition: self
+                    .content
+                    .as_ref()
+                    .and_then(|c| c.get("recognition"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .trim(),
+            },
+            other => MessageBody::Other {
+                msgtype: other,
+                content: self.content.as_ref().unwrap_or(&NULL),
+            },
+        }
+    }
+
+    /// The words of the message: trimmed text, or the recognition of a voice message.
+    pub fn text(&self) -> Option<&str> {
+        match self.body() {
+            MessageBody::Text(t) => Some(t),
+            MessageBody::Audio { recognition } if !recognition.is_empty() => Some(recognition),
+            _ => None,
+        }
+    }
+
+    pub fn is_group(&self) -> bool {
+        self.conversation_type == ConversationType::Group
+    }
+}
+
+/// `cardPrivateData` of a card callback's `content`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CardPrivateData {
+    #[serde(default)]
+    pub action_ids: Vec<String>,
+    #[serde(default)]
+    pub params: Map<String, Value>,
+}
+
+/// A card button click (`/v1.0/card/instances/callback`), with `content` and `extension`
+/// decoded from their JSON strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardCallback {
+    pub out_track_id: String,
+    pub corp_id: String,
+    pub user_id: String,
+    pub user_id_type: Option<Value>,
+    pub space_type: String,
+    pub space_id: String,
+    /// `type`, e.g. "actionCallback".
+    pub kind: String,
+    pub value: Option<String>,
+    pub private_data: CardPrivateData,
+    /// The decoded `content` as a whole.
+    pub content: Value,
+    /// The decoded `extension`; Null when the field is absent.
+    pub extension: Value,
+    /// The frame's `messageId`.
+    pub message_id: String,
+}
+
+fn str_field(obj: &Map<String, Value>, name: &str) -> String {
+    match obj.get(name) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+impl CardCallback {
+    /// `content` must be present and valid JSON; `extension` may be absent but, when
+    /// present, must be valid JSON (an empty string counts as absent).
+    pub fn from_frame(frame: &Frame) -> Result<CardCallback, ParseError> {
+        let topic = frame.topic().to_string();
+        let value = frame
+            .data_json()
+            .map_err(|source| ParseError::DataNotJson {
+                topic: topic.clone(),
+                source,
+            })?;
+        let obj = match value {
+            Value::Object(o) => o,
+            other => {
+                let source = serde_json::from_value::<Map<String, Value>>(other)
+                    .expect_err("a non-object never parses as a map");
+                return Err(ParseError::Shape { topic, source });
+            }
+        };
+        let content = match obj.get("content") {
+            Some(Value::String(s)) if !s.trim().is_empty() => serde_json::from_str::<Value>(s)
+                .map_err(|source| ParseError::FieldNotJson {
+                    field: "content",
+                    source,
+                })?,
+            Some(Value::Object(o)) => Value::Object(o.clone()),
+            _ => return Err(ParseError::MissingField { field: "content" }),
+        };
+        let private_data = match content.get("cardPrivateData") {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|source| ParseError::Shape { topic, source })?,
+            None => CardPrivateData::default(),
+        };
+        let extension = match obj.get("extension") {
+            Some(Value::String(s)) if !s.trim().is_empty() => serde_json::from_str::<Value>(s)
+                .map_err(|source| ParseError::FieldNotJson {
+                    field: "extension",
+                    source,
+                })?,
+            Some(Value::Object(o)) => Value::Object(o.clone()),
+            _ => Value::Null,
+        };
+        Ok(CardCallback {
+            out_track_id: str_field(&obj, "outTrackId"),
+            corp_id: str_field(&obj, "corpId"),
+            user_id: str_field(&obj, "userId"),
+            user_id_type: obj.get("userIdType").cloned(),
+            space_type: str_field(&obj, "spaceType"),
+            space_id: str_field(&obj, "spaceId"),
+            kind: str_field(&obj, "type"),
+            value: obj.get("value").and_then(Value::as_str).map(str::to_string),
+            private_data,
+            content,
+            extension,
+            message_id: frame.message_id().to_string(),
+        })
+    }
+
+    /// `cardPrivateData.params[name]` as a string, if it is one.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.private_data.params.get(name).and_then(Value::as_str)
+    }
+}
+
+/// An EVENT push.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    pub event_type: String,
+    pub corp_id: String,
+    pub born_time: String,
+    pub topic: String,
+    pub headers: BTreeMap<String, String>,
+    pub data: Value,
+}
+
+impl Event {
+    pub fn from_frame(frame: &Frame) -> Result<Event, ParseError> {
+        let data = frame
+            .data_json()
+            .map_err(|source| ParseError::DataNotJson {
+                topic: frame.topic().to_string(),
+                source,
+            })?;
+        let h = |n: &str| frame.header(n).unwrap_or_default().to_string();
+        Ok(Event {
+            event_id: h("eventId"),
+            event_type: h("eventType"),
+            corp_id: h("eventCorpId"),
+            born_time: h("eventBornTime"),
+            topic: frame.topic().to_string(),
+            headers: frame.headers.clone(),
+            data,
+        })
+    }
+}
+
+/// Answer of an EVENT handler, carried in the ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    Success,
+    /// Ask the gateway to deliver it again later.
+    Later,
+}

@@ -1,0 +1,549 @@
+//! The HTTP side of answering: session webhooks, the access token, standard and advanced
+//! cards, AI card streaming. Every request has a timeout; every failure is a typed
+//! [`ReplyError`] that keeps the HTTP status (a 403 on card calls means "rate limited, fall
+//! back to a plain reply"). Tokens and webhook URLs never reach logs or errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::{ClientConfig, Secret};
+
+pub const PATH_ACCESS_TOKEN: &str = "/v1.0/oauth2/accessToken";
+pub const PATH_STANDARD_SEND: &str = "/v1.0/im/v1.0/robot/interactiveCards/send";
+pub const PATH_STANDARD_UPDATE: &str = "/v1.0/im/robots/interactiveCards";
+pub const PATH_CREATE_AND_DELIVER: &str = "/v1.0/card/instances/createAndDeliver";
+pub const PATH_CARD_INSTANCES: &str = "/v1.0/card/instances";
+pub const PATH_CARD_STREAMING: &str = "/v1.0/card/streaming";
+
+/// Session webhook errcode of an expired session.
+pub const ERRCODE_SESSION_EXPIRED: i64 = 300001;
+
+/// Refresh the token this long before DingTalk says it expires.
+const TOKEN_EARLY_REFRESH: Duration = Duration::from_secs(5 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    /// An OpenAPI error body `{"requestid", "code", "message"}` (or just a status).
+    #[error("{method} {path} answered HTTP {status}: {code} {message} (requestid {request_id})")]
+    Api {
+        method: &'static str,
+        path: String,
+        status: u16,
+        code: String,
+        message: String,
+        request_id: String,
+    },
+    #[error("{what} failed: {reason}")]
+    Transport { what: String, reason: String },
+    #[error("{what} answered something unexpected: {reason}")]
+    InvalidResponse { what: String, reason: String },
+    #[error("the session webhook has expired (errcode 300001): {errmsg}")]
+    SessionExpired { errmsg: String },
+    #[error("the session webhook answered errcode {errcode}: {errmsg}")]
+    Webhook { errcode: i64, errmsg: String },
+    #[error(
+        "refusing to post to webhook host {host:?}: not one of the configured hosts {allowed:?}"
+    )]
+    HostNotAllowed { host: String, allowed: Vec<String> },
+    #[error("access token for clientId {client_id} refused: HTTP {status} {code} {message}")]
+    Token {
+        client_id: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl ReplyError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ReplyError::Api { status, .. } | ReplyError::Token { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// HTTP 403: DingTalk's answer to too many card updates.
+    pub fn is_forbidden(&self) -> bool {
+        self.status() == Some(403)
+    }
+}
+
+fn transport(what: &str, e: reqwest::Error) -> ReplyError {
+    // reqwest errors can include the URL (with a session key); drop it.
+    ReplyError::Transport {
+        what: what.to_string(),
+        reason: e.without_url().to_string(),
+    }
+}
+
+/// Builds the shared HTTP client with the configured timeout.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .build()
+        // Only fails when the TLS backend cannot initialise, which is a broken install.
+        .expect("HTTP client builds")
+}
+
+/// Whom to @ in a webhook reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct At {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub at_user_ids: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub is_at_all: bool,
+}
+
+impl At {
+    pub fn user(staff_id: impl Into<String>) -> At {
+        At {
+            at_user_ids: vec![staff_id.into()],
+            is_at_all: false,
+        }
+    }
+}
+
+/// Posts to session webhooks, only on allowed hosts.
+#[derive(Clone)]
+pub struct SessionWebhook {
+    http: reqwest::Client,
+    allowed: Arc<Vec<String>>,
+}
+
+impl std::fmt::Debug for SessionWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionWebhook")
+            .field("allowed", &self.allowed)
+            .finish()
+    }
+}
+
+impl SessionWebhook {
+    pub fn new(http: reqwest::Client, allowed_hosts: Vec<String>) -> SessionWebhook {
+        SessionWebhook {
+            http,
+            allowed: Arc::new(allowed_hosts),
+        }
+    }
+
+    /// Refuses anything but http(s) URLs on an allowed `host` or `host:port`.
+    pub fn check_url(&self, webhook: &str) -> Result<url::Url, ReplyError> {
+        let refuse = |host: String| ReplyError::HostNotAllowed {
+            host,
+            allowed: self.allowed.as_ref().clone(),
+        };
+        let url = url::Url::parse(webhook).map_err(|_| refuse("<not a URL>".into()))?;
+        let host = url.host_str().unwrap_or_default().to_string();
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refuse(host));
+        }
+        let with_port = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        if self
+            .allowed
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&host) || a.eq_ignore_ascii_case(&with_port))
+        {
+            Ok(url)
+        } else {
+            Err(refuse(host))
+        }
+    }
+
+    pub async fn send_text(
+        &self,
+        webhook: &str,
+        content: &str,
+        at: Option<&At>,
+    ) -> Result<(), ReplyError> {
+        let mut body = json!({"msgtype": "text", "text": {"content": content}});
+        if let Some(at) = at {
+            body["at"] = json!(at);
+        }
+        self.send(webhook, &body).await
+    }
+
+    pub async fn send_markdown(
+        &self,
+        webhook: &str,
+        title: &str,
+        text: &str,
+        at: Option<&At>,
+    ) -> Result<(), ReplyError> {
+        let mut body = json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}});
+        if let Some(at) = at {
+            body["at"] = json!(at);
+        }
+        self.send(webhook, &body).await
+    }
+
+    /// Posts any body; success only when the answer says `errcode` 0.
+    pub async fn send(&self, webhook: &str, body: &Value) -> Result<(), ReplyError> {
+        let url = self.check_url(webhook)?;
+        let what = "session webhook";
+        let resp = self
+            .http
+            .post(url)
+            .header("Accept", "application/json")
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| transport(what, e))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| transport(what, e))?;
+        let v: Value = serde_json::from_str(&text).map_err(|_| ReplyError::InvalidResponse {
+            what: what.into(),
+            reason: format!("HTTP {status}, body is not JSON"),
+        })?;
+        let errcode = v.get("errcode").and_then(Value::as_i64);
+        let errmsg = v
+            .get("errmsg")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match errcode {
+            Some(0) if status < 400 => Ok(()),
+            Some(ERRCODE_SESSION_EXPIRED) => Err(ReplyError::SessionExpired { errmsg }),
+            Some(errcode) => Err(ReplyError::Webhook { errcode, errmsg }),
+            None => Err(ReplyError::InvalidResponse {
+                what: what.into(),
+                reason: format!("HTTP {status} without errcode"),
+            }),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Token {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+/// OpenAPI calls with a cached access token (per app), refreshed early, one refresh at a
+/// time, and once more when a call answers 401.
+#[derive(Clone)]
+pub struct OpenApi {
+    http: reqwest::Client,
+    base: Arc<str>,
+    client_id: Arc<str>,
+    client_secret: Secret,
+    token: Arc<Mutex<Option<Token>>>,
+}
+
+impl std::fmt::Debug for OpenApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenApi")
+            .field("base", &self.base)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+impl OpenApi {
+    pub fn new(http: reqwest::Client, config: &ClientConfig) -> OpenApi {
+        OpenApi {
+            http,
+            base: config.openapi_endpoint.trim_end_matches('/').into(),
+            client_id: config.client_id.as_str().into(),
+            client_secret: config.client_secret.clone(),
+            token: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// A valid access token, fetched when missing or due for refresh. Callers that race
+    /// wait on the one refresh in flight (the lock is held across it).
+    pub async fn access_token(&self) -> Result<Secret, ReplyError> {
+        let mut guard = self.token.lock().await;
+        if let Some(t) = guard.as_ref() {
+            if Instant::now() < t.refresh_at {
+                return Ok(t.value.clone());
+            }
+        }
+        let fresh = self.fetch_token().await?;
+        let value = fresh.value.clone();
+        *guard = Some(fresh);
+        Ok(value)
+    }
+
+    /// Drops `stale` if it is still the cached token, so the next call refreshes it once.
+    async fn invalidate(&self, stale: &Secret) {
+        let mut guard = self.token.lock().await;
+        if guard.as_ref().is_some_and(|t| &t.value == stale) {
+            *guard = None;
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<Token, ReplyError> {
+        let what = "access token request";
+        let resp = self
+            .http
+            .post(format!("{}{PATH_ACCESS_TOKEN}", self.base))
+            .header("Accept", "application/json")
+            .json(&json!({"appKey": &*self.client_id, "appSecret": self.client_secret.expose()}))
+            .send()
+            .await
+            .map_err(|e| transport(what, e))?;
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        if status >= 400 {
+            return Err(ReplyError::Token {
+                client_id: self.client_id.to_string(),
+                status,
+                code: s("code"),
+                message: s("message"),
+            });
+        }
+        let token = s("accessToken");
+        let expire_in = v.get("expireIn").and_then(Value::as_u64).unwrap_or(0);
+        if token.is_empty() || expire_in == 0 {
+            return Err(ReplyError::InvalidResponse {
+                what: what.into(),
+                reason: "no accessToken or expireIn".into(),
+            });
+        }
+        let life = Duration::from_secs(expire_in);
+        // Short-lived tokens (tests) refresh at half life rather than never being valid.
+        let early = TOKEN_EARLY_REFRESH.min(life / 2);
+        tracing::debug!(client_id = %self.client_id, expire_in, "access token refreshed");
+        Ok(Token {
+            value: Secret::new(token),
+            refresh_at: Instant::now() + life - early,
+        })
+    }
+
+    /// One OpenAPI call under the base URL, with the token; refreshes it once on a 401.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, ReplyError> {
+        let token = self.access_token().await?;
+        match self.call_with(method, path, body, &token).await {
+            Err(ReplyError::Api { status: 401, .. }) => {
+                self.invalidate(&token).await;
+                let token = self.access_token().await?;
+                self.call_with(method, path, body, &token).await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        token: &Secret,
+    ) -> Result<Value, ReplyError> {
+        let url = format!("{}{path}", self.base);
+        let req = match method {
+            Method::Post => self.http.post(url),
+            Method::Put => self.http.put(url),
+        };
+        let what = format!("{} {path}", method.as_str());
+        let resp = req
+            .header("Accept", "application/json")
+            .header("x-acs-dingtalk-access-token", token.expose())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| transport(&what, e))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| transport(&what, e))?;
+        let v: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        };
+        if status >= 400 {
+            let s = |k: &str| {
+                v.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            return Err(ReplyError::Api {
+                method: method.as_str(),
+                path: path.to_string(),
+                status,
+                code: s("code"),
+                message: s("message"),
+                request_id: s("requestid"),
+            });
+        }
+        Ok(v)
+    }
+
+    /// `POST /v1.0/im/v1.0/robot/interactiveCards/send` with a ready body.
+    pub async fn standard_card_send(&self, body: &Value) -> Result<Value, ReplyError> {
+        self.call(Method::Post, PATH_STANDARD_SEND, body).await
+    }
+
+    /// Sends a standard card to a group (`open_conversation_id`) or one user
+    /// (`single_chat_user_id`, a staffId).
+    pub async fn send_standard_card(
+        &self,
+        card_biz_id: &str,
+        card: &Value,
+        target: CardTarget<'_>,
+    ) -> Result<Value, ReplyError> {
+        let mut body = json!({
+            "cardTemplateId": "StandardCard",
+            "robotCode": &*self.client_id,
+            "cardBizId": card_biz_id,
+            "cardData": card.to_string(),
+        });
+        match target {
+            CardTarget::Group(cid) => body["openConversationId"] = json!(cid),
+            CardTarget::User(staff) => {
+                body["singleChatReceiver"] = json!(json!({"userId": staff}).to_string())
+            }
+        }
+        self.standard_card_send(&body).await
+    }
+
+    /// `PUT /v1.0/im/robots/interactiveCards`: replaces the whole card.
+    pub async fn update_standard_card(
+        &self,
+        card_biz_id: &str,
+        card: &Value,
+    ) -> Result<Value, ReplyError> {
+        let body = json!({"cardBizId": card_biz_id, "cardData": card.to_string()});
+        self.call(Method::Put, PATH_STANDARD_UPDATE, &body).await
+    }
+
+    /// `POST /v1.0/card/instances/createAndDeliver` with a ready body.
+    pub async fn create_and_deliver(&self, body: &Value) -> Result<Value, ReplyError> {
+        self.call(Method::Post, PATH_CREATE_AND_DELIVER, body).await
+    }
+
+    /// `PUT /v1.0/card/instances`: updates the given variables of a template card.
+    pub async fn update_card(
+        &self,
+        out_track_id: &str,
+        params: &serde_json::Map<String, Value>,
+    ) -> Result<Value, ReplyError> {
+        let body = json!({
+            "outTrackId": out_track_id,
+            "cardData": {"cardParamMap": params},
+            "cardUpdateOptions": {"updateCardDataByKey": true, "updatePrivateDataByKey": true},
+        });
+        self.call(Method::Put, PATH_CARD_INSTANCES, &body).await
+    }
+
+    /// `PUT /v1.0/card/streaming`: the full text so far of an AI card variable.
+    pub async fn stream_card(
+        &self,
+        out_track_id: &str,
+        key: &str,
+        content: &str,
+        finalize: bool,
+        error: bool,
+    ) -> Result<Value, ReplyError> {
+        let body = json!({
+            "outTrackId": out_track_id,
+            "guid": uuid::Uuid::new_v4().to_string(),
+            "key": key,
+            "content": content,
+            "isFull": true,
+            "isFinalize": finalize,
+            "isError": error,
+        });
+        self.call(Method::Put, PATH_CARD_STREAMING, &body).await
+    }
+}
+
+/// Where a standard card goes.
+#[derive(Debug, Clone, Copy)]
+pub enum CardTarget<'a> {
+    /// `openConversationId`.
+    Group(&'a str),
+    /// `singleChatReceiver` by staffId.
+    User(&'a str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_hosts_are_checked() {
+        let w = SessionWebhook::new(
+            reqwest::Client::new(),
+            vec!["oapi.dingtalk.com".into(), "127.0.0.1:8080".into()],
+        );
+        assert!(w
+            .check_url("https://oapi.dingtalk.com/robot/sendBySession?session=x")
+            .is_ok());
+        assert!(w.check_url("http://127.0.0.1:8080/s").is_ok());
+        for bad in [
+            "http://127.0.0.1:9090/s",
+            "https://evil.example/robot",
+            "https://oapi.dingtalk.com.evil.example/",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            let e = w.check_url(bad).unwrap_err();
+            assert!(matches!(e, ReplyError::HostNotAllowed { .. }), "{bad}");
+        }
+    }
+
+    #[test]
+    fn openapi_debug_hides_secret() {
+        let c = ClientConfig::new("dingid", "topsecret");
+        let api = OpenApi::new(reqwest::Client::new(), &c);
+        let s = format!("{api:?}");
+        assert!(s.contains("dingid") && !s.contains("topsecret"), "{s}");
+    }
+
+    #[test]
+    fn forbidden_is_distinguishable() {
+        let e = ReplyError::Api {
+            method: "PUT",
+            path: PATH_CARD_STREAMING.into(),
+            status: 403,
+            code: "Forbidden.AccessDenied.QpsLimit".into(),
+            message: "qps".into(),
+            request_id: "r".into(),
+        };
+        assert!(e.is_forbidden());
+        assert_eq!(e.status(), Some(403));
+        assert!(e.to_string().contains("403"));
+    }
+}
