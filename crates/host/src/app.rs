@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use jitnode_element::{AppTree, Element, Env, LoadTime};
@@ -138,39 +139,59 @@ impl StopReport {
     }
 }
 
+/// A running element as the app tracks it.
+struct Running {
+    name: String,
+    runtime: Arc<dyn ElementRuntime>,
+    /// Hash of its definition, its chain's definitions and its rendered config.
+    fingerprint: u64,
+}
+
 #[derive(Default)]
 struct State {
-    /// dependent -> what it looked up (it must stop before them).
+    /// dependent -> what it looked up successfully (it must stop before them).
     deps: BTreeMap<String, BTreeSet<String>>,
+    /// dependent -> every name it tried to look up, found or not (a reload that changes
+    /// one of them restarts the dependent).
+    tried: BTreeMap<String, BTreeSet<String>>,
+    /// Elements looked up from outside any element (start phases, `App::lookup`): kept
+    /// running by themselves, unlike on-demand elements only others needed.
+    pinned: HashSet<String>,
     /// element being loaded -> elements its loader is waiting for (cycle detection).
     waits: HashMap<String, HashSet<String>>,
     /// Running elements (with a runtime), in load order.
-    running: Vec<(String, Arc<dyn ElementRuntime>)>,
+    running: Vec<Running>,
     stopping: bool,
 }
 
-struct AppInner {
-    tree: AppTree,
-    env: Env,
-    registry: Registry,
+/// One generation of the app's definitions: the tree, the environment and a load-once slot
+/// per element. A reload swaps in a new generation that reuses the slots it keeps.
+struct View {
+    tree: Arc<AppTree>,
+    env: Arc<Env>,
     slots: HashMap<String, Slot>,
+}
+
+struct AppInner {
+    view: RwLock<Arc<View>>,
+    registry: Registry,
     state: Mutex<State>,
 }
 
 impl AppInner {
+    // Lock order: `state` before `view` whenever both are held.
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave State half-updated in a way that
         // matters more than stopping the app would; keep going with the data.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn loadable(&self) -> Vec<String> {
-        self.tree
-            .elements
-            .keys()
-            .filter(|n| self.tree.loader_of(n).is_some())
-            .cloned()
-            .collect()
+    fn view(&self) -> Arc<View> {
+        Arc::clone(&self.view.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn set_view(&self, view: View) {
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
     }
 
     async fn lookup(
@@ -178,10 +199,12 @@ impl AppInner {
         name: &str,
         requester: Option<&str>,
     ) -> Result<LoadedElement, LookupError> {
-        let Some(slot) = self.slots.get(name).cloned() else {
+        let view = self.view();
+        self.record_attempt(requester, name);
+        let Some(slot) = view.slots.get(name).cloned() else {
             return Err(LookupError::UnknownElement {
                 name: name.to_string(),
-                loadable: self.loadable(),
+                loadable: loadable(&view.tree),
             });
         };
         if let Some(done) = slot.get() {
@@ -191,7 +214,7 @@ impl AppInner {
         }
         // A requester still loading waits for `name`; refuse if `name` waits for it.
         let waiting_from =
-            requester.filter(|r| self.slots.get(*r).is_some_and(|s| !s.initialized()));
+            requester.filter(|r| view.slots.get(*r).is_some_and(|s| !s.initialized()));
         if let Some(r) = waiting_from {
             let mut st = self.state();
             if let Some(cycle) = find_cycle(&st.waits, r, name) {
@@ -206,8 +229,13 @@ impl AppInner {
         // (which would make the next caller load it a second time).
         let inner = Arc::clone(self);
         let owned = name.to_string();
-        let res =
-            tokio::spawn(async move { slot.get_or_init(|| inner.load(owned)).await.clone() }).await;
+        let res = tokio::spawn(async move {
+            let this = Arc::clone(&slot);
+            slot.get_or_init(|| inner.load(owned, view, this))
+                .await
+                .clone()
+        })
+        .await;
         if let Some(r) = waiting_from {
             let mut st = self.state();
             if let Some(w) = st.waits.get_mut(r) {
@@ -226,6 +254,22 @@ impl AppInner {
         Ok(loaded)
     }
 
+    fn record_attempt(&self, requester: Option<&str>, name: &str) {
+        let mut st = self.state();
+        match requester {
+            None => {
+                st.pinned.insert(name.to_string());
+            }
+            Some(r) if r != name => {
+                st.tried
+                    .entry(r.to_string())
+                    .or_default()
+                    .insert(name.to_string());
+            }
+            Some(_) => {}
+        }
+    }
+
     fn record_dep(&self, requester: Option<&str>, name: &str) {
         if let Some(r) = requester.filter(|r| *r != name) {
             self.state()
@@ -237,15 +281,20 @@ impl AppInner {
     }
 
     /// Loads one element. Runs at most once per element (inside its OnceCell).
-    async fn load(self: Arc<Self>, name: String) -> Result<LoadedElement, LoadError> {
-        let el = self
+    async fn load(
+        self: Arc<Self>,
+        name: String,
+        view: Arc<View>,
+        slot: Slot,
+    ) -> Result<LoadedElement, LoadError> {
+        let el = view
             .tree
             .get(&name)
-            .expect("slots are made from the tree's elements");
+            .expect("a view's slots are made from its own tree's elements");
         let element = Arc::new(el.clone());
-        let declared = declared_functions(&self.tree, el);
+        let declared = declared_functions(&view.tree, el);
 
-        let loader_el = self.tree.loader_of(&name);
+        let loader_el = view.tree.loader_of(&name);
         let loader = match loader_el {
             None => None,
             Some(l) => {
@@ -275,7 +324,7 @@ impl AppInner {
             }
         };
 
-        let config = jitnode_element::render_config(el, &self.env)
+        let config = jitnode_element::render_config(el, &view.env)
             .map_err(|e| LoadError::Config {
                 element: name.clone(),
                 message: e.to_string(),
@@ -294,6 +343,7 @@ impl AppInner {
         if self.state().stopping {
             return Err(LoadError::Stopping { element: name });
         }
+        let fingerprint = fingerprint(&view.tree, el, config.as_deref());
 
         let cx = LoadContext {
             element: Arc::clone(&element),
@@ -324,10 +374,21 @@ impl AppInner {
             }
         };
         let functions = Arc::new(merge(runtime.functions(), &declared));
-        {
+        let stopping = {
             let mut st = self.state();
-            if !st.stopping {
-                st.running.push((name.clone(), Arc::clone(&runtime)));
+            // A reload may have replaced this element while it loaded: the new generation
+            // loads its own; this one must not linger unseen.
+            let current = self
+                .view()
+                .slots
+                .get(&name)
+                .is_some_and(|s| Arc::ptr_eq(s, &slot));
+            if !st.stopping && current {
+                st.running.push(Running {
+                    name: name.clone(),
+                    runtime: Arc::clone(&runtime),
+                    fingerprint,
+                });
                 drop(st);
                 tracing::info!(element = %name, loader = %entry, "loaded");
                 return Ok(LoadedElement {
@@ -337,11 +398,46 @@ impl AppInner {
                     functions,
                 });
             }
-        }
-        // Stop began while this one was loading: it would never be stopped otherwise.
+            st.stopping
+        };
+        // Stop (or a reload) began while this one was loading: it would never be stopped
+        // otherwise.
         let _ = tokio::time::timeout(DEFAULT_STOP_DEADLINE, runtime.stop()).await;
-        Err(LoadError::Stopping { element: name })
+        if stopping {
+            Err(LoadError::Stopping { element: name })
+        } else {
+            Err(LoadError::Replaced { element: name })
+        }
     }
+}
+
+fn loadable(tree: &AppTree) -> Vec<String> {
+    tree.elements
+        .keys()
+        .filter(|n| tree.loader_of(n).is_some())
+        .cloned()
+        .collect()
+}
+
+/// Identifies what an element runs as: its fullName, the definitions and content (the dist
+/// copy's folder name carries a content hash) of everything up its chain, and its rendered
+/// config. Only the hash is kept, never the values.
+fn fingerprint(tree: &AppTree, el: &Element, config: Option<&Value>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    el.full_name.hash(&mut h);
+    for n in &el.chain {
+        n.hash(&mut h);
+        if let Some(c) = tree.get(n) {
+            c.dir.file_name().hash(&mut h);
+            serde_json::to_string(&c.def.raw)
+                .unwrap_or_default()
+                .hash(&mut h);
+        }
+    }
+    config
+        .map(|c| serde_json::to_string(c).unwrap_or_default())
+        .hash(&mut h);
+    h.finish()
 }
 
 /// If `to` (transitively) waits for `from`, the cycle `from -> to -> ... -> from`.
@@ -420,7 +516,7 @@ impl AppHandle {
 
     /// An element's definition without loading it (JitAI's `getElementDefine`).
     pub fn definition(&self, full_name: &str) -> Option<Element> {
-        self.inner.upgrade()?.tree.get(full_name).cloned()
+        self.inner.upgrade()?.view().tree.get(full_name).cloned()
     }
 }
 
@@ -432,9 +528,21 @@ impl fmt::Debug for AppHandle {
     }
 }
 
-/// A running app. Create it from a resolved tree, `start` it, and `stop` it.
+/// A running app. Create it from a resolved tree, `start` it, and `stop` it. Clones are
+/// the same app (a cheap handle), e.g. one for a [`Reloader`](crate::Reloader) and one for
+/// whoever stops it.
+#[derive(Clone)]
 pub struct App {
     inner: Arc<AppInner>,
+}
+
+/// What [`App::replace`] did.
+#[derive(Debug, Default)]
+pub(crate) struct ReplaceReport {
+    /// Running elements stopped because they were replaced, removed or no longer needed.
+    pub stopped: Vec<String>,
+    pub timed_out: Vec<String>,
+    pub start: StartReport,
 }
 
 impl App {
@@ -446,17 +554,25 @@ impl App {
             .collect();
         App {
             inner: Arc::new(AppInner {
-                tree,
-                env,
+                view: RwLock::new(Arc::new(View {
+                    tree: Arc::new(tree),
+                    env: Arc::new(env),
+                    slots,
+                })),
                 registry,
-                slots,
                 state: Mutex::new(State::default()),
             }),
         }
     }
 
-    pub fn tree(&self) -> &AppTree {
-        &self.inner.tree
+    /// The current tree (a reload may replace it; this is a snapshot).
+    pub fn tree(&self) -> Arc<AppTree> {
+        Arc::clone(&self.inner.view().tree)
+    }
+
+    /// The current environment for templates (values are never logged).
+    pub fn env(&self) -> Arc<Env> {
+        Arc::clone(&self.inner.view().env)
     }
 
     /// A handle with no element identity (lookups are not recorded as dependencies).
@@ -470,14 +586,18 @@ impl App {
     /// Starts all `beforeHandleRequest` elements concurrently, then all `afterAppInit`
     /// ones. A failure is logged with the element's fullName; the others keep running.
     pub async fn start(&self) -> StartReport {
+        self.start_where(|_| true).await
+    }
+
+    /// [`App::start`] limited to the elements `pick` accepts.
+    async fn start_where(&self, pick: impl Fn(&str) -> bool) -> StartReport {
         let mut report = StartReport::default();
+        let tree = self.tree();
         for phase in [LoadTime::BeforeHandleRequest, LoadTime::AfterAppInit] {
-            let names: Vec<String> = self
-                .inner
-                .tree
+            let names: Vec<String> = tree
                 .elements
                 .values()
-                .filter(|e| e.def.backend_load_time == Some(phase))
+                .filter(|e| e.def.backend_load_time == Some(phase) && pick(&e.full_name))
                 .map(|e| e.full_name.clone())
                 .collect();
             if names.is_empty() {
@@ -537,79 +657,228 @@ impl App {
         self.inner.state().deps.clone()
     }
 
+    /// Every name each element tried to look up (found, failed or unknown).
+    pub(crate) fn lookups_tried(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.inner.state().tried.clone()
+    }
+
     /// Running elements (those with a runtime), in load order.
     pub fn running(&self) -> Vec<String> {
         self.inner
             .state()
             .running
             .iter()
-            .map(|(n, _)| n.clone())
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    /// Running elements with a fingerprint of what each runs as (its definition and its
+    /// chain's, content, rendered config; hashed, never the values). Two apps running the
+    /// same elements from the same sources and environment give equal maps.
+    pub fn running_fingerprints(&self) -> BTreeMap<String, u64> {
+        self.inner
+            .state()
+            .running
+            .iter()
+            .map(|r| (r.name.clone(), r.fingerprint))
             .collect()
     }
 
     /// Stops every running element: dependents before what they depend on, each wave
     /// concurrently, each element bounded by `deadline`. Later loads are refused.
     pub async fn stop(&self, deadline: Duration) -> StopReport {
-        let (mut remaining, deps) = {
+        let (remaining, deps) = {
             let mut st = self.inner.state();
             st.stopping = true;
             (std::mem::take(&mut st.running), st.deps.clone())
         };
-        let mut report = StopReport::default();
-        while !remaining.is_empty() {
-            let names: HashSet<&str> = remaining.iter().map(|(n, _)| n.as_str()).collect();
-            // Stoppable now: nothing still running depends on it.
-            let needed: HashSet<&str> = names
-                .iter()
-                .filter_map(|n| deps.get(*n))
-                .flatten()
-                .map(String::as_str)
-                .filter(|d| names.contains(d))
+        stop_in_order(remaining, &deps, deadline).await
+    }
+
+    /// Swaps in a new tree and environment. Elements in `restart` (and any not in `tree`)
+    /// are stopped (dependents first) before the swap and get fresh load-once slots; the
+    /// others keep their slot and runtime. Then the restarted elements that load at start
+    /// are started, and on-demand elements nothing needs any more are stopped.
+    pub(crate) async fn replace(
+        &self,
+        tree: AppTree,
+        env: Env,
+        restart: &BTreeSet<String>,
+        deadline: Duration,
+    ) -> ReplaceReport {
+        let goes = |n: &str| restart.contains(n) || !tree.elements.contains_key(n);
+        let mut report = ReplaceReport::default();
+        // Stop first, so an element never runs twice (old and new) at the same time.
+        let (taken, deps) = {
+            let mut st = self.inner.state();
+            let taken = take_running(&mut st, |r| goes(&r.name));
+            (taken, st.deps.clone())
+        };
+        let stopped = stop_in_order(taken, &deps, deadline).await;
+        report.stopped.extend(stopped.order());
+        report.timed_out.extend(stopped.timed_out);
+
+        let stragglers = {
+            let mut st = self.inner.state();
+            let old = self.inner.view();
+            let slots = tree
+                .elements
+                .keys()
+                .map(|n| {
+                    let slot = match old.slots.get(n) {
+                        Some(s) if !goes(n) => Arc::clone(s),
+                        _ => Slot::default(),
+                    };
+                    (n.clone(), slot)
+                })
                 .collect();
-            let (mut wave, rest): (Vec<_>, Vec<_>) = remaining
-                .into_iter()
-                .partition(|(n, _)| !needed.contains(n.as_str()));
-            remaining = rest;
-            if wave.is_empty() {
-                // Only a cycle of call-time lookups is left: no order is right; stop them all.
-                tracing::warn!("elements depend on each other in a cycle; stopping them together");
-                wave = std::mem::take(&mut remaining);
-            }
-            wave.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut set = JoinSet::new();
-            for (n, rt) in &wave {
-                let (n, rt) = (n.clone(), Arc::clone(rt));
-                set.spawn(async move {
-                    let ok = tokio::time::timeout(deadline, rt.stop()).await.is_ok();
-                    (n, ok)
+            self.inner.set_view(View {
+                tree: Arc::new(tree.clone()),
+                env: Arc::new(env),
+                slots,
+            });
+            st.deps.retain(|k, _| !goes(k));
+            st.tried.retain(|k, _| !goes(k));
+            st.pinned.retain(|k| !goes(k));
+            // Loads of the old generation that finished while the others were stopping.
+            take_running(&mut st, |r| goes(&r.name))
+        };
+        let stopped = stop_in_order(stragglers, &deps, deadline).await;
+        report.stopped.extend(stopped.order());
+        report.timed_out.extend(stopped.timed_out);
+
+        report.start = self.start_where(|n| restart.contains(n)).await;
+        let collected = self.collect_unneeded(deadline).await;
+        report.stopped.extend(collected.order());
+        report.timed_out.extend(collected.timed_out);
+        report
+    }
+
+    /// Stops running on-demand elements that nothing outside looked up and no running
+    /// element depends on (a reload may leave such orphans; a clean start would not load
+    /// them). Their slots are reset, so a later lookup loads them again.
+    async fn collect_unneeded(&self, deadline: Duration) -> StopReport {
+        let mut report = StopReport::default();
+        loop {
+            let victims = {
+                let mut st = self.inner.state();
+                let view = self.inner.view();
+                let needed: HashSet<String> = st
+                    .running
+                    .iter()
+                    .filter_map(|r| st.deps.get(&r.name))
+                    .flatten()
+                    .cloned()
+                    .collect();
+                let orphan: HashSet<String> = st
+                    .running
+                    .iter()
+                    .filter(|r| {
+                        !st.pinned.contains(&r.name)
+                            && !needed.contains(&r.name)
+                            && view
+                                .tree
+                                .get(&r.name)
+                                .is_some_and(|e| e.def.backend_load_time.is_none())
+                    })
+                    .map(|r| r.name.clone())
+                    .collect();
+                if orphan.is_empty() {
+                    break;
+                }
+                let mut slots = view.slots.clone();
+                for n in &orphan {
+                    slots.insert(n.clone(), Slot::default());
+                }
+                self.inner.set_view(View {
+                    tree: Arc::clone(&view.tree),
+                    env: Arc::clone(&view.env),
+                    slots,
                 });
-            }
-            let mut done: HashMap<String, bool> = HashMap::new();
-            while let Some(j) = set.join_next().await {
-                if let Ok((n, ok)) = j {
-                    done.insert(n, ok);
-                }
-            }
-            for (n, _) in &wave {
-                if done.get(n).copied() == Some(true) {
-                    tracing::info!(element = %n, "stopped");
-                } else {
-                    tracing::warn!(element = %n, "did not stop within {deadline:?}; leaving it");
-                    report.timed_out.push(n.clone());
-                }
-            }
-            report
-                .waves
-                .push(wave.into_iter().map(|(n, _)| n).collect());
+                st.deps.retain(|k, _| !orphan.contains(k));
+                st.tried.retain(|k, _| !orphan.contains(k));
+                take_running(&mut st, |r| orphan.contains(&r.name))
+            };
+            tracing::debug!(
+                count = victims.len(),
+                "stopping on-demand elements no longer needed"
+            );
+            let deps = self.dependencies();
+            let r = stop_in_order(victims, &deps, deadline).await;
+            report.waves.extend(r.waves);
+            report.timed_out.extend(r.timed_out);
         }
         report
     }
 }
 
+fn take_running(st: &mut State, pick: impl Fn(&Running) -> bool) -> Vec<Running> {
+    let (taken, kept) = std::mem::take(&mut st.running).into_iter().partition(pick);
+    st.running = kept;
+    taken
+}
+
+/// Stops `remaining`: dependents before what they depend on, each wave concurrently, each
+/// element bounded by `deadline`.
+async fn stop_in_order(
+    mut remaining: Vec<Running>,
+    deps: &BTreeMap<String, BTreeSet<String>>,
+    deadline: Duration,
+) -> StopReport {
+    let mut report = StopReport::default();
+    while !remaining.is_empty() {
+        let names: HashSet<&str> = remaining.iter().map(|r| r.name.as_str()).collect();
+        // Stoppable now: nothing still running depends on it.
+        let needed: HashSet<String> = names
+            .iter()
+            .filter_map(|n| deps.get(*n))
+            .flatten()
+            .filter(|d| names.contains(d.as_str()))
+            .cloned()
+            .collect();
+        let (mut wave, rest): (Vec<_>, Vec<_>) = remaining
+            .into_iter()
+            .partition(|r| !needed.contains(&r.name));
+        remaining = rest;
+        if wave.is_empty() {
+            // Only a cycle of call-time lookups is left: no order is right; stop them all.
+            tracing::warn!("elements depend on each other in a cycle; stopping them together");
+            wave = std::mem::take(&mut remaining);
+        }
+        wave.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut set = JoinSet::new();
+        for r in &wave {
+            let (n, rt) = (r.name.clone(), Arc::clone(&r.runtime));
+            set.spawn(async move {
+                let ok = tokio::time::timeout(deadline, rt.stop()).await.is_ok();
+                (n, ok)
+            });
+        }
+        let mut done: HashMap<String, bool> = HashMap::new();
+        while let Some(j) = set.join_next().await {
+            if let Ok((n, ok)) = j {
+                done.insert(n, ok);
+            }
+        }
+        for r in &wave {
+            if done.get(&r.name).copied() == Some(true) {
+                tracing::info!(element = %r.name, "stopped");
+            } else {
+                tracing::warn!(element = %r.name, "did not stop within {deadline:?}; leaving it");
+                report.timed_out.push(r.name.clone());
+            }
+        }
+        report
+            .waves
+            .push(wave.into_iter().map(|r| r.name).collect());
+    }
+    report
+}
+
 impl fmt::Debug for App {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("App")
-            .field("elements", &self.inner.tree.elements.len())
+            .field("elements", &self.inner.view().tree.elements.len())
             .field("registry", &self.inner.registry)
             .finish()
     }

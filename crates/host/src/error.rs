@@ -89,6 +89,9 @@ pub enum LoadError {
     Cycle { cycle: Vec<String> },
     #[error("{element}: the app is stopping; not loading it")]
     Stopping { element: String },
+    /// A reload replaced the element's definition while this load of the old one ran.
+    #[error("{element}: replaced by a reload while loading; the new version loads instead")]
+    Replaced { element: String },
 }
 
 impl LoadError {
@@ -100,7 +103,8 @@ impl LoadError {
             | LoadError::Config { element, .. }
             | LoadError::Failed { element, .. }
             | LoadError::Panicked { element, .. }
-            | LoadError::Stopping { element } => element,
+            | LoadError::Stopping { element }
+            | LoadError::Replaced { element } => element,
             LoadError::Cycle { cycle } => cycle.first().map(String::as_str).unwrap_or(""),
         }
     }

@@ -5,7 +5,8 @@
 //! built-in loaders named `builtin:<name>`), starts the `beforeHandleRequest` and then the
 //! `afterAppInit` elements, loads the others on demand at their first lookup, lets elements
 //! call each other's named JSON functions (optionally streaming chunks), and stops them in
-//! dependency order.
+//! dependency order. With `--watch`, a [`Reloader`] fed by [`watch`] applies edits to the
+//! running app, restarting only what they change.
 //!
 //! It is NOT for parsing e.json, resolving chains, rendering templates or building `dist/`
 //! (that is `jitnode-element` and `jitnode-dist`), nor for any particular element's business
@@ -17,8 +18,10 @@ mod error;
 mod functions;
 mod loader;
 mod open;
+mod reload;
 mod runtime;
 mod signal;
+pub mod watch;
 
 pub use app::{App, AppHandle, LoadedElement, StartReport, StopReport, DEFAULT_STOP_DEADLINE};
 pub use echo::EchoLoader;
@@ -26,5 +29,7 @@ pub use error::{CallError, LoadError, LookupError};
 pub use functions::{declared_functions, ArgSpec, FunctionSpec};
 pub use loader::{loader_fn, LoadContext, Loader, Registry, BUILTIN_SCHEME};
 pub use open::OpenError;
+pub use reload::{ReloadError, ReloadReport, Reloader};
 pub use runtime::{BoxError, BoxFuture, ChunkSink, ElementRuntime, FnRuntime, FunctionError};
 pub use signal::ShutdownSignal;
+pub use watch::{WatchError, WatchMode, WatchOptions};
