@@ -178,8 +178,8 @@ pub fn resolve(parsed: Vec<Parsed>, mut problems: Vec<Problem>) -> Result<AppTre
                 break Ok(());
             }
             if let Some(pos) = chain.iter().position(|n| *n == next) {
-                let mut cycle: Vec<String> = chain[pos..].iter().map(|s| s.to_string()).collect();
-                break Err(ChainEnd::Cycle(std::mem::take(&mut cycle), pos));
+                let cycle: Vec<String> = chain[pos..].iter().map(|s| s.to_string()).collect();
+                break Err(ChainEnd::Cycle(cycle, pos));
             }
             if broken.contains(next) {
                 break Err(ChainEnd::Broken(next));
