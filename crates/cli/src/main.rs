@@ -75,6 +75,10 @@ enum Command {
         /// Seconds each element gets to stop before it is abandoned.
         #[arg(long, default_value_t = 5, value_name = "SECS")]
         stop_deadline: u64,
+        /// Reload changed elements while running: MODE auto (default), native or poll.
+        #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true,
+              default_missing_value = "auto", conflicts_with = "from_dist")]
+        watch: Option<jitnode_host::WatchMode>,
     },
     /// Call one function of one element, in-process.
     ///
@@ -141,7 +145,17 @@ async fn main() -> ExitCode {
             from_dist,
             sandbox,
             stop_deadline,
-        } => run(&app, from_dist, sandbox, Duration::from_secs(stop_deadline)).await,
+            watch,
+        } => {
+            run(
+                &app,
+                from_dist,
+                sandbox,
+                Duration::from_secs(stop_deadline),
+                watch,
+            )
+            .await
+        }
         Command::Call {
             app,
             full_name,
@@ -274,6 +288,7 @@ async fn run(
     from_dist: bool,
     sandbox: bool,
     stop_deadline: Duration,
+    watch: Option<jitnode_host::WatchMode>,
 ) -> Result<ExitCode, String> {
     let mut signals = jitnode_host::ShutdownSignal::install()
         .map_err(|e| format!("cannot listen for signals: {e}"))?;
@@ -298,7 +313,21 @@ async fn run(
         "app {} is running; Ctrl-C or SIGTERM stops it",
         app_dir.display()
     );
-    let signal = signals.recv().await;
+    let signal = match watch {
+        None => signals.recv().await,
+        Some(mode) => {
+            let watched =
+                jitnode_host::watch::watch_app(app_dir, &app, mode, stop_deadline, signals.recv())
+                    .await;
+            match watched {
+                Ok(signal) => signal,
+                Err(e) => {
+                    tracing::error!("{e}; running without reloading");
+                    signals.recv().await
+                }
+            }
+        }
+    };
     tracing::info!("{signal} received; stopping (a second signal exits at once)");
     stop(&app, &mut signals, stop_deadline).await
 }

@@ -34,7 +34,7 @@ use jitnode_dist::DistError;
 use jitnode_element::{AppTree, Element, Env, EnvError, TemplateError};
 
 use crate::app::App;
-use crate::error::LookupError;
+use crate::error::{list, LookupError};
 
 /// Why a new version was rejected (the last good one keeps running).
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +106,8 @@ pub struct Reloader {
     app_dir: PathBuf,
     good: Good,
     stop_deadline: Duration,
+    /// The last reload was rejected (so the next accepted one says it recovered).
+    rejected: bool,
 }
 
 impl fmt::Debug for Reloader {
@@ -133,6 +135,7 @@ impl Reloader {
             app_dir: app_dir.to_path_buf(),
             good: Good { tree, env, configs },
             stop_deadline: crate::app::DEFAULT_STOP_DEADLINE,
+            rejected: false,
         }
     }
 
@@ -179,6 +182,9 @@ impl Reloader {
             Ok(v) => v,
             Err(e) => return self.reject(e),
         };
+        if std::mem::take(&mut self.rejected) {
+            tracing::info!("the app's sources are valid again");
+        }
         let old = &self.good;
         let env_changed = !same_env(&old.env, &env);
 
@@ -218,6 +224,7 @@ impl Reloader {
             configs.insert(name.clone(), now);
         }
         if !errors.is_empty() {
+            errors.sort();
             return self.reject(ReloadError::Config(errors));
         }
 
@@ -280,17 +287,18 @@ impl Reloader {
             configs,
         };
         tracing::info!(
-            changed = report.changed.len(),
-            restarted = report.restarted.len(),
-            started = report.started.len(),
-            stopped = report.stopped.len(),
+            changed = %list(&report.changed),
+            restarted = %list(&report.restarted),
+            started = %list(&report.started),
+            stopped = %list(&report.stopped),
             failed = report.failed.len(),
             "reloaded"
         );
         report
     }
 
-    fn reject(&self, e: ReloadError) -> ReloadReport {
+    fn reject(&mut self, e: ReloadError) -> ReloadReport {
+        self.rejected = true;
         tracing::error!("reload rejected; the last good version keeps running:\n{e}");
         ReloadReport {
             kept_last_good: Some(e),

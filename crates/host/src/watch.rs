@@ -19,6 +19,7 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode};
 use tokio::sync::mpsc;
 
+use crate::app::App;
 use crate::reload::{ReloadReport, Reloader};
 
 /// How file changes are noticed.
@@ -266,6 +267,26 @@ where
             }
         }
     }
+}
+
+/// `jitnode run --watch`: reloads `app` (opened from `app_dir` and started) on every change
+/// until `shutdown` completes; each restarted element gets `stop_deadline` to stop.
+pub async fn watch_app<F, T>(
+    app_dir: &Path,
+    app: &App,
+    mode: WatchMode,
+    stop_deadline: Duration,
+    shutdown: F,
+) -> Result<T, WatchError>
+where
+    F: Future<Output = T>,
+{
+    let mut reloader = Reloader::new(app_dir, app.clone()).with_stop_deadline(stop_deadline);
+    let options = WatchOptions {
+        mode,
+        ..WatchOptions::default()
+    };
+    run(&mut reloader, &options, shutdown, |_| {}).await
 }
 
 #[cfg(test)]
