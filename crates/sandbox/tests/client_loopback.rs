@@ -313,6 +313,8 @@ struct Recorder {
     delay_ms: u64,
     reply: bool,
     reply_errors: Mutex<Vec<String>>,
+    card_delay_ms: u64,
+    cards_done: AtomicUsize,
 }
 
 impl Recorder {
@@ -369,6 +371,8 @@ impl Handler for Recorder {
         _r: Replier,
     ) -> BoxFuture<'_, Result<Value, HandlerError>> {
         Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(self.card_delay_ms)).await;
+            self.cards_done.fetch_add(1, Ordering::SeqCst);
             Ok(json!({"cardData": {"cardParamMap": {"clicked": cb.param("action").unwrap_or("")}}}))
         })
     }
@@ -957,5 +961,66 @@ async fn webhook_replies_and_errcode_300001() {
         .unwrap_err();
     assert!(matches!(e, ReplyError::HostNotAllowed { .. }), "{e}");
     assert_eq!(h.gw.webhook_bodies.lock().unwrap().len(), before);
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_acked_with_status_and_deduplicated() {
+    let mut h = Harness::start().await;
+    let client = Client::start(h.config(), Arc::new(Recorder::default()));
+    let mut c = h.next_conn().await;
+    let event = |mid: &str, data: &str| {
+        let mut f = Frame::new(FrameType::Event, "chat_update_title", mid, &json!({}));
+        f.headers.insert("eventId".into(), "ev-1".into());
+        f.headers
+            .insert("eventType".into(), "chat_update_title".into());
+        f.data = data.into();
+        f
+    };
+    c.push(&event("e1", r#"{"Title":"t"}"#));
+    let a = c.ack_for("e1").await;
+    assert_eq!(a["code"], 200);
+    assert_eq!(data_of(&a)["status"], "SUCCESS");
+    // Same eventId again (EVENTs may be duplicated even when ACKed).
+    c.push(&event("e2", r#"{"Title":"t"}"#));
+    assert_eq!(data_of(&c.ack_for("e2").await)["status"], "SUCCESS");
+    assert_eq!(client.stats().duplicates, 1);
+    c.push(&event("e3", "not json"));
+    assert_eq!(c.ack_for("e3").await["code"], 400);
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_card_handler_is_acked_empty_after_the_timeout() {
+    let mut h = Harness::start().await;
+    let rec = Arc::new(Recorder {
+        card_delay_ms: 800,
+        ..Default::default()
+    });
+    let mut cfg = h.config();
+    cfg.callback_timeout = Duration::from_millis(100);
+    let client = Client::start(cfg, rec.clone());
+    let mut c = h.next_conn().await;
+    let content = r#"{"cardPrivateData":{"actionIds":["a"],"params":{"action":"like"}}}"#;
+    c.push(&Frame::new(
+        FrameType::Callback,
+        TOPIC_CARD_CALLBACK,
+        "slow1",
+        &json!({"outTrackId": "t1", "type": "actionCallback", "content": content}),
+    ));
+    let a = c.ack_for("slow1").await;
+    assert_eq!(a["code"], 200);
+    assert_eq!(data_of(&a), json!({"response": null}));
+    assert_eq!(
+        rec.cards_done.load(Ordering::SeqCst),
+        0,
+        "ACKed before the handler ended"
+    );
+    // The handler still runs to its end.
+    wait_for("card handler done", || {
+        rec.cards_done.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(client.stats().handled, 1);
     client.stop().await;
 }
