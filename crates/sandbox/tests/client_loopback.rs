@@ -759,10 +759,12 @@ async fn idle_link_is_detected_and_replaced() {
     let mut h = Harness::start().await;
     let mut cfg = h.config();
     cfg.keepalive.idle_timeout = Duration::from_millis(300);
-    cfg.keepalive.ping_interval = Duration::from_secs(60);
+    // WebSocket PINGs are answered (axum does it), yet no frame comes: still a zombie.
+    cfg.keepalive.ping_interval = Duration::from_millis(50);
+    cfg.keepalive.pong_timeout = Duration::from_secs(5);
     let client = Client::start(cfg, Arc::new(Recorder::default()));
     let _zombie = h.next_conn().await;
-    // The server keeps the socket open but sends nothing: the watchdog gives up on it.
+    // The server keeps the socket open but pushes nothing: the watchdog gives up on it.
     let _next = h.next_conn().await;
     wait_status(&client, "second connection", |s| {
         matches!(s, Status::Connected { connection: 2.. })

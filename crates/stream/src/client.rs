@@ -545,7 +545,11 @@ async fn run_connection(
                     Some(Err(e)) => break format!("read failed: {e}"),
                     Some(Ok(m)) => m,
                 };
-                last_rx = Instant::now();
+                // A PONG proves TCP, not that the gateway still delivers: zombie links answer
+                // pings fine. Only the gateway's own frames feed the idle watchdog.
+                if !matches!(msg, Message::Pong(_)) {
+                    last_rx = Instant::now();
+                }
                 healthy = true;
                 match msg {
                     Message::Text(text) => {

@@ -125,7 +125,8 @@ pub struct KeepaliveConfig {
     pub ping_interval: Duration,
     /// No PONG this long after a PING: the link is dead.
     pub pong_timeout: Duration,
-    /// No frame of any kind this long: the link is dead (zombie connection).
+    /// No frame from the gateway this long (our PINGs' PONGs do not count): the link is
+    /// dead (zombie connection). The gateway sends SYSTEM `ping`s, so a live link has some.
     pub idle_timeout: Duration,
     /// How long a connection that got `disconnect` may stay open to finish its ACKs.
     pub drain_timeout: Duration,
