@@ -22,6 +22,11 @@
 //! uses a variable that is not set, a broken `.env`) is rejected as a whole: the last good
 //! version keeps running and the error names the file and line:column. A config that was
 //! already failing in the last good version does not block later edits.
+//!
+//! Known limit: a version rejected only for its config templates has already been built
+//! into `dist/`, which drops the old copies of the elements it changed. Those elements keep
+//! running from memory, but an on-demand element among them that is first looked up before
+//! the fix cannot read its old files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -308,4 +308,36 @@ mod tests {
         assert_eq!("poll".parse::<WatchMode>(), Ok(WatchMode::Poll));
         assert!("fast".parse::<WatchMode>().is_err());
     }
+
+    fn fake() -> (FileEvents, mpsc::UnboundedSender<PathBuf>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let events = FileEvents {
+            _watcher: Box::new(notify::NullWatcher),
+            rx,
+            kind: "test",
+        };
+        (events, tx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_becomes_one_batch_after_the_quiet_time() {
+        let (mut events, tx) = fake();
+        let quiet = Duration::from_millis(150);
+        let feeder = tokio::spawn(async move {
+            for (ms, p) in [(0, "a"), (100, "b"), (100, "a"), (400, "c")] {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                tx.send(PathBuf::from(p)).unwrap();
+            }
+        });
+        let start = tokio::time::Instant::now();
+        let first = events.next_batch(quiet).await.unwrap();
+        assert_eq!(first, [PathBuf::from("a"), PathBuf::from("b")]);
+        // Returned once 150 ms passed after the last event of the burst (at 200 ms).
+        assert_eq!(start.elapsed(), Duration::from_millis(350));
+        let second = events.next_batch(quiet).await.unwrap();
+        assert_eq!(second, [PathBuf::from("c")]);
+        feeder.await.unwrap();
+        // The sender is gone: no more batches.
+        assert_eq!(events.next_batch(quiet).await, None);
+    }
 }
