@@ -1,0 +1,46 @@
+//! jitnode-native: the host side of native element Types (Rust `cdylib` plugins).
+//!
+//! [`NativeLoader`] is a `jitnode_host::Loader`. For each element whose Type is native it
+//! finds the Type's plugin, builds it when it is a crate, loads the library with
+//! libloading behind the versioned C ABI of `jitnode-plugin`, and turns one plugin
+//! instance into the element's runtime (calls run on tokio's blocking pool).
+//!
+//! Naming the plugin in a Type's e.json (paths relative to the Type's folder, never
+//! leaving it; `.` is the folder itself):
+//! - `"backendBundleEntry": "builtin:native", "nativeEntry": "./plugin"`: works with the
+//!   host's registry of `builtin:` loaders today (register with [`NativeLoader::register`]);
+//! - `"backendBundleEntry": "native:./plugin"`: the same, once the host routes the
+//!   `native:` scheme to this loader (it currently refuses non-`builtin:` entries).
+//!
+//! The path is either a folder with a `Cargo.toml` (a standalone crate with its own
+//! `[workspace]`, `crate-type = ["cdylib"]`, using `jitnode_plugin::export_type!`), built
+//! with `cargo build --release --lib` with `CARGO_TARGET_DIR=<app>/dist/native/<Type>/target`
+//! (progress lines logged at info, the full compiler output in the error when it fails), or
+//! a prebuilt shared library used as is. A crate is built from the app's `elements/` when
+//! it is there (see [`NativeOptions::source_root`]), else from the Type's copy in `dist/`;
+//! relative path dependencies only resolve in the former.
+//!
+//! Either way the library is copied to `<app>/dist/native/<Type>/<name>-<contenthash>.so`
+//! and loaded from there: libraries are never unloaded (unloading Rust code is unsound; see
+//! [`Plugin`]), so a rebuilt library must come from a file name never loaded before.
+//!
+//! Failures (missing entry, build error, ABI mismatch, missing symbol, a panic or invalid
+//! JSON from the plugin) are errors naming the Type and the file; the element fails to
+//! load or the call fails, and the host keeps running.
+//!
+//! It is NOT the plugin SDK (that is `jitnode-plugin`), does not watch files or decide
+//! when to reload (the host's reloader does; a changed Type simply resolves to a new
+//! library here), and does not sandbox plugins: a plugin runs in the host process with
+//! its full rights, and one that loops forever or aborts cannot be stopped.
+
+mod build;
+mod entry;
+mod error;
+mod library;
+mod loader;
+
+pub use build::{cargo_build, place_fresh, CargoOptions};
+pub use entry::{resolve_source, NativeSource, BUILTIN_NAME, ENTRY_KEY, NATIVE_SCHEME};
+pub use error::NativeError;
+pub use library::{check_header, CallFailure, Instance, Plugin};
+pub use loader::{NativeLoader, NativeOptions};

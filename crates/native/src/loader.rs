@@ -1,0 +1,366 @@
+//! [`NativeLoader`]: the host [`Loader`] for native Types.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jitnode_element::Element;
+use jitnode_host::{
+    ArgSpec, BoxError, BoxFuture, ChunkSink, ElementRuntime, FunctionError, FunctionSpec,
+    LoadContext, Loader, Registry,
+};
+use jitnode_plugin::{Function, LoadArgs};
+use serde_json::Value;
+
+use crate::build::{cargo_build, place_fresh, CargoOptions};
+use crate::entry::{resolve_source, NativeSource, BUILTIN_NAME};
+use crate::error::NativeError;
+use crate::library::{CallFailure, Instance, Plugin};
+
+/// Where native builds go and how cargo runs.
+#[derive(Debug, Clone)]
+pub struct NativeOptions {
+    /// Per-Type output: `<out_dir>/<Type fullName>/` holds the loaded library copies (and,
+    /// unless `target_dir` is set, cargo's target dir `target/`). Usually
+    /// `<app>/dist/native`.
+    pub out_dir: PathBuf,
+    /// One cargo target dir shared by every native Type (saves rebuilding common
+    /// dependencies); `None`: one per Type under `out_dir`.
+    pub target_dir: Option<PathBuf>,
+    /// The app's source element root (`<app>/elements`). When a Type's plugin crate
+    /// exists there too, it is built from there rather than from the Type's copy in
+    /// `dist/`, so that relative path dependencies resolve as their author wrote them
+    /// (the copy sits at another depth). `None`, or no sources: built where the Type is.
+    pub source_root: Option<PathBuf>,
+    pub cargo: CargoOptions,
+}
+
+impl NativeOptions {
+    /// Builds into `<app_dir>/dist/native/<Type fullName>/`, release mode.
+    pub fn for_app(app_dir: &Path) -> NativeOptions {
+        NativeOptions {
+            out_dir: app_dir.join("dist").join("native"),
+            target_dir: None,
+            source_root: Some(app_dir.join("elements")),
+            cargo: CargoOptions::default(),
+        }
+    }
+}
+
+/// The last plugin built from one source, with the source's stat fingerprint then.
+type SourceSlot = Arc<tokio::sync::Mutex<Option<(u64, Arc<Plugin>)>>>;
+
+struct Inner {
+    options: NativeOptions,
+    /// Per plugin source (crate folder or library file): serialises its builds and
+    /// remembers the result while the source is unchanged.
+    sources: Mutex<HashMap<PathBuf, SourceSlot>>,
+    /// Opened libraries by placed path (content hash in the name): each is opened once.
+    opened: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The maps stay consistent whatever panicked while one was held (single inserts).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Loads elements of native Types: finds the Type's plugin (see [`resolve_source`]),
+/// builds it with cargo when it is a crate, copies the library to a fresh file name,
+/// opens it (ABI checked first), and makes one plugin instance per element.
+///
+/// Registering it trusts the app's native Types like any code the host runs. Cheap to
+/// clone (shared caches).
+#[derive(Clone)]
+pub struct NativeLoader {
+    inner: Arc<Inner>,
+}
+
+impl NativeLoader {
+    pub fn new(options: NativeOptions) -> NativeLoader {
+        NativeLoader {
+            inner: Arc::new(Inner {
+                options,
+                sources: Mutex::new(HashMap::new()),
+                opened: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// [`NativeLoader::new`] with [`NativeOptions::for_app`].
+    pub fn for_app(app_dir: &Path) -> NativeLoader {
+        NativeLoader::new(NativeOptions::for_app(app_dir))
+    }
+
+    pub fn options(&self) -> &NativeOptions {
+        &self.inner.options
+    }
+
+    /// Registers this loader as `builtin:native` (Types then name their plugin with
+    /// `"nativeEntry"`; see the crate docs).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(BUILTIN_NAME, self.clone());
+    }
+
+    /// The plugin of the native Type `type_el`, built and opened if its source changed
+    /// since the last call (or was never used). Concurrent calls for one Type build once.
+    pub async fn plugin_for(&self, type_el: &Element) -> Result<Arc<Plugin>, NativeError> {
+        let source = match resolve_source(type_el)? {
+            NativeSource::Crate(dir) => {
+                NativeSource::Crate(self.source_crate(type_el, &dir).unwrap_or(dir))
+            }
+            lib => lib,
+        };
+        let key = match &source {
+            NativeSource::Crate(p) | NativeSource::Library(p) => p.clone(),
+        };
+        let slot = Arc::clone(lock(&self.inner.sources).entry(key).or_default());
+        let mut last = slot.lock().await;
+        let fp = fingerprint(&source);
+        if let Some((seen, plugin)) = last.as_ref() {
+            if *seen == fp {
+                return Ok(Arc::clone(plugin));
+            }
+        }
+        let type_name = type_el.full_name.clone();
+        let type_out = self.inner.options.out_dir.join(&type_name);
+        let built = match &source {
+            NativeSource::Crate(dir) => {
+                let target = match &self.inner.options.target_dir {
+                    Some(t) => t.clone(),
+                    None => type_out.join("target"),
+                };
+                cargo_build(&type_name, dir, &target, &self.inner.options.cargo).await?
+            }
+            NativeSource::Library(file) => file.clone(),
+        };
+        let plugin = {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || {
+                let placed = place_fresh(&type_name, &built, &type_out)?;
+                this.open(&placed, &type_name)
+            })
+            .await
+            .map_err(|e| NativeError::Protocol {
+                type_name: type_el.full_name.clone(),
+                path: key_path(&source),
+                what: "opening".into(),
+                message: format!("did not finish: {e}"),
+            })??
+        };
+        *last = Some((fp, Arc::clone(&plugin)));
+        Ok(plugin)
+    }
+
+    /// The crate folder `dir` (inside `type_el`'s folder) in the source tree, if there.
+    fn source_crate(&self, type_el: &Element, dir: &Path) -> Option<PathBuf> {
+        let root = self.inner.options.source_root.as_ref()?;
+        let rel = dir.strip_prefix(&type_el.dir).ok()?;
+        let src = root.join(type_el.full_name.replace('.', "/")).join(rel);
+        (src != dir && src.join("Cargo.toml").is_file()).then_some(src)
+    }
+
+    /// Opens a placed library once; later calls get the same plugin.
+    fn open(&self, placed: &Path, type_name: &str) -> Result<Arc<Plugin>, NativeError> {
+        if let Some(p) = lock(&self.inner.opened).get(placed) {
+            return Ok(Arc::clone(p));
+        }
+        // SAFETY: the library is the plugin of a Type of the app this host runs; running
+        // its code is what registering the native loader means (see the type's doc).
+        let plugin = Arc::new(unsafe { Plugin::open(placed, type_name) }?);
+        tracing::info!(
+            r#type = %type_name,
+            library = %placed.display(),
+            rust_type = %plugin.rust_type(),
+            sdk = %plugin.sdk_version(),
+            "native plugin opened"
+        );
+        let mut opened = lock(&self.inner.opened);
+        Ok(Arc::clone(
+            opened.entry(placed.to_path_buf()).or_insert(plugin),
+        ))
+    }
+}
+
+impl std::fmt::Debug for NativeLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeLoader")
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+fn key_path(source: &NativeSource) -> PathBuf {
+    match source {
+        NativeSource::Crate(p) | NativeSource::Library(p) => p.clone(),
+    }
+}
+
+/// Size and mtime of every file of the source (a crate: all files but `target/` and
+/// hidden ones), hashed. Cheap enough to run per load, and any edit changes it; changes
+/// to path dependencies outside the folder are not seen (cargo would see them, but is
+/// not asked while this is unchanged).
+fn fingerprint(source: &NativeSource) -> u64 {
+    fn walk(dir: &Path, h: &mut DefaultHasher) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = rd.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name();
+            let n = name.to_string_lossy();
+            if n.starts_with('.') || n == "target" {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            n.hash(h);
+            if meta.is_dir() {
+                walk(&e.path(), h);
+            } else {
+                meta.len().hash(h);
+                meta.modified().ok().hash(h);
+            }
+        }
+    }
+    let mut h = DefaultHasher::new();
+    match source {
+        NativeSource::Crate(dir) => walk(dir, &mut h),
+        NativeSource::Library(file) => {
+            if let Ok(meta) = std::fs::metadata(file) {
+                meta.len().hash(&mut h);
+                meta.modified().ok().hash(&mut h);
+            }
+        }
+    }
+    h.finish()
+}
+
+fn to_spec(f: &Function) -> FunctionSpec {
+    FunctionSpec {
+        name: f.name.clone(),
+        title: f.title.clone(),
+        args: f.args.as_ref().map(|args| {
+            args.iter()
+                .map(|a| ArgSpec {
+                    name: a.name.clone(),
+                    data_type: a.data_type.clone(),
+                    required: a.required,
+                })
+                .collect()
+        }),
+    }
+}
+
+impl Loader for NativeLoader {
+    fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>> {
+        Box::pin(async move {
+            let type_el = cx.loader_element().clone();
+            let plugin = self.plugin_for(&type_el).await?;
+            let args = LoadArgs {
+                full_name: cx.full_name().to_string(),
+                type_name: type_el.full_name.clone(),
+                dir: cx.element().dir.clone(),
+                config: cx.config().cloned().unwrap_or(Value::Null),
+            };
+            let p = Arc::clone(&plugin);
+            let instance = tokio::task::spawn_blocking(move || p.instantiate(&args))
+                .await
+                .map_err(|e| format!("loading in the native plugin did not finish: {e}"))??;
+            tracing::debug!(
+                element = %cx.full_name(),
+                library = %plugin.path().display(),
+                "native element loaded"
+            );
+            let functions = plugin.functions().iter().map(to_spec).collect();
+            Ok(Box::new(NativeRuntime {
+                instance: Arc::new(instance),
+                functions,
+            }) as Box<dyn ElementRuntime>)
+        })
+    }
+}
+
+/// One element backed by a plugin instance. Calls run on tokio's blocking pool, since
+/// plugin code is synchronous and may take its time.
+struct NativeRuntime {
+    instance: Arc<Instance>,
+    functions: Vec<FunctionSpec>,
+}
+
+impl ElementRuntime for NativeRuntime {
+    fn functions(&self) -> Vec<FunctionSpec> {
+        self.functions.clone()
+    }
+
+    fn call<'a>(
+        &'a self,
+        function: &'a str,
+        args: Value,
+        _chunks: ChunkSink,
+    ) -> BoxFuture<'a, Result<Value, FunctionError>> {
+        let instance = Arc::clone(&self.instance);
+        let function = function.to_string();
+        Box::pin(async move {
+            let res = tokio::task::spawn_blocking(move || instance.call(&function, &args)).await;
+            match res {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(CallFailure::BadArgs(m))) => Err(FunctionError::BadArgs(m)),
+                Ok(Err(other)) => Err(FunctionError::Failed(other.to_string())),
+                Err(e) => Err(FunctionError::failed(format!(
+                    "the native call did not finish: {e}"
+                ))),
+            }
+        })
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        let instance = Arc::clone(&self.instance);
+        Box::pin(async move {
+            let element = instance.element().to_string();
+            match tokio::task::spawn_blocking(move || instance.stop()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(%element, "native stop failed: {e}"),
+                Err(e) => tracing::warn!(%element, "native stop did not finish: {e}"),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jitnode_element::Definition;
+
+    use super::*;
+
+    #[test]
+    fn crates_are_built_from_the_source_tree_when_it_has_them() {
+        let d = tempfile::tempdir().unwrap();
+        let dist_ty = d.path().join("dist/e/demo/kwType.abc123");
+        let src_ty = d.path().join("elements/demo/kwType");
+        for t in [&dist_ty, &src_ty] {
+            std::fs::create_dir_all(t.join("plugin")).unwrap();
+            std::fs::write(t.join("plugin/Cargo.toml"), "").unwrap();
+        }
+        let el = Element {
+            full_name: "demo.kwType".into(),
+            dir: dist_ty.clone(),
+            def: Definition::parse(br#"{"type": "demo.meta"}"#).unwrap(),
+            chain: vec!["demo.kwType".into(), "demo.meta".into()],
+        };
+        let loader = NativeLoader::for_app(d.path());
+        assert_eq!(
+            loader.source_crate(&el, &dist_ty.join("plugin")),
+            Some(src_ty.join("plugin"))
+        );
+        std::fs::remove_file(src_ty.join("plugin/Cargo.toml")).unwrap();
+        assert_eq!(loader.source_crate(&el, &dist_ty.join("plugin")), None);
+        let mut no_sources = NativeOptions::for_app(d.path());
+        no_sources.source_root = None;
+        assert_eq!(
+            NativeLoader::new(no_sources).source_crate(&el, &dist_ty.join("plugin")),
+            None
+        );
+    }
+}

@@ -1,0 +1,457 @@
+//! Native plugins end to end: fixture crates (tests/fixtures) and the keyword example in
+//! elements/demo are built with cargo, loaded through the host's App, and called.
+//!
+//! Fixtures are built once per test binary into one target dir shared with the keyword
+//! build (same debug profile), so common dependencies compile once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use jitnode_element::{load_tree, Env};
+use jitnode_host::{App, CallError, ChunkSink, LoadError, LookupError, Registry};
+use jitnode_native::{CargoOptions, NativeLoader, NativeOptions};
+use serde_json::{json, Value};
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shared_target() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("native-fixtures")
+}
+
+fn cargo() -> PathBuf {
+    CargoOptions::default().cargo
+}
+
+/// Paths of the built fixture libraries, by fixture folder name.
+fn fixtures() -> &'static HashMap<&'static str, PathBuf> {
+    static BUILT: OnceLock<HashMap<&'static str, PathBuf>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut built = HashMap::new();
+        for name in ["abi_mismatch", "panicky", "bad_json", "no_entry"] {
+            let dir = manifest_dir().join("tests/fixtures").join(name);
+            let out = Command::new(cargo())
+                .args(["build", "--lib", "--offline", "--manifest-path"])
+                .arg(dir.join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", shared_target())
+                .output()
+                .expect("cargo runs");
+            assert!(
+                out.status.success(),
+                "building fixture {name} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lib = shared_target().join("debug").join(format!(
+                "{}fixture_{name}{}",
+                std::env::consts::DLL_PREFIX,
+                std::env::consts::DLL_SUFFIX
+            ));
+            assert!(lib.is_file(), "{} missing", lib.display());
+            built.insert(name, lib);
+        }
+        built
+    })
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A temp app whose Type `fx.<fixture>Type` points at a copy of the prebuilt fixture
+/// library, with instance `fx.<fixture>` (config.json = `config`).
+struct FixtureApp {
+    dir: tempfile::TempDir,
+    app: App,
+    loader: NativeLoader,
+}
+
+fn options(out_dir: PathBuf) -> NativeOptions {
+    NativeOptions {
+        out_dir,
+        target_dir: Some(shared_target()),
+        source_root: None,
+        cargo: CargoOptions {
+            release: false,
+            offline: true,
+            ..CargoOptions::default()
+        },
+    }
+}
+
+fn fixture_app(fixtures_used: &[(&str, Value)]) -> FixtureApp {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("elements");
+    write(&root.join("fx/meta/e.json"), r#"{"type": ""}"#);
+    for (name, config) in fixtures_used {
+        let lib = &fixtures()[name];
+        let file = lib.file_name().unwrap().to_string_lossy().into_owned();
+        let ty = root.join(format!("fx/{name}Type"));
+        std::fs::create_dir_all(&ty).unwrap();
+        std::fs::copy(lib, ty.join(&file)).unwrap();
+        write(
+            &ty.join("e.json"),
+            &json!({"type": "fx.meta", "backendBundleEntry": "builtin:native", "nativeEntry": format!("./{file}")})
+                .to_string(),
+        );
+        let inst = root.join(format!("fx/{name}"));
+        write(
+            &inst.join("e.json"),
+            &json!({"type": format!("fx.{name}Type")}).to_string(),
+        );
+        write(&inst.join("config.json"), &config.to_string());
+    }
+    let tree = load_tree(&root).expect("fixture tree is valid");
+    let loader = NativeLoader::new(options(dir.path().join("dist/native")));
+    let mut registry = Registry::with_builtins();
+    loader.register(&mut registry);
+    let app = App::new(tree, Env::from_map(HashMap::new()), registry);
+    FixtureApp { dir, app, loader }
+}
+
+async fn call(app: &App, element: &str, function: &str, args: Value) -> Result<Value, CallError> {
+    app.call(element, function, args, ChunkSink::discard())
+        .await
+}
+
+fn load_failure(e: CallError) -> String {
+    match e {
+        CallError::Lookup(LookupError::Load(LoadError::Failed { message, .. })) => message,
+        other => panic!("expected a failed load, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn abi_mismatch_is_refused_after_reading_only_the_header() {
+    let fx = fixture_app(&[("abi_mismatch", json!({}))]);
+    let err = call(&fx.app, "fx.abi_mismatch", "anything", json!({}))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("fx.abi_mismatch: loader builtin:native failed: fx.abi_mismatchType: plugin ABI mismatch in "),
+        "{text}"
+    );
+    let want = format!(
+        "the library has ABI version {} (table of 8 bytes), this host needs version {}",
+        jitnode_plugin::abi::ABI_VERSION + 1,
+        jitnode_plugin::abi::ABI_VERSION
+    );
+    assert!(text.contains(&want), "{text}");
+    // The host is still usable: a second lookup reports the same remembered error.
+    let again = call(&fx.app, "fx.abi_mismatch", "anything", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(again.to_string(), text);
+}
+
+#[tokio::test]
+async fn a_library_without_the_entry_symbol_is_named_as_such() {
+    let fx = fixture_app(&[("no_entry", json!({}))]);
+    let msg = load_failure(
+        call(&fx.app, "fx.no_entry", "x", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        msg.starts_with("fx.no_entryType: ")
+            && msg.contains("is not a jitnode plugin: it has no symbol jitnode_plugin_entry"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_in_calls_are_errors_and_the_element_keeps_working() {
+    let fx = fixture_app(&[("panicky", json!({}))]);
+    let err = call(&fx.app, "fx.panicky", "boom", json!({}))
+        .await
+        .unwrap_err();
+    match &err {
+        CallError::Failed {
+            element,
+            function,
+            message,
+        } => {
+            assert_eq!(
+                (element.as_str(), function.as_str()),
+                ("fx.panicky", "boom")
+            );
+            assert_eq!(message, "native plugin panicked: boom number 1");
+        }
+        other => panic!("expected a failed call, got {other:?}"),
+    }
+    assert_eq!(
+        call(&fx.app, "fx.panicky", "count", json!({}))
+            .await
+            .unwrap(),
+        json!({"calls": 2})
+    );
+    // Several panicking calls at once, on the blocking pool, each caught.
+    let boom = || call(&fx.app, "fx.panicky", "boom", json!({}));
+    let (a, b, c, d) = tokio::join!(boom(), boom(), boom(), boom());
+    for r in [a, b, c, d] {
+        assert!(r
+            .unwrap_err()
+            .to_string()
+            .contains("native plugin panicked: boom number"));
+    }
+    assert_eq!(
+        call(&fx.app, "fx.panicky", "count", json!({}))
+            .await
+            .unwrap(),
+        json!({"calls": 7})
+    );
+}
+
+#[tokio::test]
+async fn a_panic_while_loading_fails_that_element_only() {
+    let fx = fixture_app(&[("panicky", json!({"panicOnLoad": true}))]);
+    let msg = load_failure(
+        call(&fx.app, "fx.panicky", "count", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(msg.starts_with("fx.panickyType: native plugin "), "{msg}");
+    assert!(
+        msg.ends_with("panicked in load: asked to panic while loading fx.panicky"),
+        "{msg}"
+    );
+
+    // Another instance of the same Type (same library, already loaded) works.
+    let root = fx.dir.path().join("elements");
+    write(
+        &root.join("fx/calm/e.json"),
+        r#"{"type": "fx.panickyType"}"#,
+    );
+    let tree = load_tree(&root).unwrap();
+    let mut registry = Registry::new();
+    fx.loader.register(&mut registry);
+    let app = App::new(tree, Env::from_map(HashMap::new()), registry);
+    assert_eq!(
+        call(&app, "fx.calm", "count", json!({})).await.unwrap(),
+        json!({"calls": 1})
+    );
+}
+
+#[tokio::test]
+async fn invalid_json_from_a_plugin_is_an_error_naming_the_library() {
+    let fx = fixture_app(&[("bad_json", json!({}))]);
+    let err = call(&fx.app, "fx.bad_json", "garbage", json!({}))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("fx.bad_json.garbage failed: native plugin "),
+        "{text}"
+    );
+    assert!(
+        text.contains("returned invalid JSON: EOF while parsing"),
+        "{text}"
+    );
+    assert!(text.contains("libfixture_bad_json-"), "{text}");
+    assert_eq!(
+        call(&fx.app, "fx.bad_json", "fine", json!({}))
+            .await
+            .unwrap(),
+        json!("fine")
+    );
+}
+
+#[tokio::test]
+async fn a_replaced_library_is_loaded_from_a_fresh_file_name() {
+    let fx = fixture_app(&[("panicky", json!({}))]);
+    let el = fx.app.tree().get("fx.panickyType").unwrap().clone();
+    let first = fx.loader.plugin_for(&el).await.unwrap();
+    let again = fx.loader.plugin_for(&el).await.unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "unchanged source: same plugin"
+    );
+    assert!(first
+        .path()
+        .starts_with(fx.dir.path().join("dist/native/fx.panickyType")));
+
+    // Replace the library in place by another one: a new copy is opened, the old stays.
+    let in_type = el.dir.join(fixtures()["panicky"].file_name().unwrap());
+    std::fs::copy(&fixtures()["bad_json"], &in_type).unwrap();
+    let second = fx.loader.plugin_for(&el).await.unwrap();
+    assert_ne!(first.path(), second.path());
+    assert!(first.path().is_file());
+    assert_eq!(second.rust_type(), "Fine");
+    assert_eq!(first.rust_type(), "Panicky");
+}
+
+#[tokio::test]
+async fn the_keyword_example_is_built_with_cargo_loaded_and_called() {
+    let repo = manifest_dir().join("../..");
+    let tree = load_tree(&repo.join("elements")).expect("the demo app is valid");
+    let out = tempfile::tempdir().unwrap();
+    let loader = NativeLoader::new(options(out.path().join("native")));
+    let mut registry = Registry::with_builtins();
+    loader.register(&mut registry);
+    let app = App::new(tree, Env::from_map(HashMap::new()), registry);
+
+    let el = app.lookup("demo.keywordReply").await.expect("loads");
+    let names: Vec<_> = el.functions().iter().map(|f| f.to_string()).collect();
+    assert_eq!(names, ["reply(question: Stext)"]);
+
+    let r = call(
+        &app,
+        "demo.keywordReply",
+        "reply",
+        json!({"question": "Can I get a REFUND please?"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r["matched"], json!(true));
+    assert_eq!(r["trigger"], json!("refund"));
+    assert!(r["answer"]
+        .as_str()
+        .unwrap()
+        .starts_with("Refunds are accepted within 7 days"));
+
+    let r = call(
+        &app,
+        "demo.keywordReply",
+        "reply",
+        json!({"question": "I forgot my password"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!((&r["matched"], &r["rule"]), (&json!(true), &json!(2)));
+
+    let r = call(
+        &app,
+        "demo.keywordReply",
+        "reply",
+        json!({"question": "What is the meaning of life?"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r, json!({"matched": false, "answer": null}));
+
+    // The host checks declared arguments before the plugin sees them.
+    let err = call(&app, "demo.keywordReply", "reply", json!({"q": "x"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::BadArgs { .. }), "{err}");
+
+    let lib = loader
+        .plugin_for(app.tree().get("demo.keywordReplyType").unwrap())
+        .await
+        .unwrap();
+    assert!(lib
+        .path()
+        .starts_with(out.path().join("native/demo.keywordReplyType")));
+    assert_eq!(lib.rust_type(), "KeywordReply");
+}
+
+#[tokio::test]
+async fn a_build_error_is_shown_in_full_and_other_elements_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("elements");
+    write(&root.join("fx/meta/e.json"), r#"{"type": ""}"#);
+    write(
+        &root.join("fx/brokenType/e.json"),
+        r#"{"type": "fx.meta", "backendBundleEntry": "builtin:native", "nativeEntry": "./plugin"}"#,
+    );
+    write(
+        &root.join("fx/brokenType/plugin/Cargo.toml"),
+        "[package]\nname = \"broken_fixture\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[workspace]\n",
+    );
+    write(
+        &root.join("fx/brokenType/plugin/src/lib.rs"),
+        "pub fn f() -> u32 { not_defined_anywhere }\n",
+    );
+    write(
+        &root.join("fx/broken/e.json"),
+        r#"{"type": "fx.brokenType"}"#,
+    );
+    write(
+        &root.join("fx/echoType/e.json"),
+        r#"{"type": "fx.meta", "backendBundleEntry": "builtin:echo"}"#,
+    );
+    write(&root.join("fx/hello/e.json"), r#"{"type": "fx.echoType"}"#);
+    let tree = load_tree(&root).unwrap();
+    let loader = NativeLoader::new(options(dir.path().join("dist/native")));
+    let mut registry = Registry::with_builtins();
+    loader.register(&mut registry);
+    let app = App::new(tree, Env::from_map(HashMap::new()), registry);
+
+    let msg = load_failure(call(&app, "fx.broken", "x", json!({})).await.unwrap_err());
+    assert!(msg.starts_with("fx.brokenType: cargo build of "), "{msg}");
+    assert!(
+        msg.contains("cannot find value `not_defined_anywhere` in this scope"),
+        "{msg}"
+    );
+    assert!(msg.contains("src/lib.rs:1:"), "{msg}");
+    assert_eq!(
+        call(&app, "fx.hello", "echo", json!({"a": 1}))
+            .await
+            .unwrap(),
+        json!({"a": 1})
+    );
+}
+
+/// `jitnode run` loads elements from their copies in dist/, one level deeper than the
+/// sources: the example's crate is built from its source folder, where its relative path
+/// dependency on crates/plugin resolves.
+#[tokio::test]
+async fn from_dist_the_keyword_example_is_built_from_its_sources() {
+    let repo = manifest_dir().join("../..").canonicalize().unwrap();
+    let app_dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &repo.join("elements/demo"),
+        &app_dir.path().join("elements/demo"),
+    );
+    // The app's crates/ is the repository's, as in the repository itself (the demo app).
+    std::os::unix::fs::symlink(repo.join("crates"), app_dir.path().join("crates")).unwrap();
+
+    let for_app = NativeOptions::for_app(app_dir.path());
+    let loader = NativeLoader::new(NativeOptions {
+        out_dir: for_app.out_dir,
+        source_root: for_app.source_root,
+        ..options(PathBuf::new())
+    });
+    let mut registry = Registry::with_builtins();
+    loader.register(&mut registry);
+    let (app, _) = App::open(app_dir.path(), false, registry).expect("opens");
+    let ty = app.tree().get("demo.keywordReplyType").unwrap().clone();
+    assert!(
+        ty.dir.starts_with(app_dir.path().join("dist")),
+        "{}",
+        ty.dir.display()
+    );
+
+    let r = call(
+        &app,
+        "demo.keywordReply",
+        "reply",
+        json!({"question": "营业时间是几点？"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!((&r["matched"], &r["rule"]), (&json!(true), &json!(0)));
+    let lib = loader.plugin_for(&ty).await.unwrap();
+    assert!(lib
+        .path()
+        .starts_with(app_dir.path().join("dist/native/demo.keywordReplyType")));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            if e.file_name() != "target" {
+                copy_dir(&e.path(), &dest);
+            }
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
