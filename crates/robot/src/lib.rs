@@ -12,15 +12,24 @@
 //! - [`records`]: the SQLite database of answers and feedback, with CSV / JSON export.
 //! - [`texts`]: the sentences the robot writes itself, per language.
 //!
+//! - [`loader`]: the `builtin:dingTalkStream` loader ([`loader()`]) that runs each robot
+//!   instance: its own Stream connection, the message and card-click handler (`robot`),
+//!   records in `<app>/data/`, and a stop that finalizes running answers' cards.
+//!
 //! Not here: the Stream connection, ACKs, redelivery dedupe and the HTTP reply APIs
-//! (`jitnode-stream`); the agent (`jitnode-agent`); element loading (`jitnode-host`). The
-//! loader that wires those to these blocks comes later and will live in this crate.
+//! (`jitnode-stream`); the agent (called only through the host by its fullName); element
+//! loading in general (`jitnode-host`).
 
 pub mod callback;
 pub mod cards;
 pub mod config;
+pub mod loader;
 pub mod message;
 pub mod records;
 pub mod reply;
+mod robot;
 pub mod texts;
 pub mod throttle;
+
+pub use loader::{loader, DingTalkStreamLoader, LOADER_NAME};
+pub use robot::{answer_text, ANSWER_CHUNK_TYPE};

@@ -272,8 +272,10 @@ impl Records {
                 found: version,
             });
         }
+        // IMMEDIATE takes the write lock up front, so a second process (or instance) opening
+        // the file at the same moment waits on the busy timeout instead of failing.
         conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
         .map_err(sql)?;
         Ok(Records {

@@ -129,6 +129,16 @@ impl TextFeed {
         self.tx.send_modify(|s| s.finished = true);
     }
 
+    /// The answer is complete with this text, through a shared reference (for a feed kept
+    /// in an `Arc` so the agent's chunk sink can hold a weak one).
+    pub fn complete(&self, text: impl Into<String>) {
+        let text = text.into();
+        self.tx.send_modify(|s| {
+            s.text = text;
+            s.finished = true;
+        });
+    }
+
     /// The answer is complete with this text.
     pub fn finish_with(self, text: impl Into<String>) {
         let text = text.into();

@@ -1,0 +1,231 @@
+//! The `builtin:dingTalkStream` loader: brings each `imRobots.dingTalkStreamType` instance
+//! to life with its own Stream connection, and stops it with its answers finalized.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use jitnode_host::{
+    BoxError, BoxFuture, ElementRuntime, FunctionError, FunctionSpec, LoadContext, Loader,
+};
+use jitnode_stream::{Client, ClientConfig};
+use serde_json::{json, Value};
+
+use crate::config::RobotConfig;
+use crate::records::Records;
+use crate::robot::{Robot, RobotHandler, FINALIZE_BUDGET};
+
+/// The name to register the loader under: Types say `"backendBundleEntry":
+/// "builtin:dingTalkStream"`.
+pub const LOADER_NAME: &str = "dingTalkStream";
+
+/// The folder, inside the app directory, that holds the records database.
+pub const DATA_DIR: &str = "data";
+
+/// Why a robot instance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{element}: config.json is missing (a robot needs clientId, clientSecret and agent)")]
+    NoConfig { element: String },
+    #[error("{element}: config.json: {source}")]
+    Config {
+        element: String,
+        #[source]
+        source: crate::config::ConfigError,
+    },
+    #[error("{element}: {source}")]
+    Records {
+        element: String,
+        #[source]
+        source: crate::records::RecordsError,
+    },
+}
+
+/// The loader (register it with `registry.register(LOADER_NAME, loader())`).
+pub fn loader() -> DingTalkStreamLoader {
+    DingTalkStreamLoader
+}
+
+/// See [`loader`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DingTalkStreamLoader;
+
+/// The app directory of an element folder: its source (`<app>/elements/a/b`) or its copy
+/// in dist (`<app>/dist/e/a/b.<hash>`).
+pub fn app_dir_of(element_dir: &Path, full_name: &str) -> Option<PathBuf> {
+    let depth = full_name.split('.').count();
+    let root = element_dir.ancestors().nth(depth)?;
+    let name = root.file_name()?.to_str()?;
+    if name == "elements" {
+        return root.parent().map(Path::to_path_buf);
+    }
+    let dist = root.parent()?;
+    if name == "e" && dist.file_name()?.to_str()? == "dist" {
+        return dist.parent().map(Path::to_path_buf);
+    }
+    None
+}
+
+/// One [`Records`] per database file in this process: several robot instances of one app
+/// share the connection instead of contending for the file's lock.
+fn shared_records(data_dir: &Path) -> Result<Arc<Records>, crate::records::RecordsError> {
+    static OPEN: Mutex<BTreeMap<PathBuf, Weak<Records>>> = Mutex::new(BTreeMap::new());
+    let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+    open.retain(|_, w| w.strong_count() > 0);
+    let key = data_dir.to_path_buf();
+    if let Some(r) = open.get(&key).and_then(Weak::upgrade) {
+        return Ok(r);
+    }
+    let r = Arc::new(Records::open_in(data_dir)?);
+    open.insert(key, Arc::downgrade(&r));
+    Ok(r)
+}
+
+/// The Stream client settings of a robot config: its endpoints, and session webhooks
+/// allowed on the hosts of both endpoints (the sandbox serves both on one host).
+pub fn client_config(config: &RobotConfig) -> ClientConfig {
+    let mut c = ClientConfig::new(config.client_id.clone(), config.client_secret());
+    c.openapi_endpoint = config.open_api_endpoint.clone();
+    c.oapi_endpoint = config.oapi_endpoint.clone();
+    let mut hosts = Vec::new();
+    for base in [&config.oapi_endpoint, &config.open_api_endpoint] {
+        if let Some(h) = url::Url::parse(base)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+        {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+    }
+    c.webhook_hosts = hosts;
+    c.user_agent = format!("jitnode-robot/{}", env!("CARGO_PKG_VERSION"));
+    c
+}
+
+impl Loader for DingTalkStreamLoader {
+    fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>> {
+        Box::pin(async move {
+            let element = cx.full_name().to_string();
+            let value = cx.config().ok_or_else(|| LoadError::NoConfig {
+                element: element.clone(),
+            })?;
+            let config = RobotConfig::from_value(value).map_err(|source| LoadError::Config {
+                element: element.clone(),
+                source,
+            })?;
+            let data_dir = app_dir_of(&cx.element().dir, &element)
+                .unwrap_or_else(|| cx.element().dir.clone())
+                .join(DATA_DIR);
+            let records = shared_records(&data_dir).map_err(|source| LoadError::Records {
+                element: element.clone(),
+                source,
+            })?;
+            let robot = Arc::new(Robot::new(
+                element.clone(),
+                config.clone(),
+                cx.app().clone(),
+                records,
+            ));
+            let client = Client::start(
+                client_config(&config),
+                Arc::new(RobotHandler(robot.clone())),
+            );
+            tracing::info!(
+                robot = %element,
+                client_id = %config.client_id,
+                endpoint = %config.open_api_endpoint,
+                mode = config.card.mode.as_str(),
+                agent = %config.agent,
+                "DingTalk robot connecting"
+            );
+            Ok(Box::new(RobotRuntime { robot, client }) as Box<dyn ElementRuntime>)
+        })
+    }
+}
+
+/// A running robot instance.
+pub struct RobotRuntime {
+    robot: Arc<Robot>,
+    client: Client,
+}
+
+impl ElementRuntime for RobotRuntime {
+    fn functions(&self) -> Vec<FunctionSpec> {
+        vec![FunctionSpec::any_args("status")]
+    }
+
+    /// `status`: connection state, answers running, where records go.
+    fn call<'a>(
+        &'a self,
+        function: &'a str,
+        _args: Value,
+        _chunks: jitnode_host::ChunkSink,
+    ) -> BoxFuture<'a, Result<Value, FunctionError>> {
+        Box::pin(async move {
+            match function {
+                "status" => Ok(json!({
+                    "robot": self.robot.name,
+                    "clientId": self.robot.config.client_id,
+                    "status": format!("{:?}", *self.client.status().borrow()),
+                    "answering": self.robot.in_flight.running(),
+                    "records": self.robot.records.path().display().to_string(),
+                })),
+                other => Err(FunctionError::failed(format!("no function \"{other}\""))),
+            }
+        })
+    }
+
+    /// Cancels running answers, waits (bounded) for their cards to be finalized, then
+    /// closes the connection.
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.robot.cancel.cancel();
+            let waited =
+                tokio::time::timeout(FINALIZE_BUDGET, self.robot.in_flight.wait_idle()).await;
+            if waited.is_err() {
+                tracing::warn!(
+                    robot = %self.robot.name,
+                    running = self.robot.in_flight.running(),
+                    "answers still finalizing at stop; closing anyway"
+                );
+            }
+            self.client.stop().await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_dir_from_source_and_dist() {
+        assert_eq!(
+            app_dir_of(Path::new("/app/elements/imRobots/demo"), "imRobots.demo"),
+            Some(PathBuf::from("/app"))
+        );
+        assert_eq!(
+            app_dir_of(
+                Path::new("/app/dist/e/imRobots/demo.abc123"),
+                "imRobots.demo"
+            ),
+            Some(PathBuf::from("/app"))
+        );
+        assert_eq!(app_dir_of(Path::new("/x/y/z"), "a.b"), None);
+    }
+
+    #[test]
+    fn client_config_allows_webhooks_on_both_hosts_and_hides_secret() {
+        let c = RobotConfig::from_value(&json!({
+            "clientId": "id", "clientSecret": "zz-secret", "agent": "a.b",
+            "openApiEndpoint": "http://127.0.0.1:4000"
+        }))
+        .unwrap();
+        let cc = client_config(&c);
+        assert_eq!(cc.openapi_endpoint, "http://127.0.0.1:4000");
+        assert_eq!(cc.webhook_hosts, vec!["oapi.dingtalk.com", "127.0.0.1"]);
+        assert_eq!(cc.client_secret.expose(), "zz-secret");
+        assert!(!format!("{cc:?}").contains("zz-secret"));
+    }
+}

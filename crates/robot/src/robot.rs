@@ -1,0 +1,583 @@
+//! One running robot instance: the Stream [`Handler`] that turns messages and card clicks
+//! into cards, agent calls and records, using the building blocks of this crate.
+//!
+//! Per question: (the client has ACKed already) thinking card @-mentioning the asker, the
+//! agent's `run` with the question and chat id, its `TEXT_MESSAGE_CONTENT` chunks streamed
+//! into the card through the [`throttle`], the answer stored, the final card with the
+//! feedback buttons. Every card that was started ends finished or failed: on agent error,
+//! timeout, card API failure or stop. When the card cannot show the answer, it goes out as a
+//! markdown reply through the session webhook.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jitnode_host::{AppHandle, ChunkSink};
+use jitnode_stream::handler::{BoxFuture, Handler, HandlerError, Replier};
+use jitnode_stream::reply::{OpenApi, ReplyError};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::callback::{Action, CallbackError, CardCallback};
+use crate::cards::{self, template, StandardCards};
+use crate::config::{CardMode, RobotConfig};
+use crate::message::{AtUser, ConversationKind, ReplyTarget, RobotMessage};
+use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, Records};
+use crate::reply::{self, AnswerCard, CardCall};
+use crate::texts::Texts;
+use crate::throttle::{self, Publish, ThrottleConfig};
+
+/// The chunk type whose text is the answer; reasoning and tool chunks stay out of the card.
+pub const ANSWER_CHUNK_TYPE: &str = "TEXT_MESSAGE_CONTENT";
+
+/// Counts running answers so `stop` can wait for them to finalize their cards.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+pub(crate) struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    pub(crate) fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    pub(crate) fn running(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.running() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A session webhook seen in a conversation, kept to answer card clicks (which carry none).
+#[derive(Clone)]
+struct KnownWebhook {
+    url: String,
+    expires_at_ms: Option<i64>,
+}
+
+/// One robot instance's state, shared by its handler calls.
+pub(crate) struct Robot {
+    /// fullName of the instance (stored with every answer).
+    pub(crate) name: String,
+    pub(crate) config: RobotConfig,
+    pub(crate) app: AppHandle,
+    pub(crate) records: Arc<Records>,
+    /// Cancelled by `stop`: running answers finalize their cards and return.
+    pub(crate) cancel: CancellationToken,
+    pub(crate) in_flight: Arc<InFlight>,
+    webhooks: Mutex<HashMap<String, KnownWebhook>>,
+}
+
+/// What one answer is for, whether asked in a message or by a "regenerate" click.
+struct Ask {
+    question: String,
+    chat_id: String,
+    target: ReplyTarget,
+    at: Option<AtUser>,
+    /// Session webhook for replies that are not cards.
+    webhook: Option<String>,
+    /// The row to store; `answer` and time are filled in when the answer is complete.
+    row: NewAnswer,
+}
+
+enum Outcome {
+    Answer(String),
+    Failed(String),
+    TimedOut,
+    Stopped,
+}
+
+async fn send_call(api: &OpenApi, call: &CardCall) -> Result<Value, ReplyError> {
+    let method = match call.method {
+        reply::Method::Post => jitnode_stream::reply::Method::Post,
+        reply::Method::Put => jitnode_stream::reply::Method::Put,
+    };
+    api.call(method, call.path, &call.body).await
+}
+
+async fn send_calls(api: &OpenApi, calls: &[CardCall]) -> Result<(), ReplyError> {
+    for c in calls {
+        send_call(api, c).await?;
+    }
+    Ok(())
+}
+
+/// The answer text of one agent chunk, if it is one.
+pub fn answer_text(chunk: &Value) -> Option<&str> {
+    if chunk.get("type").and_then(Value::as_str) != Some(ANSWER_CHUNK_TYPE) {
+        return None;
+    }
+    chunk
+        .get("data")
+        .and_then(|d| d.get("content"))
+        .and_then(Value::as_str)
+}
+
+/// The stream client's typed message back to the JSON `data` this crate's parser reads.
+fn message_json(m: &jitnode_stream::RobotMessage) -> Value {
+    use jitnode_stream::ConversationType;
+    let mut v = serde_json::Map::new();
+    for (k, x) in &m.extra {
+        v.insert(k.clone(), x.clone());
+    }
+    let kind = match &m.conversation_type {
+        ConversationType::OneToOne => "1".to_string(),
+        ConversationType::Group => "2".to_string(),
+        ConversationType::Other(s) => s.clone(),
+    };
+    v.insert("msgId".into(), json!(m.msg_id));
+    v.insert("msgtype".into(), json!(m.msgtype));
+    if let Some(t) = &m.text {
+        v.insert("text".into(), json!({"content": t.content}));
+    }
+    if let Some(c) = &m.content {
+        v.insert("content".into(), c.clone());
+    }
+    v.insert("conversationId".into(), json!(m.conversation_id));
+    v.insert("conversationType".into(), json!(kind));
+    if let Some(t) = &m.conversation_title {
+        v.insert("conversationTitle".into(), json!(t));
+    }
+    v.insert("senderId".into(), json!(m.sender_id));
+    if let Some(s) = &m.sender_staff_id {
+        v.insert("senderStaffId".into(), json!(s));
+    }
+    v.insert("senderNick".into(), json!(m.sender_nick));
+    if let Some(r) = &m.robot_code {
+        v.insert("robotCode".into(), json!(r));
+    }
+    v.insert("sessionWebhook".into(), json!(m.session_webhook));
+    if m.session_webhook_expired_time > 0 {
+        v.insert(
+            "sessionWebhookExpiredTime".into(),
+            json!(m.session_webhook_expired_time),
+        );
+    }
+    if m.create_at > 0 {
+        v.insert("createAt".into(), json!(m.create_at));
+    }
+    Value::Object(v)
+}
+
+/// A bad card callback: the stream client's error ACK carries this text.
+fn bad_request(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::failed(format!("bad request: {e}"))
+}
+
+impl Robot {
+    pub(crate) fn new(
+        name: String,
+        config: RobotConfig,
+        app: AppHandle,
+        records: Arc<Records>,
+    ) -> Robot {
+        Robot {
+            name,
+            config,
+            app,
+            records,
+            cancel: CancellationToken::new(),
+            in_flight: Arc::new(InFlight::default()),
+            webhooks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn texts(&self) -> &'static Texts {
+        Texts::for_lang(self.config.language)
+    }
+
+    fn remember_webhook(&self, m: &RobotMessage) {
+        if let Some(w) = &m.session_webhook {
+            let mut map = self.webhooks.lock().unwrap_or_else(|p| p.into_inner());
+            map.insert(
+                m.conversation_id.clone(),
+                KnownWebhook {
+                    url: w.url.clone(),
+                    expires_at_ms: w.expires_at_ms,
+                },
+            );
+        }
+    }
+
+    fn webhook_for(&self, conversation_id: &str) -> Option<String> {
+        let map = self.webhooks.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(conversation_id)
+            .filter(|w| w.expires_at_ms.is_none_or(|t| now_ms() + 60_000 < t))
+            .map(|w| w.url.clone())
+    }
+
+    async fn webhook_reply(&self, replier: &Replier, webhook: Option<&str>, body: &Value) -> bool {
+        let Some(url) = webhook else {
+            tracing::warn!(robot = %self.name, "no session webhook to reply through");
+            return false;
+        };
+        match replier.webhook.send(url, body).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(robot = %self.name, "session webhook reply failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// Answers one question end to end. Returns whether the user got something (an answer
+    /// or a failure notice).
+    async fn answer(
+        &self,
+        replier: &Replier,
+        ask: Ask,
+        shutdown: Option<CancellationToken>,
+    ) -> bool {
+        let _guard = self.in_flight.enter();
+        let texts = self.texts();
+        let api = &replier.openapi;
+        let record_id = new_record_id();
+        let card = AnswerCard::new(
+            &self.config,
+            cards::new_card_id(),
+            &ask.question,
+            ask.target.clone(),
+            ask.at.clone(),
+        );
+        let mut card_ok = false;
+        if let Some(card) = &card {
+            match send_call(api, &card.thinking()).await {
+                Ok(_) => card_ok = true,
+                Err(e) => tracing::warn!(robot = %self.name, "thinking card not sent: {e}"),
+            }
+        }
+
+        let (feed, rx) = throttle::feed();
+        let feed = Arc::new(feed);
+        let weak = Arc::downgrade(&feed);
+        let sink = ChunkSink::new(move |chunk| {
+            if let (Some(text), Some(feed)) = (answer_text(&chunk), weak.upgrade()) {
+                feed.append(text);
+            }
+        });
+
+        let driver = async {
+            let card = match (&card, card_ok) {
+                (Some(card), true) => card.clone(),
+                _ => return None,
+            };
+            let mut first = true;
+            let record = record_id.clone();
+            let api = api.clone();
+            let updater = move |text: String, publish: Publish| {
+                let calls = match publish {
+                    Publish::Partial => {
+                        let calls = card.partial(&text, first);
+                        first = false;
+                        calls
+                    }
+                    Publish::Final => card.final_answer(&text, &record),
+                };
+                let api = api.clone();
+                async move { send_calls(&api, &calls).await }
+            };
+            Some(throttle::drive(rx, updater, ThrottleConfig::from_robot(&self.config)).await)
+        };
+
+        let agent = async {
+            let args = json!({"question": ask.question, "chatId": ask.chat_id});
+            let call = self.app.call(&self.config.agent, "run", args, sink);
+            let stop = async {
+                match &shutdown {
+                    Some(s) => tokio::select! {
+                        _ = self.cancel.cancelled() => {}
+                        _ = s.cancelled() => {}
+                    },
+                    None => self.cancel.cancelled().await,
+                }
+            };
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(self.config.answer_timeout, call) => match r {
+                    Err(_) => Outcome::TimedOut,
+                    Ok(Err(e)) => Outcome::Failed(e.to_string()),
+                    Ok(Ok(v)) => {
+                        let text = v.get("answer").and_then(Value::as_str).map(str::to_string)
+                            .filter(|a| !a.trim().is_empty())
+                            .unwrap_or_else(|| feed.text());
+                        if text.trim().is_empty() {
+                            Outcome::Failed("the agent returned an empty answer".into())
+                        } else {
+                            Outcome::Answer(text)
+                        }
+                    }
+                },
+                _ = stop => Outcome::Stopped,
+            };
+            if let Outcome::Answer(text) = &outcome {
+                // Stored before the final card shows buttons that refer to it.
+                let mut row = ask.row.clone();
+                row.record_id = record_id.clone();
+                row.answer = text.clone();
+                row.answered_at_ms = now_ms();
+                if let Err(e) = self.records.record_answer(&row) {
+                    tracing::error!(robot = %self.name, "answer not stored: {e}");
+                }
+                feed.complete(text.clone());
+            }
+            let partial = feed.text();
+            // Dropping the last strong reference closes an unfinished feed: the driver
+            // returns without a final update.
+            drop(feed);
+            (outcome, partial)
+        };
+
+        let (report, (outcome, partial)) = tokio::join!(driver, agent);
+        match outcome {
+            Outcome::Answer(text) => {
+                let shown = report.as_ref().is_some_and(|r| r.final_published);
+                if shown {
+                    return true;
+                }
+                if let Some(r) = &report {
+                    tracing::warn!(robot = %self.name, failures = r.failures,
+                        "card API kept failing; sending the answer as a markdown reply");
+                }
+                let body = reply::webhook_markdown(texts.fallback_title, &text, ask.at.as_ref());
+                self.webhook_reply(replier, ask.webhook.as_deref(), &body)
+                    .await
+            }
+            other => {
+                let message = match &other {
+                    Outcome::Failed(e) => {
+                        tracing::warn!(robot = %self.name, agent = %self.config.agent, "answer failed: {e}");
+                        texts.failed
+                    }
+                    Outcome::TimedOut => {
+                        tracing::warn!(robot = %self.name, timeout = ?self.config.answer_timeout, "answer timed out");
+                        texts.timed_out
+                    }
+                    _ => texts.stopped,
+                };
+                if let (Some(card), true) = (&card, card_ok) {
+                    match send_calls(api, &card.failed(&partial, message)).await {
+                        Ok(()) => return true,
+                        Err(e) => tracing::warn!(robot = %self.name, "failed card not sent: {e}"),
+                    }
+                }
+                let body = reply::webhook_text(message, ask.at.as_ref());
+                self.webhook_reply(replier, ask.webhook.as_deref(), &body)
+                    .await
+            }
+        }
+    }
+
+    async fn on_message(
+        &self,
+        msg: jitnode_stream::RobotMessage,
+        replier: Replier,
+        shutdown: CancellationToken,
+    ) -> Result<(), HandlerError> {
+        let m = RobotMessage::parse(&message_json(&msg), &msg.msg_id)
+            .map_err(|e| HandlerError::failed(format!("{}: {e}", self.name)))?;
+        self.remember_webhook(&m);
+        let webhook = m.session_webhook.as_ref().map(|w| w.url.clone());
+        if let Some(text) = m.polite_reply(self.config.language) {
+            let body = reply::webhook_text(text, m.at_user().as_ref());
+            self.webhook_reply(&replier, webhook.as_deref(), &body)
+                .await;
+            return Ok(());
+        }
+        let Some(question) = m.question().map(str::to_string) else {
+            return Ok(());
+        };
+        // A redelivery that outlived the client's dedupe window (or a restart).
+        match self.records.answer_by_message(&m.msg_id) {
+            Ok(Some(_)) => {
+                tracing::info!(robot = %self.name, "message answered before; not answering again");
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(robot = %self.name, "records not readable: {e}"),
+        }
+        let row = NewAnswer::for_message(&m, &self.name, "", &question, "");
+        let ask = Ask {
+            chat_id: m.chat_id(),
+            target: m.reply_target(),
+            at: m.at_user(),
+            webhook,
+            row,
+            question,
+        };
+        if self.answer(&replier, ask, Some(shutdown)).await {
+            Ok(())
+        } else {
+            // Nothing reached the user: let a redelivery try again.
+            Err(HandlerError::failed("no reply could be delivered"))
+        }
+    }
+
+    fn answer_row(&self, record: &str) -> Result<AnswerRow, HandlerError> {
+        match self.records.answer(record) {
+            Ok(Some(row)) => Ok(row),
+            Ok(None) => Err(bad_request(format!("no answer with record id {record:?}"))),
+            Err(e) => Err(HandlerError::failed(e)),
+        }
+    }
+
+    async fn on_callback(
+        self: Arc<Self>,
+        cb: jitnode_stream::CardCallback,
+        replier: Replier,
+    ) -> Result<Value, HandlerError> {
+        let data = json!({
+            "outTrackId": cb.out_track_id, "userId": cb.user_id,
+            "spaceType": cb.space_type, "spaceId": cb.space_id,
+            "value": cb.value, "content": cb.content,
+        });
+        let parsed = CardCallback::parse(&data).map_err(|e: CallbackError| {
+            tracing::warn!(robot = %self.name, "bad card callback: {e}");
+            bad_request(e)
+        })?;
+        let texts = self.texts();
+        let row = self.answer_row(parsed.action.record())?;
+        match parsed.action {
+            Action::Feedback { kind, record } => {
+                let user = parsed.user_id.as_deref().unwrap_or(&row.user_id);
+                self.records
+                    .record_feedback(&record, user, kind, now_ms())
+                    .map_err(HandlerError::failed)?;
+                match self.config.card.mode {
+                    CardMode::Template => Ok(json!({
+                        "cardUpdateOptions": {"updateCardDataByKey": true},
+                        "cardData": {"cardParamMap": template::thanks(kind, &record, self.config.language)},
+                    })),
+                    CardMode::Standard => {
+                        if let Some(card_id) = &parsed.out_track_id {
+                            if let Some(card) = AnswerCard::new(
+                                &self.config,
+                                card_id.clone(),
+                                &row.question,
+                                row.reply_target(),
+                                row.at_user(),
+                            ) {
+                                let calls = card.thanks(&row.answer, kind, &record);
+                                if let Err(e) = send_calls(&replier.openapi, &calls).await {
+                                    tracing::warn!(robot = %self.name, "thank-you card not sent: {e}");
+                                }
+                            }
+                        }
+                        Ok(Value::Null)
+                    }
+                }
+            }
+            Action::Regenerate { record } => {
+                let webhook = self.webhook_for(&row.conversation_id);
+                let chat_id = match row.conversation_kind {
+                    ConversationKind::OneToOne => format!("user:{}", row.user_id),
+                    ConversationKind::Group => {
+                        format!("group:{}:{}", row.conversation_id, row.user_id)
+                    }
+                };
+                let mut new_row = NewAnswer::regenerated(&row, "", &cb.message_id, "");
+                new_row.regenerated_from = Some(record);
+                let ask = Ask {
+                    question: row.question.clone(),
+                    chat_id,
+                    target: row.reply_target(),
+                    at: row.at_user(),
+                    webhook,
+                    row: new_row,
+                };
+                // The click is ACKed at once; the new answer card follows.
+                let robot = self.clone();
+                tokio::spawn(async move {
+                    robot.answer(&replier, ask, None).await;
+                });
+                Ok(Value::Null)
+            }
+            Action::ContinueChat { .. } => {
+                if let Some(url) = self.webhook_for(&row.conversation_id) {
+                    let body = reply::webhook_text(texts.invitation, row.at_user().as_ref());
+                    if self.webhook_reply(&replier, Some(&url), &body).await {
+                        return Ok(Value::Null);
+                    }
+                }
+                match self.config.card.mode {
+                    CardMode::Template => Ok(json!({
+                        "cardUpdateOptions": {"updateCardDataByKey": true},
+                        "cardData": {"cardParamMap": {"notice": texts.invitation}},
+                    })),
+                    CardMode::Standard => {
+                        // No live session webhook: the invitation goes out as a small card.
+                        let id = cards::new_card_id();
+                        let card = StandardCards::new(id.clone(), self.config.language).failed(
+                            &row.question,
+                            "",
+                            texts.invitation,
+                        );
+                        if let Some(body) = cards::standard_send_body(
+                            &self.config.robot_code,
+                            &id,
+                            &card,
+                            &row.reply_target(),
+                            row.at_user().as_ref(),
+                        ) {
+                            let call = jitnode_stream::reply::Method::Post;
+                            if let Err(e) = replier
+                                .openapi
+                                .call(call, reply::PATH_STANDARD_SEND, &body)
+                                .await
+                            {
+                                tracing::warn!(robot = %self.name, "invitation not sent: {e}");
+                            }
+                        }
+                        Ok(Value::Null)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The Stream handler of one robot instance.
+pub(crate) struct RobotHandler(pub(crate) Arc<Robot>);
+
+impl Handler for RobotHandler {
+    fn on_robot_message(
+        &self,
+        msg: jitnode_stream::RobotMessage,
+        ctx: jitnode_stream::ReplyContext,
+    ) -> BoxFuture<'_, Result<(), HandlerError>> {
+        let shutdown = ctx.shutdown().clone();
+        let replier = ctx.replier().clone();
+        Box::pin(self.0.on_message(msg, replier, shutdown))
+    }
+
+    fn on_card_callback(
+        &self,
+        cb: jitnode_stream::CardCallback,
+        replier: Replier,
+    ) -> BoxFuture<'_, Result<Value, HandlerError>> {
+        Box::pin(self.0.clone().on_callback(cb, replier))
+    }
+}
+
+/// How long `stop` waits for running answers to finalize their cards.
+pub(crate) const FINALIZE_BUDGET: Duration = Duration::from_secs(3);

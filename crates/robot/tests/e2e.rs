@@ -1,0 +1,667 @@
+//! End to end through the sandbox on loopback: an app with robot instances loaded by
+//! `builtin:dingTalkStream` and a test agent (`builtin:testAgent`, streaming chunks with
+//! configurable delays and failures), DingTalk's side played by `jitnode-sandbox`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, FunctionError, Registry};
+use jitnode_robot::callback::{Action, FeedbackKind};
+use jitnode_robot::config::Lang;
+use jitnode_robot::records::{FeedbackFilter, Records};
+use jitnode_robot::texts::Texts;
+use jitnode_sandbox::{CardState, Click, PostMessage, Sandbox, SandboxConfig, Transcript};
+use serde_json::{json, Value};
+
+/// How the test agent answers.
+#[derive(Clone)]
+struct AgentScript {
+    chunks: Vec<&'static str>,
+    delay: Duration,
+    /// Fail after this many answer chunks.
+    fail_after: Option<usize>,
+}
+
+impl AgentScript {
+    fn answer(&self) -> String {
+        self.chunks.concat()
+    }
+}
+
+#[derive(Clone, Default)]
+struct AgentLog {
+    calls: Arc<AtomicUsize>,
+    args: Arc<Mutex<Vec<Value>>>,
+}
+
+fn quick() -> AgentScript {
+    AgentScript {
+        chunks: vec!["To connect, ", "open the VPN app ", "and sign in."],
+        delay: Duration::from_millis(120),
+        fail_after: None,
+    }
+}
+
+struct Harness {
+    sb: Sandbox,
+    app: App,
+    dir: tempfile::TempDir,
+    log: AgentLog,
+}
+
+const APP_A: &str = "dingapp-a";
+const APP_B: &str = "dingapp-b";
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn texts() -> &'static Texts {
+    Texts::for_lang(Lang::En)
+}
+
+/// `robots`: (element name, clientId, extra config).
+async fn start(script: AgentScript, robots: &[(&str, &str, Value)]) -> Harness {
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let el = dir.path().join("elements");
+    write(
+        &el.join("aiagents/meta/e.json"),
+        r#"{"type": "", "title": "agents"}"#,
+    );
+    write(
+        &el.join("aiagents/testAgentType/e.json"),
+        r#"{"type": "aiagents.meta", "title": "test agent", "backendBundleEntry": "builtin:testAgent"}"#,
+    );
+    write(
+        &el.join("aiagents/customerService/e.json"),
+        r#"{"type": "aiagents.testAgentType", "title": "cs"}"#,
+    );
+    write(
+        &el.join("imRobots/meta/e.json"),
+        r#"{"type": "", "title": "robots"}"#,
+    );
+    write(
+        &el.join("imRobots/dingTalkStreamType/e.json"),
+        r#"{"type": "imRobots.meta", "title": "robot", "backendBundleEntry": "builtin:dingTalkStream"}"#,
+    );
+    for (name, client_id, extra) in robots {
+        sb.register_app(client_id, &format!("{client_id}-secret"));
+        write(
+            &el.join(format!("imRobots/{name}/e.json")),
+            r#"{"type": "imRobots.dingTalkStreamType", "title": "bot", "backendLoadTime": "afterAppInit"}"#,
+        );
+        let mut config = json!({
+            "clientId": client_id, "clientSecret": format!("{client_id}-secret"),
+            "agent": "aiagents.customerService", "openApiEndpoint": sb.base_url(),
+            "oapiEndpoint": sb.base_url(), "language": "en",
+            "card": {"minIntervalMs": 50}
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        write(
+            &el.join(format!("imRobots/{name}/config.json")),
+            &config.to_string(),
+        );
+    }
+
+    let log = AgentLog::default();
+    let mut registry = Registry::with_builtins();
+    registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
+    let agent_log = log.clone();
+    registry.register(
+        "testAgent",
+        loader_fn(move |_cx| {
+            let script = script.clone();
+            let log = agent_log.clone();
+            async move {
+                let rt = FnRuntime::new().function("run", move |args, chunks| {
+                    let script = script.clone();
+                    let log = log.clone();
+                    async move {
+                        log.calls.fetch_add(1, Ordering::SeqCst);
+                        log.args.lock().unwrap().push(args.clone());
+                        chunks.send(json!({"type": "REASONING_CONTENT", "data": {"content": "SECRET-REASONING"}}));
+                        for (i, c) in script.chunks.iter().enumerate() {
+                            if script.fail_after == Some(i) {
+                                return Err(FunctionError::failed("LLM connection reset"));
+                            }
+                            tokio::time::sleep(script.delay).await;
+                            chunks.send(json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": c}}));
+                        }
+                        Ok(json!({"answer": script.answer(), "sources": []}))
+                    }
+                });
+                Ok(Box::new(rt) as Box<dyn ElementRuntime>)
+            }
+        }),
+    );
+    let (app, _) = App::open(dir.path(), false, registry).unwrap();
+    let report = app.start().await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for (_, client_id, _) in robots {
+        assert!(
+            sb.wait_for_connections(client_id, 1, Duration::from_secs(10))
+                .await,
+            "robot {client_id} did not connect"
+        );
+    }
+    Harness { sb, app, dir, log }
+}
+
+impl Harness {
+    fn records(&self) -> Records {
+        Records::open_in(&self.dir.path().join("data")).unwrap()
+    }
+
+    async fn wait_for(&self, what: &str, cond: impl Fn(&Transcript) -> bool) -> Transcript {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let t = self.sb.transcript();
+            if cond(&t) {
+                return t;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}; transcript: {:#?}", t.entries);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.app.stop(Duration::from_secs(5)).await;
+        assert!(self.sb.problems().is_empty(), "{:?}", self.sb.problems());
+        self.sb.shutdown().await;
+    }
+}
+
+/// Button values of a standard card.
+fn buttons(card: &CardState) -> Vec<Action> {
+    let mut out = Vec::new();
+    let Some(data) = &card.card_data else {
+        return out;
+    };
+    for c in data["contents"].as_array().into_iter().flatten() {
+        for b in c["actions"].as_array().into_iter().flatten() {
+            out.push(Action::from_value_str(b["value"].as_str().unwrap()).unwrap());
+        }
+    }
+    out
+}
+
+fn card_text(card: &CardState) -> String {
+    card.card_data
+        .as_ref()
+        .map(Value::to_string)
+        .unwrap_or_default()
+}
+
+fn final_cards(t: &Transcript) -> Vec<&CardState> {
+    t.cards.values().filter(|c| buttons(c).len() == 4).collect()
+}
+
+fn click_value(client_id: &str, card: &str, action: &Action) -> Click {
+    Click {
+        client_id: client_id.into(),
+        out_track_id: card.into(),
+        value: Some(action.to_value_string()),
+        ..Click::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn question_streams_into_card_then_final_with_four_buttons() {
+    let h = start(quick(), &[("bot", APP_A, json!({}))]).await;
+    let posted =
+        h.sb.post_message(&PostMessage::text(APP_A, "How do I connect to the VPN?"))
+            .unwrap();
+    let ack =
+        h.sb.wait_for_ack(&posted.message_id, Duration::from_secs(5))
+            .await
+            .unwrap();
+    assert!(ack.valid() && ack.code == Some(200), "{ack:?}");
+    let t = h
+        .wait_for("final card", |t| !final_cards(t).is_empty())
+        .await;
+
+    let kinds: Vec<&str> = t.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds[0], "card.send", "{kinds:?}");
+    let send = &t.entries[0];
+    let first: Value = serde_json::from_str(send.body["cardData"].as_str().unwrap()).unwrap();
+    assert!(first.to_string().contains(texts().thinking));
+    assert!(send.body["sendOptions"]["atUserListJson"]
+        .as_str()
+        .unwrap()
+        .contains("user001"));
+    let updates: Vec<_> = t
+        .entries
+        .iter()
+        .filter(|e| e.kind == "card.update")
+        .collect();
+    assert!(
+        updates.len() >= 2,
+        "a streamed update and the final: {kinds:?}"
+    );
+    let partial = updates[0].body["cardData"].as_str().unwrap();
+    assert!(
+        partial.contains("To connect") && !partial.contains("Helpful"),
+        "{partial}"
+    );
+
+    let card = final_cards(&t)[0];
+    let text = card_text(card);
+    assert!(
+        text.contains("To connect, open the VPN app and sign in."),
+        "{text}"
+    );
+    assert!(!text.contains("SECRET-REASONING"));
+    let kinds: Vec<_> = buttons(card)
+        .into_iter()
+        .map(|a| match a {
+            Action::Feedback { kind, .. } => kind,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, FeedbackKind::ALL.to_vec());
+
+    let answers = h.records().list_answers(None).unwrap();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].question, "How do I connect to the VPN?");
+    assert_eq!(answers[0].message_id, posted.msg_id);
+    assert_eq!(answers[0].robot, "imRobots.bot");
+    let args = h.log.args.lock().unwrap().clone();
+    assert_eq!(args[0]["question"], "How do I connect to the VPN?");
+    assert_eq!(args[0]["chatId"], "user:user001");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_button_has_its_effect() {
+    let h = start(quick(), &[("bot", APP_A, json!({}))]).await;
+    h.sb.post_message(&PostMessage::text(APP_A, "Where is the VPN guide?"))
+        .unwrap();
+    let t = h
+        .wait_for("final card", |t| !final_cards(t).is_empty())
+        .await;
+    let card = final_cards(&t)[0].clone();
+    let record = buttons(&card)[0].record().to_string();
+
+    // Feedback: stored, then the thank-you card with regenerate / continue.
+    let helpful = Action::Feedback {
+        kind: FeedbackKind::Helpful,
+        record: record.clone(),
+    };
+    let ack =
+        h.sb.click(&click_value(APP_A, &card.id, &helpful))
+            .await
+            .unwrap();
+    assert_eq!(ack.code, Some(200), "{ack:?}");
+    let fb = h
+        .records()
+        .list_feedback(&FeedbackFilter::default())
+        .unwrap();
+    assert_eq!(fb.len(), 1);
+    assert_eq!(fb[0].rating, FeedbackKind::Helpful);
+    assert_eq!(fb[0].record_id, record);
+    let t = h
+        .wait_for("thank-you card", |t| {
+            card_text(&t.cards[&card.id]).contains(texts().thanks)
+        })
+        .await;
+    let next: Vec<_> = buttons(&t.cards[&card.id]);
+    assert!(
+        next.contains(&Action::Regenerate {
+            record: record.clone()
+        }),
+        "{next:?}"
+    );
+    assert!(next.contains(&Action::ContinueChat {
+        record: record.clone()
+    }));
+
+    // Regenerate: a new answer card, stored as regenerated from the first.
+    let ack =
+        h.sb.click(&click_value(
+            APP_A,
+            &card.id,
+            &Action::Regenerate {
+                record: record.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ack.code, Some(200));
+    // The first card now shows the thanks; the regenerated one has the four buttons.
+    let t = h
+        .wait_for("regenerated card", |t| {
+            t.cards.len() == 2 && final_cards(t).iter().any(|c| c.id != card.id)
+        })
+        .await;
+    assert_eq!(t.cards.len(), 2);
+    let answers = h.records().list_answers(None).unwrap();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(
+        answers[1].regenerated_from.as_deref(),
+        Some(record.as_str())
+    );
+    assert_eq!(answers[1].question, "Where is the VPN guide?");
+    assert_eq!(h.log.calls.load(Ordering::SeqCst), 2);
+
+    // Continue: the invitation text.
+    let ack =
+        h.sb.click(&click_value(
+            APP_A,
+            &card.id,
+            &Action::ContinueChat { record },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ack.code, Some(200));
+    h.wait_for("invitation", |t| {
+        t.replies().iter().any(|r| r == texts().invitation)
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_callback_data_gets_an_error_ack_with_a_clear_message() {
+    let h = start(quick(), &[("bot", APP_A, json!({}))]).await;
+    h.sb.post_message(&PostMessage::text(APP_A, "q?")).unwrap();
+    let t = h
+        .wait_for("final card", |t| !final_cards(t).is_empty())
+        .await;
+    let card = final_cards(&t)[0].id.clone();
+    let mut c = click_value(APP_A, &card, &Action::Regenerate { record: "x".into() });
+    c.value = Some(r#"{"action":"dance","record":"abc"}"#.into());
+    let ack = h.sb.click(&c).await.unwrap();
+    assert_ne!(ack.code, Some(200));
+    assert!(
+        ack.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("unknown card action"),
+        "{ack:?}"
+    );
+    // Invalid JSON in content: refused by the client before the robot sees it.
+    let c = Click {
+        client_id: APP_A.into(),
+        out_track_id: card.clone(),
+        raw_content: Some("{not json".into()),
+        ..Click::default()
+    };
+    let ack = h.sb.click(&c).await.unwrap();
+    assert_eq!(ack.code, Some(400), "{ack:?}");
+    // A record that does not exist.
+    let c = click_value(
+        APP_A,
+        &card,
+        &Action::Regenerate {
+            record: "nosuchrecord".into(),
+        },
+    );
+    let ack = h.sb.click(&c).await.unwrap();
+    assert!(
+        ack.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("nosuchrecord"),
+        "{ack:?}"
+    );
+    assert_eq!(h.log.calls.load(Ordering::SeqCst), 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivery_while_and_after_answering_gives_one_answer() {
+    let h = start(quick(), &[("bot", APP_A, json!({}))]).await;
+    let posted =
+        h.sb.post_message(&PostMessage::text(APP_A, "Once?"))
+            .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let again = h.sb.redeliver_now(&posted.message_id).unwrap();
+    h.wait_for("final card", |t| !final_cards(t).is_empty())
+        .await;
+    h.sb.redeliver_now(&again).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = h.sb.transcript();
+    assert_eq!(
+        t.entries.iter().filter(|e| e.kind == "card.send").count(),
+        1
+    );
+    assert_eq!(h.log.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(h.records().list_answers(None).unwrap().len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_failure_mid_stream_leaves_a_failed_card() {
+    let script = AgentScript {
+        fail_after: Some(2),
+        ..quick()
+    };
+    let h = start(script, &[("bot", APP_A, json!({}))]).await;
+    h.sb.post_message(&PostMessage::text(APP_A, "Will it fail?"))
+        .unwrap();
+    let t = h
+        .wait_for("failed card", |t| {
+            t.cards
+                .values()
+                .any(|c| card_text(c).contains(texts().failed))
+        })
+        .await;
+    let card = t.cards.values().next().unwrap();
+    assert!(buttons(card).is_empty());
+    assert!(
+        card_text(card).contains("To connect"),
+        "partial answer kept"
+    );
+    assert!(h.records().list_answers(None).unwrap().is_empty());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30s_answer_is_acked_at_once_and_stop_finalizes_its_card() {
+    let script = AgentScript {
+        chunks: vec!["Slowly ", "but surely"],
+        delay: Duration::from_secs(15),
+        fail_after: None,
+    };
+    let h = start(script, &[("bot", APP_A, json!({}))]).await;
+    let posted =
+        h.sb.post_message(&PostMessage::text(APP_A, "Slow?"))
+            .unwrap();
+    let ack =
+        h.sb.wait_for_ack(&posted.message_id, Duration::from_secs(5))
+            .await
+            .unwrap();
+    assert!(ack.latency_ms < 500.0, "ACK took {} ms", ack.latency_ms);
+    h.wait_for("thinking card", |t| {
+        t.entries.iter().any(|e| e.kind == "card.send")
+    })
+    .await;
+    let started = std::time::Instant::now();
+    h.app.stop(Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let t = h.sb.transcript();
+    let card = t.cards.values().next().unwrap();
+    assert!(
+        card_text(card).contains(texts().stopped),
+        "{}",
+        card_text(card)
+    );
+    h.sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_api_403_falls_back_to_a_markdown_reply() {
+    let h = start(quick(), &[("bot", APP_A, json!({}))]).await;
+    h.sb.post_message(&PostMessage::text(APP_A, "Rate limited?"))
+        .unwrap();
+    h.wait_for("thinking card", |t| {
+        t.entries.iter().any(|e| e.kind == "card.send")
+    })
+    .await;
+    h.sb.fail_card_calls(403, None);
+    let t = h
+        .wait_for("markdown reply", |t| {
+            t.entries
+                .iter()
+                .any(|e| e.kind == "webhook" && e.error.is_none())
+        })
+        .await;
+    let reply = t.entries.iter().find(|e| e.kind == "webhook").unwrap();
+    assert_eq!(reply.msgtype.as_deref(), Some("markdown"));
+    assert!(reply
+        .text
+        .as_deref()
+        .unwrap()
+        .contains("To connect, open the VPN app and sign in."));
+    assert!(t.entries.iter().any(|e| e.status == 403));
+    h.sb.clear_card_fault();
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_robot_instances_answer_on_their_own_connections() {
+    let h = start(
+        quick(),
+        &[("botA", APP_A, json!({})), ("botB", APP_B, json!({}))],
+    )
+    .await;
+    h.sb.post_message(&PostMessage::text(APP_A, "to A"))
+        .unwrap();
+    h.sb.post_message(&PostMessage::text(APP_B, "to B"))
+        .unwrap();
+    let t = h
+        .wait_for("two final cards", |t| final_cards(t).len() == 2)
+        .await;
+    let mut owners: Vec<_> = final_cards(&t)
+        .iter()
+        .map(|c| c.client_id.clone())
+        .collect();
+    owners.sort();
+    assert_eq!(owners, vec![APP_A, APP_B]);
+    let mut robots: Vec<_> = h
+        .records()
+        .list_answers(None)
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.robot, a.question))
+        .collect();
+    robots.sort();
+    assert_eq!(
+        robots,
+        vec![
+            ("imRobots.botA".to_string(), "to A".to_string()),
+            ("imRobots.botB".to_string(), "to B".to_string())
+        ]
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_questions_are_stripped_and_answered_in_the_group() {
+    let h = start(quick(), &[("bot", APP_A, json!({}))]).await;
+    let posted = h
+        .sb
+        .post_message(&PostMessage::text(APP_A, "What is the wifi password?").in_group("cidGroup1"))
+        .unwrap();
+    let t = h
+        .wait_for("final card", |t| !final_cards(t).is_empty())
+        .await;
+    let send = t.entries.iter().find(|e| e.kind == "card.send").unwrap();
+    assert_eq!(send.body["openConversationId"], posted.conversation_id);
+    let args = h.log.args.lock().unwrap().clone();
+    assert_eq!(args[0]["question"], "What is the wifi password?");
+    assert_eq!(
+        args[0]["chatId"],
+        format!("group:{}:user001", posted.conversation_id)
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_text_gets_a_polite_reply_and_voice_is_answered() {
+    let h = start(quick(), &[("bot", APP_A, json!({}))]).await;
+    let picture = PostMessage {
+        msgtype: "picture".into(),
+        ..PostMessage::text(APP_A, "")
+    };
+    h.sb.post_message(&picture).unwrap();
+    h.wait_for("polite reply", |t| {
+        t.replies().iter().any(|r| r == texts().only_text)
+    })
+    .await;
+    let voice = PostMessage {
+        msgtype: "audio".into(),
+        content: Some(json!({"recognition": "how do I reset my password", "duration": 3})),
+        ..PostMessage::text(APP_A, "")
+    };
+    h.sb.post_message(&voice).unwrap();
+    h.wait_for("final card", |t| !final_cards(t).is_empty())
+        .await;
+    let args = h.log.args.lock().unwrap().clone();
+    assert_eq!(args.len(), 1);
+    assert_eq!(args[0]["question"], "how do I reset my password");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_mode_streams_and_takes_feedback_over_stream() {
+    let extra =
+        json!({"card": {"mode": "template", "templateId": "helpdesk.schema", "minIntervalMs": 50}});
+    let h = start(quick(), &[("bot", APP_A, extra)]).await;
+    h.sb.post_message(&PostMessage::text(APP_A, "Template?"))
+        .unwrap();
+    let t = h
+        .wait_for("finished card", |t| {
+            t.cards
+                .values()
+                .any(|c| c.flow_status.as_deref() == Some("3"))
+        })
+        .await;
+    let kinds: Vec<&str> = t.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds[0], "card.createAndDeliver", "{kinds:?}");
+    assert!(
+        t.entries
+            .iter()
+            .filter(|e| e.kind == "card.streaming")
+            .count()
+            >= 2,
+        "{kinds:?}"
+    );
+    let card = t.cards.values().next().unwrap().clone();
+    assert!(card.finalized);
+    assert_eq!(
+        card.streams.get("content").map(String::as_str),
+        Some("To connect, open the VPN app and sign in.")
+    );
+    let record = card.card_param_map["record"].clone();
+    let mut params = serde_json::Map::new();
+    params.insert("action".into(), json!("feedback"));
+    params.insert("kind".into(), json!("very_unhelpful"));
+    params.insert("record".into(), json!(record));
+    let ack =
+        h.sb.click(&Click {
+            client_id: APP_A.into(),
+            out_track_id: card.id.clone(),
+            params,
+            ..Click::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ack.code, Some(200), "{ack:?}");
+    let t = h.sb.transcript();
+    assert_eq!(t.cards[&card.id].card_param_map["stage"], "thanked");
+    let fb = h
+        .records()
+        .list_feedback(&FeedbackFilter::default())
+        .unwrap();
+    assert_eq!(fb[0].rating, FeedbackKind::VeryUnhelpful);
+    h.stop().await;
+}
