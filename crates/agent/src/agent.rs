@@ -1,0 +1,379 @@
+//! `Agent`: a loaded agent instance (config, knowledge index, memory, LLM client) and `run`.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc::Sender;
+use tokio_util::sync::CancellationToken;
+
+use crate::chunk::{Answer, Chunk, Source};
+use crate::config::{AgentConfig, DEFAULT_SYSTEM_PROMPT};
+use crate::error::{AgentError, LlmError};
+use crate::knowledge::{Hit, KnowledgeBase};
+use crate::llm::{stream_chat, Message};
+use crate::memory::{Memory, Turn};
+use crate::text::{detect_lang, Lang};
+
+/// Name of the retrieval step in TOOL_CALL_START / TOOL_CALL_END chunks.
+pub const SEARCH_TOOL: &str = "knowledge_search";
+
+/// Arguments of the `run` element function: `{"question": "...", "chatId": "..."}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunArgs {
+    pub question: String,
+    /// Empty = no conversation memory.
+    pub chat_id: String,
+}
+
+impl RunArgs {
+    /// Parses `{"question": string, "chatId"?: string}` (`chat_id` accepted too).
+    pub fn from_value(v: &Value) -> Result<RunArgs, AgentError> {
+        let bad = |field: &str, reason: &str| AgentError::Args {
+            field: field.into(),
+            reason: reason.into(),
+        };
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("(root)", "expected an object"))?;
+        let question = match obj.get("question") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            Some(Value::String(_)) => return Err(bad("question", "must not be empty")),
+            Some(_) => return Err(bad("question", "expected a string")),
+            None => return Err(bad("question", "missing")),
+        };
+        let chat_id = match obj.get("chatId").or_else(|| obj.get("chat_id")) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(_) => return Err(bad("chatId", "expected a string")),
+        };
+        Ok(RunArgs { question, chat_id })
+    }
+}
+
+/// The fixed answer when nothing in the knowledge base passes the threshold.
+pub fn not_covered(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Zh => {
+            "抱歉，知识库中没有涉及这个问题的内容，我无法据此回答。请换个问法，或联系人工客服。"
+        }
+        Lang::En => {
+            "Sorry, the knowledge base does not cover this question, so I cannot answer it. \
+             Please rephrase it or contact a human agent."
+        }
+    }
+}
+
+/// A loaded agent. `Send + Sync`; share it behind an `Arc` and call `run` concurrently.
+#[derive(Debug)]
+pub struct Agent {
+    config: AgentConfig,
+    system_prompt: String,
+    kb: KnowledgeBase,
+    memory: Memory,
+    client: Option<reqwest::Client>,
+}
+
+impl Agent {
+    /// Loads an instance: parses `config` (the rendered config.json), reads the prompt and
+    /// indexes the knowledge folder under `element_dir`.
+    pub fn load(element_dir: &Path, config: &Value) -> Result<Agent, AgentError> {
+        let config = AgentConfig::from_value(config)?;
+        let system_prompt = match &config.system_prompt {
+            Some(p) => p.clone(),
+            None => {
+                let path = element_dir.join(&config.prompt_file);
+                match std::fs::read_to_string(&path) {
+                    Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+                    Ok(_) => DEFAULT_SYSTEM_PROMPT.to_string(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        DEFAULT_SYSTEM_PROMPT.to_string()
+                    }
+                    Err(e) => {
+                        return Err(AgentError::File {
+                            path,
+                            reason: format!("cannot read prompt: {e}"),
+                        })
+                    }
+                }
+            }
+        };
+        let kdir = element_dir.join(&config.knowledge);
+        if !kdir.is_dir() {
+            return Err(AgentError::File {
+                path: kdir,
+                reason: "knowledge folder (config.json field `knowledge`) does not exist".into(),
+            });
+        }
+        crate::text::warm_up();
+        let kb = KnowledgeBase::load_dir(&kdir)?;
+        let client = match &config.llm {
+            None => None,
+            Some(_) => Some(reqwest::Client::builder().build().map_err(|e| {
+                AgentError::Llm(LlmError::Transport {
+                    url: String::new(),
+                    reason: e.without_url().to_string(),
+                })
+            })?),
+        };
+        let memory = Memory::new(config.memory.turns_per_chat, config.memory.max_chats);
+        tracing::debug!(
+            passages = kb.passages().len(),
+            bytes = kb.bytes,
+            online = client.is_some(),
+            "agent loaded"
+        );
+        Ok(Agent {
+            config,
+            system_prompt,
+            kb,
+            memory,
+            client,
+        })
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    pub fn knowledge(&self) -> &KnowledgeBase {
+        &self.kb
+    }
+
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
+    /// Retrieval alone, with the configured top k and threshold.
+    pub fn retrieve(&self, question: &str) -> Vec<Hit> {
+        self.kb.search(
+            question,
+            self.config.retrieval.top_k,
+            self.config.retrieval.threshold,
+        )
+    }
+
+    /// Answers `question`, streaming chunks to `chunks` (send failures are ignored: the
+    /// answer is still returned). `chat_id` selects the conversation memory ("" = none).
+    /// Cancelling `cancel` returns `Cancelled` promptly and drops any HTTP stream.
+    pub async fn run(
+        &self,
+        question: &str,
+        chat_id: &str,
+        chunks: Sender<Chunk>,
+        cancel: CancellationToken,
+    ) -> Result<Answer, AgentError> {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(AgentError::Cancelled),
+            r = self.run_inner(question, chat_id, &chunks) => r,
+        }
+    }
+
+    async fn run_inner(
+        &self,
+        question: &str,
+        chat_id: &str,
+        chunks: &Sender<Chunk>,
+    ) -> Result<Answer, AgentError> {
+        let question = question.trim();
+        if question.is_empty() {
+            return Err(AgentError::Args {
+                field: "question".into(),
+                reason: "must not be empty".into(),
+            });
+        }
+        let lang = detect_lang(question);
+        let _ = chunks
+            .send(Chunk::ToolStart {
+                tool: SEARCH_TOOL.into(),
+                args: json!({ "query": question, "topK": self.config.retrieval.top_k }),
+            })
+            .await;
+        let hits = self.retrieve(question);
+        let sources: Vec<Source> = hits
+            .iter()
+            .map(|h| {
+                let p = self.kb.passage(h.passage);
+                Source {
+                    file: p.file.clone(),
+                    heading: p.heading.clone(),
+                    relevance: (h.relevance * 1000.0).round() / 1000.0,
+                }
+            })
+            .collect();
+        let _ = chunks
+            .send(Chunk::ToolEnd {
+                tool: SEARCH_TOOL.into(),
+                result: json!({ "passages": serde_json::to_value(&sources).unwrap_or(Value::Null) }),
+            })
+            .await;
+
+        if hits.is_empty() {
+            // Nothing relevant: say so, with or without an LLM, and invent nothing.
+            let answer = not_covered(lang).to_string();
+            let _ = chunks.send(Chunk::Text(answer.clone())).await;
+            return Ok(Answer {
+                answer,
+                sources: Vec::new(),
+            });
+        }
+
+        let answer = match (&self.config.llm, &self.client) {
+            (Some(llm), Some(client)) => {
+                let messages = self.messages(question, chat_id, &hits, lang);
+                match tokio::time::timeout(llm.timeout, stream_chat(client, llm, &messages, chunks))
+                    .await
+                {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(AgentError::Timeout {
+                            secs: llm.timeout.as_secs(),
+                        })
+                    }
+                }
+            }
+            _ => self.offline_answer(&hits, lang, chunks).await,
+        };
+        self.memory.remember(
+            chat_id,
+            Turn {
+                question: question.to_string(),
+                answer: answer.clone(),
+            },
+        );
+        Ok(Answer { answer, sources })
+    }
+
+    /// System prompt with the passages, then the chat's memory, then the question.
+    fn messages(&self, question: &str, chat_id: &str, hits: &[Hit], lang: Lang) -> Vec<Message> {
+        let mut system = self.system_prompt.clone();
+        system.push_str("\n\n# Knowledge passages\n");
+        for (i, h) in hits.iter().enumerate() {
+            let p = self.kb.passage(h.passage);
+            system.push_str(&format!(
+                "\n[{}] {} — {}\n{}\n",
+                i + 1,
+                p.file,
+                p.heading,
+                p.text
+            ));
+        }
+        system.push_str(match lang {
+            Lang::Zh => "\nAnswer in Chinese.",
+            Lang::En => "\nAnswer in English.",
+        });
+        let mut msgs = vec![Message {
+            role: "system",
+            content: system,
+        }];
+        for t in self.memory.recall(chat_id) {
+            msgs.push(Message {
+                role: "user",
+                content: t.question,
+            });
+            msgs.push(Message {
+                role: "assistant",
+                content: t.answer,
+            });
+        }
+        msgs.push(Message {
+            role: "user",
+            content: question.to_string(),
+        });
+        msgs
+    }
+
+    /// The best passage verbatim, other hits as references, streamed at the configured pace.
+    async fn offline_answer(&self, hits: &[Hit], lang: Lang, chunks: &Sender<Chunk>) -> String {
+        let best = self.kb.passage(hits[0].passage);
+        let mut answer = match lang {
+            Lang::Zh => format!("根据知识库《{}》：\n\n{}", best.heading, best.text),
+            Lang::En => format!(
+                "From the knowledge base, \"{}\":\n\n{}",
+                best.heading, best.text
+            ),
+        };
+        let others: Vec<String> = hits[1..]
+            .iter()
+            .map(|h| self.kb.passage(h.passage))
+            .filter(|p| !(p.file == best.file && p.heading == best.heading))
+            .map(|p| format!("{} ({})", p.heading, p.file))
+            .collect();
+        if !others.is_empty() {
+            answer.push_str(match lang {
+                Lang::Zh => "\n\n另见：",
+                Lang::En => "\n\nSee also: ",
+            });
+            answer.push_str(&others.join(match lang {
+                Lang::Zh => "；",
+                Lang::En => "; ",
+            }));
+        }
+        answer.push_str(match lang {
+            Lang::Zh => "\n\n来源：",
+            Lang::En => "\n\nSource: ",
+        });
+        answer.push_str(&best.file);
+        let pieces = split_for_streaming(&answer, self.config.offline.chunk_chars);
+        let last = pieces.len().saturating_sub(1);
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let _ = chunks.send(Chunk::Text(piece)).await;
+            if i < last && !self.config.offline.chunk_delay.is_zero() {
+                tokio::time::sleep(self.config.offline.chunk_delay).await;
+            }
+        }
+        answer
+    }
+}
+
+/// Cuts text into pieces of about `size` characters, preferring to cut after whitespace or
+/// punctuation; the pieces concatenate to the input exactly.
+pub fn split_for_streaming(text: &str, size: usize) -> Vec<String> {
+    let size = size.max(1);
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut n = 0;
+    for c in text.chars() {
+        cur.push(c);
+        n += 1;
+        let soft = c.is_whitespace()
+            || matches!(c, '，' | '。' | '；' | '：' | '、' | ',' | '.' | ';' | ':');
+        if (n >= size && soft) || n >= size * 2 {
+            out.push(std::mem::take(&mut cur));
+            n = 0;
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaming_pieces_rejoin_exactly() {
+        let t = "Hello world, this is a test. 你好，世界。这是一个测试！";
+        let p = split_for_streaming(t, 5);
+        assert!(p.len() > 3);
+        assert_eq!(p.concat(), t);
+        assert!(p.iter().all(|s| s.chars().count() <= 10));
+    }
+
+    #[test]
+    fn run_args_parse() {
+        let a = RunArgs::from_value(&json!({"question": " hi ", "chatId": "u1"})).unwrap();
+        assert_eq!(
+            a,
+            RunArgs {
+                question: "hi".into(),
+                chat_id: "u1".into()
+            }
+        );
+        let e = RunArgs::from_value(&json!({"chatId": "u1"})).unwrap_err();
+        assert!(e.to_string().contains("question"));
+    }
+}
