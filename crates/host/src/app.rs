@@ -303,15 +303,15 @@ impl AppInner {
                     .backend_bundle_entry
                     .clone()
                     .expect("loader_of only returns elements with a backendBundleEntry");
-                if !entry.starts_with(BUILTIN_SCHEME) {
-                    return Err(LoadError::NativeUnsupported {
-                        element: name,
-                        entry,
-                        declared_by: l.full_name.clone(),
-                    });
-                }
                 match self.registry.get(&entry) {
                     Some(loader) => Some((loader, entry, Arc::new(l.clone()))),
+                    None if !entry.starts_with(BUILTIN_SCHEME) => {
+                        return Err(LoadError::NativeUnsupported {
+                            element: name,
+                            entry,
+                            declared_by: l.full_name.clone(),
+                        })
+                    }
                     None => {
                         return Err(LoadError::LoaderUnavailable {
                             element: name,

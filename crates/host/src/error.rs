@@ -65,7 +65,7 @@ pub enum LoadError {
         available: Vec<String>,
     },
     #[error(
-        "{element}: backendBundleEntry \"{entry}\" of {declared_by} names a native plugin; this build only has built-in loaders (\"builtin:<name>\")"
+        "{element}: backendBundleEntry \"{entry}\" of {declared_by} has no loader in this build (built-in loaders are \"builtin:<name>\", native plugins \"native:<path>\")"
     )]
     NativeUnsupported {
         element: String,

@@ -132,6 +132,9 @@ impl fmt::Debug for LoadContext {
 #[derive(Clone, Default)]
 pub struct Registry {
     loaders: BTreeMap<String, Arc<dyn Loader>>,
+    /// Loaders that take every entry starting with a scheme, e.g. `native:` for plugins
+    /// whose entry carries a path (`native:./plugin`).
+    schemes: BTreeMap<String, Arc<dyn Loader>>,
 }
 
 impl Registry {
@@ -160,19 +163,33 @@ impl Registry {
         self
     }
 
-    /// The loader for a `backendBundleEntry` such as `builtin:echo`.
-    pub fn get(&self, entry: &str) -> Option<Arc<dyn Loader>> {
-        self.loaders.get(entry).cloned()
+    /// Registers `loader` for every entry that starts with `scheme` (e.g. `native:`).
+    /// Exact `builtin:` names are looked up first.
+    pub fn register_scheme(&mut self, scheme: &str, loader: Arc<dyn Loader>) -> &mut Registry {
+        self.schemes.insert(scheme.to_string(), loader);
+        self
     }
 
-    /// Registered entries, e.g. `["builtin:echo"]`.
+    /// The loader for a `backendBundleEntry` such as `builtin:echo` or `native:./plugin`.
+    pub fn get(&self, entry: &str) -> Option<Arc<dyn Loader>> {
+        if let Some(l) = self.loaders.get(entry) {
+            return Some(l.clone());
+        }
+        self.schemes
+            .iter()
+            .find(|(scheme, _)| entry.starts_with(scheme.as_str()))
+            .map(|(_, l)| l.clone())
+    }
+
+    /// Registered entries and schemes, e.g. `["builtin:echo", "native:*"]`.
     pub fn names(&self) -> Vec<String> {
-        self.loaders.keys().cloned().collect()
+        let schemes = self.schemes.keys().map(|s| format!("{s}*"));
+        self.loaders.keys().cloned().chain(schemes).collect()
     }
 }
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.loaders.keys()).finish()
+        f.debug_list().entries(self.names()).finish()
     }
 }

@@ -7,10 +7,10 @@
 //!
 //! Naming the plugin in a Type's e.json (paths relative to the Type's folder, never
 //! leaving it; `.` is the folder itself):
-//! - `"backendBundleEntry": "builtin:native", "nativeEntry": "./plugin"`: works with the
-//!   host's registry of `builtin:` loaders today (register with [`NativeLoader::register`]);
-//! - `"backendBundleEntry": "native:./plugin"`: the same, once the host routes the
-//!   `native:` scheme to this loader (it currently refuses non-`builtin:` entries).
+//! - `"backendBundleEntry": "native:./plugin"`, the usual form;
+//! - `"backendBundleEntry": "builtin:native", "nativeEntry": "./plugin"`: the same.
+//!
+//! [`NativeLoader::register`] registers both.
 //!
 //! The path is either a folder with a `Cargo.toml` (a standalone crate with its own
 //! `[workspace]`, `crate-type = ["cdylib"]`, using `jitnode_plugin::export_type!`), built

@@ -97,10 +97,14 @@ impl NativeLoader {
         &self.inner.options
     }
 
-    /// Registers this loader as `builtin:native` (Types then name their plugin with
-    /// `"nativeEntry"`; see the crate docs).
+    /// Registers this loader for the `native:<path>` scheme and as `builtin:native` (Types
+    /// then name their plugin with `"nativeEntry"`; see the crate docs).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(BUILTIN_NAME, self.clone());
+        registry.register_scheme(
+            crate::entry::NATIVE_SCHEME,
+            std::sync::Arc::new(self.clone()),
+        );
     }
 
     /// The plugin of the native Type `type_el`, built and opened if its source changed

@@ -356,7 +356,7 @@ async fn a_build_error_is_shown_in_full_and_other_elements_keep_working() {
     write(&root.join("fx/meta/e.json"), r#"{"type": ""}"#);
     write(
         &root.join("fx/brokenType/e.json"),
-        r#"{"type": "fx.meta", "backendBundleEntry": "builtin:native", "nativeEntry": "./plugin"}"#,
+        r#"{"type": "fx.meta", "backendBundleEntry": "native:./plugin"}"#,
     );
     write(
         &root.join("fx/brokenType/plugin/Cargo.toml"),
