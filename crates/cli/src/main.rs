@@ -1,6 +1,8 @@
 //! The `jitnode` binary: wiring only. Element model, dist and runtime live in the library
 //! crates; this file parses arguments, sets up logging and prints results.
 
+mod ask_cmd;
+mod feedback_cmd;
 mod sandbox_cmd;
 
 use std::io::{IsTerminal, Write};
@@ -97,6 +99,37 @@ enum Command {
     },
     /// Play DingTalk's side on loopback, for local testing.
     Sandbox(sandbox_cmd::SandboxArgs),
+    /// Ask the robot of a running `run --sandbox` a question; shows the card live.
+    ///
+    /// Posts the question through the sandbox (found via data/sandbox.json in the app
+    /// directory), prints the card's text as it streams, then its buttons.
+    Ask {
+        /// The app directory.
+        #[arg(long, default_value = ".")]
+        app: PathBuf,
+        /// Ask in a group chat (@-mentioning the robot) instead of one-to-one.
+        #[arg(long)]
+        group: bool,
+        /// The question.
+        question: String,
+    },
+    /// Press a button on the last card shown by `ask`.
+    ///
+    /// BUTTON: very_helpful, helpful, unhelpful, very_unhelpful, regenerate or continue.
+    Click {
+        /// The app directory.
+        #[arg(long, default_value = ".")]
+        app: PathBuf,
+        button: String,
+    },
+    /// List the robot's stored feedback, or export it.
+    Feedback {
+        /// The app directory.
+        #[arg(long, default_value = ".")]
+        app: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: feedback_cmd::Format,
+    },
 }
 
 impl Command {
@@ -129,7 +162,9 @@ fn init_logging(verbose: u8, default_level: &str) {
 /// The built-in loaders of this build. Loaders delivered by other crates (the DingTalk
 /// robot, the AI agent) are registered here as they land.
 fn registry() -> Registry {
-    Registry::with_builtins()
+    let mut r = Registry::with_builtins();
+    r.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
+    r
 }
 
 #[tokio::main]
@@ -163,6 +198,19 @@ async fn main() -> ExitCode {
             args,
         } => call(&app, &full_name, &function, args.as_deref()).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Ask {
+            app,
+            group,
+            question,
+        } => ask_cmd::ask(&app, &question, group)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Click { app, button } => ask_cmd::click(&app, &button)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Feedback { app, format } => {
+            feedback_cmd::run(&app, format).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -292,12 +340,15 @@ async fn run(
 ) -> Result<ExitCode, String> {
     let mut signals = jitnode_host::ShutdownSignal::install()
         .map_err(|e| format!("cannot listen for signals: {e}"))?;
+    // The sandbox starts first: the robot's config renders with its URL. Dropping it at
+    // the end removes its state file.
+    let demo = match sandbox {
+        true => Some(ask_cmd::DemoSandbox::start(app_dir).await?),
+        false => None,
+    };
     let app = open_app(app_dir, from_dist)?;
-    if sandbox {
-        tracing::warn!(
-            "--sandbox: the local DingTalk sandbox is not available in this build yet; \
-             running the host without it"
-        );
+    if let Some(demo) = &demo {
+        demo.attach(&app)?;
     }
     // A signal during start-up (an element slow to load) stops what has started so far.
     let report = tokio::select! {
