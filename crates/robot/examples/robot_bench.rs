@@ -1,0 +1,201 @@
+//! Benchmark of the robot through the sandbox on loopback (run by `bench/robot.sh`).
+//!
+//! - thinking card latency: message pushed -> the sandbox has the thinking-card request
+//!   (polled every 200 µs), over sequential questions;
+//! - card API calls for one long streamed answer (400 chunks over ~8 s, default throttle);
+//! - answers per second: concurrent questions answered by an instant agent (a stand-in for
+//!   the offline agent; it streams its text in 20 chunks with no delay).
+//!
+//! The last line is `key=value` pairs.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, Registry};
+use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig, Transcript};
+use serde_json::json;
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// Chunk delay of the agent in microseconds, changeable between phases.
+static DELAY_US: AtomicU64 = AtomicU64::new(0);
+static CHUNKS: AtomicU64 = AtomicU64::new(20);
+
+async fn start(sb: &Sandbox, dir: &Path) -> App {
+    let el = dir.join("elements");
+    write(
+        &el.join("aiagents/meta/e.json"),
+        r#"{"type": "", "title": "a"}"#,
+    );
+    write(
+        &el.join("aiagents/t/e.json"),
+        r#"{"type": "aiagents.meta", "title": "t", "backendBundleEntry": "builtin:benchAgent"}"#,
+    );
+    write(
+        &el.join("aiagents/cs/e.json"),
+        r#"{"type": "aiagents.t", "title": "cs"}"#,
+    );
+    write(
+        &el.join("imRobots/meta/e.json"),
+        r#"{"type": "", "title": "r"}"#,
+    );
+    write(
+        &el.join("imRobots/type/e.json"),
+        r#"{"type": "imRobots.meta", "title": "t", "backendBundleEntry": "builtin:dingTalkStream"}"#,
+    );
+    write(
+        &el.join("imRobots/bot/e.json"),
+        r#"{"type": "imRobots.type", "title": "b", "backendLoadTime": "afterAppInit"}"#,
+    );
+    sb.register_app("benchapp", "benchsecret");
+    let config = json!({
+        "clientId": "benchapp", "clientSecret": "benchsecret", "agent": "aiagents.cs",
+        "openApiEndpoint": sb.base_url(), "oapiEndpoint": sb.base_url(), "language": "en"
+    });
+    write(&el.join("imRobots/bot/config.json"), &config.to_string());
+
+    let mut registry = Registry::with_builtins();
+    registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
+    registry.register(
+        "benchAgent",
+        loader_fn(|_cx| async {
+            let rt = FnRuntime::new().function("run", |_args, chunks| async move {
+                let n = CHUNKS.load(Ordering::SeqCst);
+                let delay = Duration::from_micros(DELAY_US.load(Ordering::SeqCst));
+                let mut answer = String::new();
+                for i in 0..n {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    let piece = format!("word{i} ");
+                    answer.push_str(&piece);
+                    chunks
+                        .send(json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": piece}}));
+                }
+                Ok(json!({"answer": answer, "sources": []}))
+            });
+            Ok(Box::new(rt) as Box<dyn ElementRuntime>)
+        }),
+    );
+    let (app, _) = App::open(dir, false, registry).expect("bench app opens");
+    let report = app.start().await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(
+        sb.wait_for_connections("benchapp", 1, Duration::from_secs(10))
+            .await,
+        "robot did not connect"
+    );
+    app
+}
+
+fn sends(t: &Transcript) -> usize {
+    t.entries.iter().filter(|e| e.kind == "card.send").count()
+}
+
+fn finished_cards(t: &Transcript) -> usize {
+    t.cards
+        .values()
+        .filter(|c| {
+            c.card_data
+                .as_ref()
+                .is_some_and(|d| d.to_string().contains("\"type\":\"action\""))
+        })
+        .count()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let questions: usize = std::env::var("BENCH_QUESTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let concurrent: usize = std::env::var("BENCH_CONCURRENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let sb = Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("sandbox");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = start(&sb, dir.path()).await;
+
+    // 1. Thinking card latency, one question at a time.
+    let mut lat = Vec::with_capacity(questions);
+    for i in 0..questions {
+        let before = sends(&sb.transcript());
+        let t0 = Instant::now();
+        sb.post_message(&PostMessage::text("benchapp", &format!("question {i}")))
+            .expect("post");
+        while sends(&sb.transcript()) == before {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            assert!(t0.elapsed() < Duration::from_secs(10), "no thinking card");
+        }
+        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    // Let those answers finish before the next phase.
+    while finished_cards(&sb.transcript()) < questions {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lat.sort_by(f64::total_cmp);
+    let p50 = percentile(&lat, 0.5);
+    let p99 = percentile(&lat, 0.99);
+    println!("thinking card: {questions} questions, p50 {p50:.2} ms, p99 {p99:.2} ms");
+
+    // 2. Card calls of one long streamed answer (400 chunks, 20 ms apart).
+    CHUNKS.store(400, Ordering::SeqCst);
+    DELAY_US.store(20_000, Ordering::SeqCst);
+    let before_entries = sb.transcript().entries.len();
+    let before_done = finished_cards(&sb.transcript());
+    sb.post_message(&PostMessage::text("benchapp", "long one"))
+        .expect("post");
+    while finished_cards(&sb.transcript()) == before_done {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = sb.transcript();
+    let long_calls = t.entries[before_entries..]
+        .iter()
+        .filter(|e| e.kind.starts_with("card."))
+        .count();
+    println!("long answer: 400 chunks over ~8 s -> {long_calls} card API calls");
+
+    // 3. Answers per second, `concurrent` questions at once, instant agent.
+    CHUNKS.store(20, Ordering::SeqCst);
+    DELAY_US.store(0, Ordering::SeqCst);
+    let before_done = finished_cards(&sb.transcript());
+    let t0 = Instant::now();
+    for i in 0..concurrent {
+        // Different senders: one conversation each.
+        let m = PostMessage::text("benchapp", &format!("burst {i}"))
+            .from(Some(&format!("user{i:04}")), "bench");
+        sb.post_message(&m).expect("post");
+    }
+    while finished_cards(&sb.transcript()) < before_done + concurrent {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "burst did not finish"
+        );
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let per_s = concurrent as f64 / secs;
+    println!("burst: {concurrent} answers in {secs:.2} s");
+
+    app.stop(Duration::from_secs(5)).await;
+    let problems = sb.problems();
+    if !problems.is_empty() {
+        eprintln!("sandbox problems: {problems:?}");
+    }
+    sb.shutdown().await;
+    println!(
+        "thinking_card_p50_ms={p50:.2} thinking_card_p99_ms={p99:.2} card_calls_long_answer={long_calls} answers_per_s={per_s:.1}"
+    );
+}
