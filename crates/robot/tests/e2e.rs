@@ -665,3 +665,49 @@ async fn template_mode_streams_and_takes_feedback_over_stream() {
     assert_eq!(fb[0].rating, FeedbackKind::VeryUnhelpful);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_past_the_timeout_ends_in_a_timed_out_card() {
+    let script = AgentScript {
+        chunks: vec!["Part one ", "never comes"],
+        delay: Duration::from_millis(700),
+        fail_after: None,
+    };
+    let h = start(script, &[("bot", APP_A, json!({"answerTimeoutMs": 1000}))]).await;
+    h.sb.post_message(&PostMessage::text(APP_A, "Too slow?"))
+        .unwrap();
+    let t = h
+        .wait_for("timed-out card", |t| {
+            t.cards
+                .values()
+                .any(|c| card_text(c).contains(texts().timed_out))
+        })
+        .await;
+    let card = t.cards.values().next().unwrap();
+    assert!(card_text(card).contains("Part one"), "{}", card_text(card));
+    assert!(buttons(card).is_empty());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_user_without_staff_id_gets_the_answer_as_markdown() {
+    let h = start(quick(), &[("bot", APP_A, json!({}))]).await;
+    h.sb.post_message(&PostMessage::text(APP_A, "Guest here?").from(None, "Guest"))
+        .unwrap();
+    let t = h
+        .wait_for("markdown answer", |t| !t.replies().is_empty())
+        .await;
+    assert!(
+        t.cards.is_empty(),
+        "no card can reach an external one-to-one user"
+    );
+    let reply = t.entries.iter().find(|e| e.kind == "webhook").unwrap();
+    assert_eq!(reply.msgtype.as_deref(), Some("markdown"));
+    assert!(reply
+        .text
+        .as_deref()
+        .unwrap()
+        .contains("To connect, open the VPN app and sign in."));
+    assert_eq!(h.records().list_answers(None).unwrap().len(), 1);
+    h.stop().await;
+}
