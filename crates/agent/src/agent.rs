@@ -65,13 +65,23 @@ pub fn not_covered(lang: Lang) -> &'static str {
 }
 
 /// A loaded agent. `Send + Sync`; share it behind an `Arc` and call `run` concurrently.
-#[derive(Debug)]
 pub struct Agent {
     config: AgentConfig,
     system_prompt: String,
     kb: KnowledgeBase,
     memory: Memory,
     client: Option<reqwest::Client>,
+}
+
+impl std::fmt::Debug for Agent {
+    // Summary only: the prompt and passages are long, and the config may hold a key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("config", &self.config)
+            .field("passages", &self.kb.passages().len())
+            .field("chats", &self.memory.chats())
+            .finish()
+    }
 }
 
 impl Agent {
@@ -168,6 +178,29 @@ impl Agent {
             _ = cancel.cancelled() => Err(AgentError::Cancelled),
             r = self.run_inner(question, chat_id, &chunks) => r,
         }
+    }
+
+    /// The `run` element function in JSON terms, for a host wrapper: parses
+    /// `{"question", "chatId"?}` (errors are [`AgentError::Args`]), hands every chunk to
+    /// `on_chunk` as JSON (`{"type", "data"}`) in order, and returns
+    /// `{"answer", "sources"}`.
+    pub async fn run_json(
+        &self,
+        args: &Value,
+        on_chunk: impl Fn(Value) + Send + Sync,
+        cancel: CancellationToken,
+    ) -> Result<Value, AgentError> {
+        let args = RunArgs::from_value(args)?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(64);
+        let forward = async {
+            // Ends when `run` returns and drops the sender.
+            while let Some(c) = rx.recv().await {
+                on_chunk(c.to_json());
+            }
+        };
+        let (answer, ()) =
+            tokio::join!(self.run(&args.question, &args.chat_id, tx, cancel), forward);
+        Ok(answer?.to_json())
     }
 
     async fn run_inner(
@@ -361,6 +394,20 @@ mod tests {
         assert!(p.len() > 3);
         assert_eq!(p.concat(), t);
         assert!(p.iter().all(|s| s.chars().count() <= 10));
+    }
+
+    #[test]
+    fn run_futures_are_send_so_hosts_can_spawn_them() {
+        fn assert_send<T: Send>(_: &T) {}
+        fn check(agent: &Agent) {
+            let f = agent.run_json(&Value::Null, |_| {}, CancellationToken::new());
+            assert_send(&f);
+            let (tx, _rx) = tokio::sync::mpsc::channel(1);
+            assert_send(&agent.run("q", "c", tx, CancellationToken::new()));
+        }
+        let _ = check; // compile-time check only
+        fn assert_sync<T: Send + Sync>() {}
+        assert_sync::<Agent>();
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub struct Hit {
 }
 
 /// Passages plus their inverted index.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct KnowledgeBase {
     passages: Vec<Passage>,
     terms: HashMap<String, u32>,
@@ -43,6 +43,16 @@ pub struct KnowledgeBase {
     avg_len: f64,
     /// Total bytes of the files indexed.
     pub bytes: usize,
+}
+
+impl std::fmt::Debug for KnowledgeBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnowledgeBase")
+            .field("passages", &self.passages.len())
+            .field("terms", &self.terms.len())
+            .field("bytes", &self.bytes)
+            .finish()
+    }
 }
 
 const K1: f64 = 1.2;

@@ -143,3 +143,33 @@ fn load_errors_name_the_problem() {
     let e = Agent::load(&demo_dir(), &json!({"memory": {"maxChats": 0}})).unwrap_err();
     assert!(e.to_string().contains("memory.maxChats"), "{e}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn run_json_is_the_element_function() {
+    let agent = Agent::load(&demo_dir(), &demo_config()).unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let out = agent
+        .run_json(
+            &json!({"question": "Where do I put the DingTalk client secret?", "chatId": "u1"}),
+            |c| seen.lock().unwrap().push(c),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["sources"][0]["file"], "dingtalk.en.md");
+    let seen = seen.into_inner().unwrap();
+    let text: String = seen
+        .iter()
+        .filter(|c| c["type"] == "TEXT_MESSAGE_CONTENT")
+        .map(|c| c["data"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, out["answer"].as_str().unwrap());
+    assert_eq!(agent.memory().recall("u1").len(), 1);
+    let e = agent
+        .run_json(&json!({"chatId": "u1"}), |_| {}, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("question"), "{e}");
+    let dbg = format!("{agent:?}");
+    assert!(dbg.len() < 1000 && dbg.contains("passages"), "{dbg}");
+}
