@@ -70,6 +70,9 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// Conversations whose last session webhook is remembered.
+const MAX_KNOWN_WEBHOOKS: usize = 10_000;
+
 /// A session webhook seen in a conversation, kept to answer card clicks (which carry none).
 #[derive(Clone)]
 struct KnownWebhook {
@@ -211,6 +214,14 @@ impl Robot {
     fn remember_webhook(&self, m: &RobotMessage) {
         if let Some(w) = &m.session_webhook {
             let mut map = self.webhooks.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() >= MAX_KNOWN_WEBHOOKS {
+                // Webhooks live ~90 minutes; forget the expired ones before growing further.
+                let now = now_ms();
+                map.retain(|_, w| w.expires_at_ms.is_none_or(|t| now < t));
+                if map.len() >= MAX_KNOWN_WEBHOOKS {
+                    map.clear();
+                }
+            }
             map.insert(
                 m.conversation_id.clone(),
                 KnownWebhook {
