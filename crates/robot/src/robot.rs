@@ -371,8 +371,21 @@ impl Robot {
                         "card API kept failing; sending the answer as a markdown reply");
                 }
                 let body = reply::webhook_markdown(texts.fallback_title, &text, ask.at.as_ref());
-                self.webhook_reply(replier, ask.webhook.as_deref(), &body)
-                    .await
+                let sent = self
+                    .webhook_reply(replier, ask.webhook.as_deref(), &body)
+                    .await;
+                if let (Some(card), Some(r)) = (&card, &report) {
+                    // One last try to end the card (it may be rate limited only briefly).
+                    let note = if sent {
+                        texts.sent_as_message
+                    } else {
+                        texts.failed
+                    };
+                    if let Err(e) = send_calls(api, &card.failed(&r.text, note)).await {
+                        tracing::debug!(robot = %self.name, "card left as it was: {e}");
+                    }
+                }
+                sent
             }
             other => {
                 let message = match &other {

@@ -20,6 +20,8 @@ pub struct Texts {
     pub only_text: &'static str,
     pub empty_question: &'static str,
     pub fallback_title: &'static str,
+    /// On a card whose answer went out as a markdown reply instead.
+    pub sent_as_message: &'static str,
 }
 
 const ZH: Texts = Texts {
@@ -38,6 +40,7 @@ const ZH: Texts = Texts {
     only_text: "抱歉，我目前只能理解文字和语音消息，请用文字描述您的问题。",
     empty_question: "您好！请直接输入您的问题。",
     fallback_title: "回答",
+    sent_as_message: "回答已作为单独的消息发送。",
 };
 
 const EN: Texts = Texts {
@@ -58,6 +61,7 @@ const EN: Texts = Texts {
         "Sorry, I can only understand text and voice messages for now. Please type your question.",
     empty_question: "Hello! Please type your question.",
     fallback_title: "Answer",
+    sent_as_message: "The answer was sent as a separate message.",
 };
 
 impl Texts {
@@ -95,6 +99,7 @@ mod tests {
                 t.only_text,
                 t.empty_question,
                 t.fallback_title,
+                t.sent_as_message,
             ];
             assert!(all.iter().all(|s| !s.trim().is_empty()));
             // The four feedback labels must be distinguishable on the card.

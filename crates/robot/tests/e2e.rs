@@ -506,7 +506,8 @@ async fn card_api_403_falls_back_to_a_markdown_reply() {
         t.entries.iter().any(|e| e.kind == "card.send")
     })
     .await;
-    h.sb.fail_card_calls(403, None);
+    // Three refusals in a row (the configured limit) make the robot give up the card.
+    h.sb.fail_card_calls(403, Some(3));
     let t = h
         .wait_for("markdown reply", |t| {
             t.entries
@@ -521,8 +522,16 @@ async fn card_api_403_falls_back_to_a_markdown_reply() {
         .as_deref()
         .unwrap()
         .contains("To connect, open the VPN app and sign in."));
-    assert!(t.entries.iter().any(|e| e.status == 403));
-    h.sb.clear_card_fault();
+    assert_eq!(t.entries.iter().filter(|e| e.status == 403).count(), 3);
+    // Once the API answers again, the card is ended with a note instead of spinning.
+    let t = h
+        .wait_for("card note", |t| {
+            t.cards
+                .values()
+                .any(|c| card_text(c).contains(texts().sent_as_message))
+        })
+        .await;
+    assert!(buttons(t.cards.values().next().unwrap()).is_empty());
     h.stop().await;
 }
 
