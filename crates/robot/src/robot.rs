@@ -418,6 +418,10 @@ impl Robot {
         replier: Replier,
         shutdown: CancellationToken,
     ) -> Result<(), HandlerError> {
+        if self.cancel.is_cancelled() {
+            // Stopping: leave the message to a redelivery (to this app's next connection).
+            return Err(HandlerError::failed("the robot is stopping"));
+        }
         let m = RobotMessage::parse(&message_json(&msg), &msg.msg_id)
             .map_err(|e| HandlerError::failed(format!("{}: {e}", self.name)))?;
         self.remember_webhook(&m);
@@ -529,10 +533,13 @@ impl Robot {
                     webhook,
                     row: new_row,
                 };
-                // The click is ACKed at once; the new answer card follows.
+                // The click is ACKed at once; the new answer card follows. Counted from
+                // here, so a stop right now still waits for it.
+                let guard = self.in_flight.enter();
                 let robot = self.clone();
                 tokio::spawn(async move {
                     robot.answer(&replier, ask, None).await;
+                    drop(guard);
                 });
                 Ok(Value::Null)
             }
