@@ -1,0 +1,123 @@
+//! A bare WebSocket client speaking the wire protocol by hand, so the sandbox is tested
+//! without depending on jitnode-stream's client.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use jitnode_sandbox::{Sandbox, SandboxConfig};
+use jitnode_stream::frame::{Ack, Frame};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub const APP: &str = "dingtestapp";
+pub const SECRET: &str = "test-secret";
+
+pub async fn sandbox(config: SandboxConfig) -> Sandbox {
+    let sb = Sandbox::start(config)
+        .await
+        .expect("sandbox starts on loopback");
+    sb.register_app(APP, SECRET);
+    sb
+}
+
+/// Config with pings far apart, so a paused clock does not fill the socket with them.
+pub fn quiet() -> SandboxConfig {
+    SandboxConfig {
+        ping_interval: Duration::from_secs(3600),
+        ..SandboxConfig::default()
+    }
+}
+
+pub async fn open(base: &str, id: &str, secret: &str, topics: &[&str]) -> (u16, Value) {
+    let subs: Vec<Value> = topics
+        .iter()
+        .map(|t| json!({"type": "CALLBACK", "topic": t}))
+        .collect();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1.0/gateway/connections/open"))
+        .header("Accept", "application/json")
+        .json(
+            &json!({"clientId": id, "clientSecret": secret, "subscriptions": subs, "ua": "test/1"}),
+        )
+        .send()
+        .await
+        .expect("open request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn open_ticket(sb: &Sandbox) -> (String, String) {
+    let (status, v) = open(
+        &sb.base_url(),
+        APP,
+        SECRET,
+        &["/v1.0/im/bot/messages/get", "/v1.0/card/instances/callback"],
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    (
+        v["endpoint"].as_str().unwrap().to_string(),
+        v["ticket"].as_str().unwrap().to_string(),
+    )
+}
+
+pub async fn connect_with(
+    endpoint: &str,
+    ticket: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let url = format!("{endpoint}?ticket={ticket}");
+    tokio_tungstenite::connect_async(url)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+pub async fn connect(sb: &Sandbox) -> Ws {
+    let (endpoint, ticket) = open_ticket(sb).await;
+    connect_with(&endpoint, &ticket)
+        .await
+        .expect("websocket connects")
+}
+
+/// Next TEXT frame (skipping WebSocket control frames); None when closed.
+pub async fn next_frame(ws: &mut Ws) -> Option<Frame> {
+    loop {
+        match ws.next().await? {
+            Ok(Message::Text(t)) => {
+                return Some(Frame::parse(t.as_str()).expect("sandbox frames parse"))
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// Next frame that is not a ping (pings are answered on the way).
+pub async fn next_non_ping(ws: &mut Ws) -> Option<Frame> {
+    loop {
+        let f = next_frame(ws).await?;
+        if f.topic() == "ping" {
+            send(ws, &Ack::pong(&f).to_text()).await;
+            continue;
+        }
+        return Some(f);
+    }
+}
+
+pub async fn send(ws: &mut Ws, text: &str) {
+    ws.send(Message::Text(text.to_string().into()))
+        .await
+        .expect("send on websocket");
+}
+
+pub async fn ack_ok(ws: &mut Ws, frame: &Frame) {
+    send(
+        ws,
+        &Ack::callback(frame.message_id(), Value::Null).to_text(),
+    )
+    .await;
+}
