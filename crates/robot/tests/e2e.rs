@@ -276,6 +276,19 @@ async fn question_streams_into_card_then_final_with_four_buttons() {
     let args = h.log.args.lock().unwrap().clone();
     assert_eq!(args[0]["question"], "How do I connect to the VPN?");
     assert_eq!(args[0]["chatId"], "user:user001");
+    let status = h
+        .app
+        .call(
+            "imRobots.bot",
+            "status",
+            json!({}),
+            jitnode_host::ChunkSink::discard(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status["clientId"], APP_A);
+    assert_eq!(status["answering"], 0);
+    assert!(!status.to_string().contains("secret"), "{status}");
     h.stop().await;
 }
 
