@@ -50,7 +50,6 @@ pub(crate) struct Pushed {
     pub connection_id: String,
     pub kind: FrameType,
     pub topic: String,
-    pub data: String,
     pub at: Instant,
     pub acked: bool,
 }
@@ -254,7 +253,6 @@ impl Shared {
                 connection_id: conn_id.clone(),
                 kind,
                 topic: topic.to_string(),
-                data: frame.data.clone(),
                 at: Instant::now(),
                 acked: false,
             },
@@ -539,20 +537,20 @@ impl Shared {
             }
             p.acked = true;
             match p.kind {
-                FrameType::Callback if code == Some(200) => {
-                    if data.get("response").is_none() {
-                        problems.push("CALLBACK ACK data has no `response`".into());
-                    }
+                FrameType::Callback if code == Some(200) && data.get("response").is_none() => {
+                    problems.push("CALLBACK ACK data has no `response`".into());
                 }
-                FrameType::Event if code == Some(200) => {
-                    let s = data.get("status").and_then(Value::as_str);
-                    if !matches!(s, Some("SUCCESS" | "LATER")) {
-                        problems.push("EVENT ACK data.status is not SUCCESS or LATER".into());
-                    }
+                FrameType::Event
+                    if code == Some(200)
+                        && !matches!(
+                            data.get("status").and_then(Value::as_str),
+                            Some("SUCCESS" | "LATER")
+                        ) =>
+                {
+                    problems.push("EVENT ACK data.status is not SUCCESS or LATER".into());
                 }
                 _ => {}
             }
-            let _ = &p.data;
         } else if !message_id.is_empty() {
             problems.push("ACK for a messageId never pushed".into());
         }

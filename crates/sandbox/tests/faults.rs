@@ -1,0 +1,141 @@
+//! Fault injection: disconnect, dropped links, redelivery, random spread over connections.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use jitnode_sandbox::{PostMessage, SandboxError};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test(start_paused = true)]
+async fn disconnect_stops_delivery_then_closes_after_grace() {
+    let sb = sandbox(quiet()).await;
+    let mut ws = connect(&sb).await;
+    assert!(
+        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
+            .await
+    );
+    let conn = sb.connections_of(APP)[0].connection_id.clone();
+    sb.send_disconnect(&conn).unwrap();
+    let f = next_frame(&mut ws).await.unwrap();
+    assert_eq!(f.topic(), "disconnect");
+    assert!(f.data_json().unwrap()["reason"].is_string());
+    assert!(!sb.connections_of(APP)[0].accepting);
+    // Nothing is pushed on a connection told to go.
+    assert!(matches!(
+        sb.post_message(&PostMessage::text(APP, "x")),
+        Err(SandboxError::NoConnection { .. })
+    ));
+    let start = tokio::time::Instant::now();
+    // Then a close frame about 10 s later.
+    let closed = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(c))) => break c,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert!(closed.is_some());
+    assert!(
+        start.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        start.elapsed()
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropped_connection_has_no_close_frame() {
+    let sb = sandbox(quiet()).await;
+    let mut ws = connect(&sb).await;
+    assert!(
+        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
+            .await
+    );
+    let conn = sb.connections_of(APP)[0].connection_id.clone();
+    sb.drop_connection(&conn).unwrap();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(_))) => panic!("a dropped link sends no close frame"),
+            Some(Ok(_)) => continue,
+            // Reset / EOF without closing handshake, as when a link dies.
+            Some(Err(_)) | None => break,
+        }
+    }
+    assert!(sb.connections_of(APP).is_empty());
+    assert!(sb.drop_connection(&conn).is_err());
+    sb.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn redelivery_after_n_seconds_keeps_msg_id() {
+    let sb = sandbox(quiet()).await;
+    let mut ws = connect(&sb).await;
+    assert!(
+        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
+            .await
+    );
+    let p = sb
+        .post_message(&PostMessage::text(APP, "slow question"))
+        .unwrap();
+    let first = next_non_ping(&mut ws).await.unwrap();
+    sb.redeliver(&p.message_id, Duration::from_secs(30))
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let again = next_non_ping(&mut ws).await.unwrap();
+    assert!(start.elapsed() >= Duration::from_secs(30));
+    assert_ne!(again.message_id(), first.message_id());
+    assert_eq!(
+        again.data_json().unwrap()["msgId"],
+        first.data_json().unwrap()["msgId"]
+    );
+    // Both ACKed: each is a distinct frame, no problem. Real time from here, so the
+    // wait below is not auto-advanced past the ACK still in flight on the socket.
+    tokio::time::resume();
+    ack_ok(&mut ws, &first).await;
+    ack_ok(&mut ws, &again).await;
+    assert!(sb
+        .wait_for_ack(again.message_id(), Duration::from_secs(5))
+        .await
+        .is_some());
+    assert!(sb.problems().is_empty(), "{:?}", sb.problems());
+    assert!(matches!(
+        sb.redeliver("unknown", Duration::ZERO),
+        Err(SandboxError::UnknownMessage(_))
+    ));
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn pushes_spread_randomly_over_connections() {
+    let sb = sandbox(quiet()).await;
+    let mut a = connect(&sb).await;
+    let mut b = connect(&sb).await;
+    assert!(
+        sb.wait_for_connections(APP, 2, Duration::from_secs(5))
+            .await
+    );
+    let n = 200;
+    for i in 0..n {
+        sb.post_message(&PostMessage::text(APP, &format!("m{i}")))
+            .unwrap();
+    }
+    let counts: Vec<u64> = sb.connections_of(APP).iter().map(|c| c.pushed).collect();
+    assert_eq!(counts.iter().sum::<u64>(), n);
+    // Binomial(200, 0.5): below 60 on either side is vanishingly unlikely if random.
+    assert!(counts.iter().all(|&c| c >= 60), "{counts:?}");
+    // And each socket really got its share.
+    let mut got = 0;
+    for ws in [&mut a, &mut b] {
+        while let Ok(Some(f)) =
+            tokio::time::timeout(Duration::from_millis(300), next_non_ping(ws)).await
+        {
+            ack_ok(ws, &f).await;
+            got += 1;
+        }
+    }
+    assert_eq!(got, n);
+    sb.shutdown().await;
+}
