@@ -358,6 +358,11 @@ async fn session_webhook(
         error: (errcode != 0).then(|| errcode.to_string()),
     };
     push_entry(&mut st, entry);
+    if errcode == 0 {
+        st.replies += 1;
+    }
+    drop(st);
+    sh.0.reply_notify.notify_waiters();
     // DingTalk answers 200 even for errors; the errcode says what happened.
     Json(json!({"errcode": errcode, "errmsg": errmsg})).into_response()
 }

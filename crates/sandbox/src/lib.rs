@@ -117,6 +117,7 @@ impl Sandbox {
             addr: local,
             state: Mutex::new(Default::default()),
             ack_notify: tokio::sync::Notify::new(),
+            reply_notify: tokio::sync::Notify::new(),
             seq: AtomicU64::new(1),
         }));
         let app = http::router(shared.clone());
@@ -179,6 +180,27 @@ impl Sandbox {
     /// Waits for the first ACK of `message_id`.
     pub async fn wait_for_ack(&self, message_id: &str, timeout: Duration) -> Option<AckRecord> {
         self.shared.wait_for_ack(message_id, timeout).await
+    }
+
+    /// Number of accepted session webhook replies so far (cheap; for load drivers).
+    pub fn reply_count(&self) -> u64 {
+        self.shared.lock().replies
+    }
+
+    /// Waits until at least `n` session webhook replies were accepted.
+    pub async fn wait_for_replies(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.shared.0.reply_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.reply_count() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.reply_count() >= n;
+            }
+        }
     }
 
     /// Pings sent and whether each was echoed.

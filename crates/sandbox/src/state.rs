@@ -82,6 +82,8 @@ pub(crate) struct State {
     pub card_fault: Option<CardFault>,
     /// Posted messages by messageId, for redelivery.
     pub posted: HashMap<String, (String, String)>,
+    /// Accepted session webhook replies so far.
+    pub replies: u64,
 }
 
 pub(crate) struct Inner {
@@ -89,6 +91,7 @@ pub(crate) struct Inner {
     pub addr: SocketAddr,
     pub state: Mutex<State>,
     pub ack_notify: Notify,
+    pub reply_notify: Notify,
     pub seq: AtomicU64,
 }
 

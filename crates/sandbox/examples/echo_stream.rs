@@ -1,0 +1,46 @@
+//! Echo robot on jitnode-stream's client, for the benchmark: answers every text message
+//! through its session webhook with "echo: <text>".
+//!
+//! Environment: DINGTALK_OPENAPI_ENDPOINT (the sandbox base URL), DINGTALK_CLIENT_ID,
+//! DINGTALK_CLIENT_SECRET. Runs until SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+
+use jitnode_stream::{
+    BoxFuture, Client, ClientConfig, Handler, HandlerError, ReplyContext, RobotMessage,
+};
+
+struct Echo;
+
+impl Handler for Echo {
+    fn on_robot_message(
+        &self,
+        msg: RobotMessage,
+        ctx: ReplyContext,
+    ) -> BoxFuture<'_, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let text = format!("echo: {}", msg.text().unwrap_or("").trim());
+            ctx.reply_text(&text).await?;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let base = std::env::var("DINGTALK_OPENAPI_ENDPOINT")
+        .map_err(|_| "set DINGTALK_OPENAPI_ENDPOINT to the sandbox base URL")?;
+    let id = std::env::var("DINGTALK_CLIENT_ID").unwrap_or_else(|_| "sandbox-client-id".into());
+    let secret =
+        std::env::var("DINGTALK_CLIENT_SECRET").unwrap_or_else(|_| "sandbox-client-secret".into());
+    let mut config = ClientConfig::new(id, secret).with_base_url(&base);
+    config.max_concurrent_handlers = 256;
+    let client = Client::start(config, Arc::new(Echo));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    client.stop().await;
+    Ok(())
+}
