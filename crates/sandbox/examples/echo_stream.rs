@@ -26,15 +26,15 @@ impl Handler for Echo {
     }
 }
 
-#[tokio::main]
+// One thread, like the Python SDK's event loop, so the comparison is like for like.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = std::env::var("DINGTALK_OPENAPI_ENDPOINT")
         .map_err(|_| "set DINGTALK_OPENAPI_ENDPOINT to the sandbox base URL")?;
     let id = std::env::var("DINGTALK_CLIENT_ID").unwrap_or_else(|_| "sandbox-client-id".into());
     let secret =
         std::env::var("DINGTALK_CLIENT_SECRET").unwrap_or_else(|_| "sandbox-client-secret".into());
-    let mut config = ClientConfig::new(id, secret).with_base_url(&base);
-    config.max_concurrent_handlers = 256;
+    let config = ClientConfig::new(id, secret).with_base_url(&base);
     let client = Client::start(config, Arc::new(Echo));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

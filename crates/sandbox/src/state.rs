@@ -396,6 +396,7 @@ impl Shared {
         self.lock()
             .posted
             .insert(message_id.clone(), (m.client_id.clone(), data.to_string()));
+        self.watch_ack(&message_id);
         Ok(Posted {
             msg_id,
             message_id,
@@ -422,7 +423,27 @@ impl Shared {
         self.lock()
             .posted
             .insert(new_id.clone(), (client_id, data.to_string()));
+        self.watch_ack(&new_id);
         Ok(new_id)
+    }
+
+    /// With `redeliver_unacked_after` set, pushes the message again if its ACK is late.
+    fn watch_ack(&self, message_id: &str) {
+        let Some(after) = self.0.config.redeliver_unacked_after else {
+            return;
+        };
+        let sh = self.clone();
+        let id = message_id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let acked = sh.lock().pushed.get(&id).is_some_and(|p| p.acked);
+            if !acked {
+                // No open connection any more is a lost message, as on the real service.
+                if let Ok(new_id) = sh.redeliver_now(&id) {
+                    tracing::debug!(%id, %new_id, "redelivered a message whose ACK is late");
+                }
+            }
+        });
     }
 
     pub fn send_disconnect(&self, connection_id: &str) -> Result<(), SandboxError> {

@@ -25,6 +25,10 @@ pub struct SandboxConfig {
     pub disconnect_grace: Duration,
     /// How long `click` waits for the ACK of the card callback.
     pub click_timeout: Duration,
+    /// Robot messages not ACKed within this are pushed again (same `msgId`, new
+    /// messageId), as field reports describe for slow ACKs (15–60 s). Off by default so
+    /// tests opt in.
+    pub redeliver_unacked_after: Option<Duration>,
 }
 
 impl Default for SandboxConfig {
@@ -37,6 +41,7 @@ impl Default for SandboxConfig {
             token_ttl: Duration::from_secs(7200),
             disconnect_grace: Duration::from_secs(10),
             click_timeout: Duration::from_secs(10),
+            redeliver_unacked_after: None,
         }
     }
 }

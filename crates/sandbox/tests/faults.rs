@@ -139,3 +139,37 @@ async fn pushes_spread_randomly_over_connections() {
     assert_eq!(got, n);
     sb.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn late_ack_causes_redelivery_when_enabled() {
+    let sb = sandbox(jitnode_sandbox::SandboxConfig {
+        redeliver_unacked_after: Some(Duration::from_secs(20)),
+        ..quiet()
+    })
+    .await;
+    let mut ws = connect(&sb).await;
+    assert!(
+        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
+            .await
+    );
+    let acked = sb.post_message(&PostMessage::text(APP, "fast")).unwrap();
+    let slow = sb.post_message(&PostMessage::text(APP, "slow")).unwrap();
+    let f1 = next_non_ping(&mut ws).await.unwrap();
+    let f2 = next_non_ping(&mut ws).await.unwrap();
+    assert_eq!(f1.message_id(), acked.message_id);
+    assert_eq!(f2.message_id(), slow.message_id);
+    ack_ok(&mut ws, &f1).await;
+    // Only the un-ACKed one comes again, with the same msgId.
+    let again = next_non_ping(&mut ws).await.unwrap();
+    assert_eq!(again.data_json().unwrap()["msgId"], slow.msg_id.as_str());
+    assert_ne!(again.message_id(), slow.message_id);
+    ack_ok(&mut ws, &again).await;
+    tokio::time::resume();
+    assert!(sb
+        .wait_for_ack(again.message_id(), Duration::from_secs(5))
+        .await
+        .is_some());
+    let robot_acks = sb.acks().iter().filter(|a| a.topic != "ping").count();
+    assert_eq!(robot_acks, 2);
+    sb.shutdown().await;
+}
