@@ -67,6 +67,8 @@ pub(crate) fn router(shared: Shared) -> Router {
         )
         .route("/control/faults/expire-webhooks", post(ctl_expire_webhooks))
         .route("/control/faults/expire-tokens", post(ctl_expire_tokens))
+        .route("/control/faults/raw", post(ctl_raw))
+        .route("/control/events", post(ctl_event))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -868,4 +870,38 @@ async fn ctl_expire_tokens(AxState(sh): AxState<Shared>) -> Response {
         t.expires = now;
     }
     Json(json!({"ok": true})).into_response()
+}
+
+async fn ctl_raw(AxState(sh): AxState<Shared>, body: Bytes) -> Response {
+    let v: Value = match ctl_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(text) = v.get("text").and_then(Value::as_str) else {
+        return ctl_err("text is required");
+    };
+    let ids = target_conns(&sh, &v);
+    for id in &ids {
+        if let Err(e) = sh.send_raw(id, text) {
+            return ctl_err(e);
+        }
+    }
+    Json(json!({"connections": ids})).into_response()
+}
+
+async fn ctl_event(AxState(sh): AxState<Shared>, body: Bytes) -> Response {
+    let v: Value = match ctl_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (Some(client), Some(kind)) = (str_field(&v, "clientId"), str_field(&v, "eventType")) else {
+        return ctl_err("clientId and eventType are required");
+    };
+    let data = v.get("data").cloned().unwrap_or(json!({}));
+    match sh.push_event(client, kind, &data) {
+        Ok((message_id, conn)) => {
+            Json(json!({"messageId": message_id, "connectionId": conn})).into_response()
+        }
+        Err(e) => ctl_err(e),
+    }
 }

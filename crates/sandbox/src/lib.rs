@@ -31,7 +31,9 @@
 //!   `POST /control/faults/pings {"mode":"normal"|"withhold"} | {"mode":"delay","ms":..}`,
 //!   `POST /control/faults/redeliver {messageId, afterSecs}`,
 //!   `POST /control/faults/cards {status: 403|5xx, count?}`, `DELETE /control/faults/cards`,
-//!   `POST /control/faults/expire-webhooks`, `POST /control/faults/expire-tokens`.
+//!   `POST /control/faults/expire-webhooks`, `POST /control/faults/expire-tokens`,
+//!   `POST /control/faults/raw {connectionId? | clientId?, text}` (verbatim frame),
+//!   `POST /control/events {clientId, eventType, data}` -> `{messageId, connectionId}`.
 //!
 //! # Rust use
 //! ```no_run
@@ -246,7 +248,25 @@ impl Sandbox {
         }
     }
 
+    /// Pushes an EVENT frame (to connections subscribed to topic `*`) with the event
+    /// headers; returns (messageId, connectionId). Its ACK must carry `status`.
+    pub fn push_event(
+        &self,
+        client_id: &str,
+        event_type: &str,
+        data: &serde_json::Value,
+    ) -> Result<(String, String), SandboxError> {
+        self.shared.push_event(client_id, event_type, data)
+    }
+
     // ------------------------------------------------------------ faults
+
+    /// Writes `text` verbatim on a connection: malformed frames (non-JSON, missing
+    /// headers, unknown type, `data` not JSON, oversized) for client robustness tests.
+    /// A `headers.messageId` inside is expected to be ACKed like any frame.
+    pub fn send_raw(&self, connection_id: &str, text: &str) -> Result<(), SandboxError> {
+        self.shared.send_raw(connection_id, text)
+    }
 
     /// Sends SYSTEM `disconnect`: nothing more is pushed on the connection, which is closed
     /// `disconnect_grace` later.

@@ -226,6 +226,7 @@ impl Shared {
         topic: &str,
         message_id: &str,
         data: &Value,
+        extra_headers: Vec<(String, String)>,
     ) -> Result<String, SandboxError> {
         let mut st = self.lock();
         if !st.apps.contains_key(client_id) {
@@ -250,6 +251,7 @@ impl Shared {
         frame.headers.insert("appId".into(), client_id.to_string());
         frame.headers.insert("connectionId".into(), conn_id.clone());
         frame.headers.insert("time".into(), epoch_ms().to_string());
+        frame.headers.extend(extra_headers);
         st.pushed.insert(
             message_id.to_string(),
             Pushed {
@@ -392,6 +394,7 @@ impl Shared {
             TOPIC_ROBOT,
             &message_id,
             &data,
+            Vec::new(),
         )?;
         self.lock()
             .posted
@@ -419,12 +422,73 @@ impl Shared {
             .ok_or_else(|| SandboxError::UnknownMessage(message_id.to_string()))?;
         let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
         let new_id = self.next_message_id();
-        self.push(&client_id, FrameType::Callback, TOPIC_ROBOT, &new_id, &data)?;
+        self.push(
+            &client_id,
+            FrameType::Callback,
+            TOPIC_ROBOT,
+            &new_id,
+            &data,
+            Vec::new(),
+        )?;
         self.lock()
             .posted
             .insert(new_id.clone(), (client_id, data.to_string()));
         self.watch_ack(&new_id);
         Ok(new_id)
+    }
+
+    /// Pushes an EVENT frame (topic `*` subscribers) with DingTalk's event headers.
+    pub fn push_event(
+        &self,
+        client_id: &str,
+        event_type: &str,
+        data: &Value,
+    ) -> Result<(String, String), SandboxError> {
+        let message_id = self.next_message_id();
+        let headers = vec![
+            ("eventId".to_string(), random_hex(16)),
+            ("eventType".to_string(), event_type.to_string()),
+            ("eventCorpId".to_string(), "dingsandboxcorp".to_string()),
+            ("eventBornTime".to_string(), epoch_ms().to_string()),
+            ("eventUnifiedAppId".to_string(), client_id.to_string()),
+        ];
+        let conn = self.push(client_id, FrameType::Event, "*", &message_id, data, headers)?;
+        Ok((message_id, conn))
+    }
+
+    /// Writes `text` as is on a connection (malformed frames for client tests). A
+    /// `headers.messageId` in it is remembered, so the ACK the client owes is expected.
+    pub fn send_raw(&self, connection_id: &str, text: &str) -> Result<(), SandboxError> {
+        let mut st = self.lock();
+        if !st.conns.contains_key(connection_id) {
+            return Err(SandboxError::UnknownConnection(connection_id.to_string()));
+        }
+        let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        if let Some(id) = v.pointer("/headers/messageId").and_then(Value::as_str) {
+            let kind = match v.get("type").and_then(Value::as_str) {
+                Some("SYSTEM") => FrameType::System,
+                Some("EVENT") => FrameType::Event,
+                _ => FrameType::Callback,
+            };
+            let topic = v
+                .pointer("/headers/topic")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            st.pushed.insert(
+                id.to_string(),
+                Pushed {
+                    connection_id: connection_id.to_string(),
+                    kind,
+                    topic,
+                    at: Instant::now(),
+                    acked: false,
+                },
+            );
+        }
+        let conn = st.conns.get(connection_id).expect("checked above");
+        let _ = conn.tx.send(Out::Text(text.to_string()));
+        Ok(())
     }
 
     /// With `redeliver_unacked_after` set, pushes the message again if its ACK is late.
@@ -700,6 +764,7 @@ impl Shared {
             TOPIC_CARD_CALLBACK,
             &message_id,
             &Value::Object(data),
+            Vec::new(),
         )?;
         let ack = self
             .wait_for_ack(&message_id, self.0.config.click_timeout)

@@ -301,3 +301,102 @@ async fn pings_can_be_withheld_and_delayed() {
     );
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn events_carry_event_headers_and_need_a_status_ack() {
+    let sb = sandbox(quiet()).await;
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/v1.0/gateway/connections/open", sb.base_url()))
+        .json(&json!({"clientId": APP, "clientSecret": SECRET,
+            "subscriptions": [{"type": "EVENT", "topic": "*"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut ws = connect_with(
+        v["endpoint"].as_str().unwrap(),
+        v["ticket"].as_str().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
+            .await
+    );
+    // Not subscribed to robot messages: nothing to push them on.
+    assert!(sb.post_message(&PostMessage::text(APP, "x")).is_err());
+    let (id, _) = sb
+        .push_event(APP, "chat_update_title", &json!({"title": "t"}))
+        .unwrap();
+    let f = next_non_ping(&mut ws).await.unwrap();
+    assert_eq!(f.kind, FrameType::Event);
+    assert_eq!(f.header("eventType"), Some("chat_update_title"));
+    for h in [
+        "eventId",
+        "eventCorpId",
+        "eventBornTime",
+        "eventUnifiedAppId",
+    ] {
+        assert!(f.header(h).is_some(), "{h}");
+    }
+    // A CALLBACK-shaped ACK is wrong for an EVENT.
+    ack_ok(&mut ws, &f).await;
+    let a = sb.wait_for_ack(&id, Duration::from_secs(5)).await.unwrap();
+    assert!(
+        a.problems.iter().any(|p| p.contains("SUCCESS or LATER")),
+        "{:?}",
+        a.problems
+    );
+    let (id2, _) = sb.push_event(APP, "x", &json!({})).unwrap();
+    let f = next_non_ping(&mut ws).await.unwrap();
+    send(&mut ws, &Ack::event(f.message_id(), true, "ok").to_text()).await;
+    assert!(sb
+        .wait_for_ack(&id2, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .valid());
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn raw_frames_are_sent_verbatim_and_their_acks_expected() {
+    let sb = sandbox(quiet()).await;
+    let mut ws = connect(&sb).await;
+    assert!(
+        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
+            .await
+    );
+    let conn = sb.connections_of(APP)[0].connection_id.clone();
+    let bad = r#"{"specVersion":"1.0","type":"CALLBACK","headers":{"messageId":"raw1","topic":"/v1.0/im/bot/messages/get"},"data":"not json"}"#;
+    sb.send_raw(&conn, bad).unwrap();
+    let got = loop {
+        match futures_util::StreamExt::next(&mut ws)
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            tokio_tungstenite::tungstenite::Message::Text(t) => break t.to_string(),
+            _ => continue,
+        }
+    };
+    assert_eq!(got, bad);
+    send(
+        &mut ws,
+        &Ack::error(400, "raw1", "data is not JSON").to_text(),
+    )
+    .await;
+    let a = sb
+        .wait_for_ack("raw1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(a.code, Some(400));
+    assert!(
+        a.valid(),
+        "an error ACK for a raw frame is expected: {:?}",
+        a.problems
+    );
+    assert!(sb.send_raw("nope", "x").is_err());
+    sb.shutdown().await;
+}
