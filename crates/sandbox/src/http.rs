@@ -115,7 +115,11 @@ fn str_field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
 
 // ---------------------------------------------------------------- gateway
 
-async fn open_connection(AxState(sh): AxState<Shared>, body: Bytes) -> Response {
+async fn open_connection(
+    AxState(sh): AxState<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let v = match parse_body(&body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -161,8 +165,21 @@ async fn open_connection(AxState(sh): AxState<Shared>, body: Bytes) -> Response 
         );
     }
     let ticket = sh.issue_ticket(id, topics);
+    let endpoint = format!("ws://{}/connect", sh.0.addr);
+    // Like the real endpoint, answer XML to a client that did not ask for JSON.
+    let wants_json = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|a| a.contains("json"));
+    if !wants_json {
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><OpenConnectionResponse>\
+             <endpoint>{endpoint}</endpoint><ticket>{ticket}</ticket></OpenConnectionResponse>"
+        );
+        return ([(axum::http::header::CONTENT_TYPE, "application/xml")], xml).into_response();
+    }
     Json(json!({
-        "endpoint": format!("ws://{}/connect", sh.0.addr),
+        "endpoint": endpoint,
         "ticket": ticket,
     }))
     .into_response()

@@ -5,7 +5,8 @@
 //! are single-use and expire after 90 s, every ACK is checked for its exact shape and for
 //! the connection it came on, pings carry `opaque` data that must be echoed, session
 //! webhooks expire (HTTP 200 with `errcode` 300001), card APIs demand an access token and
-//! their documented fields. The official Python SDK connects to it unchanged
+//! their documented fields, and the open endpoint answers XML unless asked for JSON. The
+//! official Python SDK connects to it unchanged
 //! (`DINGTALK_OPENAPI_ENDPOINT=<base_url>`).
 //!
 //! It is NOT a DingTalk client (that is `jitnode-stream`), knows nothing about elements, and

@@ -307,6 +307,7 @@ async fn events_carry_event_headers_and_need_a_status_ack() {
     let sb = sandbox(quiet()).await;
     let v: Value = reqwest::Client::new()
         .post(format!("{}/v1.0/gateway/connections/open", sb.base_url()))
+        .header("Accept", "application/json")
         .json(&json!({"clientId": APP, "clientSecret": SECRET,
             "subscriptions": [{"type": "EVENT", "topic": "*"}]}))
         .send()
@@ -398,5 +399,22 @@ async fn raw_frames_are_sent_verbatim_and_their_acks_expected() {
         a.problems
     );
     assert!(sb.send_raw("nope", "x").is_err());
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn open_without_accept_json_answers_xml() {
+    let sb = sandbox(quiet()).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1.0/gateway/connections/open", sb.base_url()))
+        .json(&json!({"clientId": APP, "clientSecret": SECRET,
+            "subscriptions": [{"type": "CALLBACK", "topic": "/v1.0/im/bot/messages/get"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.starts_with("<?xml"), "{body}");
+    assert!(serde_json::from_str::<Value>(&body).is_err());
     sb.shutdown().await;
 }
