@@ -84,6 +84,8 @@ pub enum SandboxError {
     UnknownConnection(String),
     #[error("sandbox: no card {0:?}")]
     UnknownCard(String),
+    #[error("sandbox: clicks on card {id:?} do not come over Stream: {why}")]
+    NotStreamCard { id: String, why: &'static str },
     #[error("sandbox: no posted message with messageId {0:?}")]
     UnknownMessage(String),
     #[error("sandbox: no ACK for messageId {0:?} in time")]
@@ -152,7 +154,8 @@ impl Sandbox {
         self.shared.post_message(m)
     }
 
-    /// Clicks a button on an advanced card: pushes a card callback frame and waits (up to
+    /// Clicks a button on an advanced card created with `callbackType: "STREAM"` (others
+    /// deliver clicks to an HTTP callback, never over Stream): pushes a card callback frame and waits (up to
     /// `click_timeout`) for its ACK, which is returned. A `response.cardData.cardParamMap` in
     /// the ACK updates the card.
     pub async fn click(&self, c: &Click) -> Result<AckRecord, SandboxError> {

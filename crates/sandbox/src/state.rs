@@ -728,6 +728,18 @@ impl Shared {
             .get(&c.out_track_id)
             .cloned()
             .ok_or_else(|| SandboxError::UnknownCard(c.out_track_id.clone()))?;
+        let not_stream = |why| SandboxError::NotStreamCard {
+            id: c.out_track_id.clone(),
+            why,
+        };
+        if card.kind != "advanced" {
+            return Err(not_stream("standard cards call an HTTP callback URL"));
+        }
+        if card.callback_type.as_deref() != Some("STREAM") {
+            return Err(not_stream(
+                "the card was created without callbackType \"STREAM\"",
+            ));
+        }
         let (space_type, space_id) = match &card.conversation_id {
             Some(cid) if cid.starts_with("IM_ROBOT.") => {
                 ("IM_ROBOT", cid.trim_start_matches("IM_ROBOT.").to_string())

@@ -264,6 +264,8 @@ pub struct CardState {
     pub card_param_map: BTreeMap<String, String>,
     /// Advanced cards: streamed variables (`key` -> content).
     pub streams: BTreeMap<String, String>,
+    /// Advanced cards: `callbackType`; clicks reach the robot over Stream only with "STREAM".
+    pub callback_type: Option<String>,
     /// `flowStatus` from `cardParamMap`, if set.
     pub flow_status: Option<String>,
     /// A streaming call with `isFinalize: true` arrived.

@@ -292,6 +292,26 @@ async fn card_click_sends_callback_and_applies_response() {
         .await,
         Err(jitnode_sandbox::SandboxError::UnknownCard(_))
     ));
+    // A card created without callbackType STREAM sends no clicks over Stream.
+    let (s, _) = call(
+        "POST",
+        &format!("{}/v1.0/card/instances/createAndDeliver", sb.base_url()),
+        Some(&tok),
+        json!({"cardTemplateId": "tpl.schema", "outTrackId": "http-card",
+            "cardData": {"cardParamMap": {}}, "openSpaceId": "dtv1.card//IM_ROBOT.user001",
+            "imRobotOpenDeliverModel": {"spaceType": "IM_ROBOT"}}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(matches!(
+        sb.click(&Click {
+            client_id: APP.into(),
+            out_track_id: "http-card".into(),
+            ..Click::default()
+        })
+        .await,
+        Err(jitnode_sandbox::SandboxError::NotStreamCard { .. })
+    ));
     sb.shutdown().await;
 }
 
