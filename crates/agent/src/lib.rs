@@ -6,11 +6,13 @@
 //! passages and the chat's memory in the prompt. Runs stream JitAI-style chunks.
 //!
 //! It is NOT the element host: it knows nothing about e.json, templates, dist/ or element
-//! lookup. A host loader renders config.json, then calls [`Agent::load`] and [`Agent::run`].
+//! lookup. The host renders config.json; [`loader`] (`builtin:aiagents`) then calls
+//! [`Agent::load`] and offers [`Agent::run_json`] as the element function `run`.
 
 mod agent;
 mod chunk;
 mod config;
+mod element;
 mod error;
 mod knowledge;
 mod llm;
@@ -22,6 +24,7 @@ pub use chunk::{Answer, Chunk, Source};
 pub use config::{
     AgentConfig, LlmConfig, MemoryConfig, OfflineConfig, RetrievalConfig, DEFAULT_SYSTEM_PROMPT,
 };
+pub use element::{loader, LOADER_NAME};
 pub use error::{AgentError, LlmError};
 pub use knowledge::{Hit, KnowledgeBase, Passage, MAX_PASSAGE_CHARS};
 pub use llm::SseParser;

@@ -159,11 +159,13 @@ fn init_logging(verbose: u8, default_level: &str) {
         .init();
 }
 
-/// The built-in loaders of this build. Loaders delivered by other crates (the DingTalk
-/// robot, the AI agent) are registered here as they land.
-fn registry() -> Registry {
+/// The loaders of this build: the host's own, the DingTalk robot, the AI agent, and native
+/// plugins (built and kept under the app's `dist/native/`).
+fn registry(app: &Path) -> Registry {
     let mut r = Registry::with_builtins();
     r.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
+    r.register(jitnode_agent::LOADER_NAME, jitnode_agent::loader());
+    jitnode_native::NativeLoader::for_app(app).register(&mut r);
     r
 }
 
@@ -226,7 +228,7 @@ fn check(app: &Path) -> Result<ExitCode, String> {
     if problems.0.is_empty() {
         // Not a problem: an app may be checked before this build has all its loaders.
         if let Ok(tree) = jitnode_element::load_tree(&app.join("elements")) {
-            for note in unavailable_loaders(&tree, &registry()) {
+            for note in unavailable_loaders(&tree, &registry(app)) {
                 eprintln!("note: {note}");
             }
             println!("ok: {} elements, no problems", tree.len());
@@ -241,14 +243,15 @@ fn check(app: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::FAILURE)
 }
 
-/// Types naming a `builtin:` loader this build does not have.
+/// Types naming a loader this build does not have.
 fn unavailable_loaders(tree: &AppTree, registry: &Registry) -> Vec<String> {
-    let have = registry.names();
     tree.elements
         .values()
         .filter_map(|e| {
             let entry = e.def.backend_bundle_entry.as_deref()?;
-            (entry.starts_with(jitnode_host::BUILTIN_SCHEME) && !have.iter().any(|h| h == entry))
+            registry
+                .get(entry)
+                .is_none()
                 .then(|| {
                     format!(
                         "{}: loader {entry} is not available in this build; its instances will not start",
@@ -316,7 +319,7 @@ fn build(app: &Path) -> Result<ExitCode, String> {
 
 /// Opens the app: from dist/ alone, or dist/ brought up to date from the sources first.
 fn open_app(app: &Path, from_dist: bool) -> Result<App, String> {
-    let (app, report) = App::open(app, from_dist, registry()).map_err(|e| e.to_string())?;
+    let (app, report) = App::open(app, from_dist, registry(app)).map_err(|e| e.to_string())?;
     match report {
         Some(r) if !r.up_to_date() => tracing::info!(
             rebuilt = r.rebuilt.len(),

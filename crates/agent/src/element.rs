@@ -1,0 +1,54 @@
+//! The `builtin:aiagents` loader: an `aiagents.*` instance as a host element whose `run`
+//! function answers one question.
+
+use std::sync::Arc;
+
+use jitnode_host::{loader_fn, ElementRuntime, FnRuntime, FunctionError, LoadContext, Loader};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Agent, AgentError};
+
+/// Registered as `builtin:aiagents`.
+pub const LOADER_NAME: &str = "aiagents";
+
+/// The loader for `aiagents` Types: indexes the instance's knowledge at load and offers
+/// `run` (`{"question", "chatId"?}` -> `{"answer", "sources"}`, streaming chunks).
+pub fn loader() -> impl Loader {
+    loader_fn(|cx: LoadContext| async move {
+        let config = cx
+            .config()
+            .cloned()
+            .ok_or("an agent instance needs a config.json")?;
+        let dir = cx.element().dir.clone();
+        // Indexing reads and segments every knowledge file: keep it off the async workers.
+        let agent = tokio::task::spawn_blocking(move || Agent::load(&dir, &config)).await??;
+        let agent = Arc::new(agent);
+        // Stopping the element cancels the runs still in flight (their upstream requests
+        // are dropped with them).
+        let stopping = CancellationToken::new();
+        let on_stop = stopping.clone();
+        let runtime = FnRuntime::new()
+            .function("run", move |args, sink| {
+                let agent = agent.clone();
+                let cancel = stopping.child_token();
+                async move {
+                    agent
+                        .run_json(&args, move |chunk| sink.send(chunk), cancel)
+                        .await
+                        .map_err(function_error)
+                }
+            })
+            .on_stop(move || {
+                on_stop.cancel();
+                async {}
+            });
+        Ok(Box::new(runtime) as Box<dyn ElementRuntime>)
+    })
+}
+
+fn function_error(e: AgentError) -> FunctionError {
+    match e {
+        AgentError::Args { .. } => FunctionError::bad_args(e.to_string()),
+        other => FunctionError::failed(other.to_string()),
+    }
+}
