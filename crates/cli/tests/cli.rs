@@ -9,7 +9,13 @@ fn jitnode() -> Command {
     // The demo's variables must come from the app's .env, not from whoever runs the tests.
     c.env_remove("DINGTALK_CLIENT_ID")
         .env_remove("DINGTALK_CLIENT_SECRET")
-        .env_remove("RUST_LOG");
+        .env_remove("DINGTALK_CARD_MODE")
+        .env_remove("DINGTALK_CARD_TEMPLATE_ID")
+        .env_remove("LLM_BASE_URL")
+        .env_remove("RUST_LOG")
+        // Nothing in a test may reach the real DingTalk: without --sandbox the demo robot
+        // talks to a loopback port where nothing listens (`run --sandbox` overrides this).
+        .env("DINGTALK_OPENAPI_ENDPOINT", "http://127.0.0.1:9");
     c
 }
 
@@ -103,7 +109,7 @@ fn call_errors_list_what_exists() {
             .args(["call", "demo.nobody", "echo"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr.contains("no element named \"demo.nobody\"; elements with a loader: demo.hello, imRobots.dingTalkDemo"),
+        stderr.contains("no element named \"demo.nobody\"; elements with a loader: aiagents.customerService, demo.hello, demo.keywordReply, imRobots.dingTalkDemo"),
         "{stderr}"
     );
 
@@ -119,13 +125,17 @@ fn call_errors_list_what_exists() {
         "{stderr}"
     );
 
-    let (out, _, stderr) =
-        run(jitnode()
-            .current_dir(app.path())
-            .args(["call", "imRobots.dingTalkDemo", "run"]));
+    let (out, _, stderr) = run(jitnode().current_dir(app.path()).args([
+        "call",
+        "aiagents.customerService",
+        "run",
+        r#"{"chatId": "c1"}"#,
+    ]));
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr.contains("loader builtin:dingTalkStream is not available in this build"),
+        stderr.contains(
+            "missing required argument \"question\"; expected run(question: Stext, chatId?: Stext)"
+        ),
         "{stderr}"
     );
 
@@ -145,7 +155,7 @@ fn check_passes_on_the_demo_app() {
     let app = demo_app();
     let (out, stdout, stderr) = run(jitnode().arg("check").arg(app.path()));
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains("ok: 6 elements, no problems"), "{stdout}");
+    assert!(stdout.contains("ok: 11 elements, no problems"), "{stdout}");
 }
 
 #[test]
@@ -203,7 +213,7 @@ fn build_reports_rebuilt_then_reused() {
     let (out, stdout, stderr) = run(jitnode().arg("build").arg(app.path()));
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stdout.starts_with("dist/ fully rebuilt: 6 elements, 6 rebuilt, 0 reused"),
+        stdout.starts_with("dist/ fully rebuilt: 11 elements, 11 rebuilt, 0 reused"),
         "{stdout}"
     );
     std::fs::write(
@@ -213,7 +223,7 @@ fn build_reports_rebuilt_then_reused() {
     .unwrap();
     let (out, stdout, _) = run(jitnode().arg("build").arg(app.path()));
     assert!(out.status.success());
-    assert!(stdout.contains("1 rebuilt, 5 reused"), "{stdout}");
+    assert!(stdout.contains("1 rebuilt, 10 reused"), "{stdout}");
     assert!(stdout.contains("rebuilt: demo.hello\n"), "{stdout}");
 }
 
@@ -251,24 +261,86 @@ fn run_until_signal(args: &[&str], app: &Path, signal: &str) -> (std::process::E
     (child.wait().unwrap(), log)
 }
 
+/// The README's main job: `run --sandbox` starts the sandbox in-process, the demo robot
+/// connects to it, and `ask` from the app directory gets a streamed, knowledge-based answer
+/// in a card with feedback buttons; `click` stores the rating. Then SIGTERM stops it all.
 #[test]
-fn run_reports_the_missing_robot_loader_keeps_the_rest_and_exits_0_on_sigterm() {
+fn run_sandbox_answers_a_question_and_a_click_is_stored() {
     let app = demo_app();
-    let (status, log) = run_until_signal(&["--sandbox"], app.path(), "-TERM");
+    let mut child = jitnode()
+        .arg("run")
+        .arg("--sandbox")
+        .current_dir(app.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("is running") {
+            break;
+        }
+    }
+    assert!(log.contains("is running"), "run never came up:\n{log}");
+    assert!(
+        log.contains("loaded element=imRobots.dingTalkDemo"),
+        "{log}"
+    );
+    // Keep draining the log so the child never blocks on a full pipe.
+    let rest = std::thread::spawn(move || {
+        let mut more = String::new();
+        for line in lines {
+            more.push_str(&line.unwrap());
+            more.push('\n');
+        }
+        more
+    });
+
+    let (out, stdout, stderr) = run(jitnode()
+        .current_dir(app.path())
+        .args(["ask", "How do I install jitnode-rs?"]));
+    let (clicked, click_out, click_err) =
+        run(jitnode().current_dir(app.path()).args(["click", "helpful"]));
+    let (fb, feedback, fb_err) = run(jitnode()
+        .current_dir(app.path())
+        .args(["feedback", "--format", "json"]));
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    log.push_str(&rest.join().unwrap());
+
+    assert!(out.status.success(), "ask failed: {stderr}\n{log}");
+    assert!(stdout.contains("install.en.md"), "{stdout}");
+    assert!(
+        stdout.contains("very_helpful | helpful | unhelpful | very_unhelpful"),
+        "{stdout}"
+    );
+    assert!(
+        clicked.status.success(),
+        "click failed: {click_err}\n{click_out}"
+    );
+    assert!(fb.status.success(), "{fb_err}");
+    assert!(feedback.contains("\"helpful\""), "{feedback}");
+    assert!(
+        feedback.contains("How do I install jitnode-rs?"),
+        "{feedback}"
+    );
     assert!(status.success(), "{status:?}\n{log}");
-    assert!(
-        log.contains(
-            "imRobots.dingTalkDemo: loader builtin:dingTalkStream is not available in this build"
-        ),
-        "{log}"
-    );
-    assert!(
-        log.contains("sandbox is not available in this build yet"),
-        "{log}"
-    );
-    assert!(log.contains("loaded element=demo.hello"), "{log}");
     assert!(log.contains("SIGTERM received"), "{log}");
-    assert!(log.contains("stopped element=demo.hello"), "{log}");
+    assert!(
+        log.contains("stopped element=imRobots.dingTalkDemo"),
+        "{log}"
+    );
+    // The sandbox credentials come from .env; the secret never reaches the log.
+    assert!(!log.contains("sandbox-client-secret"), "{log}");
 }
 
 #[test]
