@@ -186,7 +186,7 @@ fn message_json(m: &jitnode_stream::RobotMessage) -> Value {
 
 /// A bad card callback: the stream client's error ACK carries this text.
 fn bad_request(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::failed(format!("bad request: {e}"))
+    HandlerError::bad_request(format!("bad request: {e}"))
 }
 
 impl Robot {

@@ -409,7 +409,7 @@ async fn bad_callback_data_gets_an_error_ack_with_a_clear_message() {
     let mut c = click_params(APP_A, &card, &Action::Regenerate { record: "x".into() });
     c.params.insert("action".into(), json!("dance"));
     let ack = h.sb.click(&c).await.unwrap();
-    assert_ne!(ack.code, Some(200));
+    assert_eq!(ack.code, Some(400), "{ack:?}");
     assert!(
         ack.message
             .as_deref()
@@ -435,6 +435,7 @@ async fn bad_callback_data_gets_an_error_ack_with_a_clear_message() {
         },
     );
     let ack = h.sb.click(&c).await.unwrap();
+    assert_eq!(ack.code, Some(400), "{ack:?}");
     assert!(
         ack.message
             .as_deref()

@@ -772,6 +772,7 @@ fn error_ack(message_id: &str, e: &HandlerError) -> Ack {
             Ack::error(code::NOT_FOUND, message_id, "no handler for this topic")
         }
         HandlerError::Failed(reason) => Ack::error(code::FAILED, message_id, reason),
+        HandlerError::BadRequest(reason) => Ack::error(code::BAD_REQUEST, message_id, reason),
     }
 }
 

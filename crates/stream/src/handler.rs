@@ -31,11 +31,19 @@ pub enum HandlerError {
     /// The handler failed: ACK 500 where the ACK waits for it, and a redelivery may retry.
     #[error("{0}")]
     Failed(String),
+    /// The frame's data cannot be acted on (e.g. a card callback naming an unknown action):
+    /// ACK 400 where the ACK waits for it. Retrying the same data cannot help.
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 impl HandlerError {
     pub fn failed(reason: impl std::fmt::Display) -> HandlerError {
         HandlerError::Failed(reason.to_string())
+    }
+
+    pub fn bad_request(reason: impl std::fmt::Display) -> HandlerError {
+        HandlerError::BadRequest(reason.to_string())
     }
 }
 
