@@ -88,6 +88,37 @@ fn call_streams_chunks_before_the_result() {
     );
 }
 
+/// The built-in agent through `jitnode call`: chunks stream as JSON lines (retrieval
+/// events, then answer text), and the last line is the result with its sources.
+#[test]
+fn call_the_agent_streams_and_returns_an_answer_with_sources() {
+    let app = demo_app();
+    let (out, stdout, stderr) = run(jitnode().current_dir(app.path()).args([
+        "call",
+        "aiagents.customerService",
+        "run",
+        r#"{"question": "如何安装 jitnode？", "chatId": "t1"}"#,
+    ]));
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect();
+    assert!(lines.len() > 2, "{stdout}");
+    let (result, chunks) = lines.split_last().unwrap();
+    assert_eq!(chunks[0]["type"], "TOOL_CALL_START", "{stdout}");
+    let text: String = chunks
+        .iter()
+        .filter(|c| c["type"] == "TEXT_MESSAGE_CONTENT")
+        .map(|c| c["data"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, result["answer"].as_str().unwrap());
+    assert!(result["sources"][0]["file"]
+        .as_str()
+        .unwrap()
+        .starts_with("install"));
+}
+
 #[test]
 fn call_errors_list_what_exists() {
     let app = demo_app();
