@@ -1,0 +1,503 @@
+//! End to end with the real agent: a robot instance (`builtin:dingTalkStream`) asks an
+//! `aiagents` instance loaded by `jitnode_agent::loader()`, whose LLM is an OpenAI-compatible
+//! stand-in on loopback that streams SSE; DingTalk's side is played by `jitnode-sandbox`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jitnode_host::{App, Registry};
+use jitnode_robot::config::Lang;
+use jitnode_robot::records::Records;
+use jitnode_robot::texts::Texts;
+use jitnode_sandbox::{CardState, PostMessage, Sandbox, SandboxConfig, Transcript};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const APP: &str = "dingapp-llm";
+const QUESTION: &str = "How do I connect to the VPN?";
+/// Only in the knowledge file: its presence in the prompt shows the passage was retrieved.
+const PASSAGE_MARK: &str = "Orchid-7 office profile";
+/// The answer as the stand-in streams it, piece by piece.
+const PIECES: [&str; 4] = [
+    "To connect, ",
+    "open the VPN app, ",
+    "choose the Orchid-7 profile ",
+    "and sign in.",
+];
+const REASONING: &str = "HIDDEN-REASONING-do-not-show";
+
+/// How the stand-in answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Script {
+    /// Reasoning deltas mixed with the answer's pieces, finish_reason, then [DONE].
+    Complete,
+    /// Two content pieces, then the connection closes without [DONE] or finish_reason.
+    CutOff,
+    /// HTTP 500 with an OpenAI-style error body.
+    ServerError,
+}
+
+struct Request {
+    head: String,
+    body: Value,
+}
+
+/// A one-route OpenAI-compatible server: `POST /v1/chat/completions` answered per [`Script`].
+struct StandIn {
+    base_url: String,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl StandIn {
+    async fn start(script: Script) -> StandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let reqs = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let reqs = reqs.clone();
+                tokio::spawn(async move { answer(sock, script, reqs).await });
+            }
+        });
+        StandIn {
+            base_url: format!("http://{addr}/v1"),
+            requests,
+        }
+    }
+
+    fn requests(&self) -> Vec<(String, Value)> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| (r.head.clone(), r.body.clone()))
+            .collect()
+    }
+}
+
+/// Reads one HTTP/1.1 request with a Content-Length body (what reqwest sends for JSON).
+async fn read_request(sock: &mut TcpStream) -> Option<Request> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = sock.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = sock.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+    let body = serde_json::from_slice(&buf[head_end..head_end + len]).ok()?;
+    Some(Request { head, body })
+}
+
+fn event(delta: Value) -> String {
+    format!(
+        "data: {}\n\n",
+        json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]})
+    )
+}
+
+async fn send(sock: &mut TcpStream, text: &str) {
+    let _ = sock.write_all(text.as_bytes()).await;
+    let _ = sock.flush().await;
+    // Spaced out so the robot publishes more than one partial update.
+    tokio::time::sleep(Duration::from_millis(80)).await;
+}
+
+const SSE_HEAD: &str =
+    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
+
+async fn answer(mut sock: TcpStream, script: Script, reqs: Arc<Mutex<Vec<Request>>>) {
+    let Some(req) = read_request(&mut sock).await else {
+        return;
+    };
+    reqs.lock().unwrap().push(req);
+    match script {
+        Script::Complete => {
+            send(&mut sock, SSE_HEAD).await;
+            send(
+                &mut sock,
+                &event(json!({"role": "assistant", "content": ""})),
+            )
+            .await;
+            send(&mut sock, &event(json!({"reasoning_content": REASONING}))).await;
+            for (i, p) in PIECES.iter().enumerate() {
+                if i == 2 {
+                    // Reasoning in the middle of the answer, too.
+                    send(
+                        &mut sock,
+                        &event(json!({"reasoning_content": "more hidden"})),
+                    )
+                    .await;
+                }
+                send(&mut sock, &event(json!({"content": p}))).await;
+            }
+            let fin = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+            send(&mut sock, &format!("data: {fin}\n\ndata: [DONE]\n\n")).await;
+        }
+        Script::CutOff => {
+            send(&mut sock, SSE_HEAD).await;
+            send(&mut sock, &event(json!({"reasoning_content": REASONING}))).await;
+            for p in &PIECES[..2] {
+                send(&mut sock, &event(json!({"content": p}))).await;
+            }
+            // Dropping the socket closes the connection mid-answer.
+        }
+        Script::ServerError => {
+            let body = r#"{"error":{"message":"model overloaded","type":"server_error"}}"#;
+            let resp = format!(
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            send(&mut sock, &resp).await;
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn texts() -> &'static Texts {
+    Texts::for_lang(Lang::En)
+}
+
+struct Harness {
+    sb: Sandbox,
+    app: App,
+    dir: tempfile::TempDir,
+    llm: StandIn,
+}
+
+/// An app with one real agent (LLM = the stand-in playing `script`) and one robot whose
+/// config is extended by `robot_extra`.
+async fn start(script: Script, robot_extra: Value) -> Harness {
+    let llm = StandIn::start(script).await;
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let el = dir.path().join("elements");
+    write(
+        &el.join("aiagents/meta/e.json"),
+        r#"{"type": "", "title": "agents"}"#,
+    );
+    write(
+        &el.join("aiagents/ragType/e.json"),
+        &json!({"type": "aiagents.meta", "title": "rag agent",
+                "backendBundleEntry": format!("builtin:{}", jitnode_agent::LOADER_NAME)})
+        .to_string(),
+    );
+    write(
+        &el.join("aiagents/customerService/e.json"),
+        r#"{"type": "aiagents.ragType", "title": "cs"}"#,
+    );
+    write(
+        &el.join("aiagents/customerService/config.json"),
+        &json!({
+            "systemPrompt": "Answer from the passages.",
+            "llm": {"baseUrl": llm.base_url, "model": "stand-in-1", "apiKey": "sk-llm-e2e", "timeoutSecs": 20},
+            "retrieval": {"topK": 2}
+        })
+        .to_string(),
+    );
+    write(
+        &el.join("aiagents/customerService/knowledge/vpn.en.md"),
+        &format!(
+            "# Office IT\n\n## Connecting to the VPN\n\nTo connect to the VPN, open the VPN app, choose the \
+             {PASSAGE_MARK} and sign in with your staff account.\n\n## Printers\n\nPrinters are on \
+             the second floor next to the kitchen; add them from the print settings page.\n"
+        ),
+    );
+    write(
+        &el.join("imRobots/meta/e.json"),
+        r#"{"type": "", "title": "robots"}"#,
+    );
+    write(
+        &el.join("imRobots/dingTalkStreamType/e.json"),
+        r#"{"type": "imRobots.meta", "title": "robot", "backendBundleEntry": "builtin:dingTalkStream"}"#,
+    );
+    sb.register_app(APP, "llm-e2e-secret");
+    write(
+        &el.join("imRobots/bot/e.json"),
+        r#"{"type": "imRobots.dingTalkStreamType", "title": "bot", "backendLoadTime": "afterAppInit"}"#,
+    );
+    let mut config = json!({
+        "clientId": APP, "clientSecret": "llm-e2e-secret",
+        "agent": "aiagents.customerService", "openApiEndpoint": sb.base_url(),
+        "oapiEndpoint": sb.base_url(), "language": "en",
+        "card": {"minIntervalMs": 50}
+    });
+    for (k, v) in robot_extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    write(&el.join("imRobots/bot/config.json"), &config.to_string());
+
+    let mut registry = Registry::with_builtins();
+    registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
+    registry.register(jitnode_agent::LOADER_NAME, jitnode_agent::loader());
+    let (app, _) = App::open(dir.path(), false, registry).unwrap();
+    let report = app.start().await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(
+        sb.wait_for_connections(APP, 1, Duration::from_secs(10))
+            .await,
+        "robot did not connect"
+    );
+    Harness { sb, app, dir, llm }
+}
+
+impl Harness {
+    fn records(&self) -> Records {
+        Records::open_in(&self.dir.path().join("data")).unwrap()
+    }
+
+    async fn wait_for(&self, what: &str, cond: impl Fn(&Transcript) -> bool) -> Transcript {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let t = self.sb.transcript();
+            if cond(&t) {
+                return t;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}; transcript: {:#?}", t.entries);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The one request the stand-in got: it is a streaming chat completion carrying the
+    /// question and the retrieved passage.
+    fn assert_one_streaming_request_with_question_and_passage(&self) {
+        let reqs = self.llm.requests();
+        assert_eq!(reqs.len(), 1, "one LLM call per question");
+        let (head, body) = &reqs[0];
+        assert!(head.starts_with("post /v1/chat/completions "), "{head}");
+        assert!(head.contains("authorization: bearer sk-llm-e2e"), "{head}");
+        assert_eq!(body["stream"], true, "{body}");
+        assert_eq!(body["model"], "stand-in-1");
+        let messages = body["messages"].as_array().expect("messages array");
+        let last = messages.last().unwrap();
+        assert_eq!(last["role"], "user");
+        assert!(
+            last["content"].as_str().unwrap().contains(QUESTION),
+            "{last}"
+        );
+        let all = body["messages"].to_string();
+        assert!(
+            all.contains(PASSAGE_MARK),
+            "passage not in the prompt: {all}"
+        );
+        assert!(
+            !all.contains("second floor"),
+            "an irrelevant passage was sent: {all}"
+        );
+    }
+
+    async fn stop(self) {
+        self.app.stop(Duration::from_secs(5)).await;
+        assert!(self.sb.problems().is_empty(), "{:?}", self.sb.problems());
+        self.sb.shutdown().await;
+    }
+}
+
+fn card_text(card: &CardState) -> String {
+    card.card_data
+        .as_ref()
+        .map(Value::to_string)
+        .unwrap_or_default()
+}
+
+/// Number of buttons on a standard card.
+fn button_count(card: &CardState) -> usize {
+    card.card_data
+        .as_ref()
+        .and_then(|d| d["contents"].as_array())
+        .into_iter()
+        .flatten()
+        .map(|c| c["actions"].as_array().map_or(0, Vec::len))
+        .sum()
+}
+
+fn template_mode() -> Value {
+    json!({"card": {"mode": "template", "templateId": "helpdesk.schema", "minIntervalMs": 50}})
+}
+
+fn stage(card: &CardState) -> Option<&str> {
+    card.card_param_map.get("stage").map(String::as_str)
+}
+
+/// Everything the robot sent to DingTalk, as one string.
+fn everything_sent(t: &Transcript) -> String {
+    t.entries
+        .iter()
+        .map(|e| e.body.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_llm_answer_fills_a_standard_card_without_reasoning() {
+    let h = start(Script::Complete, json!({})).await;
+    let full = PIECES.concat();
+    h.sb.post_message(&PostMessage::text(APP, QUESTION))
+        .unwrap();
+    let t = h
+        .wait_for("final card", |t| {
+            t.cards.values().any(|c| button_count(c) == 4)
+        })
+        .await;
+    h.assert_one_streaming_request_with_question_and_passage();
+
+    assert_eq!(t.cards.len(), 1);
+    let card = t.cards.values().next().unwrap();
+    let text = card_text(card);
+    assert!(text.contains(&full), "full answer missing: {text}");
+    assert!(!text.contains(texts().thinking), "{text}");
+    assert!(!text.contains(texts().failed), "{text}");
+    let sent = everything_sent(&t);
+    assert!(
+        !sent.contains(REASONING),
+        "reasoning reached DingTalk: {sent}"
+    );
+    assert!(!sent.contains("more hidden"), "reasoning reached DingTalk");
+    // The answer was streamed: some update showed part of it before the end.
+    let partial = t.entries.iter().any(|e| {
+        e.kind == "card.update"
+            && e.body.to_string().contains("To connect")
+            && !e.body.to_string().contains("and sign in.")
+    });
+    assert!(partial, "no partial update: {sent}");
+
+    let answers = h.records().list_answers(None).unwrap();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].question, QUESTION);
+    assert_eq!(answers[0].answer, full);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_llm_answer_fills_a_template_card_without_reasoning() {
+    let h = start(Script::Complete, template_mode()).await;
+    let full = PIECES.concat();
+    h.sb.post_message(&PostMessage::text(APP, QUESTION))
+        .unwrap();
+    let t = h
+        .wait_for("answered card", |t| {
+            t.cards.values().any(|c| stage(c) == Some("answered"))
+        })
+        .await;
+    h.assert_one_streaming_request_with_question_and_passage();
+    let card = t.cards.values().next().unwrap();
+    assert_eq!(card.flow_status.as_deref(), Some("3"));
+    assert_eq!(card.card_param_map["content"], full);
+    assert_eq!(
+        card.streams.get("content").map(String::as_str),
+        Some(full.as_str())
+    );
+    assert!(
+        t.entries
+            .iter()
+            .filter(|e| e.kind == "card.streaming")
+            .count()
+            >= 2,
+        "the answer was not streamed in pieces"
+    );
+    let sent = everything_sent(&t);
+    assert!(
+        !sent.contains(REASONING),
+        "reasoning reached DingTalk: {sent}"
+    );
+    assert!(!sent.contains("more hidden"), "reasoning reached DingTalk");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_connection_cut_mid_stream_ends_the_card_failed() {
+    let h = start(Script::CutOff, template_mode()).await;
+    h.sb.post_message(&PostMessage::text(APP, QUESTION))
+        .unwrap();
+    let t = h
+        .wait_for("failed card", |t| {
+            t.cards.values().any(|c| stage(c) == Some("failed"))
+        })
+        .await;
+    h.assert_one_streaming_request_with_question_and_passage();
+    let card = t.cards.values().next().unwrap();
+    assert_eq!(card.flow_status.as_deref(), Some("5"), "{card:?}");
+    assert_eq!(card.card_param_map["notice"], texts().failed);
+    // What had arrived is kept, and nothing more was made up.
+    assert_eq!(card.card_param_map["content"], PIECES[..2].concat());
+    assert!(
+        !card.card_param_map.contains_key("record"),
+        "a failed card has no feedback buttons: {card:?}"
+    );
+    assert!(
+        !t.cards.values().any(|c| stage(c) == Some("answered")),
+        "presented as complete"
+    );
+    assert!(!everything_sent(&t).contains(REASONING));
+    assert!(h.records().list_answers(None).unwrap().is_empty());
+    // The robot is not still working on it.
+    let status = h
+        .app
+        .call(
+            "imRobots.bot",
+            "status",
+            json!({}),
+            jitnode_host::ChunkSink::discard(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status["answering"], 0, "{status}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_http_500_ends_the_standard_card_failed() {
+    let h = start(Script::ServerError, json!({})).await;
+    h.sb.post_message(&PostMessage::text(APP, QUESTION))
+        .unwrap();
+    let t = h
+        .wait_for("failed card", |t| {
+            t.cards
+                .values()
+                .any(|c| card_text(c).contains(texts().failed))
+        })
+        .await;
+    h.assert_one_streaming_request_with_question_and_passage();
+    assert_eq!(t.cards.len(), 1);
+    let card = t.cards.values().next().unwrap();
+    let text = card_text(card);
+    assert!(!text.contains(texts().thinking), "still thinking: {text}");
+    assert_eq!(
+        button_count(card),
+        0,
+        "a failed card has no buttons: {text}"
+    );
+    // The upstream's own error stays in the logs, not in front of users.
+    assert!(
+        !text.contains("overloaded") && !text.contains("500"),
+        "{text}"
+    );
+    assert!(h.records().list_answers(None).unwrap().is_empty());
+    h.stop().await;
+}
