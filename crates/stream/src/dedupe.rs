@@ -4,55 +4,118 @@
 //! was lost, and EVENTs may come twice even when ACKed. An id is "in flight" from
 //! [`Dedupe::begin`] until [`Dedupe::finish`]; a successful finish keeps it for the window,
 //! a failed one forgets it so a redelivery can retry.
+//!
+//! Memory: the window is minutes long, so at thousands of messages a second it holds
+//! hundreds of thousands of ids. Instead of the id strings (two heap copies each) it keeps a
+//! 128-bit keyed fingerprint and a millisecond timestamp: 24 bytes in the map and 24 in the
+//! expiry queue per id. Two different ids share a fingerprint with probability about
+//! n²/2¹²⁹ (n = ids in the window; ~10⁻²⁵ for ten million), which is far below any other
+//! failure the client can have; the SipHash keys are random per process, so ids cannot be
+//! chosen from outside to collide.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// 128-bit fingerprint of a message id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    InFlight,
-    Done(Instant),
+struct Fp(u64, u64);
+
+impl Hash for Fp {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already a keyed hash: one half is enough to pick a bucket.
+        state.write_u64(self.0);
+    }
 }
+
+/// Passes a fingerprint half through instead of hashing it again.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `Fp` is hashed here, and it uses `write_u64`; fold anything else anyway.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Map value for an id still being handled; a done id stores its finish time + 1 (ms).
+const IN_FLIGHT: u64 = 0;
 
 /// Not thread-safe by itself; the client keeps it behind a mutex (operations are O(1)
 /// amortised, so the lock is held only briefly).
-#[derive(Debug)]
 pub struct Dedupe {
     window: Duration,
-    ids: HashMap<String, State>,
-    /// Done ids in the order they finished, for expiry.
-    expiry: VecDeque<(Instant, String)>,
+    /// Timestamps are milliseconds since this instant.
+    origin: Instant,
+    keys: (RandomState, RandomState),
+    ids: HashMap<Fp, u64, BuildHasherDefault<PassThrough>>,
+    /// Done ids in the order they finished (finish stamp, fingerprint), for expiry.
+    expiry: VecDeque<(u64, Fp)>,
+}
+
+impl std::fmt::Debug for Dedupe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dedupe")
+            .field("window", &self.window)
+            .field("ids", &self.ids.len())
+            .finish()
+    }
 }
 
 impl Dedupe {
     pub fn new(window: Duration) -> Dedupe {
         Dedupe {
             window,
-            ids: HashMap::new(),
+            origin: Instant::now(),
+            keys: (RandomState::new(), RandomState::new()),
+            ids: HashMap::default(),
             expiry: VecDeque::new(),
         }
+    }
+
+    fn fingerprint(&self, id: &str) -> Fp {
+        Fp(self.keys.0.hash_one(id), self.keys.1.hash_one(id))
+    }
+
+    /// Stamp of `now`: milliseconds since `origin`, plus one so it never equals IN_FLIGHT.
+    fn stamp(&self, now: Instant) -> u64 {
+        let ms = now.saturating_duration_since(self.origin).as_millis();
+        u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
     }
 
     /// `true` if `id` is new and now in flight; `false` for a duplicate.
     pub fn begin(&mut self, id: &str) -> bool {
         self.purge(Instant::now());
-        if self.ids.contains_key(id) {
+        let fp = self.fingerprint(id);
+        if self.ids.contains_key(&fp) {
             return false;
         }
-        self.ids.insert(id.to_string(), State::InFlight);
+        self.ids.insert(fp, IN_FLIGHT);
         true
     }
 
     /// Ends the handling of `id`: remembered for the window if it succeeded, forgotten if not.
     pub fn finish(&mut self, id: &str, ok: bool) {
         let now = Instant::now();
+        let fp = self.fingerprint(id);
         if ok {
-            self.ids.insert(id.to_string(), State::Done(now));
-            self.expiry.push_back((now, id.to_string()));
+            let stamp = self.stamp(now);
+            self.ids.insert(fp, stamp);
+            self.expiry.push_back((stamp, fp));
         } else {
-            self.ids.remove(id);
+            self.ids.remove(&fp);
         }
         self.purge(now);
     }
@@ -67,15 +130,24 @@ impl Dedupe {
     }
 
     fn purge(&mut self, now: Instant) {
-        while let Some((at, _)) = self.expiry.front() {
-            if *at + self.window > now {
+        let window = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        let now = self.stamp(now);
+        let mut purged = false;
+        while let Some(&(at, fp)) = self.expiry.front() {
+            if at.saturating_add(window) > now {
                 break;
             }
-            let (at, id) = self.expiry.pop_front().expect("front exists");
+            self.expiry.pop_front();
+            purged = true;
             // Only drop it if this queue entry is the latest finish of that id.
-            if self.ids.get(&id) == Some(&State::Done(at)) {
-                self.ids.remove(&id);
+            if self.ids.get(&fp) == Some(&at) {
+                self.ids.remove(&fp);
             }
+        }
+        // After a burst has expired, give the memory back rather than keep its peak forever.
+        if purged && self.ids.capacity() > 4096 && self.ids.len() < self.ids.capacity() / 4 {
+            self.ids.shrink_to(self.ids.len() * 2);
+            self.expiry.shrink_to(self.expiry.len() * 2);
         }
     }
 }
