@@ -6,15 +6,16 @@
 //! a failed one forgets it so a redelivery can retry.
 //!
 //! Memory: the window is minutes long, so at thousands of messages a second it holds
-//! hundreds of thousands of ids. Instead of the id strings (two heap copies each) it keeps a
-//! 128-bit keyed fingerprint and a millisecond timestamp: 24 bytes in the map and 24 in the
-//! expiry queue per id. Two different ids share a fingerprint with probability about
+//! hundreds of thousands of ids. Instead of the id strings it keeps a 128-bit keyed
+//! fingerprint and a millisecond timestamp, 24 bytes per id in one map and no expiry queue:
+//! an expired entry counts as absent at once and is swept out in bulk when the map would
+//! otherwise grow, and at least once per window. Two different ids share a fingerprint with probability about
 //! n²/2¹²⁹ (n = ids in the window; ~10⁻²⁵ for ten million), which is far below any other
 //! failure the client can have; the SipHash keys are random per process, so ids cannot be
 //! chosen from outside to collide.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::time::Duration;
 
@@ -61,8 +62,8 @@ pub struct Dedupe {
     origin: Instant,
     keys: (RandomState, RandomState),
     ids: HashMap<Fp, u64, BuildHasherDefault<PassThrough>>,
-    /// Done ids in the order they finished (finish stamp, fingerprint), for expiry.
-    expiry: VecDeque<(u64, Fp)>,
+    /// Stamp of the last sweep of expired entries.
+    swept: u64,
 }
 
 impl std::fmt::Debug for Dedupe {
@@ -81,7 +82,7 @@ impl Dedupe {
             origin: Instant::now(),
             keys: (RandomState::new(), RandomState::new()),
             ids: HashMap::default(),
-            expiry: VecDeque::new(),
+            swept: 0,
         }
     }
 
@@ -95,12 +96,24 @@ impl Dedupe {
         u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
     }
 
+    fn window_ms(&self) -> u64 {
+        u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a map value still blocks its id at stamp `now`.
+    fn live(&self, value: u64, now: u64) -> bool {
+        value == IN_FLIGHT || value.saturating_add(self.window_ms()) > now
+    }
+
     /// `true` if `id` is new and now in flight; `false` for a duplicate.
     pub fn begin(&mut self, id: &str) -> bool {
-        self.purge(Instant::now());
+        let now = self.stamp(Instant::now());
+        self.sweep_if_due(now);
         let fp = self.fingerprint(id);
-        if self.ids.contains_key(&fp) {
-            return false;
+        if let Some(&value) = self.ids.get(&fp) {
+            if self.live(value, now) {
+                return false;
+            }
         }
         self.ids.insert(fp, IN_FLIGHT);
         true
@@ -108,46 +121,46 @@ impl Dedupe {
 
     /// Ends the handling of `id`: remembered for the window if it succeeded, forgotten if not.
     pub fn finish(&mut self, id: &str, ok: bool) {
-        let now = Instant::now();
+        let now = self.stamp(Instant::now());
         let fp = self.fingerprint(id);
+        // No sweep here: this only updates or removes the entry `begin` made.
         if ok {
-            let stamp = self.stamp(now);
-            self.ids.insert(fp, stamp);
-            self.expiry.push_back((stamp, fp));
+            self.ids.insert(fp, now);
         } else {
             self.ids.remove(&fp);
         }
-        self.purge(now);
     }
 
     /// Ids currently remembered (in flight or done within the window).
     pub fn len(&self) -> usize {
-        self.ids.len()
+        let now = self.stamp(Instant::now());
+        self.ids.values().filter(|&&v| self.live(v, now)).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len() == 0
     }
 
-    fn purge(&mut self, now: Instant) {
-        let window = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
-        let now = self.stamp(now);
-        let mut purged = false;
-        while let Some(&(at, fp)) = self.expiry.front() {
-            if at.saturating_add(window) > now {
-                break;
-            }
-            self.expiry.pop_front();
-            purged = true;
-            // Only drop it if this queue entry is the latest finish of that id.
-            if self.ids.get(&fp) == Some(&at) {
-                self.ids.remove(&fp);
-            }
+    /// Drops expired entries before the map would grow (so it only grows for live ids) and
+    /// once per window (so memory comes back after a burst). Each sweep is O(map size) and
+    /// leaves the map at most half full, so it follows at least that many inserts or a whole
+    /// window: amortised O(1).
+    fn sweep_if_due(&mut self, now: u64) {
+        let full = self.ids.len() >= self.ids.capacity();
+        let stale = now.saturating_sub(self.swept) >= self.window_ms();
+        if !full && !stale {
+            return;
         }
-        // After a burst has expired, give the memory back rather than keep its peak forever.
-        if purged && self.ids.capacity() > 4096 && self.ids.len() < self.ids.capacity() / 4 {
-            self.ids.shrink_to(self.ids.len() * 2);
-            self.expiry.shrink_to(self.expiry.len() * 2);
+        self.swept = now;
+        let window = self.window_ms();
+        self.ids
+            .retain(|_, v| *v == IN_FLIGHT || v.saturating_add(window) > now);
+        let (len, cap) = (self.ids.len(), self.ids.capacity());
+        if cap > 4096 && len < cap / 4 {
+            self.ids.shrink_to(len * 2);
+        } else if len * 2 > cap {
+            // Mostly live: grow now, so the next sweep is at least `len` inserts away.
+            self.ids.reserve(len.max(16));
         }
     }
 }
@@ -208,5 +221,21 @@ mod tests {
         d.finish("m", true);
         tokio::time::advance(Duration::from_secs(40)).await;
         assert!(!d.begin("m"), "second finish was 40 s ago");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_swept_so_the_map_stays_bounded() {
+        let mut d = Dedupe::new(Duration::from_secs(10));
+        for i in 0..10_000 {
+            let id = format!("m{i}");
+            assert!(d.begin(&id));
+            d.finish(&id, true);
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        assert_eq!(d.len(), 9, "only ids finished less than 10 s ago are live");
+        assert!(d.ids.len() <= 64, "map holds {} entries", d.ids.len());
+        assert!(d.ids.capacity() <= 128, "capacity {}", d.ids.capacity());
+        assert!(!d.begin("m9999"));
+        assert!(d.begin("m9990"), "finished 10 s ago: the window has passed");
     }
 }
