@@ -787,28 +787,11 @@ fn card_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
             return;
         }
     };
-    let mid = frame.message_id().to_string();
     let key = key_of(frame, None);
-    if !shared.dedupe_begin(&key) {
-        tx.ack(Ack::callback(&mid, Value::Null));
-        return;
-    }
     let handler = shared.handler.clone();
     let replier = shared.replier.clone();
     let fut = async move { handler.on_card_callback(cb, replier).await };
-    let mid2 = mid.clone();
-    ack_after(
-        shared,
-        tx,
-        frame,
-        key,
-        fut,
-        move |r| match r {
-            Ok(v) => Ack::callback(&mid2, v),
-            Err(e) => error_ack(&mid2, &e),
-        },
-        Ack::callback(&mid, Value::Null),
-    );
+    callback_after(shared, tx, frame, key, fut);
 }
 
 fn other_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
@@ -824,15 +807,25 @@ fn other_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
             return;
         }
     };
-    let mid = frame.message_id().to_string();
     let key = key_of(frame, data.get("msgId").and_then(Value::as_str));
+    let handler = shared.handler.clone();
+    let topic = frame.topic().to_string();
+    let fut = async move { handler.on_callback(&topic, data).await };
+    callback_after(shared, tx, frame, key, fut);
+}
+
+/// A CALLBACK frame whose handler's value is the ACK's `response`: a duplicate is ACKed
+/// with no response and not handled again; otherwise [`ack_after`] runs the handler (the
+/// future does nothing until then).
+fn callback_after<F>(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame, key: String, fut: F)
+where
+    F: std::future::Future<Output = Result<Value, HandlerError>> + Send + 'static,
+{
+    let mid = frame.message_id().to_string();
     if !shared.dedupe_begin(&key) {
         tx.ack(Ack::callback(&mid, Value::Null));
         return;
     }
-    let handler = shared.handler.clone();
-    let topic = frame.topic().to_string();
-    let fut = async move { handler.on_callback(&topic, data).await };
     let mid2 = mid.clone();
     ack_after(
         shared,
