@@ -816,21 +816,24 @@ fn target_conns(sh: &Shared, v: &Value) -> Vec<String> {
 }
 
 async fn ctl_disconnect(AxState(sh): AxState<Shared>, body: Bytes) -> Response {
-    let v: Value = ctl_json(&body).unwrap_or(json!({}));
-    let ids = target_conns(&sh, &v);
-    for id in &ids {
-        if let Err(e) = sh.send_disconnect(id) {
-            return ctl_err(e);
-        }
-    }
-    Json(json!({"connections": ids})).into_response()
+    on_target_conns(&sh, &body, Shared::send_disconnect)
 }
 
 async fn ctl_drop(AxState(sh): AxState<Shared>, body: Bytes) -> Response {
-    let v: Value = ctl_json(&body).unwrap_or(json!({}));
-    let ids = target_conns(&sh, &v);
+    on_target_conns(&sh, &body, Shared::drop_connection)
+}
+
+/// Applies a connection fault to the connections a control request names (all of them, or
+/// those of its `clientId`), and answers with their ids.
+fn on_target_conns(
+    sh: &Shared,
+    body: &Bytes,
+    fault: impl Fn(&Shared, &str) -> Result<(), crate::SandboxError>,
+) -> Response {
+    let v: Value = ctl_json(body).unwrap_or(json!({}));
+    let ids = target_conns(sh, &v);
     for id in &ids {
-        if let Err(e) = sh.drop_connection(id) {
+        if let Err(e) = fault(sh, id) {
             return ctl_err(e);
         }
     }
