@@ -1,6 +1,7 @@
 //! `Agent`: a loaded agent instance (config, knowledge index, memory, LLM client) and `run`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc::Sender;
@@ -8,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chunk::{Answer, Chunk, Source};
 use crate::config::{AgentConfig, DEFAULT_SYSTEM_PROMPT};
+use crate::embed::{fuse, EmbedError, Embedder, Vectors};
 use crate::error::{AgentError, LlmError};
-use crate::knowledge::{Hit, KnowledgeBase};
+use crate::knowledge::{Hit, KnowledgeBase, SearchParams};
 use crate::llm::{stream_chat, Message};
 use crate::memory::{Memory, Turn};
 use crate::text::{detect_lang, Lang};
@@ -71,6 +73,10 @@ pub struct Agent {
     kb: KnowledgeBase,
     memory: Memory,
     client: Option<reqwest::Client>,
+    embedder: Option<Embedder>,
+    /// Filled by [`Agent::index_vectors`]; until then retrieval is lexical.
+    vectors: RwLock<Option<Arc<Vectors>>>,
+    vector_cache: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -126,6 +132,10 @@ impl Agent {
                 })
             })?),
         };
+        let embedder = match &config.embedding {
+            None => None,
+            Some(e) => Some(Embedder::new(e.clone())?),
+        };
         let memory = Memory::new(config.memory.turns_per_chat, config.memory.max_chats);
         tracing::debug!(
             passages = kb.passages().len(),
@@ -139,7 +149,45 @@ impl Agent {
             kb,
             memory,
             client,
+            embedder,
+            vectors: RwLock::new(None),
+            vector_cache: None,
         })
+    }
+
+    /// Keeps passage vectors in `path` across loads, so a reload embeds only the passages
+    /// whose content changed.
+    pub fn with_vector_cache(mut self, path: PathBuf) -> Agent {
+        self.vector_cache = Some(path);
+        self
+    }
+
+    /// Embeds the knowledge (cached vectors first) when an embedding endpoint is
+    /// configured, and switches retrieval to hybrid. Returns how many passages had to be
+    /// sent to the endpoint; `Ok(0)` without an endpoint. On an error, retrieval stays
+    /// lexical.
+    pub async fn index_vectors(&self) -> Result<usize, EmbedError> {
+        let Some(embedder) = &self.embedder else {
+            return Ok(0);
+        };
+        let (vectors, requested) = embedder
+            .embed_passages(self.kb.passages(), self.vector_cache.as_deref())
+            .await?;
+        tracing::info!(
+            embedded = vectors.embedded(),
+            requested,
+            "knowledge vectors ready: hybrid retrieval"
+        );
+        *self.vectors.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(vectors));
+        Ok(requested)
+    }
+
+    /// True once passage vectors are in use.
+    pub fn hybrid_ready(&self) -> bool {
+        self.vectors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     pub fn config(&self) -> &AgentConfig {
@@ -156,11 +204,93 @@ impl Agent {
 
     /// Retrieval alone, with the configured top k and threshold.
     pub fn retrieve(&self, question: &str) -> Vec<Hit> {
-        self.kb.search(
+        let r = &self.config.retrieval;
+        self.kb.search_with(
             question,
-            self.config.retrieval.top_k,
-            self.config.retrieval.threshold,
+            SearchParams {
+                top_k: r.top_k,
+                threshold: r.threshold,
+                relative: r.relative,
+            },
         )
+    }
+
+    /// Retrieval for a question in a conversation: a short follow-up ("and in a group?",
+    /// "那群里呢") is searched together with the chat's previous question, since on its own
+    /// it names too little.
+    pub fn retrieve_in_chat(&self, question: &str, chat_id: &str) -> Vec<Hit> {
+        self.lexical_in_chat(question, chat_id).1
+    }
+
+    /// The query actually searched (the question, or the previous one plus a follow-up)
+    /// and its lexical hits.
+    fn lexical_in_chat(&self, question: &str, chat_id: &str) -> (String, Vec<Hit>) {
+        if is_follow_up(question) {
+            if let Some(prev) = self.memory.recall(chat_id).pop() {
+                let query = format!("{} {question}", prev.question);
+                let hits = self.retrieve(&query);
+                if !hits.is_empty() {
+                    return (query, hits);
+                }
+            }
+        }
+        (question.to_string(), self.retrieve(question))
+    }
+
+    /// Lexical hits, fused with the vector ranking when vectors are ready and the question
+    /// can be embedded in time; otherwise (with a warning) the lexical hits alone.
+    pub async fn retrieve_hybrid(&self, question: &str, chat_id: &str) -> Vec<Hit> {
+        let (query, lexical) = self.lexical_in_chat(question, chat_id);
+        let vectors = self
+            .vectors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (Some(embedder), Some(vectors)) = (&self.embedder, vectors) else {
+            return lexical;
+        };
+        let qvec = match embedder
+            .embed(
+                std::slice::from_ref(&query),
+                embedder.config().query_timeout,
+            )
+            .await
+        {
+            Ok(mut v) if v.len() == 1 => v.remove(0),
+            Ok(_) => return lexical,
+            Err(e) => {
+                tracing::warn!("question not embedded, answering from lexical retrieval: {e}");
+                return lexical;
+            }
+        };
+        let r = &self.config.retrieval;
+        let semantic = vectors.rank(&qvec, embedder.config().min_similarity);
+        let wide = self.kb.search_with(
+            &query,
+            SearchParams {
+                top_k: r.top_k * 3,
+                threshold: r.threshold,
+                relative: r.relative,
+            },
+        );
+        let lex_ids: Vec<usize> = wide.iter().map(|h| h.passage).collect();
+        let sem_ids: Vec<usize> = semantic.iter().take(r.top_k * 3).map(|s| s.0).collect();
+        fuse(&lex_ids, &sem_ids)
+            .into_iter()
+            .take(r.top_k)
+            .map(|(p, score)| {
+                let lex = wide
+                    .iter()
+                    .find(|h| h.passage == p)
+                    .map_or(0.0, |h| h.relevance);
+                let cos = semantic.iter().find(|s| s.0 == p).map_or(0.0, |s| s.1);
+                Hit {
+                    passage: p,
+                    score,
+                    relevance: lex.max(cos),
+                }
+            })
+            .collect()
     }
 
     /// Answers `question`, streaming chunks to `chunks` (send failures are ignored: the
@@ -223,7 +353,7 @@ impl Agent {
                 args: json!({ "query": question, "topK": self.config.retrieval.top_k }),
             })
             .await;
-        let hits = self.retrieve(question);
+        let hits = self.retrieve_hybrid(question, chat_id).await;
         let sources: Vec<Source> = hits
             .iter()
             .map(|h| {
@@ -292,6 +422,10 @@ impl Agent {
                 p.text
             ));
         }
+        system.push_str(
+            "\nEnd the answer with the file names of the passages you used, like \
+             (source: reload.en.md). If the passages do not answer the question, say so.",
+        );
         system.push_str(match lang {
             Lang::Zh => "\nAnswer in Chinese.",
             Lang::En => "\nAnswer in English.",
@@ -343,11 +477,14 @@ impl Agent {
                 Lang::En => "; ",
             }));
         }
-        answer.push_str(match lang {
-            Lang::Zh => "\n\n来源：",
-            Lang::En => "\n\nSource: ",
-        });
-        answer.push_str(&best.file);
+        answer.push_str(&sources_line(
+            &[Source {
+                file: best.file.clone(),
+                heading: best.heading.clone(),
+                relevance: 0.0,
+            }],
+            lang,
+        ));
         let pieces = split_for_streaming(&answer, self.config.offline.chunk_chars);
         let last = pieces.len().saturating_sub(1);
         for (i, piece) in pieces.into_iter().enumerate() {
@@ -358,6 +495,54 @@ impl Agent {
         }
         answer
     }
+}
+
+/// The closing "Source: a.md, b.md" line of an answer, in the question's language, each
+/// file once in rank order.
+fn sources_line(sources: &[Source], lang: Lang) -> String {
+    let mut files: Vec<&str> = Vec::new();
+    for s in sources {
+        if !files.contains(&s.file.as_str()) {
+            files.push(&s.file);
+        }
+    }
+    match lang {
+        Lang::Zh => format!("\n\n来源：{}", files.join("、")),
+        Lang::En => format!("\n\nSource: {}", files.join(", ")),
+    }
+}
+
+/// Words that open a follow-up which leans on the previous question.
+const FOLLOW_UP_EN: &[&str] = &[
+    "and",
+    "what about",
+    "how about",
+    "also",
+    "same",
+    "what if",
+    "and if",
+    "then",
+    "or",
+];
+const FOLLOW_UP_ZH: &[&str] = &["那", "那么", "还有", "另外", "同样"];
+
+/// A short question opening with a follow-up word, or a short Chinese one ending in 呢.
+fn is_follow_up(question: &str) -> bool {
+    let q = question.trim().to_lowercase();
+    let short = q.chars().filter(|c| c.is_alphanumeric()).count() <= 24;
+    if !short {
+        return false;
+    }
+    let en = FOLLOW_UP_EN.iter().any(|cue| {
+        q.strip_prefix(cue)
+            .is_some_and(|rest| rest.starts_with(|c: char| !c.is_alphanumeric()))
+    });
+    // 那个/那些 ("that one") open ordinary questions too.
+    let zh = (FOLLOW_UP_ZH.iter().any(|cue| q.starts_with(cue))
+        && !q.starts_with("那个")
+        && !q.starts_with("那些"))
+        || q.trim_end_matches(['?', '？', ' ']).ends_with('呢');
+    en || zh
 }
 
 /// Cuts text into pieces of about `size` characters, preferring to cut after whitespace or
@@ -408,6 +593,28 @@ mod tests {
         let _ = check; // compile-time check only
         fn assert_sync<T: Send + Sync>() {}
         assert_sync::<Agent>();
+    }
+
+    #[test]
+    fn follow_ups_are_recognised() {
+        for q in [
+            "and in a group?",
+            "What about Windows?",
+            "那群里呢？",
+            "还有别的办法吗",
+            "群聊呢",
+        ] {
+            assert!(is_follow_up(q), "{q}");
+        }
+        for q in [
+            "android app?",
+            "How do I reset my password?",
+            "那个 dist 文件夹删掉以后重新启动会自动重新打包所有的元素吗，还是要手动执行 build 命令",
+            "theory",
+            "那个配置文件在哪",
+        ] {
+            assert!(!is_follow_up(q), "{q}");
+        }
     }
 
     #[test]

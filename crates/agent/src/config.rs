@@ -27,6 +27,9 @@ pub struct AgentConfig {
     /// `None` = offline mode (no `llm` section, or an empty `llm.baseUrl`).
     pub llm: Option<LlmConfig>,
     pub retrieval: RetrievalConfig,
+    /// `None` = lexical retrieval only (no `embedding` section, or an empty
+    /// `embedding.baseUrl`).
+    pub embedding: Option<EmbeddingConfig>,
     pub memory: MemoryConfig,
     pub offline: OfflineConfig,
 }
@@ -57,14 +60,53 @@ impl fmt::Debug for LlmConfig {
     }
 }
 
+/// OpenAI-compatible embeddings endpoint settings (`embedding` section).
+#[derive(Clone, PartialEq)]
+pub struct EmbeddingConfig {
+    /// Base URL without the `/embeddings` suffix.
+    pub base_url: String,
+    pub model: String,
+    /// `None` when the rendered key is empty.
+    pub api_key: Option<String>,
+    /// Limit for one batch request while indexing (`timeoutSecs`, default 30).
+    pub timeout: Duration,
+    /// Limit for embedding a question (`queryTimeoutMs`, default 1500); past it the
+    /// question is answered from lexical retrieval alone.
+    pub query_timeout: Duration,
+    /// Least cosine similarity for a passage found by vectors alone (`minSimilarity`,
+    /// default 0.75).
+    pub min_similarity: f64,
+    /// Passages per request (`batchSize`, default 32).
+    pub batch_size: usize,
+}
+
+impl fmt::Debug for EmbeddingConfig {
+    // The key is a secret: show only whether one is set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddingConfig")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("query_timeout", &self.query_timeout)
+            .field("min_similarity", &self.min_similarity)
+            .field("batch_size", &self.batch_size)
+            .finish()
+    }
+}
+
 /// Retrieval settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetrievalConfig {
     /// Passages handed to the answer (`topK`).
     pub top_k: usize,
-    /// Minimum relevance in 0..=1: the share of the question's term weight found in a
-    /// passage (`threshold`). Below it a passage is not used.
+    /// Minimum relevance in 0..=1 (`threshold`): the share of the question's term weight a
+    /// passage covers, tempered by how much evidence the match carries. Below it a
+    /// passage is not used.
     pub threshold: f64,
+    /// Passages scoring below this share of the best passage's score are not used
+    /// (`relative`, 0..=1).
+    pub relative: f64,
 }
 
 /// Conversation memory bounds.
@@ -89,7 +131,8 @@ impl Default for RetrievalConfig {
     fn default() -> Self {
         RetrievalConfig {
             top_k: 3,
-            threshold: 0.45,
+            threshold: 0.4,
+            relative: 0.5,
         }
     }
 }
@@ -120,6 +163,7 @@ impl Default for AgentConfig {
             prompt_file: PathBuf::from("prompt.md"),
             llm: None,
             retrieval: RetrievalConfig::default(),
+            embedding: None,
             memory: MemoryConfig::default(),
             offline: OfflineConfig::default(),
         }
@@ -205,6 +249,53 @@ fn relative_path(s: &str, path: &str) -> Result<PathBuf, AgentError> {
     Ok(p.to_path_buf())
 }
 
+fn http_base_url(obj: &Map<String, Value>, path: &str) -> Result<String, AgentError> {
+    let base_url = string(obj, "baseUrl", path)?.unwrap_or_default();
+    let base_url = base_url.trim().trim_end_matches('/').to_string();
+    if !base_url.is_empty()
+        && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+    {
+        return Err(err(path, "must start with http:// or https://"));
+    }
+    Ok(base_url)
+}
+
+fn embedding(e: &Map<String, Value>) -> Result<Option<EmbeddingConfig>, AgentError> {
+    let base_url = http_base_url(e, "embedding.baseUrl")?;
+    if base_url.is_empty() {
+        return Ok(None);
+    }
+    let model = string(e, "model", "embedding.model")?
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| err("embedding.model", "required when embedding.baseUrl is set"))?;
+    let api_key = string(e, "apiKey", "embedding.apiKey")?.filter(|k| !k.is_empty());
+    let timeout = number(e, "timeoutSecs", "embedding.timeoutSecs")?.unwrap_or(30.0);
+    if !(timeout > 0.0 && timeout <= 3600.0) {
+        return Err(err(
+            "embedding.timeoutSecs",
+            format!("must be in (0, 3600], got {timeout}"),
+        ));
+    }
+    let query_ms = count(e, "queryTimeoutMs", "embedding.queryTimeoutMs", 1)?.unwrap_or(1500);
+    let min_similarity = number(e, "minSimilarity", "embedding.minSimilarity")?.unwrap_or(0.75);
+    if !(-1.0..=1.0).contains(&min_similarity) {
+        return Err(err(
+            "embedding.minSimilarity",
+            format!("must be between -1 and 1, got {min_similarity}"),
+        ));
+    }
+    let batch_size = count(e, "batchSize", "embedding.batchSize", 1)?.unwrap_or(32);
+    Ok(Some(EmbeddingConfig {
+        base_url,
+        model,
+        api_key,
+        timeout: Duration::from_secs_f64(timeout),
+        query_timeout: Duration::from_millis(query_ms as u64),
+        min_similarity,
+        batch_size,
+    }))
+}
+
 impl AgentConfig {
     /// Parses the rendered config.json value. Unknown keys are ignored; wrong types and
     /// out-of-range values are errors naming the field.
@@ -270,6 +361,18 @@ impl AgentConfig {
                 }
                 cfg.retrieval.threshold = t;
             }
+            if let Some(t) = number(r, "relative", "retrieval.relative")? {
+                if !(0.0..=1.0).contains(&t) {
+                    return Err(err(
+                        "retrieval.relative",
+                        format!("must be between 0 and 1, got {t}"),
+                    ));
+                }
+                cfg.retrieval.relative = t;
+            }
+        }
+        if let Some(e) = section(root, "embedding")? {
+            cfg.embedding = embedding(e)?;
         }
         if let Some(m) = section(root, "memory")? {
             if let Some(n) = count(m, "turnsPerChat", "memory.turnsPerChat", 0)? {

@@ -20,9 +20,21 @@ pub fn loader() -> impl Loader {
             .cloned()
             .ok_or("an agent instance needs a config.json")?;
         let dir = cx.element().dir.clone();
+        let cache = crate::embed::cache_path(&cx.data_dir(), cx.full_name());
         // Indexing reads and segments every knowledge file: keep it off the async workers.
-        let agent = tokio::task::spawn_blocking(move || Agent::load(&dir, &config)).await??;
+        let agent = tokio::task::spawn_blocking(move || {
+            Agent::load(&dir, &config).map(|a| a.with_vector_cache(cache))
+        })
+        .await??;
         let agent = Arc::new(agent);
+        // Embedding the knowledge may take long or fail; answers never wait for it.
+        let indexing = agent.clone();
+        let element = cx.full_name().to_string();
+        tokio::spawn(async move {
+            if let Err(e) = indexing.index_vectors().await {
+                tracing::warn!(%element, "knowledge not embedded, retrieval stays lexical: {e}");
+            }
+        });
         // Stopping the element cancels the runs still in flight (their upstream requests
         // are dropped with them).
         let stopping = CancellationToken::new();

@@ -21,6 +21,10 @@ pub enum AgentError {
     #[error("LLM request failed: {0}")]
     Llm(#[from] LlmError),
 
+    /// The embeddings endpoint could not be set up.
+    #[error("embeddings: {0}")]
+    Embedding(#[from] crate::embed::EmbedError),
+
     /// The run exceeded `llm.timeoutSecs`.
     #[error("LLM did not finish within {secs} s")]
     Timeout { secs: u64 },

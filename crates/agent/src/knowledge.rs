@@ -1,24 +1,36 @@
-//! The knowledge base: Markdown and text files split into passages, and a BM25 index over
-//! their tokens.
+//! The knowledge base: knowledge files split into passages (see [`crate::ingest`]) and a
+//! BM25F index over three fields of each passage: its heading path, its aliases ("Also
+//! asked:" lines, FAQ aliases) and its text.
+//!
+//! A query term matches a passage through the term itself, a spelling within one or two
+//! edits of it (for terms the knowledge never uses), or a synonym from `synonyms.txt`;
+//! each way counts once, at its own weight. Relevance is the share of the question's term
+//! weight a passage covers; a passage is used when that share reaches the threshold and
+//! its score is within a fixed ratio of the best one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::AgentError;
-use crate::text::{detect_lang, tokenize, Lang};
+use crate::ingest::{self, Format, IngestProblem};
+use crate::text::{detect_lang, edit_distance, is_bigram, tokenize, Lang};
 
-/// Upper bound on a passage's length in characters; longer sections are split at paragraphs
-/// (and, for one huge paragraph, at sentence or character bounds).
-pub const MAX_PASSAGE_CHARS: usize = 900;
+pub use crate::ingest::MAX_PASSAGE_CHARS;
+
+/// The file in a knowledge folder's root that holds synonym groups instead of knowledge.
+pub const SYNONYMS_FILE: &str = "synonyms.txt";
 
 /// One retrievable piece of a knowledge file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Passage {
     /// Path relative to the knowledge folder, with `/` separators.
     pub file: String,
-    /// Heading path within the file (`Install > From source`); the file name for text files.
+    /// Heading path within the file (`Install > From source`), the FAQ question, or the
+    /// file name for text files.
     pub heading: String,
     pub text: String,
+    /// Other phrasings of the question this passage answers (indexed, not quoted).
+    pub aliases: Vec<String>,
     pub lang: Lang,
 }
 
@@ -26,10 +38,54 @@ pub struct Passage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub passage: usize,
-    /// BM25 score (ranking).
+    /// BM25F score (ranking).
     pub score: f64,
-    /// Share of the question's term weight present in the passage, 0..=1 (threshold).
+    /// Share of the question's term weight found in the passage, 0..=1 (threshold).
     pub relevance: f64,
+}
+
+/// How a search filters and cuts its ranking.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchParams {
+    /// At most this many hits.
+    pub top_k: usize,
+    /// Minimum relevance (share of the question's term weight covered).
+    pub threshold: f64,
+    /// Hits below this share of the best hit's score are dropped.
+    pub relative: f64,
+}
+
+/// Field weights and length normalisation of BM25F: heading, aliases, text.
+const FIELD_WEIGHT: [f64; 3] = [2.5, 2.0, 1.0];
+const FIELD_B: [f64; 3] = [0.3, 0.5, 0.75];
+const K1: f64 = 1.2;
+/// A Chinese character bigram weighs less than a word: each word also yields its bigrams.
+const BIGRAM_WEIGHT: f64 = 0.4;
+/// A corrected spelling or a synonym is weaker evidence than the word itself.
+const TYPO_FACTOR: f64 = 0.8;
+const SYNONYM_FACTOR: f64 = 0.7;
+/// Passages in the other language than the question's rank lower (the demo knowledge
+/// holds each page in both languages).
+const OTHER_LANG_FACTOR: f64 = 0.6;
+/// An unknown query word counts this share of a rare word's weight against relevance:
+/// colloquial questions carry words the knowledge never uses, off-topic ones mostly such.
+const UNKNOWN_FACTOR: f64 = 0.5;
+/// Weight of the page-level score added to each passage's own.
+const FILE_WEIGHT: f64 = 0.3;
+/// A passage score that counts as full evidence, in rare-word weights (the weight of a word
+/// found in one passage only), so that it scales with the size of the knowledge base;
+/// calibrated on the demo knowledge.
+const STRONG_RARE_WORDS: f64 = 2.0;
+/// How much the strength of a match (its score against the ideal) tempers its coverage in
+/// the relevance the threshold applies to.
+const STRENGTH_EXP: f64 = 0.75;
+/// Shortest query term (in characters) that spelling correction is tried on.
+const TYPO_MIN_LEN: usize = 4;
+
+#[derive(Debug, Clone, Copy)]
+struct Posting {
+    passage: u32,
+    tf: [u16; 3],
 }
 
 /// Passages plus their inverted index.
@@ -37,10 +93,20 @@ pub struct Hit {
 pub struct KnowledgeBase {
     passages: Vec<Passage>,
     terms: HashMap<String, u32>,
-    /// Per term: (passage, term frequency).
-    postings: Vec<Vec<(u32, u32)>>,
-    lengths: Vec<u32>,
-    avg_len: f64,
+    term_text: Vec<String>,
+    postings: Vec<Vec<Posting>>,
+    field_len: Vec<[u32; 3]>,
+    avg_len: [f64; 3],
+    /// Spelling index: (hash of a term with one character deleted, term), sorted.
+    deletes: Vec<(u64, u32)>,
+    synonyms: Synonyms,
+    problems: Vec<IngestProblem>,
+    /// Per passage, its file's index in `file_len`.
+    file_of: Vec<u32>,
+    /// Per term: (file, term frequency in the whole file), for the page-level score.
+    file_postings: Vec<Vec<(u32, u32)>>,
+    file_len: Vec<u32>,
+    avg_file_len: f64,
     /// Total bytes of the files indexed.
     pub bytes: usize,
 }
@@ -50,80 +116,302 @@ impl std::fmt::Debug for KnowledgeBase {
         f.debug_struct("KnowledgeBase")
             .field("passages", &self.passages.len())
             .field("terms", &self.terms.len())
+            .field("synonym_groups", &self.synonyms.groups.len())
+            .field("problems", &self.problems.len())
             .field("bytes", &self.bytes)
             .finish()
     }
 }
 
-const K1: f64 = 1.2;
-const B: f64 = 0.75;
+/// Synonym groups: each entry is the tokens of one phrase.
+#[derive(Default)]
+struct Synonyms {
+    groups: Vec<Vec<Vec<String>>>,
+    /// Token -> (group, entry) of the entries that contain it.
+    by_token: HashMap<String, Vec<(u32, u32)>>,
+}
+
+impl Synonyms {
+    /// One group per line, phrases separated by `,` or `，`; `#` starts a comment line.
+    fn parse(text: &str) -> Synonyms {
+        let mut s = Synonyms::default();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let entries: Vec<Vec<String>> = line
+                .split([',', '，', '、'])
+                .map(|phrase| key_tokens(tokenize(phrase)))
+                .filter(|t| !t.is_empty())
+                .collect();
+            if entries.len() < 2 {
+                continue;
+            }
+            let g = s.groups.len() as u32;
+            for (e, tokens) in entries.iter().enumerate() {
+                for t in tokens {
+                    s.by_token.entry(t.clone()).or_default().push((g, e as u32));
+                }
+            }
+            s.groups.push(entries);
+        }
+        s
+    }
+
+    /// For each query term, the tokens of the other phrases of every group one of whose
+    /// phrases the query contains whole.
+    fn expand(&self, query: &HashSet<&str>) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        let mut seen = HashSet::new();
+        for t in query {
+            for &(g, e) in self.by_token.get(*t).into_iter().flatten() {
+                if !seen.insert((g, e)) {
+                    continue;
+                }
+                let group = &self.groups[g as usize];
+                let entry = &group[e as usize];
+                if !entry.iter().all(|tok| query.contains(tok.as_str())) {
+                    continue;
+                }
+                for tok in entry {
+                    let alts = out.entry(tok.clone()).or_default();
+                    for (i, other) in group.iter().enumerate() {
+                        if i != e as usize {
+                            alts.extend(other.iter().cloned());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The tokens that identify a phrase: its words, or its bigrams when it has no word of
+/// its own (a single Chinese word yields both).
+fn key_tokens(tokens: Vec<String>) -> Vec<String> {
+    let words: Vec<String> = tokens.iter().filter(|t| !is_bigram(t)).cloned().collect();
+    let mut out = if words.is_empty() { tokens } else { words };
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn hash_str(s: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+}
+
+/// Every string of `word` with one character removed.
+fn deletions(word: &str) -> impl Iterator<Item = String> + '_ {
+    word.char_indices().map(move |(i, c)| {
+        let mut s = String::with_capacity(word.len());
+        s.push_str(&word[..i]);
+        s.push_str(&word[i + c.len_utf8()..]);
+        s
+    })
+}
+
+fn typo_candidate(term: &str) -> bool {
+    let n = term.chars().count();
+    (TYPO_MIN_LEN..=24).contains(&n)
+        && term.is_ascii()
+        && term.bytes().filter(u8::is_ascii_alphabetic).count() >= TYPO_MIN_LEN
+}
+
+/// Tokens of one passage's three fields.
+type FieldTokens = [Vec<String>; 3];
+
+fn analyse(p: &Passage) -> FieldTokens {
+    [
+        tokenize(&p.heading),
+        tokenize(&p.aliases.join("\n")),
+        tokenize(&p.text),
+    ]
+}
 
 impl KnowledgeBase {
-    /// Reads every `.md`, `.markdown` and `.txt` file under `dir` (recursively, hidden
-    /// entries skipped, in path order) and indexes it.
+    /// Reads every knowledge file under `dir` (recursively, hidden entries skipped, in path
+    /// order) and indexes it. Files that cannot be read or parsed, and malformed FAQ rows,
+    /// are recorded in [`problems`](Self::problems) and skipped; only a folder that cannot
+    /// be listed is an error.
     pub fn load_dir(dir: &Path) -> Result<KnowledgeBase, AgentError> {
         let mut files = Vec::new();
         collect(dir, dir, &mut files)?;
         files.sort();
         let mut docs = Vec::with_capacity(files.len());
+        let mut problems = Vec::new();
+        let mut synonyms = String::new();
         for (rel, path) in files {
-            let bytes = std::fs::read(&path).map_err(|e| AgentError::File {
-                path: path.clone(),
-                reason: format!("cannot read: {e}"),
-            })?;
-            let text = String::from_utf8(bytes).map_err(|_| AgentError::File {
-                path: path.clone(),
-                reason: "not valid UTF-8".into(),
-            })?;
-            docs.push((rel, text));
-        }
-        Ok(KnowledgeBase::from_documents(docs))
-    }
-
-    /// Indexes documents given as (relative file name, content).
-    pub fn from_documents(docs: impl IntoIterator<Item = (String, String)>) -> KnowledgeBase {
-        let mut kb = KnowledgeBase::default();
-        for (file, text) in docs {
-            kb.bytes += text.len();
-            let markdown = !file.ends_with(".txt");
-            for (heading, body) in split_passages(&file, &text, markdown) {
-                kb.add(Passage {
-                    lang: detect_lang(&body),
-                    file: file.clone(),
-                    heading,
-                    text: body,
-                });
+            let text = match std::fs::read(&path) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        problems.push(whole_file(&rel, "not valid UTF-8; skipped"));
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    problems.push(whole_file(&rel, &format!("cannot read: {e}; skipped")));
+                    continue;
+                }
+            };
+            if rel == SYNONYMS_FILE {
+                synonyms = text;
+            } else {
+                docs.push((rel, text));
             }
         }
-        let total: u64 = kb.lengths.iter().map(|&l| l as u64).sum();
-        kb.avg_len = if kb.lengths.is_empty() {
-            1.0
-        } else {
-            (total as f64 / kb.lengths.len() as f64).max(1.0)
+        let mut kb = KnowledgeBase::build(docs, &synonyms, problems);
+        for p in &kb.problems {
+            tracing::warn!(folder = %dir.display(), problem = %p, "knowledge file problem");
+        }
+        kb.problems.shrink_to_fit();
+        Ok(kb)
+    }
+
+    /// Indexes documents given as (relative file name, content); the format follows the
+    /// name's extension (unknown extensions are read as Markdown).
+    pub fn from_documents(docs: impl IntoIterator<Item = (String, String)>) -> KnowledgeBase {
+        KnowledgeBase::build(docs.into_iter().collect(), "", Vec::new())
+    }
+
+    /// Like [`from_documents`](Self::from_documents), with the synonym groups given as the
+    /// text of a `synonyms.txt`.
+    pub fn with_synonyms(
+        docs: impl IntoIterator<Item = (String, String)>,
+        synonyms: &str,
+    ) -> KnowledgeBase {
+        KnowledgeBase::build(docs.into_iter().collect(), synonyms, Vec::new())
+    }
+
+    fn build(
+        docs: Vec<(String, String)>,
+        synonyms: &str,
+        mut problems: Vec<IngestProblem>,
+    ) -> KnowledgeBase {
+        let mut kb = KnowledgeBase {
+            synonyms: Synonyms::parse(synonyms),
+            ..KnowledgeBase::default()
         };
+        for (file, text) in docs {
+            kb.bytes += text.len();
+            let format = Format::of(&file).unwrap_or(Format::Markdown);
+            for s in ingest::sections(&file, &text, format, &mut problems) {
+                for body in s.bodies {
+                    kb.passages.push(Passage {
+                        lang: detect_lang(&body),
+                        file: file.clone(),
+                        heading: s.heading.clone(),
+                        text: body,
+                        aliases: s.aliases.clone(),
+                    });
+                }
+            }
+        }
+        kb.problems = problems;
+        let tokens = analyse_all(&kb.passages);
+        for (id, fields) in tokens.into_iter().enumerate() {
+            kb.index(id as u32, fields);
+        }
+        let n = kb.field_len.len().max(1) as f64;
+        for f in 0..3 {
+            let total: u64 = kb.field_len.iter().map(|l| l[f] as u64).sum();
+            kb.avg_len[f] = (total as f64 / n).max(1.0);
+        }
+        kb.build_file_index();
+        kb.build_spelling_index();
         kb
     }
 
-    fn add(&mut self, p: Passage) {
-        let id = self.passages.len() as u32;
-        // The heading counts twice: titles say what a passage is about.
-        let mut tokens = tokenize(&p.heading);
-        tokens.extend(tokens.clone());
-        tokens.extend(tokenize(&p.text));
-        let mut tf: HashMap<u32, u32> = HashMap::new();
-        for t in &tokens {
-            let next = self.terms.len() as u32;
-            let term = *self.terms.entry(t.clone()).or_insert(next);
-            if term as usize == self.postings.len() {
-                self.postings.push(Vec::new());
+    /// A second, page-level index: a question about a page's topic matches the page as a
+    /// whole even where its words spread over several sections.
+    fn build_file_index(&mut self) {
+        let mut files: HashMap<&str, u32> = HashMap::new();
+        self.file_of = self
+            .passages
+            .iter()
+            .map(|p| {
+                let next = files.len() as u32;
+                *files.entry(p.file.as_str()).or_insert(next)
+            })
+            .collect();
+        self.file_len = vec![0; files.len()];
+        for (p, lens) in self.field_len.iter().enumerate() {
+            self.file_len[self.file_of[p] as usize] += lens[0] / 4 + lens[1] + lens[2];
+        }
+        self.file_postings = self
+            .postings
+            .iter()
+            .map(|posting| {
+                let mut per_file: Vec<(u32, u32)> = Vec::new();
+                for p in posting {
+                    let f = self.file_of[p.passage as usize];
+                    let tf = p.tf[1] as u32 + p.tf[2] as u32 + u32::from(p.tf[0] > 0);
+                    match per_file.last_mut() {
+                        Some((last, n)) if *last == f => *n += tf,
+                        _ => per_file.push((f, tf)),
+                    }
+                }
+                per_file
+            })
+            .collect();
+        let n = self.file_len.len().max(1) as f64;
+        self.avg_file_len = (self.file_len.iter().map(|&l| l as f64).sum::<f64>() / n).max(1.0);
+    }
+
+    fn file_idf(&self, df: usize) -> f64 {
+        let n = self.file_len.len() as f64;
+        (1.0 + (n - df as f64 + 0.5) / (df as f64 + 0.5)).ln()
+    }
+
+    fn index(&mut self, id: u32, fields: FieldTokens) {
+        let mut tf: HashMap<u32, [u16; 3]> = HashMap::new();
+        let mut lens = [0u32; 3];
+        for (f, tokens) in fields.into_iter().enumerate() {
+            // Bigrams repeat what the words say: leave them out of the length, or Chinese
+            // passages would look twice as long as English ones.
+            lens[f] = tokens.iter().filter(|t| !is_bigram(t)).count() as u32;
+            for t in tokens {
+                let term = match self.terms.get(&t) {
+                    Some(&term) => term,
+                    None => {
+                        let term = self.term_text.len() as u32;
+                        self.terms.insert(t.clone(), term);
+                        self.term_text.push(t);
+                        self.postings.push(Vec::new());
+                        term
+                    }
+                };
+                let slot = &mut tf.entry(term).or_default()[f];
+                *slot = slot.saturating_add(1);
             }
-            *tf.entry(term).or_default() += 1;
         }
-        for (term, n) in tf {
-            self.postings[term as usize].push((id, n));
+        let mut tf: Vec<(u32, [u16; 3])> = tf.into_iter().collect();
+        tf.sort_unstable_by_key(|(t, _)| *t);
+        for (term, tf) in tf {
+            self.postings[term as usize].push(Posting { passage: id, tf });
         }
-        self.lengths.push(tokens.len() as u32);
-        self.passages.push(p);
+        self.field_len.push(lens);
+    }
+
+    fn build_spelling_index(&mut self) {
+        let mut deletes = Vec::new();
+        for (id, t) in self.term_text.iter().enumerate() {
+            if typo_candidate(t) {
+                for d in deletions(t) {
+                    deletes.push((hash_str(&d), id as u32));
+                }
+            }
+        }
+        deletes.sort_unstable();
+        deletes.dedup();
+        self.deletes = deletes;
+    }
+
+    /// Files and rows that could not be loaded, each naming the file and line.
+    pub fn problems(&self) -> &[IngestProblem] {
+        &self.problems
     }
 
     pub fn passages(&self) -> &[Passage] {
@@ -139,9 +427,67 @@ impl KnowledgeBase {
         (1.0 + (n - df as f64 + 0.5) / (df as f64 + 0.5)).ln()
     }
 
-    /// The best passages for `query`: ranked by BM25, kept when their relevance reaches
+    fn deleted_hashes(&self, h: u64) -> impl Iterator<Item = u32> + '_ {
+        let start = self.deletes.partition_point(|&(k, _)| k < h);
+        self.deletes[start..]
+            .iter()
+            .take_while(move |&&(k, _)| k == h)
+            .map(|&(_, t)| t)
+    }
+
+    /// The indexed term closest in spelling to an unknown `term` (one edit, two for long
+    /// words), preferring the most frequent; `None` when there is none.
+    fn correct(&self, term: &str) -> Option<u32> {
+        if !typo_candidate(term) {
+            return None;
+        }
+        let max = if term.chars().count() >= 8 { 2 } else { 1 };
+        let mut candidates: Vec<u32> = self.deleted_hashes(hash_str(term)).collect();
+        for d in deletions(term) {
+            if let Some(&t) = self.terms.get(&d) {
+                candidates.push(t);
+            }
+            candidates.extend(self.deleted_hashes(hash_str(&d)));
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
+            .into_iter()
+            .filter_map(|t| {
+                let text = &self.term_text[t as usize];
+                edit_distance(term, text, max).map(|d| (d, t))
+            })
+            .min_by_key(|&(d, t)| (d, std::cmp::Reverse(self.postings[t as usize].len())))
+            .map(|(_, t)| t)
+    }
+
+    fn tf_weight(&self, p: &Posting) -> f64 {
+        let lens = &self.field_len[p.passage as usize];
+        let mut tf = 0.0;
+        for f in 0..3 {
+            if p.tf[f] > 0 {
+                let norm = 1.0 - FIELD_B[f] + FIELD_B[f] * lens[f] as f64 / self.avg_len[f];
+                tf += FIELD_WEIGHT[f] * p.tf[f] as f64 / norm;
+            }
+        }
+        tf * (K1 + 1.0) / (tf + K1)
+    }
+
+    /// The best passages for `query`: ranked by BM25F, kept when their relevance reaches
     /// `threshold`, at most `top_k`.
     pub fn search(&self, query: &str, top_k: usize, threshold: f64) -> Vec<Hit> {
+        self.search_with(
+            query,
+            SearchParams {
+                top_k,
+                threshold,
+                relative: 0.0,
+            },
+        )
+    }
+
+    /// [`search`](Self::search) with every parameter.
+    pub fn search_with(&self, query: &str, params: SearchParams) -> Vec<Hit> {
         let mut qterms = tokenize(query);
         qterms.sort();
         qterms.dedup();
@@ -149,50 +495,133 @@ impl KnowledgeBase {
             return Vec::new();
         }
         let qlang = detect_lang(query);
-        let mut score = vec![0f64; self.passages.len()];
-        let mut matched = vec![0f64; self.passages.len()];
+        let query_set: HashSet<&str> = qterms.iter().map(String::as_str).collect();
+        let synonyms = self.synonyms.expand(&query_set);
+        let n = self.passages.len();
+        let mut score = vec![0f64; n];
+        let mut matched = vec![0f64; n];
         let mut total_weight = 0.0;
+        let mut file_score = vec![0f64; self.file_len.len()];
+        let mut file_best: HashMap<u32, f64> = HashMap::new();
+        // Per query term, the best way each passage matched it: (score, factor).
+        let mut best: HashMap<u32, (f64, f64)> = HashMap::new();
         for t in &qterms {
-            let Some(&term) = self.terms.get(t) else {
-                // Unknown words weigh as much as the rarest: an off-topic question is mostly
-                // unknown words and so cannot reach the threshold.
-                total_weight += self.idf(0);
-                continue;
-            };
-            let posting = &self.postings[term as usize];
-            let idf = self.idf(posting.len());
-            total_weight += idf;
-            for &(p, tf) in posting {
-                let len = self.lengths[p as usize] as f64;
-                let tf = tf as f64;
-                score[p as usize] +=
-                    idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / self.avg_len));
-                matched[p as usize] += idf;
+            let known = self.terms.get(t).copied();
+            let weight = if is_bigram(t) { BIGRAM_WEIGHT } else { 1.0 };
+            let df = known.map_or(0, |k| self.postings[k as usize].len());
+            let mut qweight = weight * self.idf(df);
+            if known.is_none() {
+                qweight *= UNKNOWN_FACTOR;
+            }
+            total_weight += qweight;
+            let mut alts: Vec<(u32, f64)> = Vec::new();
+            match known {
+                Some(k) => alts.push((k, 1.0)),
+                None => {
+                    if let Some(k) = self.correct(t) {
+                        alts.push((k, TYPO_FACTOR));
+                    }
+                }
+            }
+            for s in synonyms.get(t).into_iter().flatten() {
+                if let Some(&k) = self.terms.get(s) {
+                    alts.push((k, SYNONYM_FACTOR));
+                }
+            }
+            best.clear();
+            file_best.clear();
+            for &(term, factor) in &alts {
+                let fp = &self.file_postings[term as usize];
+                let idf = self.file_idf(fp.len());
+                for &(f, tf) in fp {
+                    let len = self.file_len[f as usize] as f64;
+                    let tf = tf as f64;
+                    let s = weight * factor * idf * tf * (K1 + 1.0)
+                        / (tf + K1 * (0.25 + 0.75 * len / self.avg_file_len));
+                    let e = file_best.entry(f).or_insert(0.0);
+                    *e = e.max(s);
+                }
+            }
+            for (&f, &s) in &file_best {
+                file_score[f as usize] += s;
+            }
+            for (term, factor) in alts {
+                let posting = &self.postings[term as usize];
+                let idf = self.idf(posting.len());
+                for p in posting {
+                    let s = weight * factor * idf * self.tf_weight(p);
+                    let e = best.entry(p.passage).or_insert((0.0, 0.0));
+                    e.0 = e.0.max(s);
+                    e.1 = e.1.max(factor);
+                }
+            }
+            for (&p, &(s, factor)) in &best {
+                score[p as usize] += s;
+                matched[p as usize] += qweight * factor;
             }
         }
+        let strong = STRONG_RARE_WORDS * self.idf(1);
         let mut hits: Vec<Hit> = score
             .iter()
             .enumerate()
             .filter(|(_, &s)| s > 0.0)
             .map(|(i, &s)| {
-                // Prefer passages in the question's language: the KB has both.
-                let s = if self.passages[i].lang == qlang {
-                    s
-                } else {
-                    s * 0.8
-                };
+                let coverage = (matched[i] / total_weight).min(1.0);
+                // How much evidence the match carries, 0..=1: a few rare words named in a
+                // passage's heading and text reach STRONG_SCORE; one common word does not.
+                let strength = (s / strong).min(1.0);
+                let ranked = s + FILE_WEIGHT * file_score[self.file_of[i] as usize];
                 Hit {
                     passage: i,
-                    score: s,
-                    relevance: matched[i] / total_weight,
+                    score: if self.passages[i].lang == qlang {
+                        ranked
+                    } else {
+                        ranked * OTHER_LANG_FACTOR
+                    },
+                    relevance: coverage * strength.powf(STRENGTH_EXP),
                 }
             })
-            .filter(|h| h.relevance >= threshold)
+            .filter(|h| h.relevance >= params.threshold)
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage)));
-        hits.truncate(top_k);
+        if let Some(top) = hits.first().map(|h| h.score) {
+            hits.retain(|h| h.score >= top * params.relative);
+        }
+        hits.truncate(params.top_k);
         hits
     }
+}
+
+fn whole_file(file: &str, reason: &str) -> IngestProblem {
+    IngestProblem {
+        file: file.into(),
+        line: 0,
+        reason: reason.into(),
+    }
+}
+
+/// Tokenises every passage, on all cores for large knowledge bases (segmentation is most
+/// of the indexing time).
+fn analyse_all(passages: &[Passage]) -> Vec<FieldTokens> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads == 1 || passages.len() < 256 {
+        return passages.iter().map(analyse).collect();
+    }
+    let chunk = passages.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = passages
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(analyse).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            // A panic in the segmenter is a bug; surface it where it happened.
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), AgentError> {
@@ -217,187 +646,92 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<
         })?;
         if ft.is_dir() {
             collect(root, &path, out)?;
-        } else if ft.is_file() {
-            let lower = name.to_ascii_lowercase();
-            if lower.ends_with(".md") || lower.ends_with(".markdown") || lower.ends_with(".txt") {
-                let rel = path.strip_prefix(root).unwrap_or(&path);
-                let rel = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                out.push((rel, path));
-            }
+        } else if ft.is_file() && Format::of(&name).is_some() {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((rel, path));
         }
     }
     Ok(())
-}
-
-/// Splits a document into (heading path, passage text) pairs.
-fn split_passages(file: &str, text: &str, markdown: bool) -> Vec<(String, String)> {
-    let title = file.rsplit('/').next().unwrap_or(file).to_string();
-    let mut out = Vec::new();
-    let mut headings: Vec<(usize, String)> = Vec::new();
-    let mut paragraphs: Vec<String> = Vec::new();
-    let mut para = String::new();
-    let mut in_fence = false;
-
-    let heading_path = |hs: &[(usize, String)]| {
-        if hs.is_empty() {
-            title.clone()
-        } else {
-            hs.iter()
-                .map(|(_, h)| h.as_str())
-                .collect::<Vec<_>>()
-                .join(" > ")
-        }
-    };
-
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if markdown && (trimmed.starts_with("```") || trimmed.starts_with("~~~")) {
-            in_fence = !in_fence;
-            para.push_str(line);
-            para.push('\n');
-            continue;
-        }
-        if markdown && !in_fence {
-            if let Some(level) = heading_level(trimmed) {
-                end_para(&mut para, &mut paragraphs);
-                flush_section(&heading_path(&headings), &mut paragraphs, &mut out);
-                let h = trimmed[level..]
-                    .trim()
-                    .trim_end_matches('#')
-                    .trim()
-                    .to_string();
-                headings.retain(|(l, _)| *l < level);
-                headings.push((level, h));
-                continue;
-            }
-        }
-        if line.trim().is_empty() && !in_fence {
-            end_para(&mut para, &mut paragraphs);
-        } else {
-            para.push_str(line);
-            para.push('\n');
-        }
-    }
-    end_para(&mut para, &mut paragraphs);
-    flush_section(&heading_path(&headings), &mut paragraphs, &mut out);
-    out
-}
-
-fn heading_level(line: &str) -> Option<usize> {
-    let n = line.bytes().take_while(|&b| b == b'#').count();
-    if (1..=6).contains(&n) && line[n..].starts_with(' ') {
-        Some(n)
-    } else {
-        None
-    }
-}
-
-fn end_para(para: &mut String, paragraphs: &mut Vec<String>) {
-    let p = para.trim_end();
-    if !p.trim().is_empty() {
-        paragraphs.push(p.to_string());
-    }
-    para.clear();
-}
-
-/// Groups a section's paragraphs into passages of at most MAX_PASSAGE_CHARS.
-fn flush_section(heading: &str, paragraphs: &mut Vec<String>, out: &mut Vec<(String, String)>) {
-    let mut cur = String::new();
-    for p in paragraphs.drain(..) {
-        for piece in split_long(&p) {
-            let plen = piece.chars().count();
-            if !cur.is_empty() && cur.chars().count() + plen + 2 > MAX_PASSAGE_CHARS {
-                out.push((heading.to_string(), std::mem::take(&mut cur)));
-            }
-            if !cur.is_empty() {
-                cur.push_str("\n\n");
-            }
-            cur.push_str(&piece);
-        }
-    }
-    if !cur.is_empty() {
-        out.push((heading.to_string(), cur));
-    }
-}
-
-/// Splits one over-long paragraph at sentence ends, or hard at the bound.
-fn split_long(p: &str) -> Vec<String> {
-    if p.chars().count() <= MAX_PASSAGE_CHARS {
-        return vec![p.to_string()];
-    }
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut n = 0;
-    for c in p.chars() {
-        cur.push(c);
-        n += 1;
-        let sentence_end = matches!(c, '。' | '！' | '？' | '.' | '!' | '?' | '\n');
-        if n >= MAX_PASSAGE_CHARS || (sentence_end && n >= MAX_PASSAGE_CHARS * 2 / 3) {
-            out.push(std::mem::take(&mut cur));
-            n = 0;
-        }
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur);
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn splits_by_headings_and_ignores_hashes_in_code() {
-        let md = "# Install\n\nIntro text.\n\n## From source\n\n```sh\n# not a heading\ncargo build\n```\n\nDone.\n# Other\nMore.";
-        let p = split_passages("a.md", md, true);
-        assert_eq!(p.len(), 3, "{p:?}");
-        assert_eq!(p[0].0, "Install");
-        assert_eq!(p[1].0, "Install > From source");
-        assert!(p[1].1.contains("# not a heading"));
-        assert_eq!(p[2].0, "Other");
+    fn kb() -> KnowledgeBase {
+        KnowledgeBase::with_synonyms(
+            vec![
+                (
+                    "a.md".into(),
+                    "# Hot reload\n\nRun with --watch to reload elements when files change.\n\nAlso asked: live edit"
+                        .into(),
+                ),
+                (
+                    "b.md".into(),
+                    "# Install\n\nBuild the binary with cargo install.".into(),
+                ),
+                (
+                    "c.zh.md".into(),
+                    "# 热更新\n\n使用 --watch 启动后，保存文件即可重新加载元素。".into(),
+                ),
+            ],
+            "# comment\nrobot, bot, 机器人\ninstall, set up, 安装\n",
+        )
     }
 
-    #[test]
-    fn long_sections_are_bounded() {
-        let para = "word ".repeat(100);
-        let md = format!("# T\n\n{}", [para.trim(); 10].join("\n\n"));
-        let p = split_passages("a.md", &md, true);
-        assert!(p.len() >= 5);
-        assert!(
-            p.iter()
-                .all(|(_, t)| t.chars().count() <= MAX_PASSAGE_CHARS),
-            "{p:?}"
-        );
-        let huge = "字".repeat(5000);
-        let p = split_passages("b.txt", &huge, false);
-        assert!(p
-            .iter()
-            .all(|(h, t)| t.chars().count() <= MAX_PASSAGE_CHARS && h == "b.txt"));
-        assert_eq!(
-            p.iter().map(|(_, t)| t.chars().count()).sum::<usize>(),
-            5000
-        );
+    fn top(kb: &KnowledgeBase, q: &str) -> Option<String> {
+        // Ranking only: relevance is calibrated for real knowledge bases, not three lines.
+        kb.search(q, 3, 0.0)
+            .first()
+            .map(|h| kb.passage(h.passage).file.clone())
     }
 
     #[test]
     fn search_ranks_and_thresholds() {
-        let kb = KnowledgeBase::from_documents(vec![
-            (
-                "a.md".into(),
-                "# Hot reload\n\nRun with --watch to reload elements when files change.".into(),
-            ),
-            (
-                "b.md".into(),
-                "# Install\n\nBuild the binary with cargo install.".into(),
-            ),
-        ]);
-        let h = kb.search("how do I reload on file changes", 3, 0.3);
-        assert_eq!(kb.passage(h[0].passage).file, "a.md");
+        let kb = kb();
+        assert_eq!(
+            top(&kb, "how do I reload on file changes").as_deref(),
+            Some("a.md")
+        );
         assert!(kb.search("best pizza recipe in naples", 3, 0.3).is_empty());
+    }
+
+    #[test]
+    fn aliases_typos_synonyms_and_language() {
+        let kb = kb();
+        assert_eq!(top(&kb, "live edit?").as_deref(), Some("a.md"));
+        assert_eq!(top(&kb, "how to relaod").as_deref(), Some("a.md"));
+        assert_eq!(top(&kb, "binray instalation").as_deref(), Some("b.md"));
+        assert_eq!(top(&kb, "how do I set up it").as_deref(), Some("b.md"));
+        assert_eq!(top(&kb, "--watch 是什么").as_deref(), Some("c.zh.md"));
+        assert_eq!(top(&kb, "what does --watch do").as_deref(), Some("a.md"));
+    }
+
+    #[test]
+    fn relative_cut_keeps_only_close_hits() {
+        let kb = kb();
+        let all = kb.search_with(
+            "reload watch install",
+            SearchParams {
+                top_k: 5,
+                threshold: 0.0,
+                relative: 0.0,
+            },
+        );
+        let close = kb.search_with(
+            "reload watch install",
+            SearchParams {
+                top_k: 5,
+                threshold: 0.0,
+                relative: 0.99,
+            },
+        );
+        assert!(all.len() > close.len(), "{all:?} vs {close:?}");
+        assert_eq!(close.len(), 1);
     }
 }

@@ -13,7 +13,9 @@ mod agent;
 mod chunk;
 mod config;
 mod element;
+mod embed;
 mod error;
+mod ingest;
 mod knowledge;
 mod llm;
 mod memory;
@@ -22,11 +24,14 @@ mod text;
 pub use agent::{not_covered, split_for_streaming, Agent, RunArgs, SEARCH_TOOL};
 pub use chunk::{Answer, Chunk, Source};
 pub use config::{
-    AgentConfig, LlmConfig, MemoryConfig, OfflineConfig, RetrievalConfig, DEFAULT_SYSTEM_PROMPT,
+    AgentConfig, EmbeddingConfig, LlmConfig, MemoryConfig, OfflineConfig, RetrievalConfig,
+    DEFAULT_SYSTEM_PROMPT,
 };
 pub use element::{loader, LOADER_NAME};
+pub use embed::{cache_path as vector_cache_path, EmbedError};
 pub use error::{AgentError, LlmError};
-pub use knowledge::{Hit, KnowledgeBase, Passage, MAX_PASSAGE_CHARS};
+pub use ingest::{Format, IngestProblem};
+pub use knowledge::{Hit, KnowledgeBase, Passage, SearchParams, MAX_PASSAGE_CHARS, SYNONYMS_FILE};
 pub use llm::SseParser;
 pub use memory::{Memory, Turn};
 pub use text::{detect_lang, tokenize, Lang};

@@ -85,7 +85,7 @@ pub struct Message {
 }
 
 /// Endpoint URL shown in errors: without credentials or query.
-fn display_url(url: &str) -> String {
+pub(crate) fn display_url(url: &str) -> String {
     let url = url.split(['?', '#']).next().unwrap_or(url);
     match (url.find("://"), url.find('@')) {
         (Some(s), Some(at)) if at > s && !url[s + 3..at].contains('/') => {

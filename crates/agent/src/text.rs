@@ -1,16 +1,26 @@
-//! Tokenising for retrieval: Chinese runs are segmented with jieba (search mode), other text
-//! is split into lowercase words with stopwords removed and a light suffix stemmer applied.
+//! Text analysis for retrieval, the same on the index and the query side:
+//! - normalisation: full-width forms to ASCII, lowercase, punctuation as separators;
+//! - Chinese runs: jieba words (search mode) plus character bigrams, so a mistyped
+//!   character or a word jieba splits differently still shares most of its terms;
+//! - other text: words split at camelCase and `_`, stopwords dropped, a light stemmer.
+//!
+//! The stopword lists are generic function words and politeness fillers of each language,
+//! not words picked from any question set.
 
 use std::sync::OnceLock;
 
 use jieba_rs::Jieba;
 
-/// Language of a question, used for the wording of fixed answers.
+/// Language of a question or passage, used for the wording of fixed answers and to prefer
+/// passages written in the question's language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     Zh,
     En,
 }
+
+/// Marks a Chinese character-bigram term, so it never collides with a jieba word.
+pub(crate) const BIGRAM_MARK: char = '\u{2}';
 
 fn jieba() -> &'static Jieba {
     // Loading the embedded dictionary takes a while; share one instance per process.
@@ -37,14 +47,245 @@ pub fn detect_lang(text: &str) -> Lang {
     }
 }
 
+/// Full-width ASCII forms (Ａ, ｅ, ０, ＃ …) and the ideographic space to their ASCII
+/// equivalents; everything else unchanged. Case is kept (camelCase splitting needs it).
+pub fn fold_width(text: &str) -> String {
+    text.chars()
+        .map(|c| match c as u32 {
+            0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            0x3000 => ' ',
+            _ => c,
+        })
+        .collect()
+}
+
 const EN_STOP: &[&str] = &[
-    "a", "about", "an", "and", "are", "as", "at", "be", "by", "can", "could", "do", "does", "for",
-    "from", "get", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or",
-    "should", "so", "that", "the", "then", "there", "this", "to", "was", "what", "when", "where",
-    "which", "who", "why", "will", "with", "would", "you", "your", "we", "our", "use", "using",
-    "used", "need", "want", "make", "way", "it's", "i'm", "any", "some", "there", "these", "those",
-    "than", "but", "not", "no", "yes", "also", "one", "have", "has", "had", "tell", "please",
-    "happen", "happens", "after", "before", "right", "now",
+    // articles, pronouns, determiners
+    "a",
+    "an",
+    "the",
+    "i",
+    "me",
+    "my",
+    "mine",
+    "myself",
+    "we",
+    "us",
+    "our",
+    "ours",
+    "you",
+    "your",
+    "yours",
+    "he",
+    "him",
+    "his",
+    "she",
+    "her",
+    "hers",
+    "it",
+    "its",
+    "they",
+    "them",
+    "their",
+    "theirs",
+    "this",
+    "that",
+    "these",
+    "those",
+    "there",
+    "here",
+    "some",
+    "any",
+    "each",
+    "every",
+    "all",
+    "both",
+    "either",
+    "neither",
+    "such",
+    "own",
+    "same",
+    "other",
+    "another",
+    "something",
+    "anything",
+    "everything",
+    "nothing",
+    "someone",
+    "anyone",
+    "somebody",
+    "anybody",
+    "one",
+    "ones",
+    "thing",
+    "things",
+    "stuff",
+    // auxiliaries and modals
+    "am",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "being",
+    "do",
+    "does",
+    "did",
+    "doing",
+    "done",
+    "have",
+    "has",
+    "had",
+    "having",
+    "can",
+    "could",
+    "may",
+    "might",
+    "must",
+    "shall",
+    "should",
+    "will",
+    "would",
+    "ought",
+    "cannot",
+    "can't",
+    "don't",
+    "doesn't",
+    "didn't",
+    "isn't",
+    "aren't",
+    "wasn't",
+    "won't",
+    "wouldn't",
+    "shouldn't",
+    "couldn't",
+    "i'm",
+    "i've",
+    "i'd",
+    "i'll",
+    "it's",
+    "that's",
+    "what's",
+    "there's",
+    "let's",
+    "let",
+    "get",
+    "gets",
+    "got",
+    "getting",
+    // prepositions and conjunctions
+    "of",
+    "in",
+    "on",
+    "at",
+    "by",
+    "for",
+    "with",
+    "without",
+    "about",
+    "to",
+    "from",
+    "into",
+    "onto",
+    "over",
+    "under",
+    "up",
+    "down",
+    "out",
+    "off",
+    "through",
+    "via",
+    "per",
+    "as",
+    "than",
+    "then",
+    "and",
+    "or",
+    "but",
+    "nor",
+    "so",
+    "if",
+    "because",
+    "while",
+    "until",
+    "also",
+    "too",
+    "very",
+    "just",
+    "only",
+    "even",
+    "still",
+    "yet",
+    "again",
+    "already",
+    "really",
+    "actually",
+    "basically",
+    "maybe",
+    "perhaps",
+    "quite",
+    "rather",
+    "much",
+    "many",
+    "more",
+    "most",
+    "less",
+    "few",
+    "lot",
+    "lots",
+    "bit",
+    // question words
+    "what",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "when",
+    "where",
+    "why",
+    "how",
+    "whether",
+    // politeness and chat fillers
+    "please",
+    "pls",
+    "plz",
+    "thanks",
+    "thank",
+    "thx",
+    "hi",
+    "hello",
+    "hey",
+    "ok",
+    "okay",
+    "yes",
+    "no",
+    "not",
+    "guys",
+    "anyone",
+    "know",
+    "wondering",
+    "wonder",
+    "tell",
+    "like",
+    "want",
+    "wanna",
+    "need",
+    "able",
+    "way",
+    "kind",
+    "sort",
+    "possible",
+    "help",
+    "question",
+    "now",
+    "ever",
+    "never",
+    "always",
+    "sometimes",
+    "etc",
+    "eg",
+    "ie",
 ];
 
 const ZH_STOP: &[&str] = &[
@@ -55,76 +296,126 @@ const ZH_STOP: &[&str] = &[
     "吧",
     "啊",
     "呀",
+    "嘛",
     "么",
+    "哦",
+    "噢",
+    "哈",
+    "嗯",
     "是",
     "在",
     "我",
     "你",
+    "您",
     "他",
+    "她",
     "它",
     "我们",
     "你们",
+    "他们",
+    "咱们",
+    "自己",
     "怎么",
     "怎样",
     "怎么样",
     "如何",
     "什么",
     "为什么",
+    "为啥",
+    "啥",
+    "咋",
     "哪些",
     "哪个",
     "哪里",
+    "哪儿",
+    "多少",
+    "几",
     "请问",
+    "请",
     "一下",
+    "下",
     "要",
     "可以",
+    "可",
     "能",
     "能够",
     "会",
     "有",
+    "没",
+    "没有",
+    "不",
     "和",
     "与",
     "及",
+    "跟",
     "或",
+    "或者",
+    "还是",
     "把",
     "被",
     "这个",
     "那个",
     "这",
     "那",
+    "这样",
+    "那样",
+    "这些",
+    "那些",
     "就",
     "都",
     "也",
     "还",
     "又",
+    "再",
     "让",
     "给",
-    "用",
     "对",
     "从",
     "到",
+    "向",
     "时",
     "时候",
-    "后",
-    "之后",
-    "以后",
+    "的话",
     "中",
     "里",
     "上",
-    "下",
     "个",
     "一个",
     "该",
     "应该",
     "需要",
     "想",
+    "想要",
     "如果",
     "然后",
     "并",
-    "或者",
-    "使用",
+    "并且",
+    "而且",
+    "但是",
+    "但",
+    "因为",
+    "所以",
     "进行",
-    "吗？",
-    "多少",
+    "谢谢",
+    "麻烦",
+    "你好",
+    "您好",
+    "大家",
+    "知道",
+    "问",
+    "一般",
+    "其实",
+    "真的",
+    "一直",
+    "到底",
+    "现在",
+    "已经",
+    "还有",
+    "得",
+    "地",
+    "着",
+    "过",
+    "呗",
 ];
 
 fn is_stop_en(w: &str) -> bool {
@@ -135,7 +426,9 @@ fn is_stop_zh(w: &str) -> bool {
     ZH_STOP.contains(&w)
 }
 
-/// A deliberately small suffix stemmer: consistent on both sides is all retrieval needs.
+/// A small suffix stemmer: consistent on both sides is all retrieval needs, and it maps the
+/// common inflections and derivations of one word (install, installs, installed,
+/// installing, installation) onto one term.
 pub fn stem(word: &str) -> String {
     let mut w = word.to_string();
     if w.len() <= 3 || !w.is_ascii() {
@@ -149,7 +442,10 @@ pub fn stem(word: &str) -> String {
         w.truncate(w.len() - 1);
     }
     let mut stripped = false;
-    for suf in ["ational", "ation", "ition", "ment", "ing", "ed", "ly", "er"] {
+    for suf in [
+        "ational", "ization", "isation", "ation", "ition", "ement", "ment", "ness", "able", "ible",
+        "ing", "ed", "ly", "er",
+    ] {
         if w.len() >= suf.len() + 4 && w.ends_with(suf) {
             w.truncate(w.len() - suf.len());
             stripped = true;
@@ -169,6 +465,10 @@ pub fn stem(word: &str) -> String {
         }
     }
     if w.len() > 4 && w.ends_with('e') {
+        w.truncate(w.len() - 1);
+    }
+    if w.len() > 4 && w.ends_with('y') {
+        // deploy/deployment stay apart from nothing; retry/retries meet at "retr".
         w.truncate(w.len() - 1);
     }
     w
@@ -205,12 +505,20 @@ fn push_ascii_word(word: &str, out: &mut Vec<String>) {
 }
 
 fn tokenize_other(text: &str, out: &mut Vec<String>) {
-    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+    // An apostrophe inside a word keeps "don't" whole for the stopword list.
+    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '\'')) {
+        let word = word.trim_matches('\'');
         if word.is_empty() {
             continue;
         }
         if word.is_ascii() {
-            for piece in word.split('_').filter(|p| !p.is_empty()) {
+            if is_stop_en(&word.to_ascii_lowercase()) {
+                continue;
+            }
+            for piece in word
+                .split(['_', '\''])
+                .filter(|p| !p.is_empty() && (p.len() > 1 || p.bytes().all(|b| b.is_ascii_digit())))
+            {
                 push_ascii_word(piece, out);
             }
         } else {
@@ -230,10 +538,31 @@ fn tokenize_han(run: &str, out: &mut Vec<String>) {
         }
         out.push(w.to_string());
     }
+    // Bigrams within the stretches between single-character stopwords (的, 了, 吗 …), so a
+    // stopword neither glues its neighbours together nor forms a bigram itself.
+    let mut stretch: Vec<char> = Vec::new();
+    let mut b = [0u8; 4];
+    for c in run.chars().chain(std::iter::once('的')) {
+        if !is_stop_zh(c.encode_utf8(&mut b)) {
+            stretch.push(c);
+            continue;
+        }
+        for pair in stretch.windows(2) {
+            let word: String = pair.iter().collect();
+            if !is_stop_zh(&word) {
+                let mut t = String::with_capacity(7);
+                t.push(BIGRAM_MARK);
+                t.push_str(&word);
+                out.push(t);
+            }
+        }
+        stretch.clear();
+    }
 }
 
-/// Tokens of `text` for indexing and querying (the same function on both sides).
+/// Terms of `text` for indexing and querying (the same function on both sides).
 pub fn tokenize(text: &str) -> Vec<String> {
+    let text = fold_width(text);
     let mut out = Vec::new();
     let mut start = 0;
     let mut han: Option<bool> = None;
@@ -262,6 +591,44 @@ fn flush(run: &str, han: bool, out: &mut Vec<String>) {
     }
 }
 
+/// True for a Chinese character-bigram term.
+pub(crate) fn is_bigram(term: &str) -> bool {
+    term.starts_with(BIGRAM_MARK)
+}
+
+/// Optimal-string-alignment distance (edits: insert, delete, substitute, swap two
+/// neighbours), giving up early once it exceeds `max`.
+pub(crate) fn edit_distance(a: &str, b: &str, max: usize) -> Option<usize> {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    if a.len().abs_diff(b.len()) > max {
+        return None;
+    }
+    let (n, m) = (a.len(), b.len());
+    let mut prev2 = vec![0usize; m + 1];
+    let mut prev: Vec<usize> = (0..=m).collect();
+    let mut cur = vec![0usize; m + 1];
+    for i in 1..=n {
+        cur[0] = i;
+        let mut row_min = cur[0];
+        for j in 1..=m {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(prev2[j - 2] + 1);
+            }
+            cur[j] = d;
+            row_min = row_min.min(d);
+        }
+        if row_min > max {
+            return None;
+        }
+        std::mem::swap(&mut prev2, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    Some(prev[m]).filter(|&d| d <= max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,14 +637,16 @@ mod tests {
     fn stems_are_consistent() {
         assert_eq!(stem("installing"), stem("install"));
         assert_eq!(stem("installed"), stem("installs"));
+        assert_eq!(stem("installation"), stem("install"));
         assert_eq!(stem("configuration"), stem("configure"));
         assert_eq!(stem("variables"), stem("variable"));
         assert_eq!(stem("running"), stem("run"));
         assert_eq!(stem("reloading"), "reload");
+        assert_eq!(stem("retries"), stem("retry"));
     }
 
     #[test]
-    fn chinese_is_segmented_into_words() {
+    fn chinese_is_segmented_into_words_and_bigrams() {
         let t = tokenize("如何配置钉钉机器人的环境变量");
         assert!(t.contains(&"配置".to_string()), "{t:?}");
         assert!(
@@ -286,15 +655,33 @@ mod tests {
         );
         assert!(t.contains(&"机器人".to_string()), "{t:?}");
         assert!(!t.contains(&"的".to_string()));
+        // No bigram spans the dropped 的, and stopword pairs are no bigrams.
+        assert!(!t.contains(&format!("{BIGRAM_MARK}人环")), "{t:?}");
+        assert!(t.contains(&format!("{BIGRAM_MARK}器人")), "{t:?}");
+        assert!(!tokenize("怎样").iter().any(|t| is_bigram(t)));
+        // A wrong character still leaves most bigrams in common.
+        let typo = tokenize("环竟变量");
+        assert!(typo.contains(&format!("{BIGRAM_MARK}变量")), "{typo:?}");
     }
 
     #[test]
-    fn mixed_text_and_identifiers() {
+    fn mixed_text_width_and_identifiers() {
         let t = tokenize("设置clientSecret和 --watch 选项");
         assert!(t.contains(&"clientsecret".to_string()), "{t:?}");
         assert!(t.contains(&"secret".to_string()), "{t:?}");
         assert!(t.contains(&"watch".to_string()), "{t:?}");
+        assert_eq!(tokenize("ＷＡＴＣＨ"), tokenize("watch"));
+        assert!(tokenize("don't you know what's this").is_empty());
         assert_eq!(detect_lang("How do I run it?"), Lang::En);
         assert_eq!(detect_lang("怎么运行 jitnode?"), Lang::Zh);
+    }
+
+    #[test]
+    fn edit_distance_bounds() {
+        assert_eq!(edit_distance("reload", "relaod", 1), Some(1));
+        assert_eq!(edit_distance("sandbox", "sanbox", 1), Some(1));
+        assert_eq!(edit_distance("install", "instal", 2), Some(1));
+        assert_eq!(edit_distance("config", "dingtalk", 2), None);
+        assert_eq!(edit_distance("abc", "abc", 0), Some(0));
     }
 }

@@ -11,78 +11,169 @@ fn demo_dir() -> PathBuf {
 
 fn demo_config() -> Value {
     // The demo's config.json with templates rendered as the host would with no LLM variables.
-    json!({"knowledge": "knowledge", "retrieval": {"topK": 3, "threshold": 0.45}, "offline": {"chunkDelayMs": 0}})
+    let text = std::fs::read_to_string(demo_dir().join("config.json")).expect("demo config");
+    let mut v: Value = serde_json::from_str(&text.replace("{{LLM_BASE_URL:-}}", ""))
+        .expect("the demo config is JSON once rendered");
+    v["offline"] = json!({"chunkDelayMs": 0});
+    v
 }
 
-fn questions() -> Value {
-    serde_json::from_str(include_str!("questions.json"))
-        .expect("questions.json is valid JSON (checked in)")
+fn question_set(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/eval")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("eval set readable"))
+        .expect("eval set is valid JSON (checked in)")
 }
 
-/// At most this share of the fixed questions may miss their expected file at rank 1.
-const MAX_MISS_RATE: f64 = 0.10;
-
-#[test]
-fn retrieval_hits_expected_sources() {
-    let agent = Agent::load(&demo_dir(), &demo_config()).expect("demo agent loads");
-    let qs = questions();
-    let covered = qs["covered"].as_array().expect("covered is an array");
-    let zh = covered
-        .iter()
-        .filter(|q| q["q"].as_str().unwrap().chars().any(|c| c > '\u{2e80}'))
-        .count();
-    assert!(
-        zh >= 12 && covered.len() - zh >= 12,
-        "need >= 12 questions per language"
-    );
+/// (rank-1 hit rate on covered questions, refusal rate on off-topic ones, misses).
+fn score(agent: &Agent, set: &Value) -> (f64, f64, Vec<String>) {
+    let covered = set["covered"].as_array().expect("covered is an array");
     let mut misses = Vec::new();
     for q in covered {
         let (text, want) = (q["q"].as_str().unwrap(), q["file"].as_str().unwrap());
         let hits = agent.retrieve(text);
-        let got: Vec<&str> = hits
-            .iter()
-            .map(|h| agent.knowledge().passage(h.passage).file.as_str())
-            .collect();
-        if got.first() != Some(&want) {
+        let got = hits
+            .first()
+            .map(|h| agent.knowledge().passage(h.passage).file.as_str());
+        if got != Some(want) {
             misses.push(format!("{text:?}: want {want}, got {got:?}"));
         }
     }
-    let rate = misses.len() as f64 / covered.len() as f64;
-    println!(
-        "retrieval miss rate (rank 1): {:.3} ({} of {})",
-        rate,
-        misses.len(),
-        covered.len()
-    );
-    for m in &misses {
-        println!("  miss: {m}");
-    }
+    let off = set["off_topic"].as_array().expect("off_topic is an array");
+    let refused = off
+        .iter()
+        .filter(|q| agent.retrieve(q.as_str().unwrap()).is_empty())
+        .count();
+    (
+        1.0 - misses.len() as f64 / covered.len() as f64,
+        refused as f64 / off.len() as f64,
+        misses,
+    )
+}
+
+/// Floors a little under the figures measured when the retrieval was last tuned (tune
+/// half 0.824 / 0.861; held-out half 0.702 / 0.786, scored but never inspected), so a
+/// change that makes answers worse fails here; bench/agent.sh prints the figures.
+#[test]
+fn retrieval_quality_on_both_halves() {
+    let agent = Agent::load(&demo_dir(), &demo_config()).expect("demo agent loads");
+    let tune = question_set("tune.json");
+    let zh = tune["covered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["q"].as_str().unwrap().chars().any(|c| c > '\u{2e80}'))
+        .count();
+    assert!(zh >= 60, "the tune half needs questions in both languages");
+    let (top1, refused, misses) = score(&agent, &tune);
+    println!("tune: top-1 {top1:.3}, off-topic refused {refused:.3}");
+    assert!(top1 >= 0.80, "tune top-1 {top1:.3}: {misses:#?}");
+    assert!(refused >= 0.85, "tune off-topic refused {refused:.3}");
+    // The held-out half: figures only, no question is printed.
+    let (top1, refused, _) = score(&agent, &question_set("heldout.json"));
+    println!("held-out: top-1 {top1:.3}, off-topic refused {refused:.3}");
+    assert!(top1 >= 0.68, "held-out top-1 fell to {top1:.3}");
     assert!(
-        rate <= MAX_MISS_RATE,
-        "miss rate {rate:.3} above {MAX_MISS_RATE}: {misses:#?}"
+        refused >= 0.75,
+        "held-out off-topic refusal fell to {refused:.3}"
     );
 }
 
 #[test]
-fn off_topic_questions_retrieve_nothing() {
+fn readme_examples_are_covered() {
     let agent = Agent::load(&demo_dir(), &demo_config()).expect("demo agent loads");
-    for q in questions()["off_topic"].as_array().unwrap() {
-        let q = q.as_str().unwrap();
+    for (q, want) in [
+        ("How do I reset my password?", "faq.csv"),
+        ("如何安装？", "install.zh.md"),
+        ("How do I install jitnode-rs?", "install.en.md"),
+    ] {
         let hits = agent.retrieve(q);
-        assert!(
-            hits.is_empty(),
-            "{q:?} matched {:?}",
-            hits.iter()
-                .map(|h| (&agent.knowledge().passage(h.passage).file, h.relevance))
-                .collect::<Vec<_>>()
-        );
+        let got = hits
+            .first()
+            .map(|h| agent.knowledge().passage(h.passage).file.as_str());
+        assert_eq!(got, Some(want), "{q}");
     }
+    assert!(
+        agent.knowledge().problems().is_empty(),
+        "{:?}",
+        agent.knowledge().problems()
+    );
 }
 
-async fn ask(agent: &Agent, q: &str) -> (jitnode_agent::Answer, Vec<Chunk>) {
+#[tokio::test(start_paused = true)]
+async fn a_follow_up_uses_the_previous_question() {
+    let agent = Agent::load(&demo_dir(), &demo_config()).expect("demo agent loads");
+    let (first, _) = ask_in(&agent, "How do I deploy the app on a server?", "c1").await;
+    assert_eq!(first.sources[0].file, "dist.en.md");
+    let (follow, _) = ask_in(&agent, "and the secret?", "c1").await;
+    assert_eq!(
+        follow.sources.first().map(|s| s.file.as_str()),
+        Some("dist.en.md")
+    );
+    // Without the conversation the same words lead elsewhere.
+    let alone = agent.retrieve_in_chat("and the secret?", "other");
+    let alone = alone
+        .first()
+        .map(|h| agent.knowledge().passage(h.passage).file.as_str());
+    assert!(alone.is_some() && alone != Some("dist.en.md"), "{alone:?}");
+}
+
+#[test]
+fn knowledge_problems_name_file_and_line_and_the_rest_loads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let k = dir.path().join("knowledge");
+    std::fs::create_dir_all(&k).unwrap();
+    std::fs::write(k.join("good.md"), "# Refunds\n\nAsk within 7 days.").unwrap();
+    std::fs::write(
+        k.join("faq.csv"),
+        "question,answer\nWhere is my parcel?,Open Orders.\nBroken row,\n",
+    )
+    .unwrap();
+    std::fs::write(k.join("bad.json"), "[{\"question\": \"Q\",\n\"answer\": ]").unwrap();
+    std::fs::write(k.join("latin1.txt"), [0xff, 0xfe, 0x41]).unwrap();
+    std::fs::write(
+        k.join("help.html"),
+        "<h1>Shipping</h1><p>Parcels leave within <b>2 days</b>.</p>",
+    )
+    .unwrap();
+    let agent = Agent::load(dir.path(), &json!({})).expect("loads despite the problems");
+    let problems: Vec<String> = agent
+        .knowledge()
+        .problems()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.starts_with("faq.csv:3: ")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with("bad.json:2: ")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with("latin1.txt: ")),
+        "{problems:?}"
+    );
+    let file = |q: &str| {
+        agent
+            .retrieve(q)
+            .first()
+            .map(|h| agent.knowledge().passage(h.passage).file.clone())
+    };
+    assert_eq!(file("where is my parcel").as_deref(), Some("faq.csv"));
+    assert_eq!(
+        file("when do parcels leave for shipping").as_deref(),
+        Some("help.html")
+    );
+}
+
+async fn ask_in(agent: &Agent, q: &str, chat: &str) -> (jitnode_agent::Answer, Vec<Chunk>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let answer = agent
-        .run(q, "", tx, CancellationToken::new())
+        .run(q, chat, tx, CancellationToken::new())
         .await
         .expect("offline run succeeds");
     let mut chunks = Vec::new();
@@ -90,6 +181,10 @@ async fn ask(agent: &Agent, q: &str) -> (jitnode_agent::Answer, Vec<Chunk>) {
         chunks.push(c);
     }
     (answer, chunks)
+}
+
+async fn ask(agent: &Agent, q: &str) -> (jitnode_agent::Answer, Vec<Chunk>) {
+    ask_in(agent, q, "").await
 }
 
 #[tokio::test(start_paused = true)]

@@ -27,7 +27,7 @@ pub use app::{App, AppHandle, LoadedElement, StartReport, StopReport, DEFAULT_ST
 pub use echo::EchoLoader;
 pub use error::{CallError, LoadError, LookupError};
 pub use functions::{declared_functions, ArgSpec, FunctionSpec};
-pub use loader::{loader_fn, LoadContext, Loader, Registry, BUILTIN_SCHEME};
+pub use loader::{app_dir_of, loader_fn, LoadContext, Loader, Registry, BUILTIN_SCHEME, DATA_DIR};
 pub use open::OpenError;
 pub use reload::{ReloadError, ReloadReport, Reloader};
 pub use runtime::{BoxError, BoxFuture, ChunkSink, ElementRuntime, FnRuntime, FunctionError};

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jitnode_element::{Definition, Element, FileError};
@@ -10,6 +11,26 @@ use serde_json::Value;
 
 use crate::app::AppHandle;
 use crate::runtime::{BoxError, BoxFuture, ElementRuntime};
+
+/// The folder, inside the app directory, where elements keep their state (records,
+/// caches).
+pub const DATA_DIR: &str = "data";
+
+/// The app directory of an element folder: its source (`<app>/elements/a/b`) or its copy
+/// in dist (`<app>/dist/e/a/b.<hash>`).
+pub fn app_dir_of(element_dir: &Path, full_name: &str) -> Option<PathBuf> {
+    let depth = full_name.split('.').count();
+    let root = element_dir.ancestors().nth(depth)?;
+    let name = root.file_name()?.to_str()?;
+    if name == "elements" {
+        return root.parent().map(Path::to_path_buf);
+    }
+    let dist = root.parent()?;
+    if name == "e" && dist.file_name()?.to_str()? == "dist" {
+        return dist.parent().map(Path::to_path_buf);
+    }
+    None
+}
 
 /// The scheme of built-in loaders in `backendBundleEntry`: `builtin:<name>`.
 pub const BUILTIN_SCHEME: &str = "builtin:";
@@ -111,6 +132,20 @@ impl LoadContext {
         self.config.as_deref()
     }
 
+    /// The app directory, worked out from where the element's files are; `None` for an
+    /// element that lives in neither `elements/` nor `dist/`.
+    pub fn app_dir(&self) -> Option<PathBuf> {
+        app_dir_of(&self.element.dir, &self.element.full_name)
+    }
+
+    /// `<app>/data`, where elements keep state; the element's own folder when the app
+    /// directory is unknown.
+    pub fn data_dir(&self) -> PathBuf {
+        self.app_dir()
+            .unwrap_or_else(|| self.element.dir.clone())
+            .join(DATA_DIR)
+    }
+
     /// The app, to look up other elements by fullName. Lookups through this handle are
     /// recorded as dependencies of this element (it is stopped before them).
     pub fn app(&self) -> &AppHandle {
@@ -191,5 +226,26 @@ impl Registry {
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.names()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_dir_from_source_and_dist() {
+        assert_eq!(
+            app_dir_of(Path::new("/app/elements/imRobots/demo"), "imRobots.demo"),
+            Some(PathBuf::from("/app"))
+        );
+        assert_eq!(
+            app_dir_of(
+                Path::new("/app/dist/e/imRobots/demo.abc123"),
+                "imRobots.demo"
+            ),
+            Some(PathBuf::from("/app"))
+        );
+        assert_eq!(app_dir_of(Path::new("/x/y/z"), "a.b"), None);
     }
 }

@@ -20,7 +20,7 @@ use crate::robot::{Robot, RobotHandler, FINALIZE_BUDGET};
 pub const LOADER_NAME: &str = "dingTalkStream";
 
 /// The folder, inside the app directory, that holds the records database.
-pub const DATA_DIR: &str = "data";
+pub use jitnode_host::DATA_DIR;
 
 /// Why a robot instance could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,22 +49,6 @@ pub fn loader() -> DingTalkStreamLoader {
 /// See [`loader`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DingTalkStreamLoader;
-
-/// The app directory of an element folder: its source (`<app>/elements/a/b`) or its copy
-/// in dist (`<app>/dist/e/a/b.<hash>`).
-pub fn app_dir_of(element_dir: &Path, full_name: &str) -> Option<PathBuf> {
-    let depth = full_name.split('.').count();
-    let root = element_dir.ancestors().nth(depth)?;
-    let name = root.file_name()?.to_str()?;
-    if name == "elements" {
-        return root.parent().map(Path::to_path_buf);
-    }
-    let dist = root.parent()?;
-    if name == "e" && dist.file_name()?.to_str()? == "dist" {
-        return dist.parent().map(Path::to_path_buf);
-    }
-    None
-}
 
 /// One [`Records`] per database file in this process: several robot instances of one app
 /// share the connection instead of contending for the file's lock.
@@ -114,9 +98,7 @@ impl Loader for DingTalkStreamLoader {
                 element: element.clone(),
                 source,
             })?;
-            let data_dir = app_dir_of(&cx.element().dir, &element)
-                .unwrap_or_else(|| cx.element().dir.clone())
-                .join(DATA_DIR);
+            let data_dir = cx.data_dir();
             let records = shared_records(&data_dir).map_err(|source| LoadError::Records {
                 element: element.clone(),
                 source,
@@ -198,22 +180,6 @@ impl ElementRuntime for RobotRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn app_dir_from_source_and_dist() {
-        assert_eq!(
-            app_dir_of(Path::new("/app/elements/imRobots/demo"), "imRobots.demo"),
-            Some(PathBuf::from("/app"))
-        );
-        assert_eq!(
-            app_dir_of(
-                Path::new("/app/dist/e/imRobots/demo.abc123"),
-                "imRobots.demo"
-            ),
-            Some(PathBuf::from("/app"))
-        );
-        assert_eq!(app_dir_of(Path::new("/x/y/z"), "a.b"), None);
-    }
 
     #[test]
     fn client_config_allows_webhooks_on_both_hosts_and_hides_secret() {
