@@ -587,10 +587,8 @@ const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 /// recommends, so it shows as text.
 fn csv_field(out: &mut String, s: &str) {
     let formula = s.starts_with(FORMULA_STARTS);
-    let needs_quotes = formula
-        || s.contains([',', '"', '\n', '\r'])
-        || s.starts_with(' ')
-        || s.ends_with(' ');
+    let needs_quotes =
+        formula || s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ');
     if needs_quotes {
         out.push('"');
         if formula {
