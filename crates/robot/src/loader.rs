@@ -132,7 +132,7 @@ impl Loader for DingTalkStreamLoader {
             tracing::info!(
                 robot = %element,
                 client_id = %config.client_id,
-                endpoint = %config.open_api_endpoint,
+                endpoint = %shown_endpoint(&config),
                 mode = config.card.mode.as_str(),
                 agent = %config.agent,
                 "DingTalk robot connecting"
@@ -140,6 +140,11 @@ impl Loader for DingTalkStreamLoader {
             Ok(Box::new(RobotRuntime { robot, client }) as Box<dyn ElementRuntime>)
         })
     }
+}
+
+/// The OpenAPI endpoint as logged: without userinfo or query, which may hold credentials.
+fn shown_endpoint(config: &RobotConfig) -> String {
+    jitnode_stream::redacted_url(&config.open_api_endpoint)
 }
 
 /// A running robot instance.
@@ -211,6 +216,19 @@ mod tests {
             Some(PathBuf::from("/app"))
         );
         assert_eq!(app_dir_of(Path::new("/x/y/z"), "a.b"), None);
+    }
+
+    #[test]
+    fn the_logged_endpoint_has_no_userinfo() {
+        let c = RobotConfig::from_value(&json!({
+            "clientId": "id", "clientSecret": "s", "agent": "a.b",
+            "openApiEndpoint": "https://proxyuser:proxypass@gw.example:8443/dt"
+        }))
+        .unwrap();
+        let shown = shown_endpoint(&c);
+        assert_eq!(shown, "https://gw.example:8443/dt");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("proxypass"), "{debug}");
     }
 
     #[test]

@@ -87,6 +87,24 @@ fn transport(what: &str, e: reqwest::Error) -> ReplyError {
     }
 }
 
+/// A URL for Debug output and logs: scheme, host, port and path, without userinfo, query
+/// or fragment (where session keys and tokens travel).
+pub fn redacted_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(u) => {
+            let origin = u.origin().ascii_serialization();
+            let hidden = if u.query().is_some() || u.fragment().is_some() {
+                "?<redacted>"
+            } else {
+                ""
+            };
+            format!("{origin}{}{hidden}", u.path())
+        }
+        Err(_) if raw.is_empty() => String::new(),
+        Err(_) => "<not a URL, redacted>".into(),
+    }
+}
+
 /// Builds the shared HTTP client with the configured timeout. It follows no redirects: a
 /// 3xx from an allowed webhook origin must not lead a post (and its body) anywhere else,
 /// and DingTalk's APIs answer directly.
@@ -293,7 +311,7 @@ pub struct OpenApi {
 impl std::fmt::Debug for OpenApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenApi")
-            .field("base", &self.base)
+            .field("base", &redacted_url(&self.base))
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
     }
@@ -658,6 +676,22 @@ mod tests {
             .starts_with("POST /robot/send"));
         // The client is done with the request; the other server saw nothing.
         assert!(elsewhere_seen.try_recv().is_err());
+    }
+
+    #[test]
+    fn redacted_urls_keep_only_origin_and_path() {
+        for (raw, shown) in [
+            (
+                "https://u:p@oapi.dingtalk.com/robot/sendBySession?session=k#f",
+                "https://oapi.dingtalk.com/robot/sendBySession?<redacted>",
+            ),
+            ("http://127.0.0.1:8917", "http://127.0.0.1:8917/"),
+            ("https://api.dingtalk.com/", "https://api.dingtalk.com/"),
+            ("", ""),
+            ("token-without-scheme", "<not a URL, redacted>"),
+        ] {
+            assert_eq!(redacted_url(raw), shown, "{raw}");
+        }
     }
 
     #[test]
