@@ -489,3 +489,44 @@ fn build_on_an_unchanged_tree_rewrites_nothing() {
     );
     assert_eq!(first, second);
 }
+
+#[test]
+fn a_symlink_leaving_the_element_root_fails_the_build_and_is_never_copied() {
+    let app = app();
+    let secret = app.path().join("credentials");
+    fs::write(&secret, "aws_secret_access_key = s3cr3t").unwrap();
+    let link = app.path().join("elements/imRobots/dingTalkDemo/docs/x.md");
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+
+    let err = build(app.path()).unwrap_err();
+    let DistError::Problems(p) = &err else {
+        panic!("{err}")
+    };
+    let text = p.to_string();
+    assert_eq!(p.len(), 1, "{text}");
+    assert!(text.contains(&link.display().to_string()), "{text}");
+    assert!(text.contains("imRobots.dingTalkDemo"), "{text}");
+    assert!(text.contains("lies outside the element root"), "{text}");
+    assert!(!app.path().join("dist/manifest.json").exists());
+
+    // A link to a file inside the root is copied as that file's content.
+    fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(
+        app.path()
+            .join("elements/imRobots/dingTalkDemo/docs/readme.md"),
+        &link,
+    )
+    .unwrap();
+    build(app.path()).unwrap();
+    let copied: Vec<String> = files_under(&app.path().join("dist"))
+        .into_iter()
+        .filter(|f| f.ends_with("docs/x.md"))
+        .collect();
+    assert_eq!(copied.len(), 1, "{copied:?}");
+    let bytes = fs::read(app.path().join("dist").join(&copied[0])).unwrap();
+    assert_eq!(bytes, b"# demo\n");
+    for f in files_under(&app.path().join("dist")) {
+        let bytes = fs::read(app.path().join("dist").join(&f)).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("s3cr3t"), "{f}");
+    }
+}

@@ -59,5 +59,6 @@ pub(crate) fn safe_path(element: &str, dir: &Path, rel: &str) -> Result<PathBuf,
     if !real.starts_with(&real_dir) {
         return Err(refused("it leaves the element folder through a symlink"));
     }
-    Ok(joined)
+    // The checked path, so a link swapped after this check cannot redirect the caller.
+    Ok(real)
 }

@@ -10,7 +10,7 @@
 //!   with `/` -> `.`; every folder on the path must match `[A-Za-z_][A-Za-z0-9_-]*`
 //!   ([`SEGMENT_RULE`]); `frontend/` and `backend/` directly inside an element belong to it;
 //!   hidden entries and `dist/`, `target/` folders are skipped; symlinked folders are not
-//!   followed;
+//!   followed, and a symlinked file whose target lies outside the root is a problem;
 //! - e.json: `type` is required (`""` for a Meta); unknown keys are kept in `raw`;
 //! - templates ([`render_template`]): values are JSON-escaped inside strings; a placeholder
 //!   outside a string becomes a number/boolean literal or else a quoted string, never

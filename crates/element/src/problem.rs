@@ -30,6 +30,9 @@ pub enum ProblemKind {
     NotUtf8 { byte_offset: usize },
     /// A file or folder name on an element path is not valid UTF-8.
     NameNotUtf8,
+    /// A symlink in an element points to a file outside the element root (`target`, its
+    /// real path); it is refused, never read.
+    SymlinkOutsideRoot { target: PathBuf },
     /// JSON syntax error at a 1-based line and column.
     InvalidJson {
         line: usize,
@@ -112,6 +115,11 @@ impl fmt::Display for ProblemKind {
                 write!(f, "file is not valid UTF-8 (first bad byte at offset {byte_offset})")
             }
             ProblemKind::NameNotUtf8 => f.write_str("name is not valid UTF-8"),
+            ProblemKind::SymlinkOutsideRoot { target } => write!(
+                f,
+                "symlink refused: its target {} lies outside the element root",
+                target.display()
+            ),
             ProblemKind::InvalidJson { message, .. } => write!(f, "invalid JSON: {message}"),
             ProblemKind::NotObject { found } => {
                 write!(f, "e.json must be a JSON object, found {found}")

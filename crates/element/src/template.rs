@@ -11,7 +11,8 @@
 //! - The fallback text after `:-` runs to the closing `}}`/`>>` and may not contain `"` or
 //!   a line break (so it can never span a string boundary). It is template text, written by
 //!   the template's author: inside a string it is inserted as written (JSON escapes such as
-//!   `\\` keep their JSON meaning); outside a string it is used like a value (number/boolean
+//!   `\\` keep their JSON meaning, and a lone backslash at its end is a literal backslash,
+//!   so it never escapes the closing quote); outside a string it is used like a value (number/boolean
 //!   literal, else a quoted string). An unset variable without fallback is an error naming
 //!   the element, file and variable.
 //! - Rendered text is only returned to the caller; errors never contain values.
@@ -217,7 +218,15 @@ pub(crate) fn render_mapped<'v>(
         let value = match lookup(p.name) {
             Some(v) => Some(v),
             None if p.in_string && p.fallback.is_some() => {
-                out.push_str(p.fallback.unwrap_or_default());
+                let fallback = p.fallback.unwrap_or_default();
+                out.push_str(fallback);
+                // A trailing lone backslash would escape the text after the placeholder
+                // (the closing quote), so the string would not end where the scanner saw
+                // it end: it is taken literally instead.
+                let trailing = fallback.bytes().rev().take_while(|b| *b == b'\\').count();
+                if trailing % 2 == 1 {
+                    out.push('\\');
+                }
                 None
             }
             None if p.fallback.is_some() => p.fallback,

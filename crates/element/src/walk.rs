@@ -11,7 +11,10 @@
 //!   folders named `dist` or `target` are skipped everywhere;
 //! - a file belongs to the nearest element folder above it; files outside every element are
 //!   ignored;
-//! - symlinks to files count as files; symlinks to folders are not followed (no loops).
+//! - symlinks to files count as files when their target lies inside the element root;
+//!   a symlink whose target lies outside it is a problem naming the link (so a link to
+//!   `~/.aws/credentials` is never packaged or quoted); symlinks to folders are not
+//!   followed (no loops).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -39,12 +42,16 @@ pub struct FoundElement {
 /// `root`, `/` -> `.`, each folder a valid segment); a folder without one is a namespace or,
 /// inside an element, a plain subfolder; `frontend/`/`backend/` directly inside an element
 /// belong to it; hidden entries and folders named `dist`/`target` are skipped; a file
-/// belongs to the nearest element above it; symlinked files count, symlinked folders are
-/// not followed.
+/// belongs to the nearest element above it; symlinked files count when their target lies
+/// inside `root` (else a [`ProblemKind::SymlinkOutsideRoot`] naming the link), symlinked
+/// folders are not followed.
 pub fn walk(root: &Path) -> (Vec<FoundElement>, Vec<Problem>) {
+    // Symlink targets are compared with the root's real location.
+    let root_real = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let mut w = Walker {
         found: Vec::new(),
         problems: Vec::new(),
+        root_real: root_real.clone(),
     };
     match fs::metadata(root) {
         Ok(m) if m.is_dir() => {
@@ -70,6 +77,7 @@ pub fn walk(root: &Path) -> (Vec<FoundElement>, Vec<Problem>) {
                 let mut sub = Walker {
                     found: Vec::new(),
                     problems: Vec::new(),
+                    root_real: root_real.clone(),
                 };
                 let mut segs = vec![name.clone()];
                 sub.dir(&root.join(name), &mut segs, None, false);
@@ -106,11 +114,16 @@ pub fn walk(root: &Path) -> (Vec<FoundElement>, Vec<Problem>) {
 struct Walker {
     found: Vec<FoundElement>,
     problems: Vec<Problem>,
+    /// The element root, canonicalized.
+    root_real: PathBuf,
 }
 
 enum Kind {
     File,
     Dir,
+    /// A symlink to a file outside the element root: never content, reported when an
+    /// element would own it (known only in [`Walker::dir`]).
+    Escapes(PathBuf),
 }
 
 impl Walker {
@@ -178,7 +191,21 @@ impl Walker {
                 Kind::File
             } else if ft.is_symlink() {
                 match fs::metadata(entry.path()) {
-                    Ok(m) if m.is_file() => Kind::File,
+                    Ok(m) if m.is_file() => match fs::canonicalize(entry.path()) {
+                        Ok(real) if real.starts_with(&self.root_real) => Kind::File,
+                        Ok(real) => Kind::Escapes(real),
+                        Err(e) => {
+                            let el = owner_name(self, owner);
+                            self.problems.push(Problem::new(
+                                entry.path(),
+                                el.as_deref(),
+                                ProblemKind::Io {
+                                    message: format!("cannot resolve symlink: {e}"),
+                                },
+                            ));
+                            continue;
+                        }
+                    },
                     Ok(_) => continue, // symlinked folders are not followed
                     Err(e) => {
                         if owner.is_some() {
@@ -263,10 +290,34 @@ impl Walker {
             }
         }
 
+        if owner.is_none() {
+            // An e.json linking outside would otherwise just make this a namespace folder.
+            if let Some((name, Kind::Escapes(target))) = entries.iter().find(|(n, _)| n == "e.json")
+            {
+                self.problems.push(Problem::new(
+                    path.join(name),
+                    None,
+                    ProblemKind::SymlinkOutsideRoot {
+                        target: target.clone(),
+                    },
+                ));
+            }
+        }
         if let Some((idx, prefix)) = &owner {
             for (name, kind) in &entries {
-                if matches!(kind, Kind::File) {
-                    self.found[*idx].files.push(format!("{prefix}{name}"));
+                match kind {
+                    Kind::File => self.found[*idx].files.push(format!("{prefix}{name}")),
+                    Kind::Escapes(target) => {
+                        let el = self.found[*idx].full_name.clone();
+                        self.problems.push(Problem::new(
+                            path.join(name),
+                            Some(&el),
+                            ProblemKind::SymlinkOutsideRoot {
+                                target: target.clone(),
+                            },
+                        ));
+                    }
+                    Kind::Dir => {}
                 }
             }
         }

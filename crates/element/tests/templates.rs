@@ -105,6 +105,23 @@ fn placeholders_outside_strings_are_values_never_structure() {
 }
 
 #[test]
+fn a_fallback_ending_in_a_backslash_does_not_shift_string_boundaries() {
+    // Unset X: the fallback's backslash must not escape the closing quote, or Y (which the
+    // scanner saw outside a string) would land inside one and vice versa.
+    let y = r#"x"}, "admin": true, "z": {"q": ""#;
+    let text =
+        r#"{"a": "{{X:-\}}", "b": {{Y}}, "c": "{{X:-a\\}}", "d": "{{X:-\\\}}", "e": "<<X:-\>>"}"#;
+    let v = render(text, &env(&[("Y", y)]));
+    assert_eq!(
+        v,
+        json!({"a": "\\", "b": y, "c": "a\\", "d": "\\\\", "e": "\\"})
+    );
+    assert!(v.get("admin").is_none());
+    // Outside a string the same fallback is a one-backslash string value.
+    assert_eq!(render(r#"{"a": {{X:-\}}}"#, &env(&[])), json!({"a": "\\"}));
+}
+
+#[test]
 fn placeholder_in_a_key_and_after_escaped_quotes() {
     let v = render(
         r#"{"{{K}}": "v", "q": "a \"{{V}}\" b", "s": "\\{{V}}"}"#,

@@ -218,10 +218,14 @@ fn read_file_is_path_safe() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("elements");
     copy_tree(&fixture("good/elements"), &root);
-    std::fs::write(tmp.path().join("outside.txt"), "secret").unwrap();
+    // Inside the element root (so the walk accepts it) but outside the element's folder.
+    std::fs::write(root.join("imRobots/outside.txt"), "secret").unwrap();
     let demo_dir = root.join("imRobots/dingTalkDemo");
-    std::os::unix::fs::symlink(tmp.path().join("outside.txt"), demo_dir.join("escape.txt"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        root.join("imRobots/outside.txt"),
+        demo_dir.join("escape.txt"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(demo_dir.join("docs/readme.md"), demo_dir.join("inside.md"))
         .unwrap();
     let tree = load_tree(&root).unwrap();
@@ -230,6 +234,11 @@ fn read_file_is_path_safe() {
     assert_eq!(demo.read_file("docs/readme.md").unwrap(), b"# demo\n");
     assert_eq!(demo.read_file("./docs/readme.md").unwrap(), b"# demo\n");
     assert_eq!(demo.read_file("inside.md").unwrap(), b"# demo\n");
+    // The checked real path, not the joined one (which is the link itself).
+    assert_eq!(
+        demo.file_path("inside.md").unwrap(),
+        demo_dir.join("docs/readme.md").canonicalize().unwrap()
+    );
     for (rel, why) in [
         ("../dingTalkStreamType/e.json", "\"..\" is not allowed"),
         ("docs/../../x", "\"..\" is not allowed"),
@@ -246,6 +255,61 @@ fn read_file_is_path_safe() {
     assert!(e
         .to_string()
         .contains("element imRobots.dingTalkDemo: cannot read file \"missing.json\""));
+}
+
+#[test]
+fn symlinks_to_files_outside_the_element_root_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("elements");
+    copy_tree(&fixture("good/elements"), &root);
+    let secret = tmp.path().join("credentials");
+    std::fs::write(&secret, "aws_secret_access_key = x").unwrap();
+    std::fs::write(tmp.path().join(".env"), "X=1").unwrap();
+    let demo_dir = root.join("imRobots/dingTalkDemo");
+    std::os::unix::fs::symlink(&secret, demo_dir.join("docs/x.md")).unwrap();
+    // A link to the app's own .env (next to elements/) is outside the root as well.
+    std::os::unix::fs::symlink(tmp.path().join(".env"), demo_dir.join("env.txt")).unwrap();
+    // A link to a file elsewhere inside the root is fine.
+    std::os::unix::fs::symlink(root.join("data/thing/e.json"), demo_dir.join("shared.json"))
+        .unwrap();
+
+    let problems = load_tree(&root).unwrap_err();
+    let mut links: Vec<_> = problems.0.iter().map(|p| p.file.clone()).collect();
+    links.sort();
+    assert_eq!(
+        links,
+        [demo_dir.join("docs/x.md"), demo_dir.join("env.txt")]
+    );
+    for p in &problems.0 {
+        assert_eq!(p.element.as_deref(), Some("imRobots.dingTalkDemo"));
+        let text = p.to_string();
+        assert!(text.contains("symlink refused"), "{text}");
+        assert!(text.contains("lies outside the element root"), "{text}");
+        // The content is never read into the message.
+        assert!(!text.contains("aws_secret_access_key"), "{text}");
+    }
+    let (found, _) = jitnode_element::walk(&root);
+    let demo = found
+        .iter()
+        .find(|f| f.full_name == "imRobots.dingTalkDemo")
+        .unwrap();
+    assert!(!demo
+        .files
+        .iter()
+        .any(|f| f == "docs/x.md" || f == "env.txt"));
+    assert!(demo.files.iter().any(|f| f == "shared.json"));
+
+    // An element whose e.json itself links outside: still reported, not silently dropped.
+    std::fs::remove_file(demo_dir.join("docs/x.md")).unwrap();
+    std::fs::remove_file(demo_dir.join("env.txt")).unwrap();
+    let outside_ejson = tmp.path().join("e.json");
+    std::fs::write(&outside_ejson, r#"{"type": ""}"#).unwrap();
+    std::fs::create_dir_all(root.join("ns/leak")).unwrap();
+    std::os::unix::fs::symlink(&outside_ejson, root.join("ns/leak/e.json")).unwrap();
+    let (found, problems) = jitnode_element::walk(&root);
+    assert!(found.iter().all(|f| f.full_name != "ns.leak"));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].file, root.join("ns/leak/e.json"));
 }
 
 #[test]

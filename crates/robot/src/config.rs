@@ -156,8 +156,15 @@ impl fmt::Debug for RobotConfig {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("agent", &self.agent)
-            .field("open_api_endpoint", &self.open_api_endpoint)
-            .field("oapi_endpoint", &self.oapi_endpoint)
+            // Userinfo in an endpoint URL would be a credential.
+            .field(
+                "open_api_endpoint",
+                &jitnode_stream::redacted_url(&self.open_api_endpoint),
+            )
+            .field(
+                "oapi_endpoint",
+                &jitnode_stream::redacted_url(&self.oapi_endpoint),
+            )
             .field("robot_code", &self.robot_code)
             .field("card", &self.card)
             .field("fallback_after_failures", &self.fallback_after_failures)

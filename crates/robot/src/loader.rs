@@ -66,23 +66,21 @@ fn shared_records(data_dir: &Path) -> Result<Arc<Records>, crate::records::Recor
 }
 
 /// The Stream client settings of a robot config: its endpoints, and session webhooks
-/// allowed on the hosts of both endpoints (the sandbox serves both on one host).
+/// allowed on the origins (scheme, host and port) of both endpoints (the sandbox serves
+/// both on one origin).
 pub fn client_config(config: &RobotConfig) -> ClientConfig {
     let mut c = ClientConfig::new(config.client_id.clone(), config.client_secret());
     c.openapi_endpoint = config.open_api_endpoint.clone();
     c.oapi_endpoint = config.oapi_endpoint.clone();
-    let mut hosts = Vec::new();
+    let mut origins = Vec::new();
     for base in [&config.oapi_endpoint, &config.open_api_endpoint] {
-        if let Some(h) = url::Url::parse(base)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-        {
-            if !hosts.contains(&h) {
-                hosts.push(h);
+        if let Some(o) = jitnode_stream::origin_of(base) {
+            if !origins.contains(&o) {
+                origins.push(o);
             }
         }
     }
-    c.webhook_hosts = hosts;
+    c.webhook_origins = origins;
     c.user_agent = format!("jitnode-robot/{}", env!("CARGO_PKG_VERSION"));
     c
 }
@@ -116,7 +114,7 @@ impl Loader for DingTalkStreamLoader {
             tracing::info!(
                 robot = %element,
                 client_id = %config.client_id,
-                endpoint = %config.open_api_endpoint,
+                endpoint = %shown_endpoint(&config),
                 mode = config.card.mode.as_str(),
                 agent = %config.agent,
                 "DingTalk robot connecting"
@@ -124,6 +122,11 @@ impl Loader for DingTalkStreamLoader {
             Ok(Box::new(RobotRuntime { robot, client }) as Box<dyn ElementRuntime>)
         })
     }
+}
+
+/// The OpenAPI endpoint as logged: without userinfo or query, which may hold credentials.
+fn shown_endpoint(config: &RobotConfig) -> String {
+    jitnode_stream::redacted_url(&config.open_api_endpoint)
 }
 
 /// A running robot instance.
@@ -182,7 +185,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_config_allows_webhooks_on_both_hosts_and_hides_secret() {
+    fn the_logged_endpoint_has_no_userinfo() {
+        let c = RobotConfig::from_value(&json!({
+            "clientId": "id", "clientSecret": "s", "agent": "a.b",
+            "openApiEndpoint": "https://proxyuser:proxypass@gw.example:8443/dt"
+        }))
+        .unwrap();
+        let shown = shown_endpoint(&c);
+        assert_eq!(shown, "https://gw.example:8443/dt");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("proxypass"), "{debug}");
+    }
+
+    #[test]
+    fn client_config_allows_webhooks_on_both_origins_and_hides_secret() {
         let c = RobotConfig::from_value(&json!({
             "clientId": "id", "clientSecret": "zz-secret", "agent": "a.b",
             "openApiEndpoint": "http://127.0.0.1:4000"
@@ -190,7 +206,10 @@ mod tests {
         .unwrap();
         let cc = client_config(&c);
         assert_eq!(cc.openapi_endpoint, "http://127.0.0.1:4000");
-        assert_eq!(cc.webhook_hosts, vec!["oapi.dingtalk.com", "127.0.0.1"]);
+        assert_eq!(
+            cc.webhook_origins,
+            vec!["https://oapi.dingtalk.com:443", "http://127.0.0.1:4000"]
+        );
         assert_eq!(cc.client_secret.expose(), "zz-secret");
         assert!(!format!("{cc:?}").contains("zz-secret"));
     }

@@ -578,12 +578,22 @@ const CSV_HEADER: [&str; 11] = [
     "rated_at",
 ];
 
+/// The first characters that make a spreadsheet read a cell as a formula (OWASP's list).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
 /// One CSV field (RFC 4180): quoted when it holds a comma, quote, CR or LF, or starts or
-/// ends with a space; quotes are doubled.
+/// ends with a space; quotes are doubled. A field that a spreadsheet would run as a formula
+/// (a chat user controls questions and ids) gets a leading `'` and is quoted, as OWASP
+/// recommends, so it shows as text.
 fn csv_field(out: &mut String, s: &str) {
-    let needs_quotes = s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ');
+    let formula = s.starts_with(FORMULA_STARTS);
+    let needs_quotes =
+        formula || s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ');
     if needs_quotes {
         out.push('"');
+        if formula {
+            out.push('\'');
+        }
         out.push_str(&s.replace('"', "\"\""));
         out.push('"');
     } else {
@@ -1075,6 +1085,31 @@ mod tests {
         assert_eq!(parsed[2][8], " padded ");
         // Unquoted plain fields stay unquoted.
         assert!(csv.contains(",plain,"));
+    }
+
+    #[test]
+    fn csv_neutralizes_formulas() {
+        let evil = [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tcmd",
+            "\r=1",
+        ];
+        for q in evil {
+            let csv = feedback_csv(&[row(q, "fine")]);
+            let parsed = parse_csv(&csv);
+            assert_eq!(parsed[1][7], format!("'{q}"), "{q:?}");
+            // Quoted, so no cell of the row starts with a formula character.
+            assert!(csv.contains(&format!(",\"'{}\",", q.replace('"', "\"\""))));
+        }
+        // The user ids are neutralized as well; ordinary text is left alone.
+        let mut r = row("a-b = c", "x");
+        r.asked_by = "=cmd|' /C calc'!A0".into();
+        let parsed = parse_csv(&feedback_csv(&[r]));
+        assert_eq!(parsed[1][4], "'=cmd|' /C calc'!A0");
+        assert_eq!(parsed[1][7], "a-b = c");
     }
 
     #[test]

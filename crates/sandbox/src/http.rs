@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State as AxState};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Query, Request, State as AxState};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -22,7 +23,38 @@ use tokio::time::Instant;
 use crate::state::{apply_param_map, push_entry, string_map, Out, Shared};
 use crate::types::*;
 
+/// Longest `timeoutMs` of `GET /control/wait-ack` (10 minutes).
+pub const MAX_WAIT_MS: u64 = 600_000;
+/// Largest `afterSecs` of `POST /control/faults/redeliver` (one hour).
+pub const MAX_REDELIVERY_SECS: f64 = 3600.0;
+
 pub(crate) fn router(shared: Shared) -> Router {
+    let control = Router::new()
+        .route("/control/apps", post(ctl_register))
+        .route("/control/messages", post(ctl_post))
+        .route("/control/click", post(ctl_click))
+        .route("/control/transcript", get(ctl_transcript))
+        .route("/control/acks", get(ctl_acks))
+        .route("/control/wait-ack", get(ctl_wait_ack))
+        .route("/control/pings", get(ctl_pings))
+        .route("/control/problems", get(ctl_problems))
+        .route("/control/connections", get(ctl_connections))
+        .route("/control/faults/disconnect", post(ctl_disconnect))
+        .route("/control/faults/drop", post(ctl_drop))
+        .route("/control/faults/pings", post(ctl_ping_mode))
+        .route("/control/faults/redeliver", post(ctl_redeliver))
+        .route(
+            "/control/faults/cards",
+            post(ctl_card_fault).delete(ctl_card_fault_clear),
+        )
+        .route("/control/faults/expire-webhooks", post(ctl_expire_webhooks))
+        .route("/control/faults/expire-tokens", post(ctl_expire_tokens))
+        .route("/control/faults/raw", post(ctl_raw))
+        .route("/control/events", post(ctl_event))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            control_guard,
+        ));
     Router::new()
         .route("/v1.0/gateway/connections/open", post(open_connection))
         .route("/connect", get(connect))
@@ -48,29 +80,102 @@ pub(crate) fn router(shared: Shared) -> Router {
             "/v1.0/card/streaming",
             put(|s, h, b| card_call(s, h, b, CardOp::Stream)),
         )
-        .route("/control/apps", post(ctl_register))
-        .route("/control/messages", post(ctl_post))
-        .route("/control/click", post(ctl_click))
-        .route("/control/transcript", get(ctl_transcript))
-        .route("/control/acks", get(ctl_acks))
-        .route("/control/wait-ack", get(ctl_wait_ack))
-        .route("/control/pings", get(ctl_pings))
-        .route("/control/problems", get(ctl_problems))
-        .route("/control/connections", get(ctl_connections))
-        .route("/control/faults/disconnect", post(ctl_disconnect))
-        .route("/control/faults/drop", post(ctl_drop))
-        .route("/control/faults/pings", post(ctl_ping_mode))
-        .route("/control/faults/redeliver", post(ctl_redeliver))
-        .route(
-            "/control/faults/cards",
-            post(ctl_card_fault).delete(ctl_card_fault_clear),
-        )
-        .route("/control/faults/expire-webhooks", post(ctl_expire_webhooks))
-        .route("/control/faults/expire-tokens", post(ctl_expire_tokens))
-        .route("/control/faults/raw", post(ctl_raw))
-        .route("/control/events", post(ctl_event))
+        .merge(control)
         .fallback(not_found)
         .with_state(shared)
+}
+
+/// Runs before every control handler; see the crate docs for the rules.
+async fn control_guard(AxState(sh): AxState<Shared>, req: Request, next: Next) -> Response {
+    match check_control(
+        sh.config().control_token.as_ref(),
+        req.method(),
+        req.headers(),
+    ) {
+        Ok(()) => next.run(req).await,
+        Err((status, why)) => (status, Json(json!({"error": why}))).into_response(),
+    }
+}
+
+fn check_control(
+    token: Option<&jitnode_stream::Secret>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, &'static str)> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    match token {
+        Some(token) => {
+            let given = header(header::AUTHORIZATION)
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            if !same_secret(given.as_bytes(), token.expose().as_bytes()) {
+                return Err((
+                    StatusCode::UNAUTHORIZED,
+                    "the control API needs Authorization: Bearer <control token>",
+                ));
+            }
+        }
+        None => {
+            if !header(header::HOST).is_some_and(is_loopback_host) {
+                return Err((
+                    StatusCode::FORBIDDEN,
+                    "the control API answers only Host localhost, 127.x.x.x or [::1]",
+                ));
+            }
+            if let Some(origin) = header(header::ORIGIN) {
+                let host = origin
+                    .strip_prefix("http://")
+                    .or_else(|| origin.strip_prefix("https://"));
+                if !host.is_some_and(is_loopback_host) {
+                    return Err((
+                        StatusCode::FORBIDDEN,
+                        "the control API answers no Origin but a loopback one",
+                    ));
+                }
+            }
+        }
+    }
+    // A page may send a "simple" cross-site POST (form or text/plain) without asking
+    // first; a JSON content type it may not.
+    if method == Method::POST {
+        let json = header(header::CONTENT_TYPE).is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !json {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "control POSTs need Content-Type: application/json",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `host[:port]` naming this machine's loopback (`localhost`, `127.x.x.x`, `[::1]`).
+fn is_loopback_host(host_port: &str) -> bool {
+    let host = if let Some(rest) = host_port.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((h, tail)) if tail.is_empty() || tail.starts_with(':') => h,
+            _ => return false,
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return false,
+            None => host_port,
+        }
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Compares without stopping at the first difference (the token is a secret).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// DingTalk's OpenAPI error body.
@@ -768,15 +873,15 @@ async fn ctl_transcript(AxState(sh): AxState<Shared>) -> Response {
 }
 
 async fn ctl_acks(AxState(sh): AxState<Shared>) -> Response {
-    Json(sh.lock().acks.clone()).into_response()
+    Json(sh.lock().acks.to_vec()).into_response()
 }
 
 async fn ctl_pings(AxState(sh): AxState<Shared>) -> Response {
-    Json(sh.lock().pings.clone()).into_response()
+    Json(sh.lock().pings.to_vec()).into_response()
 }
 
 async fn ctl_problems(AxState(sh): AxState<Shared>) -> Response {
-    Json(sh.lock().problems.clone()).into_response()
+    Json(sh.lock().problems.to_vec()).into_response()
 }
 
 async fn ctl_connections(AxState(sh): AxState<Shared>) -> Response {
@@ -788,10 +893,15 @@ async fn ctl_wait_ack(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let id = q.get("messageId").cloned().unwrap_or_default();
-    let ms = q
-        .get("timeoutMs")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5000);
+    let ms = match q.get("timeoutMs").map(|s| s.parse::<u64>()) {
+        None => 5000,
+        Some(Ok(ms)) if ms <= MAX_WAIT_MS => ms,
+        Some(_) => {
+            return ctl_err(format!(
+                "timeoutMs must be a whole number of milliseconds up to {MAX_WAIT_MS}"
+            ))
+        }
+    };
     match sh.wait_for_ack(&id, Duration::from_millis(ms)).await {
         Some(a) => Json(a).into_response(),
         None => (
@@ -858,8 +968,18 @@ async fn ctl_redeliver(AxState(sh): AxState<Shared>, body: Bytes) -> Response {
     let Some(id) = str_field(&v, "messageId") else {
         return ctl_err("messageId is required");
     };
-    let secs = v.get("afterSecs").and_then(Value::as_f64).unwrap_or(0.0);
-    match crate::schedule_redelivery(&sh, id, Duration::from_secs_f64(secs.max(0.0))) {
+    let secs = match v.get("afterSecs") {
+        None => 0.0,
+        Some(n) => match n.as_f64() {
+            Some(s) if (0.0..=MAX_REDELIVERY_SECS).contains(&s) => s,
+            _ => {
+                return ctl_err(format!(
+                    "afterSecs must be a number of seconds from 0 to {MAX_REDELIVERY_SECS}"
+                ))
+            }
+        },
+    };
+    match crate::schedule_redelivery(&sh, id, Duration::from_secs_f64(secs)) {
         Ok(()) => Json(json!({"ok": true})).into_response(),
         Err(e) => ctl_err(e),
     }

@@ -36,6 +36,15 @@
 //!   `POST /control/faults/raw {connectionId? | clientId?, text}` (verbatim frame),
 //!   `POST /control/events {clientId, eventType, data}` -> `{messageId, connectionId}`.
 //!
+//! The control API guards itself against web pages (CSRF and DNS rebinding on the fixed
+//! port of `jitnode sandbox`): a POST must say `Content-Type: application/json` (415
+//! otherwise); without [`SandboxConfig::control_token`], the Host and any Origin must be
+//! loopback names (`localhost`, `127.x.x.x`, `[::1]`; 403 otherwise); with one, every
+//! control request needs `Authorization: Bearer <token>` (401 otherwise), and binding
+//! beyond loopback requires one. `timeoutMs` is at most [`MAX_WAIT_MS`] and `afterSecs`
+//! a finite number from 0 to [`MAX_REDELIVERY_SECS`] (400 otherwise). The transcript,
+//! ACK, ping and problem lists keep the newest [`SandboxConfig::max_records`] each.
+//!
 //! # Rust use
 //! ```no_run
 //! # async fn demo() -> Result<(), jitnode_sandbox::SandboxError> {
@@ -63,6 +72,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use http::{MAX_REDELIVERY_SECS, MAX_WAIT_MS};
 pub use types::*;
 
 use state::{Inner, Shared};
@@ -90,6 +100,8 @@ pub enum SandboxError {
     UnknownMessage(String),
     #[error("sandbox: no ACK for messageId {0:?} in time")]
     AckTimeout(String),
+    #[error("sandbox: binding {addr} (beyond loopback) needs a control_token for the control API")]
+    ControlTokenRequired { addr: std::net::SocketAddr },
 }
 
 /// A running sandbox. Dropping it does not stop the server; call [`Sandbox::shutdown`].
@@ -111,16 +123,22 @@ impl Sandbox {
     /// Binds `config.bind` and starts serving.
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         let addr = config.bind;
+        // Reachable from other hosts, the control API (post as any user, read every
+        // reply) must not be open to them.
+        if !addr.ip().is_loopback() && config.control_token.is_none() {
+            return Err(SandboxError::ControlTokenRequired { addr });
+        }
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| SandboxError::Bind { addr, source })?;
         let local = listener
             .local_addr()
             .map_err(|source| SandboxError::Bind { addr, source })?;
+        let max_records = config.max_records;
         let shared = Shared(Arc::new(Inner {
             config,
             addr: local,
-            state: Mutex::new(Default::default()),
+            state: Mutex::new(state::State::new(max_records)),
             ack_notify: tokio::sync::Notify::new(),
             reply_notify: tokio::sync::Notify::new(),
             seq: AtomicU64::new(1),
@@ -169,7 +187,7 @@ impl Sandbox {
 
     /// Every ACK received, in order of arrival (ping echoes included, `topic` "ping").
     pub fn acks(&self) -> Vec<AckRecord> {
-        self.shared.lock().acks.clone()
+        self.shared.lock().acks.to_vec()
     }
 
     /// ACKs for one messageId (more than one is itself a problem).
@@ -195,7 +213,7 @@ impl Sandbox {
 
     /// Waits until at least `n` session webhook replies were accepted.
     pub async fn wait_for_replies(&self, n: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = state::deadline_after(timeout);
         loop {
             let notified = self.shared.0.reply_notify.notified();
             tokio::pin!(notified);
@@ -211,13 +229,13 @@ impl Sandbox {
 
     /// Pings sent and whether each was echoed.
     pub fn pings(&self) -> Vec<PingRecord> {
-        self.shared.lock().pings.clone()
+        self.shared.lock().pings.to_vec()
     }
 
     /// Protocol violations noticed (bad ACKs, ACKs on the wrong connection, unanswered
     /// pings, binary frames), as readable lines.
     pub fn problems(&self) -> Vec<String> {
-        self.shared.lock().problems.clone()
+        self.shared.lock().problems.to_vec()
     }
 
     /// Live connections.
@@ -235,7 +253,7 @@ impl Sandbox {
 
     /// Waits until the app has at least `n` accepting connections.
     pub async fn wait_for_connections(&self, client_id: &str, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = state::deadline_after(timeout);
         loop {
             let live = self
                 .connections_of(client_id)
@@ -341,7 +359,7 @@ impl Sandbox {
 pub(crate) fn transcript_of(sh: &Shared) -> Transcript {
     let st = sh.lock();
     Transcript {
-        entries: st.entries.clone(),
+        entries: st.entries.to_vec(),
         cards: st.cards.clone(),
     }
 }

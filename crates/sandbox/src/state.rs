@@ -1,7 +1,7 @@
 //! The sandbox's memory and every operation on it. HTTP handlers and the Rust handle both
 //! call into [`Shared`], so the two control surfaces cannot drift apart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -65,18 +65,82 @@ pub(crate) struct Token {
     pub expires: Instant,
 }
 
+/// A list keeping only its newest `cap` items (the oldest go first); see
+/// [`SandboxConfig::max_records`]. Reads go through `Deref` to the deque.
+pub(crate) struct Ring<T> {
+    items: VecDeque<T>,
+    cap: usize,
+    /// Items pushed out so far.
+    dropped: u64,
+}
+
+impl<T> Default for Ring<T> {
+    fn default() -> Self {
+        Ring::new(DEFAULT_MAX_RECORDS)
+    }
+}
+
+impl<T> Ring<T> {
+    pub fn new(cap: usize) -> Ring<T> {
+        Ring {
+            items: VecDeque::new(),
+            cap,
+            dropped: 0,
+        }
+    }
+
+    pub fn push(&mut self, item: T) {
+        if self.cap == 0 {
+            self.dropped += 1;
+            return;
+        }
+        if self.items.len() >= self.cap {
+            self.items.pop_front();
+            self.dropped += 1;
+        }
+        self.items.push_back(item);
+    }
+
+    /// Items ever pushed, kept or dropped.
+    pub fn total(&self) -> u64 {
+        self.items.len() as u64 + self.dropped
+    }
+
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.items.get_mut(i)
+    }
+
+    pub fn iter_mut(&mut self) -> std::collections::vec_deque::IterMut<'_, T> {
+        self.items.iter_mut()
+    }
+
+    pub fn to_vec(&self) -> Vec<T>
+    where
+        T: Clone,
+    {
+        self.items.iter().cloned().collect()
+    }
+}
+
+impl<T> std::ops::Deref for Ring<T> {
+    type Target = VecDeque<T>;
+    fn deref(&self) -> &VecDeque<T> {
+        &self.items
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct State {
     pub apps: HashMap<String, App>,
     pub tickets: HashMap<String, Ticket>,
     pub conns: BTreeMap<String, Conn>,
     pub pushed: HashMap<String, Pushed>,
-    pub acks: Vec<AckRecord>,
-    pub pings: Vec<PingRecord>,
-    pub problems: Vec<String>,
+    pub acks: Ring<AckRecord>,
+    pub pings: Ring<PingRecord>,
+    pub problems: Ring<String>,
     pub sessions: HashMap<String, Session>,
     pub tokens: HashMap<String, Token>,
-    pub entries: Vec<TranscriptEntry>,
+    pub entries: Ring<TranscriptEntry>,
     pub cards: BTreeMap<String, CardState>,
     pub ping_mode: PingMode,
     pub card_fault: Option<CardFault>,
@@ -84,6 +148,28 @@ pub(crate) struct State {
     pub posted: HashMap<String, (String, String)>,
     /// Accepted session webhook replies so far.
     pub replies: u64,
+}
+
+impl State {
+    /// Empty state whose lists keep `max_records` each.
+    pub fn new(max_records: usize) -> State {
+        State {
+            acks: Ring::new(max_records),
+            pings: Ring::new(max_records),
+            problems: Ring::new(max_records),
+            entries: Ring::new(max_records),
+            ..State::default()
+        }
+    }
+}
+
+/// `now + timeout`, saturating: a huge timeout (`Duration::MAX`) means "practically
+/// never", not an overflow panic.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    // About 30 years: far beyond any run, and safe to add to any Instant.
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
 }
 
 pub(crate) struct Inner {
@@ -610,7 +696,9 @@ impl Shared {
             if !ok {
                 problems.push(format!("ping echo differs: sent data {sent}, got {data}"));
             }
-            st.pings[i].echoed = Some(ok && problems.is_empty());
+            if let Some(p) = st.pings.get_mut(i) {
+                p.echoed = Some(ok && problems.is_empty());
+            }
         } else if let Some(p) = st.pushed.get_mut(&message_id) {
             topic = p.topic.clone();
             latency_ms = p.at.elapsed().as_secs_f64() * 1000.0;
@@ -701,7 +789,7 @@ impl Shared {
     }
 
     pub async fn wait_for_ack(&self, message_id: &str, timeout: Duration) -> Option<AckRecord> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         loop {
             let notified = self.0.ack_notify.notified();
             tokio::pin!(notified);
@@ -817,7 +905,8 @@ impl Shared {
 }
 
 pub(crate) fn push_entry(st: &mut State, mut e: TranscriptEntry) {
-    e.seq = st.entries.len() as u64 + 1;
+    // Numbered over the whole run, so seq stays stable when old entries drop out.
+    e.seq = st.entries.total() + 1;
     st.entries.push(e);
 }
 

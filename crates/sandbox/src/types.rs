@@ -29,7 +29,19 @@ pub struct SandboxConfig {
     /// messageId), as field reports describe for slow ACKs (15–60 s). Off by default so
     /// tests opt in.
     pub redeliver_unacked_after: Option<Duration>,
+    /// Bearer token the control API (`/control/*`) demands when set; then any Host and
+    /// Origin are accepted. Without one, the control API answers only requests whose Host
+    /// (and Origin, if any) is a loopback name, so a web page cannot reach it through DNS
+    /// rebinding. Required when `bind` is not a loopback address.
+    pub control_token: Option<jitnode_stream::Secret>,
+    /// The transcript, ACK, ping and problem lists each keep at most this many records,
+    /// dropping the oldest first (a ring), so a long soak cannot grow memory without
+    /// bound. Default [`DEFAULT_MAX_RECORDS`].
+    pub max_records: usize,
 }
+
+/// Default [`SandboxConfig::max_records`]: plenty for any test, a few tens of MB at most.
+pub const DEFAULT_MAX_RECORDS: usize = 50_000;
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -42,6 +54,8 @@ impl Default for SandboxConfig {
             disconnect_grace: Duration::from_secs(10),
             click_timeout: Duration::from_secs(10),
             redeliver_unacked_after: None,
+            control_token: None,
+            max_records: DEFAULT_MAX_RECORDS,
         }
     }
 }

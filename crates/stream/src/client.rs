@@ -184,7 +184,7 @@ impl Client {
     pub fn start(config: ClientConfig, handler: Arc<dyn Handler>) -> Client {
         let http = http_client(config.http_timeout);
         let replier = Replier {
-            webhook: SessionWebhook::new(http.clone(), config.effective_webhook_hosts()),
+            webhook: SessionWebhook::new(http.clone(), config.effective_webhook_origins()),
             openapi: OpenApi::new(http.clone(), &config),
         };
         let shared = Arc::new(Shared {

@@ -155,8 +155,10 @@ pub struct ClientConfig {
     pub openapi_endpoint: String,
     /// Legacy `oapi` endpoint, without a trailing slash.
     pub oapi_endpoint: String,
-    /// Hosts session webhooks may point at (`host` or `host:port`). Default: the oapi host.
-    pub webhook_hosts: Vec<String>,
+    /// Origins session webhooks may point at, each `scheme://host[:port]` with scheme,
+    /// host and port all pinned (no port: the scheme's default; a bare `host[:port]`
+    /// means https). Default: the oapi endpoint's origin.
+    pub webhook_origins: Vec<String>,
     pub subscriptions: Vec<Subscription>,
     /// `ua` of the open-connection request.
     pub user_agent: String,
@@ -181,7 +183,7 @@ impl ClientConfig {
             client_secret: client_secret.into(),
             openapi_endpoint: DEFAULT_OPENAPI.into(),
             oapi_endpoint: DEFAULT_OAPI.into(),
-            webhook_hosts: Vec::new(),
+            webhook_origins: Vec::new(),
             subscriptions: vec![
                 Subscription::callback(TOPIC_ROBOT),
                 Subscription::callback(TOPIC_CARD_CALLBACK),
@@ -197,26 +199,37 @@ impl ClientConfig {
         }
     }
 
-    /// Points both base URLs at one server (the sandbox) and allows its host for webhooks.
+    /// Points both base URLs at one server (the sandbox) and allows its origin for webhooks.
     pub fn with_base_url(mut self, base: &str) -> ClientConfig {
         let base = base.trim_end_matches('/').to_string();
         self.openapi_endpoint = base.clone();
         self.oapi_endpoint = base;
-        self.webhook_hosts.clear();
+        self.webhook_origins.clear();
         self
     }
 
-    /// The webhook hosts in effect: the configured ones, else the oapi endpoint's host.
-    pub fn effective_webhook_hosts(&self) -> Vec<String> {
-        if !self.webhook_hosts.is_empty() {
-            return self.webhook_hosts.clone();
+    /// The webhook origins in effect: the configured ones, else the oapi endpoint's.
+    pub fn effective_webhook_origins(&self) -> Vec<String> {
+        if !self.webhook_origins.is_empty() {
+            return self.webhook_origins.clone();
         }
-        url::Url::parse(&self.oapi_endpoint)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .into_iter()
-            .collect()
+        origin_of(&self.oapi_endpoint).into_iter().collect()
     }
+}
+
+/// `scheme://host:port` of an http(s) URL (the port made explicit), for
+/// [`ClientConfig::webhook_origins`].
+pub fn origin_of(base: &str) -> Option<String> {
+    let u = url::Url::parse(base).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return None;
+    }
+    Some(format!(
+        "{}://{}:{}",
+        u.scheme(),
+        u.host_str()?,
+        u.port_or_known_default()?
+    ))
 }
 
 #[cfg(test)]
@@ -248,11 +261,16 @@ mod tests {
     }
 
     #[test]
-    fn webhook_hosts_default_to_oapi_host() {
+    fn webhook_origins_default_to_oapi_origin() {
         let c = ClientConfig::new("a", "b");
-        assert_eq!(c.effective_webhook_hosts(), vec!["oapi.dingtalk.com"]);
+        assert_eq!(
+            c.effective_webhook_origins(),
+            vec!["https://oapi.dingtalk.com:443"]
+        );
         let c = c.with_base_url("http://127.0.0.1:4567/");
         assert_eq!(c.openapi_endpoint, "http://127.0.0.1:4567");
-        assert_eq!(c.effective_webhook_hosts(), vec!["127.0.0.1"]);
+        assert_eq!(c.effective_webhook_origins(), vec!["http://127.0.0.1:4567"]);
+        assert_eq!(origin_of("ws://x"), None);
+        assert_eq!(origin_of("nope"), None);
     }
 }

@@ -91,13 +91,27 @@ pub struct Replier {
     pub openapi: OpenApi,
 }
 
-/// Where and how to answer one robot message.
-#[derive(Debug, Clone)]
+/// Where and how to answer one robot message. `Debug` hides the session key of the
+/// webhook URL.
+#[derive(Clone)]
 pub struct ReplyContext {
     replier: Replier,
     session_webhook: String,
     at: Option<At>,
     shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for ReplyContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyContext")
+            .field("replier", &self.replier)
+            .field(
+                "session_webhook",
+                &crate::reply::redacted_url(&self.session_webhook),
+            )
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReplyContext {
@@ -147,5 +161,35 @@ impl ReplyContext {
     /// Cancelled when the client stops; long answers should finish their cards and return.
     pub fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClientConfig;
+
+    #[test]
+    fn debug_hides_the_session_key() {
+        let http = reqwest::Client::new();
+        let replier = Replier {
+            webhook: SessionWebhook::new(http.clone(), vec!["oapi.dingtalk.com".into()]),
+            openapi: OpenApi::new(http, &ClientConfig::new("id", "sec-ret")),
+        };
+        let msg = RobotMessage {
+            session_webhook:
+                "https://user:pw@oapi.dingtalk.com/robot/sendBySession?session=KEY123#frag".into(),
+            ..RobotMessage::default()
+        };
+        let cx = ReplyContext::new(replier, &msg, CancellationToken::new());
+        for text in [format!("{cx:?}"), format!("{cx:#?}"), format!("{msg:?}")] {
+            assert!(!text.contains("KEY123"), "{text}");
+            assert!(!text.contains("pw@"), "{text}");
+            assert!(!text.contains("sec-ret"), "{text}");
+            assert!(
+                text.contains("https://oapi.dingtalk.com/robot/sendBySession?<redacted>"),
+                "{text}"
+            );
+        }
     }
 }

@@ -17,7 +17,7 @@ pub mod message;
 pub mod reply;
 
 pub use client::{Client, ConnectError, StatsSnapshot, Status};
-pub use config::{BackoffConfig, ClientConfig, KeepaliveConfig, Secret, Subscription};
+pub use config::{origin_of, BackoffConfig, ClientConfig, KeepaliveConfig, Secret, Subscription};
 pub use handler::{BoxFuture, Handler, HandlerError, Replier, ReplyContext};
 pub use message::{CardCallback, ConversationType, Event, EventStatus, MessageBody, RobotMessage};
-pub use reply::{At, CardTarget, OpenApi, ReplyError, SessionWebhook};
+pub use reply::{redacted_url, At, CardTarget, OpenApi, ReplyError, SessionWebhook};

@@ -91,7 +91,8 @@ pub struct TextContent {
 }
 
 /// A robot message (`/v1.0/im/bot/messages/get`). Unknown fields are kept in `extra`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+/// `Debug` shows the session webhook without its query (the session key).
+#[derive(Clone, PartialEq, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RobotMessage {
     #[serde(default)]
@@ -142,6 +143,42 @@ pub struct RobotMessage {
     pub open_thread_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl std::fmt::Debug for RobotMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RobotMessage")
+            .field("msg_id", &self.msg_id)
+            .field("msgtype", &self.msgtype)
+            .field("text", &self.text)
+            .field("content", &self.content)
+            .field("conversation_id", &self.conversation_id)
+            .field("conversation_type", &self.conversation_type)
+            .field("conversation_title", &self.conversation_title)
+            .field("sender_id", &self.sender_id)
+            .field("sender_staff_id", &self.sender_staff_id)
+            .field("sender_nick", &self.sender_nick)
+            .field("sender_corp_id", &self.sender_corp_id)
+            .field("sender_platform", &self.sender_platform)
+            .field("is_admin", &self.is_admin)
+            .field("chatbot_user_id", &self.chatbot_user_id)
+            .field("chatbot_corp_id", &self.chatbot_corp_id)
+            .field("robot_code", &self.robot_code)
+            .field("is_in_at_list", &self.is_in_at_list)
+            .field("at_users", &self.at_users)
+            .field(
+                "session_webhook",
+                &crate::reply::redacted_url(&self.session_webhook),
+            )
+            .field(
+                "session_webhook_expired_time",
+                &self.session_webhook_expired_time,
+            )
+            .field("create_at", &self.create_at)
+            .field("open_thread_id", &self.open_thread_id)
+            .field("extra", &self.extra)
+            .finish()
+    }
 }
 
 /// What a robot message says, by kind.

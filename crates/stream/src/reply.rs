@@ -47,9 +47,14 @@ pub enum ReplyError {
     #[error("the session webhook answered errcode {errcode}: {errmsg}")]
     Webhook { errcode: i64, errmsg: String },
     #[error(
-        "refusing to post to webhook host {host:?}: not one of the configured hosts {allowed:?}"
+        "refusing to post to session webhook origin {origin}: not one of the allowed origins {allowed:?}"
     )]
-    HostNotAllowed { host: String, allowed: Vec<String> },
+    HostNotAllowed {
+        /// `scheme://host:port` of the refused URL (never its path or query, which hold
+        /// the session key).
+        origin: String,
+        allowed: Vec<String>,
+    },
     #[error("access token for clientId {client_id} refused: HTTP {status} {code} {message}")]
     Token {
         client_id: String,
@@ -82,11 +87,32 @@ fn transport(what: &str, e: reqwest::Error) -> ReplyError {
     }
 }
 
-/// Builds the shared HTTP client with the configured timeout.
+/// A URL for Debug output and logs: scheme, host, port and path, without userinfo, query
+/// or fragment (where session keys and tokens travel).
+pub fn redacted_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(u) => {
+            let origin = u.origin().ascii_serialization();
+            let hidden = if u.query().is_some() || u.fragment().is_some() {
+                "?<redacted>"
+            } else {
+                ""
+            };
+            format!("{origin}{}{hidden}", u.path())
+        }
+        Err(_) if raw.is_empty() => String::new(),
+        Err(_) => "<not a URL, redacted>".into(),
+    }
+}
+
+/// Builds the shared HTTP client with the configured timeout. It follows no redirects: a
+/// 3xx from an allowed webhook origin must not lead a post (and its body) anywhere else,
+/// and DingTalk's APIs answer directly.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         // Only fails when the TLS backend cannot initialise, which is a broken install.
         .expect("HTTP client builds")
@@ -111,52 +137,94 @@ impl At {
     }
 }
 
-/// Posts to session webhooks, only on allowed hosts.
+/// One allowed webhook origin: scheme, host and port all pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// `https://host[:port]` or `http://host[:port]` (a path is ignored); a bare `host` or
+    /// `host:port` means https. `None` for anything else.
+    fn parse(entry: &str) -> Option<Origin> {
+        let full = if entry.contains("://") {
+            entry.to_string()
+        } else {
+            format!("https://{entry}")
+        };
+        let url = url::Url::parse(&full).ok()?;
+        Origin::of(&url)
+    }
+
+    fn of(url: &url::Url) -> Option<Origin> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return None;
+        }
+        Some(Origin {
+            scheme: url.scheme().to_string(),
+            host: url.host_str()?.to_ascii_lowercase(),
+            port: url.port_or_known_default()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// Posts to session webhooks, only on allowed origins (scheme, host and port).
 #[derive(Clone)]
 pub struct SessionWebhook {
     http: reqwest::Client,
-    allowed: Arc<Vec<String>>,
+    allowed: Arc<Vec<Origin>>,
 }
 
 impl std::fmt::Debug for SessionWebhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionWebhook")
-            .field("allowed", &self.allowed)
+            .field("allowed", &self.allowed_strings())
             .finish()
     }
 }
 
 impl SessionWebhook {
-    pub fn new(http: reqwest::Client, allowed_hosts: Vec<String>) -> SessionWebhook {
+    /// `allowed_origins`: see [`crate::ClientConfig::webhook_origins`]; entries that are
+    /// not http(s) origins allow nothing.
+    pub fn new(http: reqwest::Client, allowed_origins: Vec<String>) -> SessionWebhook {
         SessionWebhook {
             http,
-            allowed: Arc::new(allowed_hosts),
+            allowed: Arc::new(
+                allowed_origins
+                    .iter()
+                    .filter_map(|o| Origin::parse(o))
+                    .collect(),
+            ),
         }
     }
 
-    /// Refuses anything but http(s) URLs on an allowed `host` or `host:port`.
+    fn allowed_strings(&self) -> Vec<String> {
+        self.allowed.iter().map(Origin::to_string).collect()
+    }
+
+    /// Refuses anything but a URL whose scheme, host and port match an allowed origin
+    /// exactly (a URL without a port means the scheme's default port).
     pub fn check_url(&self, webhook: &str) -> Result<url::Url, ReplyError> {
-        let refuse = |host: String| ReplyError::HostNotAllowed {
-            host,
-            allowed: self.allowed.as_ref().clone(),
+        let refuse = |origin: String| ReplyError::HostNotAllowed {
+            origin,
+            allowed: self.allowed_strings(),
         };
         let url = url::Url::parse(webhook).map_err(|_| refuse("<not a URL>".into()))?;
-        let host = url.host_str().unwrap_or_default().to_string();
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(refuse(host));
-        }
-        let with_port = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.clone(),
+        let Some(origin) = Origin::of(&url) else {
+            return Err(refuse(format!("<a {} URL>", url.scheme())));
         };
-        if self
-            .allowed
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&host) || a.eq_ignore_ascii_case(&with_port))
-        {
+        if self.allowed.contains(&origin) {
             Ok(url)
         } else {
-            Err(refuse(host))
+            Err(refuse(origin.to_string()))
         }
     }
 
@@ -243,7 +311,7 @@ pub struct OpenApi {
 impl std::fmt::Debug for OpenApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenApi")
-            .field("base", &self.base)
+            .field("base", &redacted_url(&self.base))
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
     }
@@ -503,24 +571,126 @@ mod tests {
     use super::*;
 
     #[test]
-    fn webhook_hosts_are_checked() {
+    fn webhook_origins_pin_scheme_host_and_port() {
         let w = SessionWebhook::new(
             reqwest::Client::new(),
-            vec!["oapi.dingtalk.com".into(), "127.0.0.1:8080".into()],
+            vec![
+                "oapi.dingtalk.com".into(),
+                "http://127.0.0.1:8080".into(),
+                "ftp://nope".into(),
+            ],
         );
-        assert!(w
-            .check_url("https://oapi.dingtalk.com/robot/sendBySession?session=x")
-            .is_ok());
-        assert!(w.check_url("http://127.0.0.1:8080/s").is_ok());
+        for good in [
+            "https://oapi.dingtalk.com/robot/sendBySession?session=x",
+            "https://OAPI.dingtalk.com:443/robot/sendBySession",
+            "http://127.0.0.1:8080/s",
+        ] {
+            assert!(w.check_url(good).is_ok(), "{good}");
+        }
         for bad in [
+            // A bare host means https on 443: not http, not another port.
+            "http://oapi.dingtalk.com/robot/sendBySession?session=x",
+            "https://oapi.dingtalk.com:8443/robot/sendBySession",
+            // An http origin with a port: not https, not another port, not the default.
+            "https://127.0.0.1:8080/s",
             "http://127.0.0.1:9090/s",
+            "http://127.0.0.1/s",
             "https://evil.example/robot",
             "https://oapi.dingtalk.com.evil.example/",
+            "ftp://nope/x",
             "file:///etc/passwd",
             "not a url",
         ] {
             let e = w.check_url(bad).unwrap_err();
             assert!(matches!(e, ReplyError::HostNotAllowed { .. }), "{bad}");
+            // The refusal never repeats the session key.
+            assert!(!e.to_string().contains("session="), "{e}");
+        }
+        let e = w
+            .check_url("http://oapi.dingtalk.com/robot/sendBySession?session=x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http://oapi.dingtalk.com:80"), "{e}");
+        assert!(e.contains("https://oapi.dingtalk.com:443"), "{e}");
+        assert!(!e.contains("ftp"), "{e}");
+    }
+
+    /// A one-shot HTTP server on loopback answering every request with `response`;
+    /// reports each request line it read.
+    async fn serve(
+        response: &'static str,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 8192];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let _ = tx.send(head.lines().next().unwrap_or_default().to_string());
+                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn a_redirect_from_an_allowed_origin_is_not_followed() {
+        let (elsewhere, mut elsewhere_seen) = serve(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\nconnection: close\r\n\r\n{\"errcode\":0}",
+        )
+        .await;
+        let redirect: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{elsewhere}/steal\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            .into_boxed_str(),
+        );
+        let (allowed, mut allowed_seen) = serve(redirect).await;
+        let w = SessionWebhook::new(
+            http_client(Duration::from_secs(5)),
+            vec![format!("http://{allowed}")],
+        );
+        let e = w
+            .send_text(
+                &format!("http://{allowed}/robot/send?session=k"),
+                "hi",
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ReplyError::InvalidResponse { .. }),
+            "a 307 is an unexpected answer, not followed: {e}"
+        );
+        assert!(allowed_seen
+            .recv()
+            .await
+            .unwrap()
+            .starts_with("POST /robot/send"));
+        // The client is done with the request; the other server saw nothing.
+        assert!(elsewhere_seen.try_recv().is_err());
+    }
+
+    #[test]
+    fn redacted_urls_keep_only_origin_and_path() {
+        for (raw, shown) in [
+            (
+                "https://u:p@oapi.dingtalk.com/robot/sendBySession?session=k#f",
+                "https://oapi.dingtalk.com/robot/sendBySession?<redacted>",
+            ),
+            ("http://127.0.0.1:8917", "http://127.0.0.1:8917/"),
+            ("https://api.dingtalk.com/", "https://api.dingtalk.com/"),
+            ("", ""),
+            ("token-without-scheme", "<not a URL, redacted>"),
+        ] {
+            assert_eq!(redacted_url(raw), shown, "{raw}");
         }
     }
 
