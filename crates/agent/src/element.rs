@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
-use jitnode_host::{loader_fn, ElementRuntime, FnRuntime, FunctionError, LoadContext, Loader};
+use jitnode_host::{
+    BoxError, BoxFuture, ConfigSchema, Element, ElementRuntime, FnRuntime, FunctionError,
+    LoadContext,
+    Loader,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Agent, AgentError};
@@ -14,11 +18,32 @@ pub const LOADER_NAME: &str = "aiagents";
 /// The loader for `aiagents` Types: indexes the instance's knowledge at load and offers
 /// `run` (`{"question", "chatId"?}` -> `{"answer", "sources"}`, streaming chunks).
 pub fn loader() -> impl Loader {
-    loader_fn(|cx: LoadContext| async move {
+    AgentLoader
+}
+
+/// See [`loader`].
+struct AgentLoader;
+
+impl Loader for AgentLoader {
+    fn config_schema<'a>(
+        &'a self,
+        _type_el: &'a Element,
+    ) -> BoxFuture<'a, Result<Option<Arc<ConfigSchema>>, BoxError>> {
+        Box::pin(async { Ok(Some(crate::config::config_schema())) })
+    }
+
+    fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>> {
+        Box::pin(load(cx))
+    }
+}
+
+async fn load(cx: LoadContext) -> Result<Box<dyn ElementRuntime>, BoxError> {
+        // The host checked the config against the schema and filled in its defaults, so
+        // an instance without a config.json gets them all.
         let config = cx
             .config()
             .cloned()
-            .ok_or("an agent instance needs a config.json")?;
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
         let dir = cx.element().dir.clone();
         // Indexing reads and segments every knowledge file: keep it off the async workers.
         let agent = tokio::task::spawn_blocking(move || Agent::load(&dir, &config)).await??;
@@ -43,7 +68,7 @@ pub fn loader() -> impl Loader {
                 async {}
             });
         Ok(Box::new(runtime) as Box<dyn ElementRuntime>)
-    })
+    }
 }
 
 fn function_error(e: AgentError) -> FunctionError {

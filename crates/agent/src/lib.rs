@@ -22,7 +22,8 @@ mod text;
 pub use agent::{not_covered, split_for_streaming, Agent, RunArgs, SEARCH_TOOL};
 pub use chunk::{Answer, Chunk, Source};
 pub use config::{
-    AgentConfig, LlmConfig, MemoryConfig, OfflineConfig, RetrievalConfig, DEFAULT_SYSTEM_PROMPT,
+    config_schema, AgentConfig, LlmConfig, MemoryConfig, OfflineConfig, RetrievalConfig,
+    DEFAULT_SYSTEM_PROMPT,
 };
 pub use element::{loader, LOADER_NAME};
 pub use error::{AgentError, LlmError};
