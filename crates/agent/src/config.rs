@@ -284,7 +284,11 @@ impl AgentConfig {
             let first = &v[0];
             let more = match v.len() {
                 1 => String::new(),
-                n => format!(" (and {} more problem{})", n - 1, if n == 2 { "" } else { "s" }),
+                n => format!(
+                    " (and {} more problem{})",
+                    n - 1,
+                    if n == 2 { "" } else { "s" }
+                ),
             };
             AgentError::Config {
                 field: first.field.clone(),
@@ -356,7 +360,10 @@ mod tests {
 
     #[test]
     fn defaults_come_from_the_schema_and_unknown_fields_are_errors() {
-        assert_eq!(AgentConfig::from_value(&json!({})).unwrap(), AgentConfig::default());
+        assert_eq!(
+            AgentConfig::from_value(&json!({})).unwrap(),
+            AgentConfig::default()
+        );
         let e = AgentConfig::from_value(&json!({"retrieval": {"topk": 2}})).unwrap_err();
         assert!(e.to_string().contains("retrieval.topk"), "{e}");
         assert!(e.to_string().contains("unknown field"), "{e}");

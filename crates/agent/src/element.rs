@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use jitnode_host::{
     BoxError, BoxFuture, ConfigSchema, Element, ElementRuntime, FnRuntime, FunctionError,
-    LoadContext,
-    Loader,
+    LoadContext, Loader,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -38,37 +37,36 @@ impl Loader for AgentLoader {
 }
 
 async fn load(cx: LoadContext) -> Result<Box<dyn ElementRuntime>, BoxError> {
-        // The host checked the config against the schema and filled in its defaults, so
-        // an instance without a config.json gets them all.
-        let config = cx
-            .config()
-            .cloned()
-            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-        let dir = cx.element().dir.clone();
-        // Indexing reads and segments every knowledge file: keep it off the async workers.
-        let agent = tokio::task::spawn_blocking(move || Agent::load(&dir, &config)).await??;
-        let agent = Arc::new(agent);
-        // Stopping the element cancels the runs still in flight (their upstream requests
-        // are dropped with them).
-        let stopping = CancellationToken::new();
-        let on_stop = stopping.clone();
-        let runtime = FnRuntime::new()
-            .function("run", move |args, sink| {
-                let agent = agent.clone();
-                let cancel = stopping.child_token();
-                async move {
-                    agent
-                        .run_json(&args, move |chunk| sink.send(chunk), cancel)
-                        .await
-                        .map_err(function_error)
-                }
-            })
-            .on_stop(move || {
-                on_stop.cancel();
-                async {}
-            });
-        Ok(Box::new(runtime) as Box<dyn ElementRuntime>)
-    }
+    // The host checked the config against the schema and filled in its defaults, so
+    // an instance without a config.json gets them all.
+    let config = cx
+        .config()
+        .cloned()
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    let dir = cx.element().dir.clone();
+    // Indexing reads and segments every knowledge file: keep it off the async workers.
+    let agent = tokio::task::spawn_blocking(move || Agent::load(&dir, &config)).await??;
+    let agent = Arc::new(agent);
+    // Stopping the element cancels the runs still in flight (their upstream requests
+    // are dropped with them).
+    let stopping = CancellationToken::new();
+    let on_stop = stopping.clone();
+    let runtime = FnRuntime::new()
+        .function("run", move |args, sink| {
+            let agent = agent.clone();
+            let cancel = stopping.child_token();
+            async move {
+                agent
+                    .run_json(&args, move |chunk| sink.send(chunk), cancel)
+                    .await
+                    .map_err(function_error)
+            }
+        })
+        .on_stop(move || {
+            on_stop.cancel();
+            async {}
+        });
+    Ok(Box::new(runtime) as Box<dyn ElementRuntime>)
 }
 
 fn function_error(e: AgentError) -> FunctionError {
