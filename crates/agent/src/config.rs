@@ -1,11 +1,15 @@
-//! `AgentConfig`: the instance's rendered config.json, parsed by hand so that every error
-//! names the dotted field path.
+//! `AgentConfig`: the instance's rendered config.json. Its shape, ranges and defaults are
+//! the JSON Schema of [`config_schema`] (which the host checks before loading, and
+//! `jitnode check` reports against); what passes is deserialized as is.
 
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use jitnode_host::ConfigSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
 
 use crate::error::AgentError;
 
@@ -60,6 +64,20 @@ impl fmt::Debug for LlmConfig {
     }
 }
 
+/// Retrieval settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrievalConfig {
+    /// Passages handed to the answer (`topK`).
+    pub top_k: usize,
+    /// Minimum relevance in 0..=1 (`threshold`): the share of the question's term weight a
+    /// passage covers, tempered by how much evidence the match carries. Below it a
+    /// passage is not used.
+    pub threshold: f64,
+    /// Passages scoring below this share of the best passage's score are not used
+    /// (`relative`, 0..=1).
+    pub relative: f64,
+}
+
 /// OpenAI-compatible embeddings endpoint settings (`embedding` section).
 #[derive(Clone, PartialEq)]
 pub struct EmbeddingConfig {
@@ -68,15 +86,14 @@ pub struct EmbeddingConfig {
     pub model: String,
     /// `None` when the rendered key is empty.
     pub api_key: Option<String>,
-    /// Limit for one batch request while indexing (`timeoutSecs`, default 30).
+    /// Limit for one batch request while indexing (`timeoutSecs`).
     pub timeout: Duration,
-    /// Limit for embedding a question (`queryTimeoutMs`, default 1500); past it the
-    /// question is answered from lexical retrieval alone.
+    /// Limit for embedding a question (`queryTimeoutMs`); past it the question is answered
+    /// from lexical retrieval alone.
     pub query_timeout: Duration,
-    /// Least cosine similarity for a passage found by vectors alone (`minSimilarity`,
-    /// default 0.75).
+    /// Least cosine similarity for a passage found by vectors (`minSimilarity`).
     pub min_similarity: f64,
-    /// Passages per request (`batchSize`, default 32).
+    /// Passages per request (`batchSize`).
     pub batch_size: usize,
 }
 
@@ -93,20 +110,6 @@ impl fmt::Debug for EmbeddingConfig {
             .field("batch_size", &self.batch_size)
             .finish()
     }
-}
-
-/// Retrieval settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetrievalConfig {
-    /// Passages handed to the answer (`topK`).
-    pub top_k: usize,
-    /// Minimum relevance in 0..=1 (`threshold`): the share of the question's term weight a
-    /// passage covers, tempered by how much evidence the match carries. Below it a
-    /// passage is not used.
-    pub threshold: f64,
-    /// Passages scoring below this share of the best passage's score are not used
-    /// (`relative`, 0..=1).
-    pub relative: f64,
 }
 
 /// Conversation memory bounds.
@@ -170,227 +173,261 @@ impl Default for AgentConfig {
     }
 }
 
-fn err(field: &str, reason: impl Into<String>) -> AgentError {
-    AgentError::Config {
-        field: field.to_string(),
-        reason: reason.into(),
-    }
+/// The schema of an agent instance's config.json: shapes, ranges and defaults. Unknown
+/// fields are errors (a typo must not fall back to a default).
+pub fn config_schema() -> Arc<ConfigSchema> {
+    static SCHEMA: OnceLock<Arc<ConfigSchema>> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(ConfigSchema::new(schema_json()).expect("the agent schema is valid (tested)"))
+        })
+        .clone()
 }
 
-fn section<'a>(
-    root: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a Map<String, Value>>, AgentError> {
-    match root.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(err(name, "expected an object")),
-    }
+/// A path inside the element folder: relative, without `..`.
+fn relative_path(default: &str, description: &str) -> Value {
+    json!({
+        "type": "string",
+        "default": default,
+        "description": description,
+        "allOf": [{
+            "minLength": 1,
+            "not": {"pattern": "(^/|^[A-Za-z]:|(^|[/\\\\])\\.\\.([/\\\\]|$))"},
+            "x-expected": "expected a relative path inside the element folder"
+        }]
+    })
 }
 
-fn string(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Option<String>, AgentError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(err(path, "expected a string")),
-    }
+fn count(default: u64, min: u64, description: &str) -> Value {
+    json!({"type": "integer", "minimum": min, "maximum": 1_000_000_000u64,
+           "default": default, "description": description})
 }
 
-fn number(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Option<f64>, AgentError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| err(path, "not a finite number")),
-        // Templates render into strings; accept "0.3" as well as 0.3.
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<f64>()
-            .map(Some)
-            .map_err(|_| err(path, format!("expected a number, got {s:?}"))),
-        Some(_) => Err(err(path, "expected a number")),
-    }
+fn schema_json() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "knowledge": relative_path("knowledge", "Knowledge folder, relative to the element folder."),
+            "systemPrompt": {"type": "string", "description": "Inline system prompt; wins over promptFile."},
+            "promptFile": relative_path("prompt.md", "Prompt file relative to the element folder (optional file)."),
+            "llm": {
+                "type": "object",
+                "default": {},
+                "additionalProperties": false,
+                "description": "OpenAI-compatible endpoint; offline (quoting passages) when baseUrl is empty.",
+                "properties": {
+                    "baseUrl": {
+                        "type": "string",
+                        "default": "",
+                        "description": "Base URL without /chat/completions; empty = offline.",
+                        "allOf": [{"pattern": "^\\s*(https?://\\S+)?\\s*$",
+                                   "x-expected": "expected empty (offline) or an http:// or https:// URL"}]
+                    },
+                    "model": {"type": "string", "description": "Model name; required when baseUrl is set."},
+                    "apiKey": {"type": "string", "writeOnly": true, "default": "",
+                               "description": "Bearer key; empty = none."},
+                    "temperature": {"type": "number", "minimum": 0, "maximum": 2,
+                                    "description": "Sampling temperature (0 to 2)."},
+                    "timeoutSecs": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                                    "default": 60, "description": "Limit for one whole run, in seconds."}
+                },
+                "allOf": [{
+                    "if": {"required": ["baseUrl"], "properties": {"baseUrl": {"pattern": "\\S"}}},
+                    "then": {
+                        "required": ["model"],
+                        "x-expected": "is required when llm.baseUrl is set",
+                        "properties": {"model": {"pattern": "\\S",
+                                                 "x-expected": "must not be blank when llm.baseUrl is set"}}
+                    }
+                }]
+            },
+            "retrieval": {
+                "type": "object",
+                "default": {},
+                "additionalProperties": false,
+                "properties": {
+                    "topK": count(3, 1, "Passages handed to the answer."),
+                    "threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.4,
+                                  "description": "Minimum relevance in 0..1: the share of the question's term weight a passage covers, tempered by the evidence of the match."},
+                    "relative": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5,
+                                 "description": "Passages scoring below this share of the best one are not used."}
+                }
+            },
+            "embedding": {
+                "type": "object",
+                "default": {},
+                "additionalProperties": false,
+                "description": "OpenAI-compatible /embeddings endpoint for hybrid retrieval; lexical only when baseUrl is empty.",
+                "properties": {
+                    "baseUrl": {
+                        "type": "string",
+                        "default": "",
+                        "description": "Base URL without /embeddings; empty = lexical retrieval only.",
+                        "allOf": [{"pattern": "^\\s*(https?://\\S+)?\\s*$",
+                                   "x-expected": "expected empty or an http:// or https:// URL"}]
+                    },
+                    "model": {"type": "string", "default": "", "description": "Embedding model name; required when baseUrl is set."},
+                    "apiKey": {"type": "string", "writeOnly": true, "default": "",
+                               "description": "Bearer key; empty = none."},
+                    "timeoutSecs": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                                    "default": 30, "description": "Limit for one batch request while indexing, in seconds."},
+                    "queryTimeoutMs": count(1500, 1, "Limit for embedding a question; past it the answer uses lexical retrieval."),
+                    "minSimilarity": {"type": "number", "minimum": -1, "maximum": 1, "default": 0.75,
+                                      "description": "Least cosine similarity for a passage found by vectors."},
+                    "batchSize": count(32, 1, "Passages per embeddings request.")
+                },
+                "allOf": [{
+                    "if": {"required": ["baseUrl"], "properties": {"baseUrl": {"pattern": "\\S"}}},
+                    "then": {
+                        "properties": {"model": {"pattern": "\\S",
+                                                 "x-expected": "must not be blank when embedding.baseUrl is set"}}
+                    }
+                }]
+            },
+            "memory": {
+                "type": "object",
+                "default": {},
+                "additionalProperties": false,
+                "properties": {
+                    "turnsPerChat": count(6, 0, "Question/answer turns kept per chat id; 0 disables memory."),
+                    "maxChats": count(1000, 1, "Chats kept in total; the least recently used is dropped first.")
+                }
+            },
+            "offline": {
+                "type": "object",
+                "default": {},
+                "additionalProperties": false,
+                "properties": {
+                    "chunkChars": count(24, 1, "Approximate characters per streamed chunk."),
+                    "chunkDelayMs": count(40, 0, "Pause between chunks, in milliseconds.")
+                }
+            }
+        }
+    })
 }
 
-fn count(
-    obj: &Map<String, Value>,
-    key: &str,
-    path: &str,
-    min: usize,
-) -> Result<Option<usize>, AgentError> {
-    let Some(n) = number(obj, key, path)? else {
-        return Ok(None);
-    };
-    if n.fract() != 0.0 || n < min as f64 || n > 1e9 {
-        return Err(err(
-            path,
-            format!("expected a whole number >= {min}, got {n}"),
-        ));
-    }
-    Ok(Some(n as usize))
+/// The config as the schema vouched for it (defaults filled in). Counts are read as
+/// numbers: JSON Schema's integers include `3.0`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Raw {
+    knowledge: PathBuf,
+    system_prompt: Option<String>,
+    prompt_file: PathBuf,
+    llm: RawLlm,
+    retrieval: RawRetrieval,
+    embedding: RawEmbedding,
+    memory: RawMemory,
+    offline: RawOffline,
 }
 
-fn relative_path(s: &str, path: &str) -> Result<PathBuf, AgentError> {
-    let p = Path::new(s);
-    if s.is_empty() {
-        return Err(err(path, "must not be empty"));
-    }
-    // Files are read from inside the element folder only.
-    if p.is_absolute()
-        || p.components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(err(
-            path,
-            format!("must be a relative path inside the element folder, got {s:?}"),
-        ));
-    }
-    Ok(p.to_path_buf())
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLlm {
+    base_url: String,
+    model: Option<String>,
+    api_key: String,
+    temperature: Option<f64>,
+    timeout_secs: f64,
 }
 
-fn http_base_url(obj: &Map<String, Value>, path: &str) -> Result<String, AgentError> {
-    let base_url = string(obj, "baseUrl", path)?.unwrap_or_default();
-    let base_url = base_url.trim().trim_end_matches('/').to_string();
-    if !base_url.is_empty()
-        && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
-    {
-        return Err(err(path, "must start with http:// or https://"));
-    }
-    Ok(base_url)
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRetrieval {
+    top_k: f64,
+    threshold: f64,
+    relative: f64,
 }
 
-fn embedding(e: &Map<String, Value>) -> Result<Option<EmbeddingConfig>, AgentError> {
-    let base_url = http_base_url(e, "embedding.baseUrl")?;
-    if base_url.is_empty() {
-        return Ok(None);
-    }
-    let model = string(e, "model", "embedding.model")?
-        .filter(|m| !m.trim().is_empty())
-        .ok_or_else(|| err("embedding.model", "required when embedding.baseUrl is set"))?;
-    let api_key = string(e, "apiKey", "embedding.apiKey")?.filter(|k| !k.is_empty());
-    let timeout = number(e, "timeoutSecs", "embedding.timeoutSecs")?.unwrap_or(30.0);
-    if !(timeout > 0.0 && timeout <= 3600.0) {
-        return Err(err(
-            "embedding.timeoutSecs",
-            format!("must be in (0, 3600], got {timeout}"),
-        ));
-    }
-    let query_ms = count(e, "queryTimeoutMs", "embedding.queryTimeoutMs", 1)?.unwrap_or(1500);
-    let min_similarity = number(e, "minSimilarity", "embedding.minSimilarity")?.unwrap_or(0.75);
-    if !(-1.0..=1.0).contains(&min_similarity) {
-        return Err(err(
-            "embedding.minSimilarity",
-            format!("must be between -1 and 1, got {min_similarity}"),
-        ));
-    }
-    let batch_size = count(e, "batchSize", "embedding.batchSize", 1)?.unwrap_or(32);
-    Ok(Some(EmbeddingConfig {
-        base_url,
-        model,
-        api_key,
-        timeout: Duration::from_secs_f64(timeout),
-        query_timeout: Duration::from_millis(query_ms as u64),
-        min_similarity,
-        batch_size,
-    }))
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEmbedding {
+    base_url: String,
+    model: String,
+    api_key: String,
+    timeout_secs: f64,
+    query_timeout_ms: f64,
+    min_similarity: f64,
+    batch_size: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawMemory {
+    turns_per_chat: f64,
+    max_chats: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawOffline {
+    chunk_chars: f64,
+    chunk_delay_ms: f64,
 }
 
 impl AgentConfig {
-    /// Parses the rendered config.json value. Unknown keys are ignored; wrong types and
-    /// out-of-range values are errors naming the field.
+    /// Checks the rendered config.json value against [`config_schema`] and reads it.
+    /// Unknown fields, wrong types and out-of-range values are errors naming the field.
     pub fn from_value(value: &Value) -> Result<AgentConfig, AgentError> {
-        let root = value
-            .as_object()
-            .ok_or_else(|| err("(root)", "expected a JSON object"))?;
-        let mut cfg = AgentConfig::default();
-        if let Some(k) = string(root, "knowledge", "knowledge")? {
-            cfg.knowledge = relative_path(&k, "knowledge")?;
-        }
-        cfg.system_prompt =
-            string(root, "systemPrompt", "systemPrompt")?.filter(|s| !s.trim().is_empty());
-        if let Some(p) = string(root, "promptFile", "promptFile")? {
-            cfg.prompt_file = relative_path(&p, "promptFile")?;
-        }
-        if let Some(llm) = section(root, "llm")? {
-            let base_url = string(llm, "baseUrl", "llm.baseUrl")?.unwrap_or_default();
-            let base_url = base_url.trim().trim_end_matches('/').to_string();
-            if !base_url.is_empty() {
-                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-                    return Err(err("llm.baseUrl", "must start with http:// or https://"));
-                }
-                let model = string(llm, "model", "llm.model")?
-                    .filter(|m| !m.trim().is_empty())
-                    .ok_or_else(|| err("llm.model", "required when llm.baseUrl is set"))?;
-                let api_key = string(llm, "apiKey", "llm.apiKey")?.filter(|k| !k.is_empty());
-                let temperature = number(llm, "temperature", "llm.temperature")?;
-                if let Some(t) = temperature {
-                    if !(0.0..=2.0).contains(&t) {
-                        return Err(err(
-                            "llm.temperature",
-                            format!("must be between 0 and 2, got {t}"),
-                        ));
-                    }
-                }
-                let timeout = number(llm, "timeoutSecs", "llm.timeoutSecs")?.unwrap_or(60.0);
-                if !(timeout > 0.0 && timeout <= 3600.0) {
-                    return Err(err(
-                        "llm.timeoutSecs",
-                        format!("must be in (0, 3600], got {timeout}"),
-                    ));
-                }
-                cfg.llm = Some(LlmConfig {
-                    base_url,
-                    model,
-                    api_key,
-                    temperature,
-                    timeout: Duration::from_secs_f64(timeout),
-                });
+        let checked = config_schema().apply(Some(value)).map_err(|v| {
+            let first = &v[0];
+            let more = match v.len() {
+                1 => String::new(),
+                n => format!(
+                    " (and {} more problem{})",
+                    n - 1,
+                    if n == 2 { "" } else { "s" }
+                ),
+            };
+            AgentError::Config {
+                field: first.field.clone(),
+                reason: format!("{}{more}", first.expected),
             }
-        }
-        if let Some(r) = section(root, "retrieval")? {
-            if let Some(k) = count(r, "topK", "retrieval.topK", 1)? {
-                cfg.retrieval.top_k = k;
-            }
-            if let Some(t) = number(r, "threshold", "retrieval.threshold")? {
-                if !(0.0..=1.0).contains(&t) {
-                    return Err(err(
-                        "retrieval.threshold",
-                        format!("must be between 0 and 1, got {t}"),
-                    ));
-                }
-                cfg.retrieval.threshold = t;
-            }
-            if let Some(t) = number(r, "relative", "retrieval.relative")? {
-                if !(0.0..=1.0).contains(&t) {
-                    return Err(err(
-                        "retrieval.relative",
-                        format!("must be between 0 and 1, got {t}"),
-                    ));
-                }
-                cfg.retrieval.relative = t;
-            }
-        }
-        if let Some(e) = section(root, "embedding")? {
-            cfg.embedding = embedding(e)?;
-        }
-        if let Some(m) = section(root, "memory")? {
-            if let Some(n) = count(m, "turnsPerChat", "memory.turnsPerChat", 0)? {
-                cfg.memory.turns_per_chat = n;
-            }
-            if let Some(n) = count(m, "maxChats", "memory.maxChats", 1)? {
-                cfg.memory.max_chats = n;
-            }
-        }
-        if let Some(o) = section(root, "offline")? {
-            if let Some(n) = count(o, "chunkChars", "offline.chunkChars", 1)? {
-                cfg.offline.chunk_chars = n;
-            }
-            if let Some(n) = count(o, "chunkDelayMs", "offline.chunkDelayMs", 0)? {
-                cfg.offline.chunk_delay = Duration::from_millis(n as u64);
-            }
-        }
-        Ok(cfg)
+        })?;
+        let raw: Raw = serde_json::from_value(checked).map_err(|e| AgentError::Config {
+            field: "(root)".into(),
+            reason: e.to_string(),
+        })?;
+        let base_url = raw.llm.base_url.trim().trim_end_matches('/').to_string();
+        let llm = (!base_url.is_empty()).then(|| LlmConfig {
+            base_url,
+            model: raw.llm.model.unwrap_or_default(),
+            api_key: Some(raw.llm.api_key).filter(|k| !k.is_empty()),
+            temperature: raw.llm.temperature,
+            timeout: Duration::from_secs_f64(raw.llm.timeout_secs),
+        });
+        let e = raw.embedding;
+        let base_url = e.base_url.trim().trim_end_matches('/').to_string();
+        let embedding = (!base_url.is_empty()).then(|| EmbeddingConfig {
+            base_url,
+            model: e.model,
+            api_key: Some(e.api_key).filter(|k| !k.is_empty()),
+            timeout: Duration::from_secs_f64(e.timeout_secs),
+            query_timeout: Duration::from_millis(e.query_timeout_ms as u64),
+            min_similarity: e.min_similarity,
+            batch_size: e.batch_size as usize,
+        });
+        Ok(AgentConfig {
+            knowledge: raw.knowledge,
+            system_prompt: raw.system_prompt.filter(|s| !s.trim().is_empty()),
+            prompt_file: raw.prompt_file,
+            llm,
+            retrieval: RetrievalConfig {
+                top_k: raw.retrieval.top_k as usize,
+                threshold: raw.retrieval.threshold,
+                relative: raw.retrieval.relative,
+            },
+            embedding,
+            memory: MemoryConfig {
+                turns_per_chat: raw.memory.turns_per_chat as usize,
+                max_chats: raw.memory.max_chats as usize,
+            },
+            offline: OfflineConfig {
+                chunk_chars: raw.offline.chunk_chars as usize,
+                chunk_delay: Duration::from_millis(raw.offline.chunk_delay_ms as u64),
+            },
+        })
     }
 }
 
@@ -422,6 +459,19 @@ mod tests {
         assert!(e.to_string().contains("knowledge"), "{e}");
         let e = AgentConfig::from_value(&json!({"retrieval": {"threshold": 3}})).unwrap_err();
         assert!(e.to_string().contains("retrieval.threshold"), "{e}");
+    }
+
+    #[test]
+    fn defaults_come_from_the_schema_and_unknown_fields_are_errors() {
+        assert_eq!(
+            AgentConfig::from_value(&json!({})).unwrap(),
+            AgentConfig::default()
+        );
+        let e = AgentConfig::from_value(&json!({"retrieval": {"topk": 2}})).unwrap_err();
+        assert!(e.to_string().contains("retrieval.topk"), "{e}");
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let c = AgentConfig::from_value(&json!({"retrieval": {"topK": "5"}})).unwrap();
+        assert_eq!(c.retrieval.top_k, 5);
     }
 
     #[test]

@@ -24,7 +24,8 @@ mod text;
 pub use agent::{not_covered, split_for_streaming, Agent, RunArgs, SEARCH_TOOL};
 pub use chunk::{Answer, Chunk, Source};
 pub use config::{
-    AgentConfig, EmbeddingConfig, LlmConfig, MemoryConfig, OfflineConfig, RetrievalConfig,
+    config_schema, AgentConfig, EmbeddingConfig, LlmConfig, MemoryConfig, OfflineConfig,
+    RetrievalConfig,
     DEFAULT_SYSTEM_PROMPT,
 };
 pub use element::{loader, LOADER_NAME};

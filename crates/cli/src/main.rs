@@ -36,7 +36,8 @@ enum Command {
     /// Report every problem of the app's elements; exit 1 if there is any.
     ///
     /// Covers e.json syntax and fields, type chains, config.json templates and their
-    /// variables (from the environment and the app's .env).
+    /// variables (from the environment and the app's .env), and every instance's rendered
+    /// config against its Type's schema (native Types' plugins are built to read theirs).
     Check {
         /// The app directory (holds elements/, dist/, .env).
         #[arg(default_value = ".")]
@@ -49,6 +50,19 @@ enum Command {
         /// The app directory (holds elements/, dist/, .env).
         #[arg(default_value = ".")]
         app: PathBuf,
+    },
+    /// Print the config schema of a Type: each field with its type, default and description.
+    ///
+    /// Given an instance, prints the schema its config.json is checked against.
+    Schema {
+        /// The app directory.
+        #[arg(long, default_value = ".")]
+        app: PathBuf,
+        /// The Type's (or an instance's) fullName, e.g. aiagents.ragType.
+        full_name: String,
+        /// Print the JSON Schema itself.
+        #[arg(long)]
+        json: bool,
     },
     /// Build dist/ from elements/, rebuilding only what changed.
     ///
@@ -174,7 +188,12 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.command.default_level());
     let result = match cli.command {
-        Command::Check { app } => check(&app),
+        Command::Check { app } => check(&app).await,
+        Command::Schema {
+            app,
+            full_name,
+            json,
+        } => schema(&app, &full_name, json).await,
         Command::Tree { app } => tree(&app),
         Command::Build { app } => build(&app),
         Command::Run {
@@ -223,8 +242,19 @@ async fn main() -> ExitCode {
     }
 }
 
-fn check(app: &Path) -> Result<ExitCode, String> {
-    let problems = jitnode_element::check_app(app);
+async fn check(app: &Path) -> Result<ExitCode, String> {
+    let loaders = registry(app);
+    let handle = tokio::runtime::Handle::current();
+    let dir = app.to_path_buf();
+    // Checking is synchronous; only the loaders' schemas (a native plugin may need a build)
+    // are async, so they are awaited from the blocking thread.
+    let problems = tokio::task::spawn_blocking(move || {
+        jitnode_element::check_app_with(&dir, &|tree| {
+            handle.block_on(jitnode_host::loader_schemas(tree, &loaders))
+        })
+    })
+    .await
+    .map_err(|e| format!("checking did not finish: {e}"))?;
     if problems.0.is_empty() {
         // Not a problem: an app may be checked before this build has all its loaders.
         if let Ok(tree) = jitnode_element::load_tree(&app.join("elements")) {
@@ -241,6 +271,48 @@ fn check(app: &Path) -> Result<ExitCode, String> {
     let n = problems.0.len();
     println!("{n} problem{}", if n == 1 { "" } else { "s" });
     Ok(ExitCode::FAILURE)
+}
+
+async fn schema(app: &Path, full_name: &str, json: bool) -> Result<ExitCode, String> {
+    let elements = app.join("elements");
+    let tree = if elements.is_dir() {
+        jitnode_element::load_tree(&elements).map_err(|p| p.to_string())?
+    } else {
+        jitnode_dist::load(app).map_err(|e| e.to_string())?
+    };
+    let el = tree
+        .get(full_name)
+        .ok_or_else(|| format!("no element named \"{full_name}\""))?;
+    let (mut schemas, problems) = jitnode_host::loader_schemas(&tree, &registry(app)).await;
+    if let Some(p) = problems.first() {
+        return Err(p.to_string());
+    }
+    let (files, problems) = jitnode_element::file_schemas(&tree);
+    if let Some(p) = problems.first() {
+        return Err(p.to_string());
+    }
+    for (name, s) in files.iter() {
+        if schemas.get(name).is_none() {
+            schemas.insert(name, s.clone());
+        }
+    }
+    // A Type's own schema, else (an instance) the one its config is checked against.
+    let found = match schemas.get(full_name) {
+        Some(s) => Some((full_name, s)),
+        None => schemas.for_element(el),
+    };
+    let Some((of, schema)) = found else {
+        println!("{full_name}: no config schema (its config.json is not checked)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    if json {
+        let text = serde_json::to_string_pretty(schema.raw()).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        println!("config.json of the instances of {of}:");
+        print!("{}", schema.describe());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Types naming a loader this build does not have.

@@ -7,13 +7,27 @@ use std::path::Path;
 use crate::env::{Env, EnvError};
 use crate::par::par_map;
 use crate::problem::{json_message, Problem, ProblemKind, Problems};
+use crate::schema::{check_configs, file_schemas, ConfigSchemas};
 use crate::template::{render_mapped, template_position};
 use crate::tree::{parse_tree, resolve, AppTree, Element};
 
+/// Schemas that come from loaders (built-in and native Types), given the resolved tree:
+/// the schemas by Type and the problems of getting them.
+pub type LoaderSchemas<'a> = &'a (dyn Fn(&AppTree) -> (ConfigSchemas, Vec<Problem>) + Sync);
+
 /// Every problem of an element root: walk, e.json, chains, and the config.json templates of
 /// every element whose e.json parsed (missing variables given `env`, non-UTF-8 text,
-/// invalid JSON after rendering). Empty when all is well.
+/// invalid JSON after rendering). Empty when all is well. Config schemas declared by files
+/// ([`CONFIG_SCHEMA_FILE`](crate::CONFIG_SCHEMA_FILE)) are checked too; see [`check_with`]
+/// for the ones of loaders.
 pub fn check(elements_root: &Path, env: &Env) -> Problems {
+    check_with(elements_root, env, &|_| (ConfigSchemas::new(), Vec::new()))
+}
+
+/// [`check`], also validating each instance's rendered config against its Type's schema:
+/// those of `loader_schemas` (asked once the chains resolve) and of `config.schema.json`
+/// files, a loader's winning where a Type has both.
+pub fn check_with(elements_root: &Path, env: &Env, loader_schemas: LoaderSchemas<'_>) -> Problems {
     let (parsed, problems) = parse_tree(elements_root);
     let configs: Vec<_> = parsed
         .iter()
@@ -21,11 +35,21 @@ pub fn check(elements_root: &Path, env: &Env) -> Problems {
         .map(|p| (p.found.full_name.clone(), p.found.dir.join("config.json")))
         .collect();
     let template_problems = par_map(&configs, |(name, path)| check_config(name, path, env));
-    let mut all = match resolve(parsed, problems) {
-        Ok(_) => Vec::new(),
-        Err(p) => p.0,
+    let (mut all, tree) = match resolve(parsed, problems) {
+        Ok(tree) => (Vec::new(), Some(tree)),
+        Err(p) => (p.0, None),
     };
     all.extend(template_problems.into_iter().flatten());
+    if let Some(tree) = tree {
+        let (mut schemas, schema_problems) = file_schemas(&tree);
+        all.extend(schema_problems);
+        let (from_loaders, loader_problems) = loader_schemas(&tree);
+        all.extend(loader_problems);
+        for (name, schema) in from_loaders.iter() {
+            schemas.insert(name, schema.clone());
+        }
+        all.extend(check_configs(&tree, env, &schemas));
+    }
     Problems(all)
 }
 
@@ -33,6 +57,11 @@ pub fn check(elements_root: &Path, env: &Env) -> Problems {
 /// `.env` is reported as a problem, and checking goes on with the process environment) and
 /// checks `<app>/elements`.
 pub fn check_app(app_dir: &Path) -> Problems {
+    check_app_with(app_dir, &|_| (ConfigSchemas::new(), Vec::new()))
+}
+
+/// [`check_app`] with the schemas of loaders; see [`check_with`].
+pub fn check_app_with(app_dir: &Path, loader_schemas: LoaderSchemas<'_>) -> Problems {
     let (env, env_problem) = match Env::load(app_dir) {
         Ok(env) => (env, None),
         Err(e) => {
@@ -59,7 +88,7 @@ pub fn check_app(app_dir: &Path) -> Problems {
             (Env::from_map(env), Some(p))
         }
     };
-    let mut problems = check(&app_dir.join("elements"), &env);
+    let mut problems = check_with(&app_dir.join("elements"), &env, loader_schemas);
     if let Some(p) = env_problem {
         problems.0.insert(0, p);
     }

@@ -14,7 +14,9 @@
 //! - e.json: `type` is required (`""` for a Meta); unknown keys are kept in `raw`;
 //! - templates ([`render_template`]): values are JSON-escaped inside strings; a placeholder
 //!   outside a string becomes a number/boolean literal or else a quoted string, never
-//!   structure; values never appear in errors or `Debug`.
+//!   structure; values never appear in errors or `Debug`;
+//! - config schemas ([`ConfigSchema`]): which Type's schema applies, defaults, unknown
+//!   fields, secrets in messages: see the `schema` module docs on [`ConfigSchema`]'s page.
 //!
 //! It is NOT the runtime: it loads no code, starts nothing, does no network I/O and uses no
 //! async runtime. Building `dist/` lives in `jitnode-dist`, loading in `jitnode-host`.
@@ -25,16 +27,21 @@ mod env;
 mod file;
 mod par;
 mod problem;
+mod schema;
 mod template;
 mod tree;
 mod walk;
 
-pub use check::{check, check_app, render_tree};
+pub use check::{check, check_app, check_app_with, check_with, render_tree, LoaderSchemas};
 pub use def::{Definition, LoadTime};
 pub use env::{parse_dotenv, Env, EnvError};
 pub use file::FileError;
 pub use par::{par_map, worker_count};
 pub use problem::{is_valid_segment, Problem, ProblemKind, Problems, SEGMENT_RULE};
+pub use schema::{
+    apply_schema, check_configs, file_schemas, read_schema_file, schema_holders, ConfigSchema,
+    ConfigSchemas, SchemaError, Violation, ViolationKind, CONFIG_SCHEMA_FILE,
+};
 pub use template::{render_config, render_template, template_vars, TemplateError};
 pub use tree::{load_tree, parse_tree, resolve, AppTree, Element, Parsed};
 pub use walk::{walk, FoundElement};

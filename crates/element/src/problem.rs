@@ -74,6 +74,18 @@ pub enum ProblemKind {
     },
     /// A line of the `.env` file cannot be parsed (the value is never shown).
     EnvSyntax { line: usize, message: String },
+    /// The rendered config.json does not satisfy its Type's schema. `line`/`column` are in
+    /// the template (the file a person edits); no configured value is shown.
+    ConfigSchema {
+        line: usize,
+        column: usize,
+        /// The Type whose schema applies.
+        schema_of: String,
+        violation: crate::schema::Violation,
+    },
+    /// A Type's config schema cannot be used (bad JSON Schema, or its loader failed to
+    /// give it).
+    BadSchema { message: String },
 }
 
 impl ProblemKind {
@@ -91,7 +103,8 @@ impl ProblemKind {
     pub fn position(&self) -> Option<(usize, usize)> {
         match self {
             ProblemKind::InvalidJson { line, column, .. }
-            | ProblemKind::ConfigInvalidJson { line, column, .. } => Some((*line, *column)),
+            | ProblemKind::ConfigInvalidJson { line, column, .. }
+            | ProblemKind::ConfigSchema { line, column, .. } => Some((*line, *column)),
             ProblemKind::EnvSyntax { line, .. } => Some((*line, 1)),
             _ => None,
         }
@@ -163,6 +176,12 @@ impl fmt::Display for ProblemKind {
                 write!(f, "not valid JSON after rendering: {message}")
             }
             ProblemKind::EnvSyntax { message, .. } => f.write_str(message),
+            ProblemKind::ConfigSchema {
+                schema_of,
+                violation,
+                ..
+            } => write!(f, "{violation} (config schema of {schema_of})"),
+            ProblemKind::BadSchema { message } => write!(f, "config schema: {message}"),
         }
     }
 }

@@ -270,6 +270,15 @@ pub(crate) fn template_position(
         }
         offset += l.len();
     }
+    template_offset_position(template, spans, offset)
+}
+
+/// Maps a byte offset in the rendered text to a 1-based (line, column) in the template.
+pub(crate) fn template_offset_position(
+    template: &str,
+    spans: &[Span],
+    offset: usize,
+) -> (usize, usize) {
     let t = match spans.iter().rev().find(|s| s.r_start <= offset) {
         Some(s) if offset < s.r_end => s.t_start,
         Some(s) => s.t_end + (offset - s.r_end),

@@ -15,6 +15,7 @@ use crate::error::{CallError, LoadError, LookupError};
 use crate::functions::{declared_functions, merge, FunctionSpec};
 use crate::loader::{LoadContext, Registry, BUILTIN_SCHEME};
 use crate::runtime::{ChunkSink, ElementRuntime, FunctionError};
+use crate::schema::{describe_problems, SchemaCache, SchemaFailure};
 
 /// How long one element may take to stop before the host gives up on it.
 pub const DEFAULT_STOP_DEADLINE: Duration = Duration::from_secs(5);
@@ -170,6 +171,8 @@ struct View {
     tree: Arc<AppTree>,
     env: Arc<Env>,
     slots: HashMap<String, Slot>,
+    /// The Types' config schemas of this generation (a reload may change them).
+    schemas: Arc<SchemaCache>,
 }
 
 struct AppInner {
@@ -324,12 +327,37 @@ impl AppInner {
             }
         };
 
-        let config = jitnode_element::render_config(el, &view.env)
-            .map_err(|e| LoadError::Config {
-                element: name.clone(),
-                message: e.to_string(),
-            })?
-            .map(Arc::new);
+        let schema = view
+            .schemas
+            .for_element(&view.tree, &self.registry, el)
+            .await
+            .map_err(|f| match f {
+                SchemaFailure::Loader { entry, message } => LoadError::Failed {
+                    element: name.clone(),
+                    entry,
+                    message,
+                },
+                SchemaFailure::File(p) => LoadError::Config {
+                    element: name.clone(),
+                    message: describe_problems(el, &[p]),
+                },
+            })?;
+        let config = match schema {
+            Some((of, schema)) => Some(Arc::new(
+                jitnode_element::apply_schema(el, &view.env, &of, &schema).map_err(|problems| {
+                    LoadError::Config {
+                        element: name.clone(),
+                        message: describe_problems(el, &problems),
+                    }
+                })?,
+            )),
+            None => jitnode_element::render_config(el, &view.env)
+                .map_err(|e| LoadError::Config {
+                    element: name.clone(),
+                    message: e.to_string(),
+                })?
+                .map(Arc::new),
+        };
 
         let Some((loader, entry, loader_el)) = loader else {
             tracing::debug!(element = %name, "data-only element (no loader in its chain)");
@@ -558,6 +586,7 @@ impl App {
                     tree: Arc::new(tree),
                     env: Arc::new(env),
                     slots,
+                    schemas: Arc::default(),
                 })),
                 registry,
                 state: Mutex::new(State::default()),
@@ -573,6 +602,11 @@ impl App {
     /// The current environment for templates (values are never logged).
     pub fn env(&self) -> Arc<Env> {
         Arc::clone(&self.inner.view().env)
+    }
+
+    /// The loaders this app was made with.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
     }
 
     /// A handle with no element identity (lookups are not recorded as dependencies).
@@ -736,6 +770,7 @@ impl App {
                 tree: Arc::new(tree.clone()),
                 env: Arc::new(env),
                 slots,
+                schemas: Arc::default(),
             });
             st.deps.retain(|k, _| !goes(k));
             st.tried.retain(|k, _| !goes(k));
@@ -794,6 +829,7 @@ impl App {
                     tree: Arc::clone(&view.tree),
                     env: Arc::clone(&view.env),
                     slots,
+                    schemas: Arc::clone(&view.schemas),
                 });
                 st.deps.retain(|k, _| !orphan.contains(k));
                 st.tried.retain(|k, _| !orphan.contains(k));

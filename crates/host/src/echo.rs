@@ -2,8 +2,11 @@
 //!
 //! Its elements offer `echo` (returns its arguments unchanged) and `stream` (sends the
 //! words of `text` one chunk at a time, then returns the whole text). An instance's
-//! config.json may set `"prefix"`, prepended to each streamed word.
+//! config.json may set `"prefix"`, prepended to each streamed word; other fields are errors.
 
+use std::sync::{Arc, OnceLock};
+
+use jitnode_element::{ConfigSchema, Element};
 use serde_json::{json, Value};
 
 use crate::functions::{ArgSpec, FunctionSpec};
@@ -14,20 +17,44 @@ use crate::runtime::{BoxError, BoxFuture, ElementRuntime, FnRuntime, FunctionErr
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EchoLoader;
 
+/// The schema of an echo instance's config.json.
+fn schema() -> Arc<ConfigSchema> {
+    static SCHEMA: OnceLock<Arc<ConfigSchema>> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let raw = json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "prefix": {
+                        "type": "string",
+                        "default": "",
+                        "description": "Put before each streamed word."
+                    }
+                }
+            });
+            Arc::new(ConfigSchema::new(raw).expect("the echo schema is valid (tested)"))
+        })
+        .clone()
+}
+
 impl Loader for EchoLoader {
+    fn config_schema<'a>(
+        &'a self,
+        _type_el: &'a Element,
+    ) -> BoxFuture<'a, Result<Option<Arc<ConfigSchema>>, BoxError>> {
+        Box::pin(async { Ok(Some(schema())) })
+    }
+
     fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>> {
         Box::pin(async move {
-            let prefix = match cx.config().and_then(|c| c.get("prefix")) {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => s.clone(),
-                Some(_) => {
-                    return Err(format!(
-                        "{}: config.json \"prefix\" must be a string",
-                        cx.full_name()
-                    )
-                    .into())
-                }
-            };
+            // The schema vouched for the shape and filled in the default.
+            let prefix = cx
+                .config()
+                .and_then(|c| c.get("prefix"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let stream_spec = FunctionSpec::with_args(
                 "stream",
                 vec![ArgSpec {
@@ -55,5 +82,17 @@ impl Loader for EchoLoader {
                 });
             Ok(Box::new(rt) as Box<dyn ElementRuntime>)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_compiles_and_rejects_unknown_fields() {
+        assert_eq!(schema().apply(None).unwrap(), json!({"prefix": ""}));
+        let v = schema().apply(Some(&json!({"prefx": "x"}))).unwrap_err();
+        assert_eq!(v[0].field, "prefx");
     }
 }

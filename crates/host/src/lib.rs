@@ -6,7 +6,9 @@
 //! `afterAppInit` elements, loads the others on demand at their first lookup, lets elements
 //! call each other's named JSON functions (optionally streaming chunks), and stops them in
 //! dependency order. With `--watch`, a [`Reloader`] fed by [`watch`] applies edits to the
-//! running app, restarting only what they change.
+//! running app, restarting only what they change. Before an element's loader sees its
+//! config, the config is validated against its Type's schema (see [`Loader::config_schema`]);
+//! an element whose config fails is not started, and a reload that breaks one is rejected.
 //!
 //! It is NOT for parsing e.json, resolving chains, rendering templates or building `dist/`
 //! (that is `jitnode-element` and `jitnode-dist`), nor for any particular element's business
@@ -20,6 +22,7 @@ mod loader;
 mod open;
 mod reload;
 mod runtime;
+mod schema;
 mod signal;
 pub mod watch;
 
@@ -27,9 +30,11 @@ pub use app::{App, AppHandle, LoadedElement, StartReport, StopReport, DEFAULT_ST
 pub use echo::EchoLoader;
 pub use error::{CallError, LoadError, LookupError};
 pub use functions::{declared_functions, ArgSpec, FunctionSpec};
+pub use jitnode_element::{ConfigSchema, ConfigSchemas, Element, Violation, ViolationKind};
 pub use loader::{app_dir_of, loader_fn, LoadContext, Loader, Registry, BUILTIN_SCHEME, DATA_DIR};
 pub use open::OpenError;
 pub use reload::{ReloadError, ReloadReport, Reloader};
 pub use runtime::{BoxError, BoxFuture, ChunkSink, ElementRuntime, FnRuntime, FunctionError};
+pub use schema::loader_schemas;
 pub use signal::ShutdownSignal;
 pub use watch::{WatchError, WatchMode, WatchOptions};

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use jitnode_element::{Definition, Element, FileError};
+use jitnode_element::{ConfigSchema, Definition, Element, FileError};
 use serde_json::Value;
 
 use crate::app::AppHandle;
@@ -70,6 +70,19 @@ pub const BUILTIN_SCHEME: &str = "builtin:";
 /// ```
 pub trait Loader: Send + Sync + 'static {
     fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>>;
+
+    /// The JSON Schema of the configs of the elements below `type_el` (the Type naming this
+    /// loader). The host validates every such element's rendered config against it, with
+    /// its defaults filled in, before [`Loader::load`] sees it (see
+    /// [`ConfigSchema`](jitnode_element::ConfigSchema)). `None`: no schema, configs are
+    /// passed as rendered.
+    fn config_schema<'a>(
+        &'a self,
+        type_el: &'a Element,
+    ) -> BoxFuture<'a, Result<Option<Arc<ConfigSchema>>, BoxError>> {
+        let _ = type_el;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 struct FnLoader<F>(F);
@@ -127,6 +140,8 @@ impl LoadContext {
     }
 
     /// The element's config.json with templates rendered, or `None` when it has none.
+    /// When its Type declares a schema, the config has been validated against it and its
+    /// defaults filled in (then it is `Some` even without a config.json).
     /// Holds secrets: never log it.
     pub fn config(&self) -> Option<&Value> {
         self.config.as_deref()

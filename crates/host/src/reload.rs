@@ -18,8 +18,8 @@
 //! needs any more are stopped. So after any sequence of edits, the running set equals a
 //! clean start on the final tree (whenever the final tree is valid).
 //!
-//! An invalid version (e.json problems, a cycle, a `config.json` that is not valid JSON or
-//! uses a variable that is not set, a broken `.env`) is rejected as a whole: the last good
+//! An invalid version (e.json problems, a cycle, a `config.json` that is not valid JSON,
+//! uses a variable that is not set or fails its Type's schema, a broken `.env`) is rejected as a whole: the last good
 //! version keeps running and the error names the file and line:column. A config that was
 //! already failing in the last good version does not block later edits.
 //!
@@ -36,10 +36,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jitnode_dist::DistError;
-use jitnode_element::{AppTree, Element, Env, EnvError, TemplateError};
+use jitnode_element::{AppTree, Element, Env, EnvError, ProblemKind, TemplateError};
 
 use crate::app::App;
 use crate::error::{list, LookupError};
+use crate::schema::{describe_problems, SchemaCache, SchemaFailure};
 
 /// Why a new version was rejected (the last good one keeps running).
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +52,8 @@ pub enum ReloadError {
     /// The app's `.env` cannot be used (never holds a value).
     #[error(transparent)]
     Env(#[from] EnvError),
-    /// Config templates that cannot be rendered: one `file:line:column: message` each.
+    /// Config templates that cannot be rendered, or configs that fail their Type's schema:
+    /// one `file:line:column: message` each.
     #[error("{}", .0.join("\n"))]
     Config(Vec<String>),
     /// The blocking build task could not finish (the runtime is shutting down).
@@ -239,6 +241,36 @@ impl Reloader {
             if el.chain.iter().any(|c| base.contains(c)) {
                 restart.insert(el.full_name.clone());
             }
+        }
+        // Elements whose own config, Type or chain changed must pass their Type's schema
+        // (of the new version); dependents restarted below keep a config that passed.
+        let schemas = SchemaCache::default();
+        for name in &restart {
+            let Some(el) = tree.get(name) else { continue };
+            let problems = match schemas.for_element(&tree, self.app.registry(), el).await {
+                Ok(None) => continue,
+                Ok(Some((of, schema))) => {
+                    match jitnode_element::apply_schema(el, &env, &of, &schema) {
+                        Ok(_) => continue,
+                        // Template problems were weighed above.
+                        Err(p) => p
+                            .into_iter()
+                            .filter(|p| matches!(p.kind, ProblemKind::ConfigSchema { .. }))
+                            .collect::<Vec<_>>(),
+                    }
+                }
+                Err(SchemaFailure::File(p)) => vec![p],
+                // A loader that cannot give its schema fails that element's load, with the
+                // same message; it does not block the rest of the edit.
+                Err(SchemaFailure::Loader { .. }) => continue,
+            };
+            if !problems.is_empty() {
+                errors.push(describe_problems(el, &problems));
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort();
+            return self.reject(ReloadError::Config(errors));
         }
         // Dependents, transitively: whoever looked up something that restarts.
         let tried = self.app.lookups_tried();

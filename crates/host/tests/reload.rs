@@ -176,6 +176,50 @@ async fn a_config_edit_restarts_that_instance_with_the_new_config() {
 }
 
 #[tokio::test]
+async fn an_edit_breaking_the_schema_keeps_the_last_good_version_until_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let app_dir = dir.path();
+    base(app_dir);
+    write(
+        app_dir,
+        "elements/fam/t1/config.schema.json",
+        r#"{"type": "object", "additionalProperties": false,
+            "properties": {"v": {"type": "integer", "default": 0}}}"#,
+    );
+    instance(app_dir, "fam/bot", "fam.t1", true, r#"{"v": 1}"#);
+    instance(app_dir, "fam/calm", "fam.t1", true, "{}");
+    let log = Arc::new(Log::default());
+    let mut r = started(app_dir, &log).await;
+    // The loader got the config with the schema's default filled in.
+    assert_eq!(log.live()["fam.calm"], vec![json!({"v": 0})]);
+
+    write(
+        app_dir,
+        "elements/fam/bot/config.json",
+        "{\n  \"v\": \"one\"\n}",
+    );
+    let report = r.reload_from_disk().await;
+    let err = report.kept_last_good.expect("rejected").to_string();
+    let file = app_dir.join("elements/fam/bot/config.json");
+    assert!(
+        err.starts_with(&format!(
+            "{}:2:8: fam.bot: field `v`: expected an integer, found a string",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(report.restarted.is_empty() && report.stopped.is_empty());
+    assert_eq!(log.live()["fam.bot"], vec![json!({"v": 1})]);
+    assert_eq!(log.loads_of("fam.bot").len(), 1);
+
+    write(app_dir, "elements/fam/bot/config.json", r#"{"v": "2"}"#);
+    let report = r.reload_from_disk().await;
+    assert!(report.kept_last_good.is_none(), "{report:?}");
+    assert_eq!(report.restarted, names(&["fam.bot"]));
+    assert_eq!(log.live()["fam.bot"], vec![json!({"v": 2})]);
+}
+
+#[tokio::test]
 async fn a_broken_e_json_keeps_the_last_good_version_until_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let app_dir = dir.path();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use jitnode_element::ConfigSchema;
 use jitnode_plugin::abi::{
     AbiHeader, Bytes, EntryFn, OwnedBuf, PluginApi, Status, ENTRY_SYMBOL, STATUS_BAD_ARGS,
     STATUS_FAILED, STATUS_OK, STATUS_PANICKED,
@@ -39,6 +40,7 @@ pub struct Plugin {
     rust_type: String,
     sdk_version: String,
     functions: Vec<Function>,
+    config_schema: Option<Arc<ConfigSchema>>,
 }
 
 /// Why one call into a plugin failed.
@@ -130,6 +132,7 @@ impl Plugin {
             rust_type: text(api.type_name),
             sdk_version: text(api.sdk_version),
             functions: Vec::new(),
+            config_schema: None,
         };
         // SAFETY: `out` is a valid slot; `functions` takes nothing else.
         let list = plugin
@@ -155,7 +158,30 @@ impl Plugin {
                     .map_err(|m| protocol("functions()", format!("bad declaration: {m}")))?,
             );
         }
+        // SAFETY: `out` is a valid slot; `config_schema` takes nothing else (ABI >= 2,
+        // checked with the header above).
+        let schema = plugin
+            .invoke(|out| unsafe { (api.config_schema)(out) })
+            .map_err(|f| match f {
+                CallFailure::Panicked(message) => NativeError::Panicked {
+                    type_name: type_name.to_string(),
+                    path: path.to_path_buf(),
+                    what: "config_schema()",
+                    message,
+                },
+                other => protocol("config_schema()", other.to_string()),
+            })?;
+        if !schema.is_null() {
+            let compiled = ConfigSchema::new(schema)
+                .map_err(|e| protocol("config_schema()", e.to_string()))?;
+            plugin.config_schema = Some(Arc::new(compiled));
+        }
         Ok(plugin)
+    }
+
+    /// The schema of its instances' configs, when the Type declares one.
+    pub fn config_schema(&self) -> Option<&Arc<ConfigSchema>> {
+        self.config_schema.as_ref()
     }
 
     /// The library file it was loaded from.

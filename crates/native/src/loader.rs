@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use jitnode_element::Element;
+use jitnode_element::{ConfigSchema, Element};
 use jitnode_host::{
     ArgSpec, BoxError, BoxFuture, ChunkSink, ElementRuntime, FunctionError, FunctionSpec,
     LoadContext, Loader, Registry,
@@ -258,6 +258,17 @@ fn to_spec(f: &Function) -> FunctionSpec {
 }
 
 impl Loader for NativeLoader {
+    /// Builds and opens the Type's plugin (as a load would) and asks it.
+    fn config_schema<'a>(
+        &'a self,
+        type_el: &'a Element,
+    ) -> BoxFuture<'a, Result<Option<Arc<ConfigSchema>>, BoxError>> {
+        Box::pin(async move {
+            let plugin = self.plugin_for(type_el).await?;
+            Ok(plugin.config_schema().cloned())
+        })
+    }
+
     fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>> {
         Box::pin(async move {
             let type_el = cx.loader_element().clone();

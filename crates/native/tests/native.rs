@@ -31,7 +31,7 @@ fn fixtures() -> &'static HashMap<&'static str, PathBuf> {
     static BUILT: OnceLock<HashMap<&'static str, PathBuf>> = OnceLock::new();
     BUILT.get_or_init(|| {
         let mut built = HashMap::new();
-        for name in ["abi_mismatch", "panicky", "bad_json", "no_entry"] {
+        for name in ["abi_mismatch", "abi_v1", "panicky", "bad_json", "no_entry"] {
             let dir = manifest_dir().join("tests/fixtures").join(name);
             let out = Command::new(cargo())
                 .args(["build", "--lib", "--offline", "--manifest-path"])
@@ -146,6 +146,35 @@ async fn abi_mismatch_is_refused_after_reading_only_the_header() {
         .await
         .unwrap_err();
     assert_eq!(again.to_string(), text);
+}
+
+#[tokio::test]
+async fn a_plugin_built_before_the_schema_abi_is_refused_with_a_rebuild_hint() {
+    let fx = fixture_app(&[("abi_v1", json!({}))]);
+    let err = call(&fx.app, "fx.abi_v1", "anything", json!({}))
+        .await
+        .unwrap_err();
+    let text = load_failure(err);
+    assert!(
+        text.contains("the library has ABI version 1")
+            && text.contains(&format!(
+                "this host needs version {}",
+                jitnode_plugin::abi::ABI_VERSION
+            ))
+            && text.contains("rebuild it against jitnode-plugin"),
+        "{text}"
+    );
+    assert_eq!(jitnode_plugin::abi::ABI_VERSION, 2);
+    // `check` reports it as a problem of the Type, before anything runs.
+    let tree = fx.app.tree();
+    let (_, problems) = jitnode_host::loader_schemas(&tree, fx.app.registry()).await;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let p = problems[0].to_string();
+    assert!(
+        p.contains("fx.abi_v1Type: config schema: loader builtin:native could not give it"),
+        "{p}"
+    );
+    assert!(p.contains("ABI version 1"), "{p}");
 }
 
 #[tokio::test]
@@ -347,6 +376,25 @@ async fn the_keyword_example_is_built_with_cargo_loaded_and_called() {
         .path()
         .starts_with(out.path().join("native/demo.keywordReplyType")));
     assert_eq!(lib.rust_type(), "KeywordReply");
+
+    // Its schema comes through the ABI, and configs are checked against it.
+    let schema = lib
+        .config_schema()
+        .expect("the keyword Type declares a schema");
+    let v = schema
+        .apply(Some(&json!({"rules": [{"answer": "x"}], "extra": 1})))
+        .unwrap_err();
+    let fields: Vec<_> = v
+        .iter()
+        .map(|v| (v.field.as_str(), v.expected.as_str()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("extra", "unknown field (known fields: rules)"),
+            ("rules[0]", "a rule needs \"keywords\" or \"patterns\""),
+        ]
+    );
 }
 
 #[tokio::test]

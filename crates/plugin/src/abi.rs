@@ -24,7 +24,11 @@
 use std::ffi::c_void;
 
 /// The ABI version this SDK speaks. Bumped on any change after [`AbiHeader`].
-pub const ABI_VERSION: u32 = 1;
+///
+/// - 1: functions, load, call, stop, drop_instance, free_buf;
+/// - 2: adds [`PluginApi::config_schema`] (the JSON Schema of instance configs). A host
+///   speaking 2 refuses a version-1 library (rebuild it; nothing else changes for it).
+pub const ABI_VERSION: u32 = 2;
 
 /// The one symbol a plugin exports (NUL-terminated, as `dlsym` wants it).
 pub const ENTRY_SYMBOL: &[u8] = b"jitnode_plugin_entry\0";
@@ -167,6 +171,9 @@ pub struct PluginApi {
     pub drop_instance: unsafe extern "C" fn(instance: *mut c_void) -> Status,
     /// Frees a buffer this library allocated.
     pub free_buf: unsafe extern "C" fn(buf: OwnedBuf),
+    /// Writes the JSON Schema of instance configs to `out`, or `null` when the Type
+    /// declares none (since ABI 2).
+    pub config_schema: unsafe extern "C" fn(out: *mut OwnedBuf) -> Status,
 }
 
 // SAFETY: the only pointers in the table are to static text and functions; the table is

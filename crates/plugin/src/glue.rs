@@ -29,6 +29,7 @@ pub const fn api_of<T: NativeType>(type_name: &'static str) -> PluginApi {
         stop: stop::<T>,
         drop_instance: drop_instance::<T>,
         free_buf,
+        config_schema: config_schema::<T>,
     }
 }
 
@@ -79,6 +80,10 @@ unsafe extern "C" fn functions<T: NativeType>(out: *mut OwnedBuf) -> Status {
             T::functions().iter().map(Function::to_json).collect(),
         ))
     })
+}
+
+unsafe extern "C" fn config_schema<T: NativeType>(out: *mut OwnedBuf) -> Status {
+    respond(out, || Ok(T::config_schema().unwrap_or(Value::Null)))
 }
 
 unsafe extern "C" fn load<T: NativeType>(

@@ -42,7 +42,7 @@
 //!
 //! It is NOT the host side (finding, building and loading libraries is `jitnode-native`),
 //! has no async runtime, and depends on serde_json only. Streaming chunks are not part of
-//! ABI v1: a native function returns one JSON value.
+//! the ABI (version 2): a native function returns one JSON value.
 
 pub mod abi;
 mod glue;
@@ -63,7 +63,16 @@ pub trait NativeType: Sized + Send + Sync + 'static {
     /// their argument declarations.
     fn functions() -> Vec<Function>;
 
-    /// Makes the runtime object of one element from its rendered config.
+    /// The JSON Schema of instances' config.json. The host validates every instance's
+    /// rendered config against it (in `jitnode check`, at load and at hot reload) and fills
+    /// in its `default`s, so [`NativeType::load`] only sees configs that passed. `None`
+    /// (the default): configs are passed as rendered.
+    fn config_schema() -> Option<Value> {
+        None
+    }
+
+    /// Makes the runtime object of one element from its rendered config (validated
+    /// against [`NativeType::config_schema`], defaults filled in, when it declares one).
     fn load(args: LoadArgs) -> Result<Self, PluginError>;
 
     /// Runs one function. `function` is one of [`NativeType::functions`]; `args` have been

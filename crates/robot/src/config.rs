@@ -5,39 +5,25 @@
 //! field so a person can fix the file; no error or `Debug` output ever contains a configured
 //! value, because rendered values may hold secrets.
 //!
-//! Numbers may be given as JSON numbers or as strings of digits: `{{VAR}}` templating renders
-//! to strings, and `"minIntervalMs": "{{CARD_INTERVAL}}"` should work. Unknown fields are
-//! rejected so that a typo (`minIntervalMS`) does not silently fall back to a default.
+//! The shape, ranges and defaults are the JSON Schema of [`config_schema`], which the host
+//! checks before the loader runs (and `jitnode check` reports against); what passes is
+//! deserialized. Numbers may be given as JSON numbers or as strings of digits: `{{VAR}}`
+//! templating renders to strings, and `"minIntervalMs": "{{CARD_INTERVAL}}"` should work.
+//! Unknown fields are rejected so that a typo (`minIntervalMS`) does not silently fall back
+//! to a default. A blank optional string counts as absent.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use jitnode_host::{ConfigSchema, ViolationKind};
+use serde::Deserialize;
+use serde_json::{json, Value};
 
 /// DingTalk's OpenAPI base (`/v1.0/*`).
 pub const DEFAULT_OPEN_API_ENDPOINT: &str = "https://api.dingtalk.com";
 /// DingTalk's legacy API base.
 pub const DEFAULT_OAPI_ENDPOINT: &str = "https://oapi.dingtalk.com";
-
-const TOP_FIELDS: &[&str] = &[
-    "clientId",
-    "clientSecret",
-    "agent",
-    "openApiEndpoint",
-    "oapiEndpoint",
-    "robotCode",
-    "card",
-    "fallbackAfterFailures",
-    "answerTimeoutMs",
-    "language",
-];
-const CARD_FIELDS: &[&str] = &[
-    "mode",
-    "templateId",
-    "streamingKey",
-    "minIntervalMs",
-    "maxUpdates",
-];
 
 /// A configuration problem, naming the field (dotted path, JSON spelling).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -196,206 +182,186 @@ impl RobotConfig {
         RobotConfig::from_value(&value)
     }
 
-    /// Checks a rendered `config.json` value and applies the defaults.
+    /// Checks a rendered `config.json` value against [`config_schema`] (filling in the
+    /// defaults) and reads it. The first problem is returned, naming its field.
     pub fn from_value(value: &Value) -> Result<RobotConfig, ConfigError> {
-        let obj = value.as_object().ok_or(ConfigError::NotAnObject)?;
-        reject_unknown(obj, TOP_FIELDS, "")?;
-
-        let client_id = required_string(obj, "clientId", "clientId")?;
-        let client_secret = required_string(obj, "clientSecret", "clientSecret")?;
-        let agent = required_string(obj, "agent", "agent")?;
-        check_full_name(&agent)?;
-        let open_api_endpoint =
-            optional_endpoint(obj, "openApiEndpoint")?.unwrap_or(DEFAULT_OPEN_API_ENDPOINT.into());
-        let oapi_endpoint =
-            optional_endpoint(obj, "oapiEndpoint")?.unwrap_or(DEFAULT_OAPI_ENDPOINT.into());
-        let robot_code =
-            optional_string(obj, "robotCode", "robotCode")?.unwrap_or_else(|| client_id.clone());
-        let fallback_after_failures = optional_u64(
-            obj,
-            "fallbackAfterFailures",
-            "fallbackAfterFailures",
-            1,
-            1000,
-        )?
-        .unwrap_or(3) as u32;
-        let answer_timeout_ms =
-            optional_u64(obj, "answerTimeoutMs", "answerTimeoutMs", 1000, 3_600_000)?
-                .unwrap_or(120_000);
-        let language = match optional_string(obj, "language", "language")?.as_deref() {
-            None | Some("zh") => Lang::Zh,
-            Some("en") => Lang::En,
-            Some(_) => return Err(invalid("language", "must be \"zh\" or \"en\"")),
+        if !value.is_object() {
+            return Err(ConfigError::NotAnObject);
+        }
+        let checked = config_schema().apply(Some(value)).map_err(|v| {
+            let first = v
+                .into_iter()
+                .next()
+                .expect("a failed validation has at least one violation");
+            match first.kind {
+                ViolationKind::Missing => ConfigError::Missing { field: first.field },
+                ViolationKind::Unknown => ConfigError::Unknown {
+                    known: first
+                        .expected
+                        .split_once("known fields: ")
+                        .map(|(_, k)| k.trim_end_matches(')').to_string())
+                        .unwrap_or_default(),
+                    field: first.field,
+                },
+                ViolationKind::Invalid => ConfigError::Invalid {
+                    field: first.field,
+                    reason: first.expected,
+                },
+            }
+        })?;
+        let raw: Raw = serde_json::from_value(checked).map_err(|e| ConfigError::Invalid {
+            field: "(document)".into(),
+            reason: format!("does not fit the schema's shape: {e}"),
+        })?;
+        let blank = |s: Option<String>| s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let endpoint = |s: String, default: &str| {
+            let s = s.trim().trim_end_matches('/').to_string();
+            if s.is_empty() {
+                default.to_string()
+            } else {
+                s
+            }
         };
-        let card = match obj.get("card") {
-            None | Some(Value::Null) => CardConfig::default(),
-            Some(Value::Object(card)) => parse_card(card)?,
-            Some(_) => return Err(invalid("card", "must be an object")),
+        let client_id = raw.client_id.trim().to_string();
+        let mode = match raw.card.mode.as_str() {
+            "template" => CardMode::Template,
+            _ => CardMode::Standard,
         };
-
         Ok(RobotConfig {
+            robot_code: blank(raw.robot_code).unwrap_or_else(|| client_id.clone()),
             client_id,
-            client_secret,
-            agent,
-            open_api_endpoint,
-            oapi_endpoint,
-            robot_code,
-            card,
-            fallback_after_failures,
-            answer_timeout: Duration::from_millis(answer_timeout_ms),
-            language,
+            client_secret: raw.client_secret.trim().to_string(),
+            agent: raw.agent.trim().to_string(),
+            open_api_endpoint: endpoint(raw.open_api_endpoint, DEFAULT_OPEN_API_ENDPOINT),
+            oapi_endpoint: endpoint(raw.oapi_endpoint, DEFAULT_OAPI_ENDPOINT),
+            card: CardConfig {
+                mode,
+                // A template id without template mode is harmless; keep it out of the way.
+                template_id: blank(raw.card.template_id).filter(|_| mode == CardMode::Template),
+                streaming_key: raw.card.streaming_key,
+                min_interval: Duration::from_millis(raw.card.min_interval_ms),
+                max_updates: raw.card.max_updates,
+            },
+            fallback_after_failures: raw.fallback_after_failures,
+            answer_timeout: Duration::from_millis(raw.answer_timeout_ms),
+            language: if raw.language == "en" {
+                Lang::En
+            } else {
+                Lang::Zh
+            },
         })
     }
 }
 
-fn parse_card(card: &Map<String, Value>) -> Result<CardConfig, ConfigError> {
-    reject_unknown(card, CARD_FIELDS, "card.")?;
-    let defaults = CardConfig::default();
-    let mode = match optional_string(card, "mode", "card.mode")?.as_deref() {
-        None | Some("standard") => CardMode::Standard,
-        Some("template") => CardMode::Template,
-        Some(_) => return Err(invalid("card.mode", "must be \"standard\" or \"template\"")),
-    };
-    let template_id = optional_string(card, "templateId", "card.templateId")?;
-    let template_id = match mode {
-        CardMode::Template => Some(template_id.ok_or_else(|| {
-            invalid(
-                "card.templateId",
-                "is required when card.mode is \"template\"",
-            )
-        })?),
-        // A template id without template mode is harmless; keep it out of the way.
-        CardMode::Standard => None,
-    };
-    let streaming_key = optional_string(card, "streamingKey", "card.streamingKey")?
-        .unwrap_or(defaults.streaming_key);
-    if !streaming_key
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        return Err(invalid(
-            "card.streamingKey",
-            "must be a template variable name (letters, digits, _)",
-        ));
-    }
-    let min_interval_ms = optional_u64(card, "minIntervalMs", "card.minIntervalMs", 0, 60_000)?
-        .unwrap_or(defaults.min_interval.as_millis() as u64);
-    let max_updates = optional_u64(card, "maxUpdates", "card.maxUpdates", 1, 1000)?
-        .map(|n| n as u32)
-        .unwrap_or(defaults.max_updates);
-    Ok(CardConfig {
-        mode,
-        template_id,
-        streaming_key,
-        min_interval: Duration::from_millis(min_interval_ms),
-        max_updates,
+/// The config as the schema vouched for it (defaults filled in).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Raw {
+    client_id: String,
+    client_secret: String,
+    agent: String,
+    open_api_endpoint: String,
+    oapi_endpoint: String,
+    robot_code: Option<String>,
+    card: RawCard,
+    fallback_after_failures: u32,
+    answer_timeout_ms: u64,
+    language: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawCard {
+    mode: String,
+    template_id: Option<String>,
+    streaming_key: String,
+    min_interval_ms: u64,
+    max_updates: u32,
+}
+
+/// A non-blank string that is not an unrendered `{{...}}` placeholder.
+fn filled(description: &str, secret: bool) -> Value {
+    json!({
+        "type": "string",
+        "writeOnly": secret,
+        "description": description,
+        "allOf": [
+            {"pattern": "\\S", "x-expected": "must not be empty"},
+            {"not": {"pattern": "\\{\\{"}, "x-expected": "still holds an unrendered {{...}} placeholder"}
+        ]
     })
 }
 
-fn reject_unknown(
-    obj: &Map<String, Value>,
-    known: &[&str],
-    prefix: &str,
-) -> Result<(), ConfigError> {
-    match obj.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(ConfigError::Unknown {
-            field: format!("{prefix}{k}"),
-            known: known.join(", "),
-        }),
-        None => Ok(()),
-    }
-}
-
-fn optional_string(
-    obj: &Map<String, Value>,
-    key: &str,
-    field: &str,
-) -> Result<Option<String>, ConfigError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => {
-            let s = s.trim();
-            if s.is_empty() {
-                return Ok(None);
-            }
-            // A placeholder left in the rendered config means templating was skipped or a
-            // variable is missing; an empty or literal secret must not be used silently.
-            if s.contains("{{") {
-                return Err(invalid(
-                    field,
-                    "still holds an unrendered {{...}} placeholder",
-                ));
-            }
-            Ok(Some(s.to_string()))
-        }
-        Some(_) => Err(invalid(field, "must be a string")),
-    }
-}
-
-fn required_string(
-    obj: &Map<String, Value>,
-    key: &str,
-    field: &str,
-) -> Result<String, ConfigError> {
-    optional_string(obj, key, field)?.ok_or_else(|| ConfigError::Missing {
-        field: field.to_string(),
+fn endpoint(default: &str, description: &str) -> Value {
+    json!({
+        "type": "string",
+        "default": default,
+        "description": description,
+        "allOf": [{"pattern": "^\\s*(https?://[^/?#\\s]+[^?#\\s]*)?\\s*$",
+                   "x-expected": "expected an http:// or https:// URL without query or fragment"}]
     })
 }
 
-fn optional_u64(
-    obj: &Map<String, Value>,
-    key: &str,
-    field: &str,
-    min: u64,
-    max: u64,
-) -> Result<Option<u64>, ConfigError> {
-    let n = match obj.get(key) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().parse::<u64>().ok(),
-        Some(Value::String(_)) => return Ok(None),
-        Some(_) => None,
-    };
-    match n {
-        Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-        _ => Err(invalid(
-            field,
-            format!("must be a whole number from {min} to {max}"),
-        )),
-    }
+fn whole(min: u64, max: u64, default: u64, description: &str) -> Value {
+    json!({"type": "integer", "minimum": min, "maximum": max, "default": default,
+           "description": description})
 }
 
-fn optional_endpoint(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, ConfigError> {
-    let Some(s) = optional_string(obj, key, key)? else {
-        return Ok(None);
-    };
-    let parsed = url::Url::parse(&s).map_err(|_| invalid(key, "is not a valid URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(invalid(key, "must be an http:// or https:// URL"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(invalid(key, "must not have a query or fragment"));
-    }
-    // Paths are appended to the base, so the base keeps no trailing slash.
-    Ok(Some(s.trim_end_matches('/').to_string()))
-}
-
-/// A fullName is dotted element names (`aiagents.ragTest`); nothing else can name an element.
-fn check_full_name(name: &str) -> Result<(), ConfigError> {
-    let ok = name.split('.').all(|part| {
-        !part.is_empty()
-            && part
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "agent",
-            "must be the fullName of an agent element, like \"aiagents.helpdesk\"",
-        ))
-    }
+/// The JSON Schema of a robot instance's config.json.
+pub fn config_schema() -> Arc<ConfigSchema> {
+    static SCHEMA: OnceLock<Arc<ConfigSchema>> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let raw = json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["clientId", "clientSecret", "agent"],
+                "properties": {
+                    "clientId": filled("App key; also the robot code unless robotCode is set.", false),
+                    "clientSecret": filled("App secret.", true),
+                    "agent": {
+                        "type": "string",
+                        "description": "fullName of the agent element whose run answers questions.",
+                        "allOf": [{"pattern": "^\\s*[\\w-]+(\\.[\\w-]+)*\\s*$",
+                                   "x-expected": "expected the fullName of an agent element, like \"aiagents.helpdesk\""}]
+                    },
+                    "openApiEndpoint": endpoint(DEFAULT_OPEN_API_ENDPOINT, "Base URL of /v1.0/* calls."),
+                    "oapiEndpoint": endpoint(DEFAULT_OAPI_ENDPOINT, "Base URL of legacy calls."),
+                    "robotCode": {"type": "string", "description": "robotCode of card sends; defaults to clientId.",
+                                  "allOf": [{"not": {"pattern": "\\{\\{"}, "x-expected": "still holds an unrendered {{...}} placeholder"}]},
+                    "card": {
+                        "type": "object",
+                        "default": {},
+                        "additionalProperties": false,
+                        "description": "How answers are shown.",
+                        "properties": {
+                            "mode": {"enum": ["standard", "template"], "default": "standard",
+                                     "description": "standard: StandardCard, clicks over HTTP; template: an AI card template, streaming, clicks over Stream."},
+                            "templateId": {"type": "string", "description": "Published card template; required in template mode.",
+                                           "allOf": [{"not": {"pattern": "\\{\\{"}, "x-expected": "still holds an unrendered {{...}} placeholder"}]},
+                            "streamingKey": {"type": "string", "default": "content", "pattern": "^[A-Za-z0-9_]+$",
+                                             "x-expected": "expected a template variable name (letters, digits, _)",
+                                             "description": "Template variable receiving the streamed text."},
+                            "minIntervalMs": whole(0, 60_000, 300, "Minimum time between two card updates of one answer."),
+                            "maxUpdates": whole(1, 1000, 20, "Card updates per answer, the final one included.")
+                        },
+                        "allOf": [{
+                            "if": {"required": ["mode"], "properties": {"mode": {"const": "template"}}},
+                            "then": {"required": ["templateId"],
+                                     "x-expected": "is required when card.mode is \"template\"",
+                                     "properties": {"templateId": {"pattern": "\\S",
+                                                                   "x-expected": "is required when card.mode is \"template\""}}}
+                        }]
+                    },
+                    "fallbackAfterFailures": whole(1, 1000, 3, "Card API failures in a row before answering by markdown instead."),
+                    "answerTimeoutMs": whole(1000, 3_600_000, 120_000, "Longest time an answer may take."),
+                    "language": {"enum": ["zh", "en"], "default": "zh",
+                                 "description": "Language of the texts the robot writes itself."}
+                }
+            });
+            Arc::new(ConfigSchema::new(raw).expect("the robot schema is valid (tested)"))
+        })
+        .clone()
 }
 
 #[cfg(test)]
@@ -496,7 +462,7 @@ mod tests {
         let v = with(minimal(), "clientSecret", json!("{{DINGTALK_SECRET}}"));
         let e = RobotConfig::from_value(&v).unwrap_err();
         assert_eq!(e.field(), Some("clientSecret"));
-        assert!(e.to_string().contains("unrendered"));
+        assert!(e.to_string().contains("unrendered"), "{e}");
         assert!(!e.to_string().contains("DINGTALK_SECRET"));
     }
 

@@ -86,6 +86,13 @@ pub fn client_config(config: &RobotConfig) -> ClientConfig {
 }
 
 impl Loader for DingTalkStreamLoader {
+    fn config_schema<'a>(
+        &'a self,
+        _type_el: &'a jitnode_host::Element,
+    ) -> BoxFuture<'a, Result<Option<Arc<jitnode_host::ConfigSchema>>, BoxError>> {
+        Box::pin(async { Ok(Some(crate::config::config_schema())) })
+    }
+
     fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>> {
         Box::pin(async move {
             let element = cx.full_name().to_string();

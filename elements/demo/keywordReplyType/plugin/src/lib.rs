@@ -157,6 +157,37 @@ impl NativeType for KeywordReply {
             .arg("question", Some("Stext"), true)]
     }
 
+    fn config_schema() -> Option<Value> {
+        let words = json!({"type": "array", "minItems": 1,
+                           "items": {"type": "string", "minLength": 1}});
+        Some(json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["rules"],
+            "properties": {
+                "rules": {
+                    "type": "array",
+                    "minItems": 1,
+                    "description": "Tried in order; the first rule that matches answers.",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["answer"],
+                        "allOf": [{
+                            "anyOf": [{"required": ["keywords"]}, {"required": ["patterns"]}],
+                            "x-expected": "a rule needs \"keywords\" or \"patterns\""
+                        }],
+                        "properties": {
+                            "keywords": {"description": "Matched case-insensitively anywhere in the question.", "allOf": [words]},
+                            "patterns": {"description": "Globs (* and ?) matched against the whole question.", "allOf": [words]},
+                            "answer": {"type": "string", "minLength": 1, "description": "The canned reply."}
+                        }
+                    }
+                }
+            }
+        }))
+    }
+
     fn load(args: LoadArgs) -> Result<Self, PluginError> {
         KeywordReply::from_config(&args.config)
     }
