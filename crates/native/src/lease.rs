@@ -113,7 +113,7 @@ fn remove_dead_leases(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     };
     for entry in rd.flatten() {
         let path = entry.path();
-        if !path.extension().is_some_and(|e| e == "lease") {
+        if path.extension() != Some(std::ffi::OsStr::new("lease")) {
             continue;
         }
         let Ok(file) = File::open(&path) else {
