@@ -66,7 +66,10 @@ enum Command {
     },
     /// Build dist/ from elements/, rebuilding only what changed.
     ///
-    /// Prints which elements were rebuilt and which were reused.
+    /// Prints which elements were rebuilt and which were reused. Then builds the library of
+    /// every native Type whose plugin crate changed into dist/native (with cargo) and
+    /// records it there, so that dist/ runs without sources or cargo; unused library
+    /// copies are removed.
     Build {
         /// The app directory (holds elements/, dist/, .env).
         #[arg(default_value = ".")]
@@ -104,6 +107,10 @@ enum Command {
         /// The app directory.
         #[arg(long, default_value = ".")]
         app: PathBuf,
+        /// Run from dist/ alone, without element sources (implied when the app has no
+        /// elements/).
+        #[arg(long)]
+        from_dist: bool,
         /// The element's fullName, e.g. demo.hello.
         full_name: String,
         /// The function to call, e.g. echo.
@@ -173,13 +180,30 @@ fn init_logging(verbose: u8, default_level: &str) {
         .init();
 }
 
+/// Where cargo builds native plugins, when set: one target dir shared by every native Type
+/// and app (a CI cache, or tests), instead of `dist/native/<Type>/target`.
+const NATIVE_TARGET_ENV: &str = "JITNODE_NATIVE_TARGET_DIR";
+
+/// The native loader of an app: building from its sources, or (`dist_only`) loading only
+/// the libraries recorded in its `dist/native/`, never running cargo.
+fn native_loader(app: &Path, dist_only: bool) -> jitnode_native::NativeLoader {
+    let mut options = match dist_only {
+        true => jitnode_native::NativeOptions::for_dist(app),
+        false => jitnode_native::NativeOptions::for_app(app),
+    };
+    if let Some(dir) = std::env::var_os(NATIVE_TARGET_ENV).filter(|d| !d.is_empty()) {
+        options.target_dir = Some(PathBuf::from(dir));
+    }
+    jitnode_native::NativeLoader::new(options)
+}
+
 /// The loaders of this build: the host's own, the DingTalk robot, the AI agent, and native
-/// plugins (built and kept under the app's `dist/native/`).
-fn registry(app: &Path) -> Registry {
+/// plugins (built and kept under the app's `dist/native/`; see [`native_loader`]).
+fn registry(app: &Path, dist_only: bool) -> Registry {
     let mut r = Registry::with_builtins();
     r.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
     r.register(jitnode_agent::LOADER_NAME, jitnode_agent::loader());
-    jitnode_native::NativeLoader::for_app(app).register(&mut r);
+    native_loader(app, dist_only).register(&mut r);
     r
 }
 
@@ -195,7 +219,7 @@ async fn main() -> ExitCode {
             json,
         } => schema(&app, &full_name, json).await,
         Command::Tree { app } => tree(&app),
-        Command::Build { app } => build(&app),
+        Command::Build { app } => build(&app).await,
         Command::Run {
             app,
             from_dist,
@@ -214,10 +238,11 @@ async fn main() -> ExitCode {
         }
         Command::Call {
             app,
+            from_dist,
             full_name,
             function,
             args,
-        } => call(&app, &full_name, &function, args.as_deref()).await,
+        } => call(&app, from_dist, &full_name, &function, args.as_deref()).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Ask {
             app,
@@ -258,7 +283,7 @@ async fn check(app: &Path) -> Result<ExitCode, String> {
     if problems.0.is_empty() {
         // Not a problem: an app may be checked before this build has all its loaders.
         if let Ok(tree) = jitnode_element::load_tree(&app.join("elements")) {
-            for note in unavailable_loaders(&tree, &registry(app)) {
+            for note in unavailable_loaders(&tree, &registry(app, false)) {
                 eprintln!("note: {note}");
             }
             println!("ok: {} elements, no problems", tree.len());
@@ -361,7 +386,7 @@ fn names(list: &[String]) -> String {
     s
 }
 
-fn build(app: &Path) -> Result<ExitCode, String> {
+async fn build(app: &Path) -> Result<ExitCode, String> {
     let (tree, report) = jitnode_dist::build(app).map_err(|e| e.to_string())?;
     println!(
         "dist/ {}: {} elements, {} rebuilt, {} reused, {} removed",
@@ -386,12 +411,67 @@ fn build(app: &Path) -> Result<ExitCode, String> {
             println!("{label}: {}", names(list));
         }
     }
+    // Native Types: their libraries belong in dist/ too, so it deploys without cargo.
+    let loader = native_loader(app, false);
+    let mut failed = 0;
+    for el in tree.elements.values() {
+        let native = el
+            .def
+            .backend_bundle_entry
+            .as_deref()
+            .is_some_and(jitnode_native::is_native_entry);
+        if !native {
+            continue;
+        }
+        match loader.build(el).await {
+            Ok(Some(built)) => {
+                let shown = built.library.strip_prefix(app).unwrap_or(&built.library);
+                let removed = match built.removed.len() {
+                    0 => String::new(),
+                    1 => ", removed 1 unused copy".to_string(),
+                    n => format!(", removed {n} unused copies"),
+                };
+                println!(
+                    "native {}: {} {}{removed}",
+                    el.full_name,
+                    if built.rebuilt {
+                        "built"
+                    } else {
+                        "up to date:"
+                    },
+                    shown.display()
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!(
+            "{failed} native Type{} failed to build; dist/ cannot run {} without its sources",
+            if failed == 1 { "" } else { "s" },
+            if failed == 1 { "it" } else { "them" }
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Opens the app: from dist/ alone, or dist/ brought up to date from the sources first.
+/// An app without elements/ runs from dist/ alone either way (native Types then load the
+/// libraries recorded in dist/, never cargo).
 fn open_app(app: &Path, from_dist: bool) -> Result<App, String> {
-    let (app, report) = App::open(app, from_dist, registry(app)).map_err(|e| e.to_string())?;
+    let dist_only = from_dist || !app.join("elements").is_dir();
+    if dist_only && !from_dist {
+        tracing::debug!(
+            "no elements/ in {}: running from dist/ alone",
+            app.display()
+        );
+    }
+    let (app, report) =
+        App::open(app, from_dist, registry(app, dist_only)).map_err(|e| e.to_string())?;
     match report {
         Some(r) if !r.up_to_date() => tracing::info!(
             rebuilt = r.rebuilt.len(),
@@ -483,6 +563,7 @@ async fn stop(
 
 async fn call(
     app_dir: &Path,
+    from_dist: bool,
     full_name: &str,
     function: &str,
     args: Option<&str>,
@@ -492,7 +573,7 @@ async fn call(
         Some(text) => serde_json::from_str(text)
             .map_err(|e| format!("the arguments are not valid JSON: {e}"))?,
     };
-    let app = open_app(app_dir, false)?;
+    let app = open_app(app_dir, from_dist)?;
     let sink = ChunkSink::new(|chunk| {
         let mut out = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) must not abort the call; the result is moot then.

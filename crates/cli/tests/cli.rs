@@ -15,8 +15,14 @@ fn jitnode() -> Command {
         .env_remove("RUST_LOG")
         // Nothing in a test may reach the real DingTalk: without --sandbox the demo robot
         // talks to a loopback port where nothing listens (`run --sandbox` overrides this).
-        .env("DINGTALK_OPENAPI_ENDPOINT", "http://127.0.0.1:9");
+        .env("DINGTALK_OPENAPI_ENDPOINT", "http://127.0.0.1:9")
+        // Native plugins compile their dependencies once for all tests.
+        .env("JITNODE_NATIVE_TARGET_DIR", native_target());
     c
+}
+
+fn native_target() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-native")
 }
 
 fn repo_root() -> PathBuf {
@@ -37,11 +43,17 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A private copy of the demo app (its elements/ and .env), so tests never write dist/
-/// into the repository or race each other on it.
+/// into the repository or race each other on it. Its crates/ links to the repository's, as
+/// in a clone: the native demo plugin depends on crates/plugin by relative path.
 fn demo_app() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&repo_root().join("elements"), &dir.path().join("elements"));
     std::fs::copy(repo_root().join(".env"), dir.path().join(".env")).unwrap();
+    std::os::unix::fs::symlink(
+        repo_root().canonicalize().unwrap().join("crates"),
+        dir.path().join("crates"),
+    )
+    .unwrap();
     dir
 }
 
@@ -385,4 +397,176 @@ fn run_from_dist_needs_no_sources_and_stops_on_sigint() {
     assert!(log.contains("loaded element=demo.hello"), "{log}");
     assert!(log.contains("SIGINT received"), "{log}");
     assert!(log.contains("stopped element=demo.hello"), "{log}");
+}
+
+/// PATH without any folder holding a `cargo`, for commands that must not build.
+fn path_without_cargo() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let kept: Vec<PathBuf> = std::env::split_paths(&path)
+        .filter(|d| !d.join("cargo").exists())
+        .collect();
+    std::env::join_paths(kept).unwrap()
+}
+
+/// `jitnode` as on a server without cargo: none on PATH, and no `$CARGO` either.
+fn jitnode_without_cargo() -> Command {
+    let mut c = jitnode();
+    c.env("PATH", path_without_cargo()).env_remove("CARGO");
+    c
+}
+
+/// The issue's three steps: `jitnode build` in a clone, copy only dist/ and .env to an
+/// empty folder, `jitnode call` there, with no cargo to be found. Then the same folder
+/// with a tampered library, and without the record, fails with one clear error each.
+#[test]
+fn a_deployed_dist_runs_its_native_type_without_cargo_or_sources() {
+    let app = demo_app();
+    let (out, stdout, stderr) = run(jitnode().arg("build").arg(app.path()));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("native demo.keywordReplyType: built dist/native/demo.keywordReplyType/libkeyword_reply-"),
+        "{stdout}"
+    );
+
+    let server = tempfile::tempdir().unwrap();
+    copy_dir(&app.path().join("dist"), &server.path().join("dist"));
+    std::fs::copy(app.path().join(".env"), server.path().join(".env")).unwrap();
+    let call = |dir: &Path| {
+        run(jitnode_without_cargo().current_dir(dir).args([
+            "call",
+            "--app",
+            ".",
+            "demo.keywordReply",
+            "reply",
+            r#"{"question":"refund"}"#,
+        ]))
+    };
+    let (out, stdout, stderr) = call(server.path());
+    assert!(out.status.success(), "{stderr}");
+    let reply: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(reply["trigger"], "refund", "{stdout}");
+    assert!(reply["answer"]
+        .as_str()
+        .unwrap()
+        .starts_with("Refunds are accepted"));
+
+    // `call --from-dist` where the sources are: no cargo needed either.
+    let (out, stdout, stderr) = run(jitnode_without_cargo().current_dir(app.path()).args([
+        "call",
+        "--from-dist",
+        "demo.keywordReply",
+        "reply",
+        r#"{"question":"refund"}"#,
+    ]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("\"trigger\":\"refund\""), "{stdout}");
+
+    let native = server.path().join("dist/native/demo.keywordReplyType");
+    let library = std::fs::read_dir(&native)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "so"))
+        .unwrap();
+    let mut bytes = std::fs::read(&library).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&library, &bytes).unwrap();
+    let (out, _, stderr) = call(server.path());
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "demo.keywordReply: loader native:./plugin failed: demo.keywordReplyType: the library recorded in "
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("does not match the record"), "{stderr}");
+
+    std::fs::remove_file(native.join("library.json")).unwrap();
+    let (out, _, stderr) = call(server.path());
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("demo.keywordReplyType: dist/ holds no built library for this native Type"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("run `jitnode build` where the element sources are"),
+        "{stderr}"
+    );
+}
+
+/// Library copies in the app's dist/native/demo.keywordReplyType.
+fn library_copies(app: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(app.join("dist/native/demo.keywordReplyType"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(std::env::consts::DLL_SUFFIX))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Two rebuilds of the plugin while this process (a running host) has the first copy
+/// loaded: the copy it holds and the newest stay, the one in between (whose builder has
+/// exited) is removed. A build with nothing changed runs no cargo.
+#[test]
+fn plugin_rebuilds_remove_copies_no_record_or_running_host_uses() {
+    let app = demo_app();
+    let build = || {
+        let (out, stdout, stderr) = run(jitnode().arg("build").arg(app.path()));
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        stdout
+    };
+    build();
+    let first = library_copies(app.path());
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    // This test process plays a running host: it loads the first copy from dist/.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let tree = jitnode_dist::load(app.path()).unwrap();
+    let holder =
+        jitnode_native::NativeLoader::new(jitnode_native::NativeOptions::for_dist(app.path()));
+    let held = rt
+        .block_on(holder.plugin_for(tree.get("demo.keywordReplyType").unwrap()))
+        .expect("the first copy loads");
+    assert!(held.path().ends_with(&first[0]));
+
+    let lib_rs = app
+        .path()
+        .join("elements/demo/keywordReplyType/plugin/src/lib.rs");
+    let code = std::fs::read_to_string(&lib_rs).unwrap();
+    let mut copies = vec![first[0].clone()];
+    for n in 1..=2 {
+        // New code, not just a comment: the library's bytes (and so its name) change.
+        std::fs::write(
+            &lib_rs,
+            format!("{code}\n#[no_mangle]\npub extern \"C\" fn jitnode_test_marker() -> u32 {{ {n} }}\n"),
+        )
+        .unwrap();
+        let stdout = build();
+        assert!(
+            stdout.contains("native demo.keywordReplyType: built "),
+            "{stdout}"
+        );
+        let now = library_copies(app.path());
+        let newest = now
+            .iter()
+            .find(|c| !copies.contains(c))
+            .expect("a new copy")
+            .clone();
+        copies.push(newest);
+        if n == 2 {
+            assert!(stdout.contains(", removed 1 unused copy"), "{stdout}");
+        }
+    }
+    let mut live = vec![copies[0].clone(), copies[2].clone()];
+    live.sort();
+    assert_eq!(library_copies(app.path()), live, "all built: {copies:?}");
+
+    let stdout = build();
+    assert!(
+        stdout.contains("native demo.keywordReplyType: up to date: "),
+        "{stdout}"
+    );
+    assert_eq!(library_copies(app.path()), live);
 }

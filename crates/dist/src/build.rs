@@ -586,6 +586,14 @@ pub(crate) fn run(app_dir: &Path, trust_stat: bool) -> Result<(AppTree, BuildRep
             cleanup_target(&written);
             return Err(e);
         }
+        // Native libraries are not built from here: keep them (and their records, and
+        // the leases of hosts running them) across the swap. Moving the folder leaves
+        // open files and mapped libraries intact. Best effort: without it the native
+        // loader rebuilds.
+        let native = dist.join(crate::native::NATIVE_DIR);
+        if native.is_dir() {
+            let _ = fs::rename(&native, target.join(crate::native::NATIVE_DIR));
+        }
         let old_dist = if dist.exists() {
             let aside = app_dir.join(format!(".dist-old-{}", unique_suffix()));
             fs::rename(&dist, &aside).map_err(io("move aside", &dist))?;

@@ -3,6 +3,10 @@
 //! Layout: `dist/manifest.json` (elements, chains, definitions, content hashes, host
 //! version) and `dist/e/<fullName>-<hash>/` holding a copy of each element's own files,
 //! UNRENDERED (templates stay templates; `.env` and other hidden files never get in).
+//! `dist/native/<Type>/` belongs to the native loader (`jitnode-native`): the libraries it
+//! built for native Types and, in [`LIBRARY_RECORD`], which one is current (see
+//! [`LibraryRecord`]). This crate only defines that record and keeps `dist/native` across
+//! full rebuilds; it never builds or deletes libraries.
 //!
 //! Staleness: [`build`] hashes every source file (xxh3) and rebuilds only elements whose
 //! content hash changed. [`ensure`] (the start path) first compares each source file's size
@@ -24,12 +28,17 @@
 
 mod build;
 mod manifest;
+mod native;
 
 use std::path::{Path, PathBuf};
 
 use jitnode_element::{AppTree, Problems};
 
 pub use manifest::{FORMAT, HOST_VERSION};
+pub use native::{
+    read_record, record_path, write_record, LibraryRecord, RecordError, LIBRARY_RECORD, NATIVE_DIR,
+    RECORD_FORMAT,
+};
 
 /// What a build did, by element fullName (each list sorted).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -530,3 +530,36 @@ fn a_symlink_leaving_the_element_root_fails_the_build_and_is_never_copied() {
         assert!(!String::from_utf8_lossy(&bytes).contains("s3cr3t"), "{f}");
     }
 }
+
+/// dist/native is the native loader's: a full rebuild (here forced by another host
+/// version in the manifest) keeps its libraries and records, and an incremental one never
+/// touches it.
+#[test]
+fn full_and_incremental_builds_keep_dist_native() {
+    let app = app();
+    build(app.path()).unwrap();
+    let lib = app
+        .path()
+        .join("dist/native/demo.kwType/libkw-0123456789abcdef.so");
+    fs::create_dir_all(lib.parent().unwrap()).unwrap();
+    fs::write(&lib, b"library bytes").unwrap();
+    let manifest = app.path().join("dist/manifest.json");
+    let good = fs::read_to_string(&manifest).unwrap();
+    fs::write(
+        &manifest,
+        good.replace(jitnode_dist::HOST_VERSION, "0.0.0-other"),
+    )
+    .unwrap();
+    let (_, report) = build(app.path()).unwrap();
+    assert!(report.full);
+    assert_eq!(fs::read(&lib).unwrap(), b"library bytes");
+
+    fs::write(
+        app.path().join("elements/data/plain/e.json"),
+        r#"{"type": "", "title": "changed"}"#,
+    )
+    .unwrap();
+    let (_, report) = build(app.path()).unwrap();
+    assert!(!report.full && report.rebuilt == names(&["data.plain"]));
+    assert_eq!(fs::read(&lib).unwrap(), b"library bytes");
+}

@@ -51,6 +51,10 @@ pub async fn cargo_build(
         // on stderr (to show them as a person would see them).
         .arg("--message-format=json-render-diagnostics")
         .arg("--color=never")
+        // For this host's own target, whatever cargo's default is: dist/ records the
+        // target beside the library, and a host only loads libraries of its own.
+        .arg("--target")
+        .arg(crate::record::HOST_TARGET)
         .env("CARGO_TARGET_DIR", target_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

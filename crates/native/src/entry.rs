@@ -16,6 +16,12 @@ pub const BUILTIN_NAME: &str = "native";
 /// The e.json key giving the plugin path when the entry is `builtin:native`.
 pub const ENTRY_KEY: &str = "nativeEntry";
 
+/// True when a `backendBundleEntry` names the native loader (`native:<path>` or
+/// `builtin:native`): the element declaring it is a native Type.
+pub fn is_native_entry(entry: &str) -> bool {
+    entry.starts_with(NATIVE_SCHEME) || entry == format!("builtin:{BUILTIN_NAME}")
+}
+
 /// A native Type's plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NativeSource {

@@ -35,6 +35,26 @@ pub enum NativeError {
         manifest: PathBuf,
     },
 
+    /// Running from dist/ alone, the Type's crate has no library recorded in dist/, and
+    /// only its sources (with cargo) could make one.
+    #[error(
+        "{type_name}: dist/ holds no built library for this native Type ({} is missing) and a dist-only app has no sources to build one; run `jitnode build` where the element sources are, then deploy the new dist/",
+        record.display()
+    )]
+    NotBuilt { type_name: String, record: PathBuf },
+
+    /// Running from dist/ alone, the recorded library does not fit: another target or
+    /// ABI, other sources than dist/ holds, or a file whose hash is not the recorded one.
+    #[error(
+        "{type_name}: the library recorded in {} cannot be used: {what}; rebuild it with `jitnode build` where the element sources are, then deploy the new dist/",
+        record.display()
+    )]
+    DistLibrary {
+        type_name: String,
+        record: PathBuf,
+        what: String,
+    },
+
     #[error("{type_name}: {action} {path}: {source}")]
     Io {
         type_name: String,

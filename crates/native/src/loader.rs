@@ -18,13 +18,14 @@ use crate::build::{cargo_build, place_fresh, CargoOptions};
 use crate::entry::{resolve_source, NativeSource, BUILTIN_NAME};
 use crate::error::NativeError;
 use crate::library::{CallFailure, Instance, Plugin};
+use crate::record::{usable_library, Unusable};
 
 /// Where native builds go and how cargo runs.
 #[derive(Debug, Clone)]
 pub struct NativeOptions {
-    /// Per-Type output: `<out_dir>/<Type fullName>/` holds the loaded library copies (and,
-    /// unless `target_dir` is set, cargo's target dir `target/`). Usually
-    /// `<app>/dist/native`.
+    /// Per-Type output: `<out_dir>/<Type fullName>/` holds the loaded library copies and
+    /// the record of the current one (`library.json`), and, unless `target_dir` is set,
+    /// cargo's target dir `target/`. Usually `<app>/dist/native`.
     pub out_dir: PathBuf,
     /// One cargo target dir shared by every native Type (saves rebuilding common
     /// dependencies); `None`: one per Type under `out_dir`.
@@ -34,19 +35,45 @@ pub struct NativeOptions {
     /// `dist/`, so that relative path dependencies resolve as their author wrote them
     /// (the copy sits at another depth). `None`, or no sources: built where the Type is.
     pub source_root: Option<PathBuf>,
+    /// Run from dist/ alone: a crate Type is never built; the library recorded for it in
+    /// `out_dir` is checked and loaded, or the load fails saying what is missing.
+    pub from_dist: bool,
     pub cargo: CargoOptions,
 }
 
 impl NativeOptions {
-    /// Builds into `<app_dir>/dist/native/<Type fullName>/`, release mode.
+    /// Builds into `<app_dir>/dist/native/<Type fullName>/`, release mode, from the
+    /// sources in `<app_dir>/elements`.
     pub fn for_app(app_dir: &Path) -> NativeOptions {
         NativeOptions {
             out_dir: app_dir.join("dist").join("native"),
             target_dir: None,
             source_root: Some(app_dir.join("elements")),
+            from_dist: false,
             cargo: CargoOptions::default(),
         }
     }
+
+    /// Loads the libraries recorded in `<app_dir>/dist/native` and never runs cargo: for
+    /// `--from-dist` and for apps deployed as dist/ without their sources.
+    pub fn for_dist(app_dir: &Path) -> NativeOptions {
+        NativeOptions {
+            source_root: None,
+            from_dist: true,
+            ..NativeOptions::for_app(app_dir)
+        }
+    }
+}
+
+/// What [`NativeLoader::build`] did for one crate Type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// The library copy now recorded for the Type.
+    pub library: PathBuf,
+    /// True when cargo ran (the sources or the ABI changed, or nothing usable was recorded).
+    pub rebuilt: bool,
+    /// Copies no record and no running host named any more, now deleted.
+    pub removed: Vec<PathBuf>,
 }
 
 /// The last plugin built from one source, with the source's stat fingerprint then.
@@ -109,52 +136,272 @@ impl NativeLoader {
 
     /// The plugin of the native Type `type_el`, built and opened if its source changed
     /// since the last call (or was never used). Concurrent calls for one Type build once.
+    ///
+    /// A crate is built only when the library recorded for it in `out_dir` does not fit
+    /// (other sources or ABI, another target, a changed file); with
+    /// [`NativeOptions::from_dist`] it is never built and the recorded library must fit.
     pub async fn plugin_for(&self, type_el: &Element) -> Result<Arc<Plugin>, NativeError> {
+        Ok(self.prepare(type_el).await?.0)
+    }
+
+    /// For `jitnode build`: brings the library of a crate Type up to date (cargo runs only
+    /// when it must, as in [`NativeLoader::plugin_for`]), records it, and removes copies
+    /// that neither the record nor a running host names. `Ok(None)` for a Type whose
+    /// plugin is a prebuilt library (nothing to build).
+    pub async fn build(&self, type_el: &Element) -> Result<Option<Built>, NativeError> {
+        if matches!(resolve_source(type_el)?, NativeSource::Library(_)) {
+            return Ok(None);
+        }
+        let (plugin, rebuilt, mut removed) = self.prepare(type_el).await?;
+        // Also when nothing was rebuilt: copies of hosts that have exited since go now.
+        removed.extend(self.collect_unused(&type_el.full_name).await);
+        Ok(Some(Built {
+            library: plugin.path().to_path_buf(),
+            rebuilt,
+            removed,
+        }))
+    }
+
+    /// [`NativeLoader::plugin_for`], whether cargo ran for it, and the copies removed
+    /// after it did.
+    async fn prepare(
+        &self,
+        type_el: &Element,
+    ) -> Result<(Arc<Plugin>, bool, Vec<PathBuf>), NativeError> {
         let source = match resolve_source(type_el)? {
-            NativeSource::Crate(dir) => {
+            NativeSource::Crate(dir) if !self.inner.options.from_dist => {
                 NativeSource::Crate(self.source_crate(type_el, &dir).unwrap_or(dir))
             }
-            lib => lib,
+            other => other,
         };
-        let key = match &source {
-            NativeSource::Crate(p) | NativeSource::Library(p) => p.clone(),
-        };
-        let slot = Arc::clone(lock(&self.inner.sources).entry(key).or_default());
-        let mut last = slot.lock().await;
-        let fp = fingerprint(&source);
-        if let Some((seen, plugin)) = last.as_ref() {
-            if *seen == fp {
-                return Ok(Arc::clone(plugin));
-            }
-        }
+        let key = key_path(&source);
         let type_name = type_el.full_name.clone();
         let type_out = self.inner.options.out_dir.join(&type_name);
-        let built = match &source {
-            NativeSource::Crate(dir) => {
-                let target = match &self.inner.options.target_dir {
-                    Some(t) => t.clone(),
-                    None => type_out.join("target"),
-                };
-                cargo_build(&type_name, dir, &target, &self.inner.options.cargo).await?
+        let record = jitnode_dist::record_path(&self.inner.options.out_dir, &type_name);
+        let slot = Arc::clone(lock(&self.inner.sources).entry(key.clone()).or_default());
+        let mut last = slot.lock().await;
+        // From dist the record says which library to use: watch it instead of the crate.
+        let fp = match &source {
+            NativeSource::Crate(_) if self.inner.options.from_dist => {
+                fingerprint(&NativeSource::Library(record.clone()))
             }
-            NativeSource::Library(file) => file.clone(),
+            other => fingerprint(other),
         };
-        let plugin = {
-            let this = self.clone();
-            tokio::task::spawn_blocking(move || {
-                let placed = place_fresh(&type_name, &built, &type_out)?;
-                this.open(&placed, &type_name)
-            })
-            .await
-            .map_err(|e| NativeError::Protocol {
-                type_name: type_el.full_name.clone(),
-                path: key_path(&source),
-                what: "opening".into(),
-                message: format!("did not finish: {e}"),
-            })??
+        if let Some((seen, plugin)) = last.as_ref() {
+            if *seen == fp {
+                return Ok((Arc::clone(plugin), false, Vec::new()));
+            }
+        }
+        let blocking_failed = |e: tokio::task::JoinError| NativeError::Protocol {
+            type_name: type_name.clone(),
+            path: key.clone(),
+            what: "opening".into(),
+            message: format!("did not finish: {e}"),
+        };
+        let (plugin, rebuilt, removed) = match &source {
+            NativeSource::Crate(dir) if self.inner.options.from_dist => {
+                let this = self.clone();
+                let (ty, dir, rec) = (type_name.clone(), dir.clone(), record.clone());
+                let plugin =
+                    tokio::task::spawn_blocking(move || this.open_recorded(&ty, &dir, &rec))
+                        .await
+                        .map_err(blocking_failed)??;
+                (plugin, false, Vec::new())
+            }
+            NativeSource::Crate(dir) => {
+                let io = |source| NativeError::Io {
+                    type_name: type_name.clone(),
+                    action: "hash the plugin sources in",
+                    path: dir.clone(),
+                    source,
+                };
+                // Hashed before building: an edit while cargo runs then shows as a
+                // change next time instead of being recorded as built.
+                let d = dir.clone();
+                let hash = tokio::task::spawn_blocking(move || crate::record::source_hash(&d))
+                    .await
+                    .map_err(blocking_failed)?
+                    .map_err(io)?;
+                let this = self.clone();
+                let (ty, rec, h) = (type_name.clone(), record.clone(), hash.clone());
+                let reused =
+                    tokio::task::spawn_blocking(move || this.reuse_recorded(&ty, &rec, &h))
+                        .await
+                        .map_err(blocking_failed)??;
+                match reused {
+                    Some(plugin) => (plugin, false, Vec::new()),
+                    None => {
+                        let target = match &self.inner.options.target_dir {
+                            Some(t) => t.clone(),
+                            None => type_out.join("target"),
+                        };
+                        let built =
+                            cargo_build(&type_name, dir, &target, &self.inner.options.cargo)
+                                .await?;
+                        let this = self.clone();
+                        let (ty, out, rec) = (type_name.clone(), type_out.clone(), record.clone());
+                        let plugin = tokio::task::spawn_blocking(move || {
+                            this.place_and_record(&ty, &built, &out, &rec, hash)
+                        })
+                        .await
+                        .map_err(blocking_failed)??;
+                        let removed = self.collect_unused(&type_name).await;
+                        (plugin, true, removed)
+                    }
+                }
+            }
+            NativeSource::Library(file) => {
+                let this = self.clone();
+                let (ty, file, out) = (type_name.clone(), file.clone(), type_out.clone());
+                let plugin = tokio::task::spawn_blocking(move || {
+                    let native = &this.inner.options.out_dir;
+                    let _held = crate::lease::shared(native).map_err(lock_failed(&ty, native))?;
+                    let placed = place_fresh(&ty, &file, &out)?;
+                    this.lease_and_open(&ty, &placed)
+                })
+                .await
+                .map_err(blocking_failed)??;
+                (plugin, false, Vec::new())
+            }
         };
         *last = Some((fp, Arc::clone(&plugin)));
+        Ok((plugin, rebuilt, removed))
+    }
+
+    /// From dist alone: the recorded library, checked against the Type's copy of its
+    /// crate in dist/, opened.
+    fn open_recorded(
+        &self,
+        type_name: &str,
+        dist_copy: &Path,
+        record: &Path,
+    ) -> Result<Arc<Plugin>, NativeError> {
+        let copy_hash =
+            crate::record::source_hash(dist_copy).map_err(|source| NativeError::Io {
+                type_name: type_name.to_string(),
+                action: "hash the plugin sources in",
+                path: dist_copy.to_path_buf(),
+                source,
+            })?;
+        let native = &self.inner.options.out_dir;
+        let _held = crate::lease::shared(native).map_err(lock_failed(type_name, native))?;
+        match usable_library(record, Some(&copy_hash)) {
+            Ok((_, library)) => self.lease_and_open(type_name, &library),
+            Err(Unusable::Missing) => Err(NativeError::NotBuilt {
+                type_name: type_name.to_string(),
+                record: record.to_path_buf(),
+            }),
+            Err(Unusable::Differs(what)) => Err(NativeError::DistLibrary {
+                type_name: type_name.to_string(),
+                record: record.to_path_buf(),
+                what,
+            }),
+        }
+    }
+
+    /// With sources: the recorded library when it was built from sources hashing to
+    /// `source_hash` for this target and ABI and is intact, opened; `None`: build.
+    fn reuse_recorded(
+        &self,
+        type_name: &str,
+        record: &Path,
+        source_hash: &str,
+    ) -> Result<Option<Arc<Plugin>>, NativeError> {
+        let native = &self.inner.options.out_dir;
+        let _held = crate::lease::shared(native).map_err(lock_failed(type_name, native))?;
+        match usable_library(record, Some(source_hash)) {
+            Ok((_, library)) => {
+                tracing::debug!(r#type = %type_name, library = %library.display(), "native library is up to date");
+                self.lease_and_open(type_name, &library).map(Some)
+            }
+            Err(Unusable::Missing) => Ok(None),
+            Err(Unusable::Differs(what)) => {
+                tracing::info!(r#type = %type_name, "rebuilding the native library: {what}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Places a fresh build, opens it (which checks its ABI), then records it. All under
+    /// the shared lock, so no collector sees the new copy before the record names it.
+    fn place_and_record(
+        &self,
+        type_name: &str,
+        built: &Path,
+        type_out: &Path,
+        record: &Path,
+        source_hash: String,
+    ) -> Result<Arc<Plugin>, NativeError> {
+        let native = &self.inner.options.out_dir;
+        let _held = crate::lease::shared(native).map_err(lock_failed(type_name, native))?;
+        let placed = place_fresh(type_name, built, type_out)?;
+        let plugin = self.lease_and_open(type_name, &placed)?;
+        let io = |action: &'static str, path: &Path| {
+            let (type_name, path) = (type_name.to_string(), path.to_path_buf());
+            move |source| NativeError::Io {
+                type_name,
+                action,
+                path,
+                source,
+            }
+        };
+        let library_hash = crate::record::file_hash(&placed).map_err(io("read", &placed))?;
+        let entry = jitnode_dist::LibraryRecord {
+            format: jitnode_dist::RECORD_FORMAT,
+            type_name: type_name.to_string(),
+            library: placed
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            library_hash,
+            source_hash,
+            target: crate::record::HOST_TARGET.to_string(),
+            abi_version: jitnode_plugin::abi::ABI_VERSION,
+            sdk_version: plugin.sdk_version().to_string(),
+        };
+        jitnode_dist::write_record(record, &entry).map_err(io("write", record))?;
         Ok(plugin)
+    }
+
+    /// Names the copy in this process's lease, then opens it. Call holding the shared lock.
+    fn lease_and_open(&self, type_name: &str, placed: &Path) -> Result<Arc<Plugin>, NativeError> {
+        let native = &self.inner.options.out_dir;
+        let file = placed
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::lease::lease(native, type_name, &file).map_err(|source| NativeError::Io {
+            type_name: type_name.to_string(),
+            action: "write the lease of this host in",
+            path: native.join("leases"),
+            source,
+        })?;
+        self.open(placed, type_name)
+    }
+
+    /// Deletes the Type's copies nothing names any more (see the `lease` module); failures
+    /// only cost disk space, so they are logged, not returned.
+    async fn collect_unused(&self, type_name: &str) -> Vec<PathBuf> {
+        let native = self.inner.options.out_dir.clone();
+        let ty = type_name.to_string();
+        let res =
+            tokio::task::spawn_blocking(move || crate::lease::collect_unused(&native, &ty)).await;
+        match res {
+            Ok(Ok(removed)) => {
+                for r in &removed {
+                    tracing::info!(r#type = %type_name, library = %r.display(), "removed an unused native library copy");
+                }
+                removed
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(r#type = %type_name, "cannot remove unused native library copies: {e}");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(r#type = %type_name, "removing unused native library copies did not finish: {e}");
+                Vec::new()
+            }
+        }
     }
 
     /// The crate folder `dir` (inside `type_el`'s folder) in the source tree, if there.
@@ -192,6 +439,18 @@ impl std::fmt::Debug for NativeLoader {
         f.debug_struct("NativeLoader")
             .field("options", &self.inner.options)
             .finish()
+    }
+}
+
+fn lock_failed<'a>(
+    type_name: &'a str,
+    native: &'a Path,
+) -> impl FnOnce(std::io::Error) -> NativeError + 'a {
+    move |source| NativeError::Io {
+        type_name: type_name.to_string(),
+        action: "lock",
+        path: native.join("lock"),
+        source,
     }
 }
 

@@ -74,6 +74,7 @@ fn options(out_dir: PathBuf) -> NativeOptions {
         out_dir,
         target_dir: Some(shared_target()),
         source_root: None,
+        from_dist: false,
         cargo: CargoOptions {
             release: false,
             offline: true,
@@ -502,4 +503,235 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), dest).unwrap();
         }
     }
+}
+
+/// A copy of the demo's elements/demo beside a link to the repository's crates/ (as in
+/// the repository, the demo app), with dist/ built and the keyword Type's library built
+/// into dist/native and recorded. Returns the app folder and the recorded library.
+async fn built_demo_app() -> (tempfile::TempDir, PathBuf) {
+    let repo = manifest_dir().join("../..").canonicalize().unwrap();
+    let app_dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &repo.join("elements/demo"),
+        &app_dir.path().join("elements/demo"),
+    );
+    std::os::unix::fs::symlink(repo.join("crates"), app_dir.path().join("crates")).unwrap();
+    let (tree, _) = jitnode_dist::build(app_dir.path()).expect("dist builds");
+    let loader = NativeLoader::new(NativeOptions {
+        target_dir: Some(shared_target()),
+        ..sources_options(app_dir.path())
+    });
+    let built = loader
+        .build(tree.get("demo.keywordReplyType").unwrap())
+        .await
+        .expect("the keyword plugin builds")
+        .expect("it is a crate");
+    assert!(built.rebuilt);
+    (app_dir, built.library)
+}
+
+/// [`NativeOptions::for_app`] in debug mode, offline.
+fn sources_options(app_dir: &Path) -> NativeOptions {
+    NativeOptions {
+        cargo: CargoOptions {
+            release: false,
+            offline: true,
+            ..CargoOptions::default()
+        },
+        ..NativeOptions::for_app(app_dir)
+    }
+}
+
+/// [`NativeOptions::for_dist`] with a cargo that does not exist: running it would fail.
+fn dist_options(app_dir: &Path) -> NativeOptions {
+    NativeOptions {
+        cargo: CargoOptions {
+            cargo: PathBuf::from("/nonexistent/cargo"),
+            ..CargoOptions::default()
+        },
+        ..NativeOptions::for_dist(app_dir)
+    }
+}
+
+fn open_from_dist(app_dir: &Path) -> App {
+    let mut registry = Registry::with_builtins();
+    NativeLoader::new(dist_options(app_dir)).register(&mut registry);
+    App::open(app_dir, true, registry)
+        .expect("opens from dist")
+        .0
+}
+
+/// `run --from-dist`: the native instance does not start with the app; its first lookup
+/// loads the library recorded in dist/, without cargo and without the sources.
+#[tokio::test]
+async fn from_dist_the_recorded_library_loads_on_first_lookup_without_cargo() {
+    let (app_dir, library) = built_demo_app().await;
+    std::fs::remove_dir_all(app_dir.path().join("elements")).unwrap();
+    std::fs::remove_file(app_dir.path().join("crates")).unwrap();
+    let app = open_from_dist(app_dir.path());
+    let started = app.start().await;
+    assert!(started.failed.is_empty(), "{:?}", started.failed);
+    assert!(!app.running().contains(&"demo.keywordReply".to_string()));
+
+    let r = call(
+        &app,
+        "demo.keywordReply",
+        "reply",
+        json!({"question": "refund"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r["trigger"], json!("refund"));
+    assert!(app.running().contains(&"demo.keywordReply".to_string()));
+    let loader = NativeLoader::new(dist_options(app_dir.path()));
+    let plugin = loader
+        .plugin_for(app.tree().get("demo.keywordReplyType").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(plugin.path(), library);
+}
+
+/// From dist, a recorded library that does not fit is one error naming the Type and what
+/// differs: its file changed, another target, another ABI, other sources, no record.
+#[tokio::test]
+async fn from_dist_a_library_that_does_not_fit_its_record_is_a_clear_error() {
+    let (app_dir, library) = built_demo_app().await;
+    let record = app_dir
+        .path()
+        .join("dist/native/demo.keywordReplyType/library.json");
+    let good_record = std::fs::read_to_string(&record).unwrap();
+    let failure = || async {
+        let app = open_from_dist(app_dir.path());
+        load_failure(
+            call(&app, "demo.keywordReply", "reply", json!({"question": "x"}))
+                .await
+                .unwrap_err(),
+        )
+    };
+
+    // Replaced by rename, never rewritten in place: this process has the library mapped.
+    let replace = |bytes: &[u8]| {
+        let tmp = library.with_extension("tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, &library).unwrap();
+    };
+    let good = std::fs::read(&library).unwrap();
+    let mut tampered = good.clone();
+    tampered.extend_from_slice(b"tampered");
+    replace(&tampered);
+    let m = failure().await;
+    assert!(
+        m.starts_with("demo.keywordReplyType: the library recorded in "),
+        "{m}"
+    );
+    assert!(
+        m.contains("does not match the record (recorded hash "),
+        "{m}"
+    );
+    assert!(
+        m.contains("rebuild it with `jitnode build` where the element sources are"),
+        "{m}"
+    );
+    replace(&good);
+
+    let target = jitnode_native::HOST_TARGET;
+    std::fs::write(
+        &record,
+        good_record.replace(target, "riscv64gc-unknown-none-elf"),
+    )
+    .unwrap();
+    let m = failure().await;
+    assert!(
+        m.contains(&format!(
+            "it was built for target riscv64gc-unknown-none-elf, this host is {target}"
+        )),
+        "{m}"
+    );
+    std::fs::write(
+        &record,
+        good_record.replace("\"abiVersion\": 1", "\"abiVersion\": 7"),
+    )
+    .unwrap();
+    let m = failure().await;
+    assert!(
+        m.contains("it was built for plugin ABI version 7, this host needs version 1"),
+        "{m}"
+    );
+    std::fs::write(&record, &good_record).unwrap();
+
+    // The crate copy in dist/ is not what the library was built from.
+    let copy = app_dir
+        .path()
+        .join("dist/e/demo")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("keywordReplyType."))
+        .unwrap();
+    let lib_rs = copy.join("plugin/src/lib.rs");
+    let src = std::fs::read_to_string(&lib_rs).unwrap();
+    std::fs::write(&lib_rs, format!("{src}\n// edited\n")).unwrap();
+    let m = failure().await;
+    assert!(m.contains("it was built from other plugin sources"), "{m}");
+    std::fs::write(&lib_rs, &src).unwrap();
+
+    std::fs::remove_file(&record).unwrap();
+    let m = failure().await;
+    assert!(
+        m.starts_with("demo.keywordReplyType: dist/ holds no built library for this native Type"),
+        "{m}"
+    );
+    assert!(
+        m.contains("a dist-only app has no sources to build one"),
+        "{m}"
+    );
+}
+
+/// With sources, an unchanged crate loads its recorded library without cargo; a record
+/// for another ABI version makes it rebuild (here: try to, with a cargo that is missing).
+#[tokio::test]
+async fn with_sources_cargo_runs_only_when_sources_or_abi_differ() {
+    let (app_dir, library) = built_demo_app().await;
+    let no_cargo = || NativeOptions {
+        cargo: CargoOptions {
+            cargo: PathBuf::from("/nonexistent/cargo"),
+            ..CargoOptions::default()
+        },
+        ..NativeOptions::for_app(app_dir.path())
+    };
+    let (tree, _) = jitnode_dist::ensure(app_dir.path()).unwrap();
+    let ty = tree.get("demo.keywordReplyType").unwrap();
+    let plugin = NativeLoader::new(no_cargo()).plugin_for(ty).await.unwrap();
+    assert_eq!(plugin.path(), library);
+
+    let record = app_dir
+        .path()
+        .join("dist/native/demo.keywordReplyType/library.json");
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(
+        &record,
+        text.replace("\"abiVersion\": 1", "\"abiVersion\": 7"),
+    )
+    .unwrap();
+    let e = NativeLoader::new(no_cargo())
+        .plugin_for(ty)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("demo.keywordReplyType: cannot run cargo (/nonexistent/cargo)"),
+        "{e}"
+    );
+
+    std::fs::write(&record, &text).unwrap();
+    let src = app_dir
+        .path()
+        .join("elements/demo/keywordReplyType/plugin/src/lib.rs");
+    let code = std::fs::read_to_string(&src).unwrap();
+    std::fs::write(&src, format!("{code}\n// edited\n")).unwrap();
+    let e = NativeLoader::new(no_cargo())
+        .plugin_for(ty)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot run cargo"), "{e}");
 }
