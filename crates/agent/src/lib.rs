@@ -1,9 +1,12 @@
 //! jitnode-agent: the AI customer-service agent behind `aiagents.*` elements.
 //!
-//! It loads an instance (config, prompt, knowledge folder), indexes the knowledge as passages
-//! (jieba segmentation for Chinese, stemmed words for English, BM25), and answers questions:
-//! offline from the best passages, or through an OpenAI-compatible streaming endpoint with the
-//! passages and the chat's memory in the prompt. Runs stream JitAI-style chunks.
+//! It loads an instance (config, prompt, knowledge folder), reads the knowledge (Markdown,
+//! text, HTML, FAQ pairs in CSV/JSON/JSONL, a `synonyms.txt`) into passages, indexes them
+//! (BM25F over heading, aliases and text; jieba words plus bigrams for Chinese, stemmed and
+//! spell-corrected words for English; optionally vectors from an OpenAI-compatible
+//! embeddings endpoint, fused by reciprocal rank), and answers questions: offline from the
+//! best passages, or through an OpenAI-compatible streaming endpoint with the passages and
+//! the chat's memory in the prompt. Runs stream JitAI-style chunks.
 //!
 //! It is NOT the element host: it knows nothing about e.json, templates, dist/ or element
 //! lookup. The host renders config.json; [`loader`] (`builtin:aiagents`) then calls
@@ -25,8 +28,7 @@ pub use agent::{not_covered, split_for_streaming, Agent, RunArgs, SEARCH_TOOL};
 pub use chunk::{Answer, Chunk, Source};
 pub use config::{
     config_schema, AgentConfig, EmbeddingConfig, LlmConfig, MemoryConfig, OfflineConfig,
-    RetrievalConfig,
-    DEFAULT_SYSTEM_PROMPT,
+    RetrievalConfig, DEFAULT_SYSTEM_PROMPT,
 };
 pub use element::{loader, LOADER_NAME};
 pub use embed::{cache_path as vector_cache_path, EmbedError};
