@@ -379,8 +379,11 @@ fn faq_csv(file: &str, text: &str, problems: &mut Vec<IngestProblem>) -> Vec<Sec
     out
 }
 
-/// RFC 4180 records with the line each starts on; an unterminated quote is an error.
-fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+/// A CSV record: the line it starts on and its fields.
+type Record = (usize, Vec<String>);
+
+/// RFC 4180 records; an unterminated quote is an error naming its line.
+fn csv_records(text: &str) -> Result<Vec<Record>, (usize, String)> {
     let mut out = Vec::new();
     let mut row: Vec<String> = Vec::new();
     let mut field = String::new();

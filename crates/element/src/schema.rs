@@ -155,7 +155,7 @@ impl ConfigSchema {
         // A failed choice between forms says what it wants as a whole when the schema
         // tells how; each form's own failure would be noise.
         let choice = matches!(e.kind, boon::ErrorKind::AnyOf | boon::ErrorKind::OneOf(_));
-        if !e.causes.is_empty() && !(choice && custom.is_some()) {
+        if !(e.causes.is_empty() || choice && custom.is_some()) {
             // (A choice with a custom text falls through and is reported as one.)
             for c in &e.causes {
                 self.collect(c, out);
@@ -536,6 +536,9 @@ impl ConfigSchemas {
 }
 
 /// Reads and compiles `el`'s own [`CONFIG_SCHEMA_FILE`], if it has one.
+// `Problem` is the crate's one error report, large by design (it names file, element and
+// position); it is built once per bad schema file, not on a hot path.
+#[allow(clippy::result_large_err)]
 pub fn read_schema_file(el: &Element) -> Result<Option<ConfigSchema>, Problem> {
     let path = el.dir.join(CONFIG_SCHEMA_FILE);
     if !path.is_file() {
@@ -663,6 +666,7 @@ pub fn check_configs(tree: &AppTree, env: &Env, schemas: &ConfigSchemas) -> Vec<
 
 /// Schemas of the Types defined by files: every chain element with a
 /// [`CONFIG_SCHEMA_FILE`], plus the problems of those that do not compile.
+#[allow(clippy::result_large_err)] // see read_schema_file
 pub fn file_schemas(tree: &AppTree) -> (ConfigSchemas, Vec<Problem>) {
     let holders = schema_holders(tree);
     let read = par_map(&holders, |el| read_schema_file(el));
