@@ -155,7 +155,7 @@ impl ConfigSchema {
         // A failed choice between forms says what it wants as a whole when the schema
         // tells how; each form's own failure would be noise.
         let choice = matches!(e.kind, boon::ErrorKind::AnyOf | boon::ErrorKind::OneOf(_));
-        if !e.causes.is_empty() && !(choice && custom.is_some()) {
+        if !(e.causes.is_empty() || choice && custom.is_some()) {
             // (A choice with a custom text falls through and is reported as one.)
             for c in &e.causes {
                 self.collect(c, out);
@@ -631,7 +631,7 @@ pub fn apply_schema(
                         line,
                         column,
                         schema_of: schema_of.to_string(),
-                        violation,
+                        violation: Box::new(violation),
                     })
                 })
                 .collect()
