@@ -273,13 +273,28 @@ async fn check(app: &Path) -> Result<ExitCode, String> {
     let dir = app.to_path_buf();
     // Checking is synchronous; only the loaders' schemas (a native plugin may need a build)
     // are async, so they are awaited from the blocking thread.
+    //
+    // A loader that cannot give its schema (a native plugin that does not build here) is a
+    // note, like a loader this build lacks: its instances' configs go unchecked, and `run`
+    // reports the same failure when it loads them.
+    let notes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let noted = notes.clone();
     let problems = tokio::task::spawn_blocking(move || {
         jitnode_element::check_app_with(&dir, &|tree| {
-            handle.block_on(jitnode_host::loader_schemas(tree, &loaders))
+            let (schemas, failed) = handle.block_on(jitnode_host::loader_schemas(tree, &loaders));
+            noted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(failed.into_iter().map(|p| p.to_string()));
+            (schemas, Vec::new())
         })
     })
     .await
     .map_err(|e| format!("checking did not finish: {e}"))?;
+    let notes = std::mem::take(&mut *notes.lock().unwrap_or_else(|p| p.into_inner()));
+    for note in notes {
+        eprintln!("note: {note}; its instances' configs were not checked against it");
+    }
     if problems.0.is_empty() {
         // Not a problem: an app may be checked before this build has all its loaders.
         if let Ok(tree) = jitnode_element::load_tree(&app.join("elements")) {

@@ -81,7 +81,7 @@ pub enum ProblemKind {
         column: usize,
         /// The Type whose schema applies.
         schema_of: String,
-        violation: crate::schema::Violation,
+        violation: Box<crate::schema::Violation>,
     },
     /// A Type's config schema cannot be used (bad JSON Schema, or its loader failed to
     /// give it).

@@ -634,7 +634,7 @@ pub fn apply_schema(
                         line,
                         column,
                         schema_of: schema_of.to_string(),
-                        violation,
+                        violation: Box::new(violation),
                     })
                 })
                 .collect()
