@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use jitnode_agent::{Agent, KnowledgeBase};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

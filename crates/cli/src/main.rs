@@ -268,7 +268,7 @@ async fn main() -> ExitCode {
 }
 
 async fn check(app: &Path) -> Result<ExitCode, String> {
-    let loaders = registry(app);
+    let loaders = registry(app, false);
     let handle = tokio::runtime::Handle::current();
     let dir = app.to_path_buf();
     // Checking is synchronous; only the loaders' schemas (a native plugin may need a build)
@@ -323,7 +323,8 @@ async fn schema(app: &Path, full_name: &str, json: bool) -> Result<ExitCode, Str
     let el = tree
         .get(full_name)
         .ok_or_else(|| format!("no element named \"{full_name}\""))?;
-    let (mut schemas, problems) = jitnode_host::loader_schemas(&tree, &registry(app)).await;
+    let (mut schemas, problems) =
+        jitnode_host::loader_schemas(&tree, &registry(app, !app.join("elements").is_dir())).await;
     if let Some(p) = problems.first() {
         return Err(p.to_string());
     }
