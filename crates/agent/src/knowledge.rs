@@ -82,6 +82,36 @@ const STRENGTH_EXP: f64 = 0.75;
 /// Shortest query term (in characters) that spelling correction is tried on.
 const TYPO_MIN_LEN: usize = 4;
 
+/// A multiply-rotate hasher for the index's own keys (terms and ids it made itself): the
+/// standard SipHash guards against crafted keys, which indexing pays for on every token
+/// while the index gains nothing from it (query terms only look up, never insert).
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(K);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastHash = std::hash::BuildHasherDefault<FastHasher>;
+
 #[derive(Debug, Clone, Copy)]
 struct Posting {
     passage: u32,
@@ -92,7 +122,7 @@ struct Posting {
 #[derive(Default)]
 pub struct KnowledgeBase {
     passages: Vec<Passage>,
-    terms: HashMap<String, u32>,
+    terms: HashMap<String, u32, FastHash>,
     term_text: Vec<String>,
     postings: Vec<Vec<Posting>>,
     field_len: Vec<[u32; 3]>,
@@ -366,7 +396,7 @@ impl KnowledgeBase {
     }
 
     fn index(&mut self, id: u32, fields: FieldTokens) {
-        let mut tf: HashMap<u32, [u16; 3]> = HashMap::new();
+        let mut tf: HashMap<u32, [u16; 3], FastHash> = HashMap::default();
         let mut lens = [0u32; 3];
         for (f, tokens) in fields.into_iter().enumerate() {
             // Bigrams repeat what the words say: leave them out of the length, or Chinese
@@ -502,9 +532,9 @@ impl KnowledgeBase {
         let mut matched = vec![0f64; n];
         let mut total_weight = 0.0;
         let mut file_score = vec![0f64; self.file_len.len()];
-        let mut file_best: HashMap<u32, f64> = HashMap::new();
+        let mut file_best: HashMap<u32, f64, FastHash> = HashMap::default();
         // Per query term, the best way each passage matched it: (score, factor).
-        let mut best: HashMap<u32, (f64, f64)> = HashMap::new();
+        let mut best: HashMap<u32, (f64, f64), FastHash> = HashMap::default();
         for t in &qterms {
             let known = self.terms.get(t).copied();
             let weight = if is_bigram(t) { BIGRAM_WEIGHT } else { 1.0 };

@@ -504,7 +504,24 @@ fn push_ascii_word(word: &str, out: &mut Vec<String>) {
     }
 }
 
+/// File names (`e.json`, `config.json`, `faq.csv`) as whole terms besides their parts:
+/// people ask about them by name.
+fn push_file_names(text: &str, out: &mut Vec<String>) {
+    for chunk in text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        let name = chunk.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+        if let Some((stem, ext)) = name.rsplit_once('.') {
+            let ext_ok =
+                (1..=8).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !stem.is_empty() && ext_ok && ext.bytes().any(|b| b.is_ascii_alphabetic()) {
+                out.push(name.to_ascii_lowercase());
+            }
+        }
+    }
+}
+
 fn tokenize_other(text: &str, out: &mut Vec<String>) {
+    push_file_names(text, out);
     // An apostrophe inside a word keeps "don't" whole for the stopword list.
     for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '\'')) {
         let word = word.trim_matches('\'');
@@ -514,6 +531,10 @@ fn tokenize_other(text: &str, out: &mut Vec<String>) {
         if word.is_ascii() {
             if is_stop_en(&word.to_ascii_lowercase()) {
                 continue;
+            }
+            if word.contains('_') && word.split('_').filter(|p| !p.is_empty()).count() > 1 {
+                // An identifier such as RUST_LOG counts whole as well as by its parts.
+                out.push(word.to_ascii_lowercase());
             }
             for piece in word
                 .split(['_', '\''])
@@ -671,6 +692,11 @@ mod tests {
         assert!(t.contains(&"secret".to_string()), "{t:?}");
         assert!(t.contains(&"watch".to_string()), "{t:?}");
         assert_eq!(tokenize("ＷＡＴＣＨ"), tokenize("watch"));
+        let t = tokenize("edit e.json, then set RUST_LOG (v1.2 is fine).");
+        assert!(t.contains(&"e.json".to_string()), "{t:?}");
+        assert!(t.contains(&"json".to_string()), "{t:?}");
+        assert!(t.contains(&"rust_log".to_string()), "{t:?}");
+        assert!(!t.iter().any(|w| w == "v1.2"), "{t:?}");
         assert!(tokenize("don't you know what's this").is_empty());
         assert_eq!(detect_lang("How do I run it?"), Lang::En);
         assert_eq!(detect_lang("怎么运行 jitnode?"), Lang::Zh);

@@ -86,6 +86,21 @@ pub enum Lang {
     En,
 }
 
+impl Lang {
+    /// The language a user wrote `text` in: Chinese when it has a Han character, English
+    /// when it has a Latin letter, else `fallback` (the configured `language`).
+    pub fn of_text(text: &str, fallback: Lang) -> Lang {
+        let han = |c: char| matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF);
+        if text.chars().any(han) {
+            Lang::Zh
+        } else if text.chars().any(|c| c.is_ascii_alphabetic()) {
+            Lang::En
+        } else {
+            fallback
+        }
+    }
+}
+
 /// The `card` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardConfig {
