@@ -552,7 +552,9 @@ fn tokenize_other(text: &str, out: &mut Vec<String>) {
 }
 
 fn tokenize_han(run: &str, out: &mut Vec<String>) {
-    for tok in jieba().cut_for_search(run, true) {
+    // Dictionary words only (no HMM guesses at unknown words): a guess glues a colloquial
+    // pair into a word no passage has, while the bigrams already cover unknown words.
+    for tok in jieba().cut_for_search(run, false) {
         let w = tok.word.trim();
         if w.is_empty() || !w.chars().any(is_han) || is_stop_zh(w) {
             continue;
