@@ -520,8 +520,21 @@ fn push_file_names(text: &str, out: &mut Vec<String>) {
     }
 }
 
+/// Template syntax people ask about by its symbols (`{{`, `<<`, `:-`): each digraph is a
+/// term of its own, where other punctuation only separates words.
+const SYNTAX: &[&str] = &["{{", "}}", "<<", ">>", ":-"];
+
+fn push_syntax(text: &str, out: &mut Vec<String>) {
+    for s in SYNTAX {
+        if text.contains(s) {
+            out.push((*s).to_string());
+        }
+    }
+}
+
 fn tokenize_other(text: &str, out: &mut Vec<String>) {
     push_file_names(text, out);
+    push_syntax(text, out);
     // An apostrophe inside a word keeps "don't" whole for the stopword list.
     for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '\'')) {
         let word = word.trim_matches('\'');
@@ -699,6 +712,10 @@ mod tests {
         assert!(t.contains(&"json".to_string()), "{t:?}");
         assert!(t.contains(&"rust_log".to_string()), "{t:?}");
         assert!(!t.iter().any(|w| w == "v1.2"), "{t:?}");
+        let t = tokenize("占位符里的 :- 是什么意思, and {{X}} vs <<X>>?");
+        for s in [":-", "{{", "}}", "<<", ">>"] {
+            assert!(t.contains(&s.to_string()), "{s} in {t:?}");
+        }
         assert!(tokenize("don't you know what's this").is_empty());
         assert_eq!(detect_lang("How do I run it?"), Lang::En);
         assert_eq!(detect_lang("怎么运行 jitnode?"), Lang::Zh);

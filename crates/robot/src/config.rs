@@ -385,7 +385,10 @@ mod tests {
 
     #[test]
     fn fixed_texts_follow_the_language_of_the_question() {
-        assert_eq!(Lang::of_text("How do I reset my password?", Lang::Zh), Lang::En);
+        assert_eq!(
+            Lang::of_text("How do I reset my password?", Lang::Zh),
+            Lang::En
+        );
         assert_eq!(Lang::of_text("dist 删了会怎样", Lang::En), Lang::Zh);
         assert_eq!(Lang::of_text("123 ?!", Lang::En), Lang::En);
         assert_eq!(Lang::of_text("", Lang::Zh), Lang::Zh);
