@@ -76,6 +76,8 @@ const FILE_WEIGHT: f64 = 0.3;
 /// found in one passage only), so that it scales with the size of the knowledge base;
 /// calibrated on the demo knowledge.
 const STRONG_RARE_WORDS: f64 = 2.0;
+/// Passages tokenised at once while indexing.
+const INDEX_BATCH: usize = 2048;
 /// Shortest query term (in characters) that spelling correction is tried on.
 const TYPO_MIN_LEN: usize = 4;
 
@@ -337,10 +339,17 @@ impl KnowledgeBase {
             }
         }
         kb.problems = problems;
-        let tokens = analyse_all(&kb.passages);
-        for (id, fields) in tokens.into_iter().enumerate() {
-            kb.index(id as u32, fields);
+        // Tokens are held for one batch at a time: for a large knowledge base they take
+        // several times the text's size, and the index keeps none of them.
+        let passages = std::mem::take(&mut kb.passages);
+        let mut id = 0u32;
+        for batch in passages.chunks(INDEX_BATCH) {
+            for fields in analyse_all(batch) {
+                kb.index(id, fields);
+                id += 1;
+            }
         }
+        kb.passages = passages;
         let n = kb.field_len.len().max(1) as f64;
         for f in 0..3 {
             let total: u64 = kb.field_len.iter().map(|l| l[f] as u64).sum();

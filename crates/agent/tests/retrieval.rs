@@ -53,7 +53,7 @@ fn score(agent: &Agent, set: &Value) -> (f64, f64, Vec<String>) {
 }
 
 /// Floors a little under the figures measured when the retrieval was last tuned (tune
-/// half 0.847 / 0.917; held-out half 0.730 / 0.750, scored but never inspected), so a
+/// half 0.876 / 0.917; held-out half 0.745 / 0.750, scored but never inspected), so a
 /// change that makes answers worse fails here; bench/agent.sh prints the figures.
 #[test]
 fn retrieval_quality_on_both_halves() {
@@ -68,7 +68,7 @@ fn retrieval_quality_on_both_halves() {
     assert!(zh >= 60, "the tune half needs questions in both languages");
     let (top1, refused, misses) = score(&agent, &tune);
     println!("tune: top-1 {top1:.3}, off-topic refused {refused:.3}");
-    assert!(top1 >= 0.82, "tune top-1 {top1:.3}: {misses:#?}");
+    assert!(top1 >= 0.85, "tune top-1 {top1:.3}: {misses:#?}");
     assert!(refused >= 0.88, "tune off-topic refused {refused:.3}");
     // The held-out half: figures only, no question is printed.
     let (top1, refused, _) = score(&agent, &question_set("heldout.json"));
