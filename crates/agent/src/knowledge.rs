@@ -563,6 +563,8 @@ impl KnowledgeBase {
         let mut score = vec![0f64; n];
         let mut matched = vec![0f64; n];
         let mut total_weight = 0.0;
+        // Passages with a score, so a query touches only them, not the whole base.
+        let mut touched: Vec<usize> = Vec::new();
         let (mut words, mut known_words) = (0usize, 0usize);
         let mut file_score = vec![0f64; self.file_len.len()];
         let mut file_best: HashMap<u32, f64, FastHash> = HashMap::default();
@@ -613,6 +615,26 @@ impl KnowledgeBase {
             for (&f, &s) in &file_best {
                 file_score[f as usize] += s;
             }
+            let mut add = |p: usize, s: f64, factor: f64| {
+                if score[p] == 0.0 {
+                    touched.push(p);
+                }
+                score[p] += s;
+                matched[p] += qweight * factor;
+            };
+            if let [(term, factor)] = alts[..] {
+                // One way to match (the usual case): nothing to take the best of.
+                let posting = &self.postings[term as usize];
+                let idf = self.idf(posting.len());
+                for p in posting {
+                    add(
+                        p.passage as usize,
+                        weight * factor * idf * self.tf_weight(p),
+                        factor,
+                    );
+                }
+                continue;
+            }
             for (term, factor) in alts {
                 let posting = &self.postings[term as usize];
                 let idf = self.idf(posting.len());
@@ -624,17 +646,16 @@ impl KnowledgeBase {
                 }
             }
             for (&p, &(s, factor)) in &best {
-                score[p as usize] += s;
-                matched[p as usize] += qweight * factor;
+                add(p as usize, s, factor);
             }
         }
         let strong = STRONG_RARE_WORDS * self.idf(1);
         let known_share = known_words as f64 / words.max(1) as f64;
-        let mut out: Vec<Candidate> = score
-            .iter()
-            .enumerate()
-            .filter(|(_, &s)| s > 0.0)
-            .map(|(i, &s)| {
+        let mut out: Vec<Candidate> = touched
+            .into_iter()
+            .map(|i| (i, score[i]))
+            .filter(|&(_, s)| s > 0.0)
+            .map(|(i, s)| {
                 let ranked = s + FILE_WEIGHT * file_score[self.file_of[i] as usize];
                 Candidate {
                     passage: i,
