@@ -188,10 +188,11 @@ impl Synonyms {
         s
     }
 
-    /// For each query term, the tokens of the other phrases of every group one of whose
-    /// phrases the query contains whole.
-    fn expand(&self, query: &HashSet<&str>) -> HashMap<String, Vec<String>> {
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    /// For each query term, the other phrases (as tokens) of every group one of whose
+    /// phrases the query contains whole. A phrase of several words matches a passage only
+    /// where all of them occur: "local model" must not match every page that says "local".
+    fn expand(&self, query: &HashSet<&str>) -> HashMap<String, Vec<Vec<String>>> {
+        let mut out: HashMap<String, Vec<Vec<String>>> = HashMap::new();
         let mut seen = HashSet::new();
         for t in query {
             for &(g, e) in self.by_token.get(*t).into_iter().flatten() {
@@ -207,7 +208,7 @@ impl Synonyms {
                     let alts = out.entry(tok.clone()).or_default();
                     for (i, other) in group.iter().enumerate() {
                         if i != e as usize {
-                            alts.extend(other.iter().cloned());
+                            alts.push(other.clone());
                         }
                     }
                 }
@@ -497,6 +498,28 @@ impl KnowledgeBase {
             .map(|(_, t)| t)
     }
 
+    /// Passages holding every term of `terms`, each with the mean BM25F weight of those
+    /// terms in it. Postings are in passage order, so the rarest term's list drives and the
+    /// others are binary-searched.
+    fn phrase_matches(&self, terms: &[u32]) -> Vec<(u32, f64)> {
+        let lists: Vec<&Vec<Posting>> = terms.iter().map(|&t| &self.postings[t as usize]).collect();
+        let Some(driver) = lists.iter().min_by_key(|l| l.len()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        'passages: for d in driver.iter() {
+            let mut sum = 0.0;
+            for list in &lists {
+                match list.binary_search_by_key(&d.passage, |p| p.passage) {
+                    Ok(i) => sum += self.idf(list.len()) * self.tf_weight(&list[i]),
+                    Err(_) => continue 'passages,
+                }
+            }
+            out.push((d.passage, sum / lists.len() as f64));
+        }
+        out
+    }
+
     fn tf_weight(&self, p: &Posting) -> f64 {
         let lens = &self.field_len[p.passage as usize];
         let mut tf = 0.0;
@@ -579,18 +602,22 @@ impl KnowledgeBase {
                 qweight *= UNKNOWN_FACTOR;
             }
             total_weight += qweight;
-            let mut alts: Vec<(u32, f64)> = Vec::new();
+            // Ways to match the term: itself or its spelling fix, and its synonyms (each a
+            // phrase of one or more terms).
+            let mut alts: Vec<(Vec<u32>, f64)> = Vec::new();
             match known {
-                Some(k) => alts.push((k, 1.0)),
+                Some(k) => alts.push((vec![k], 1.0)),
                 None => {
                     if let Some(k) = self.correct(t) {
-                        alts.push((k, TYPO_FACTOR));
+                        alts.push((vec![k], TYPO_FACTOR));
                     }
                 }
             }
-            for s in synonyms.get(t).into_iter().flatten() {
-                if let Some(&k) = self.terms.get(s) {
-                    alts.push((k, SYNONYM_FACTOR));
+            for phrase in synonyms.get(t).into_iter().flatten() {
+                let ids: Option<Vec<u32>> =
+                    phrase.iter().map(|w| self.terms.get(w).copied()).collect();
+                if let Some(ids) = ids {
+                    alts.push((ids, SYNONYM_FACTOR));
                 }
             }
             if !is_bigram(t) {
@@ -600,7 +627,10 @@ impl KnowledgeBase {
 
             best.clear();
             file_best.clear();
-            for &(term, factor) in &alts {
+            for (terms, factor) in &alts {
+                let (&[term], factor) = (&terms[..], *factor) else {
+                    continue; // phrases count at passage level only
+                };
                 let fp = &self.file_postings[term as usize];
                 let idf = self.file_idf(fp.len());
                 for &(f, tf) in fp {
@@ -622,25 +652,25 @@ impl KnowledgeBase {
                 score[p] += s;
                 matched[p] += qweight * factor;
             };
-            if let [(term, factor)] = alts[..] {
-                // One way to match (the usual case): nothing to take the best of.
-                let posting = &self.postings[term as usize];
-                let idf = self.idf(posting.len());
-                for p in posting {
-                    add(
-                        p.passage as usize,
-                        weight * factor * idf * self.tf_weight(p),
-                        factor,
-                    );
+            if let [(ref terms, factor)] = alts[..] {
+                if let &[term] = &terms[..] {
+                    // One way to match, by one term (the usual case): no best-of needed.
+                    let posting = &self.postings[term as usize];
+                    let idf = self.idf(posting.len());
+                    for p in posting {
+                        add(
+                            p.passage as usize,
+                            weight * factor * idf * self.tf_weight(p),
+                            factor,
+                        );
+                    }
+                    continue;
                 }
-                continue;
             }
-            for (term, factor) in alts {
-                let posting = &self.postings[term as usize];
-                let idf = self.idf(posting.len());
-                for p in posting {
-                    let s = weight * factor * idf * self.tf_weight(p);
-                    let e = best.entry(p.passage).or_insert((0.0, 0.0));
+            for (terms, factor) in alts {
+                for (p, s) in self.phrase_matches(&terms) {
+                    let s = weight * factor * s;
+                    let e = best.entry(p).or_insert((0.0, 0.0));
                     e.0 = e.0.max(s);
                     e.1 = e.1.max(factor);
                 }
