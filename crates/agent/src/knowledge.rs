@@ -852,6 +852,29 @@ mod tests {
     }
 
     #[test]
+    fn a_synonym_phrase_needs_all_its_words() {
+        let kb = KnowledgeBase::with_synonyms(
+            vec![
+                (
+                    "sandbox.md".into(),
+                    "# The local sandbox\n\nTry the robot on your own machine.".into(),
+                ),
+                (
+                    "model.md".into(),
+                    "# Models\n\nAny local model server with an OpenAI API works.".into(),
+                ),
+            ],
+            "ollama, local model\n",
+        );
+        assert_eq!(top(&kb, "ollama?").as_deref(), Some("model.md"));
+        let hits = kb.search("ollama?", 3, 0.0);
+        assert!(
+            hits.iter().all(|h| kb.passage(h.passage).file != "sandbox.md"),
+            "{hits:?}"
+        );
+    }
+
+    #[test]
     fn relative_cut_keeps_only_close_hits() {
         let kb = kb();
         let all = kb.search_with(
