@@ -869,7 +869,8 @@ mod tests {
         assert_eq!(top(&kb, "ollama?").as_deref(), Some("model.md"));
         let hits = kb.search("ollama?", 3, 0.0);
         assert!(
-            hits.iter().all(|h| kb.passage(h.passage).file != "sandbox.md"),
+            hits.iter()
+                .all(|h| kb.passage(h.passage).file != "sandbox.md"),
             "{hits:?}"
         );
     }
