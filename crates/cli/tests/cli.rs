@@ -570,3 +570,35 @@ fn plugin_rebuilds_remove_copies_no_record_or_running_host_uses() {
     );
     assert_eq!(library_copies(app.path()), live);
 }
+
+/// The demo knowledge base's own steps for adding an agent: a folder with an e.json and a
+/// knowledge/ folder, no config.json. The schema's defaults make it work, and `check` says
+/// so before anything runs.
+#[test]
+fn an_agent_with_only_a_knowledge_folder_answers() {
+    let app = demo_app();
+    let helper = app.path().join("elements/aiagents/salesHelper");
+    std::fs::create_dir_all(helper.join("knowledge")).unwrap();
+    std::fs::write(helper.join("e.json"), r#"{"type": "aiagents.ragType"}"#).unwrap();
+    std::fs::write(
+        helper.join("knowledge/prices.md"),
+        "# Prices\n\nThe team plan costs 30 euros a month, billed yearly.\n",
+    )
+    .unwrap();
+    let (out, stdout, stderr) = run(jitnode().arg("check").arg(app.path()));
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    let (out, stdout, stderr) = run(jitnode().current_dir(app.path()).args([
+        "call",
+        "aiagents.salesHelper",
+        "run",
+        r#"{"question": "how much is the team plan?"}"#,
+    ]));
+    assert!(out.status.success(), "{stderr}");
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a result line")).unwrap();
+    assert_eq!(result["sources"][0]["file"], "prices.md", "{stdout}");
+    assert!(
+        result["answer"].as_str().unwrap().contains("30 euros"),
+        "{stdout}"
+    );
+}
