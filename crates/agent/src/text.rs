@@ -7,6 +7,7 @@
 //! The stopword lists are generic function words and politeness fillers of each language,
 //! not words picked from any question set.
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use jieba_rs::Jieba;
@@ -418,12 +419,19 @@ const ZH_STOP: &[&str] = &[
     "呗",
 ];
 
+/// A stopword list as a set: it is consulted for every word and character indexed.
+fn stop_set(words: &'static [&'static str]) -> HashSet<&'static str> {
+    words.iter().copied().collect()
+}
+
 fn is_stop_en(w: &str) -> bool {
-    EN_STOP.contains(&w)
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| stop_set(EN_STOP)).contains(w)
 }
 
 fn is_stop_zh(w: &str) -> bool {
-    ZH_STOP.contains(&w)
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| stop_set(ZH_STOP)).contains(w)
 }
 
 /// A small suffix stemmer: consistent on both sides is all retrieval needs, and it maps the
