@@ -145,11 +145,11 @@ impl fmt::Debug for RobotConfig {
             // Userinfo in an endpoint URL would be a credential.
             .field(
                 "open_api_endpoint",
-                &jitnode_stream::redacted_url(&self.open_api_endpoint),
+                &jitnode_dingtalk_wire::redacted_url(&self.open_api_endpoint),
             )
             .field(
                 "oapi_endpoint",
-                &jitnode_stream::redacted_url(&self.oapi_endpoint),
+                &jitnode_dingtalk_wire::redacted_url(&self.oapi_endpoint),
             )
             .field("robot_code", &self.robot_code)
             .field("card", &self.card)

@@ -114,8 +114,8 @@ enum Outcome {
 
 async fn send_call(api: &OpenApi, call: &CardCall) -> Result<Value, ReplyError> {
     let method = match call.method {
-        reply::Method::Post => jitnode_stream::reply::Method::Post,
-        reply::Method::Put => jitnode_stream::reply::Method::Put,
+        reply::Method::Post => jitnode_dingtalk_wire::Method::Post,
+        reply::Method::Put => jitnode_dingtalk_wire::Method::Put,
     };
     api.call(method, call.path, &call.body).await
 }
@@ -139,8 +139,8 @@ pub fn answer_text(chunk: &Value) -> Option<&str> {
 }
 
 /// The stream client's typed message back to the JSON `data` this crate's parser reads.
-fn message_json(m: &jitnode_stream::RobotMessage) -> Value {
-    use jitnode_stream::ConversationType;
+fn message_json(m: &jitnode_dingtalk_wire::RobotMessage) -> Value {
+    use jitnode_dingtalk_wire::ConversationType;
     let mut v = serde_json::Map::new();
     for (k, x) in &m.extra {
         v.insert(k.clone(), x.clone());
@@ -414,7 +414,7 @@ impl Robot {
 
     async fn on_message(
         &self,
-        msg: jitnode_stream::RobotMessage,
+        msg: jitnode_dingtalk_wire::RobotMessage,
         replier: Replier,
         shutdown: CancellationToken,
     ) -> Result<(), HandlerError> {
@@ -471,7 +471,7 @@ impl Robot {
 
     async fn on_callback(
         self: Arc<Self>,
-        cb: jitnode_stream::CardCallback,
+        cb: jitnode_dingtalk_wire::CardCallback,
         replier: Replier,
     ) -> Result<Value, HandlerError> {
         let data = json!({
@@ -570,7 +570,7 @@ impl Robot {
                             &row.reply_target(),
                             row.at_user().as_ref(),
                         ) {
-                            let call = jitnode_stream::reply::Method::Post;
+                            let call = jitnode_dingtalk_wire::Method::Post;
                             if let Err(e) = replier
                                 .openapi
                                 .call(call, reply::PATH_STANDARD_SEND, &body)
@@ -593,7 +593,7 @@ pub(crate) struct RobotHandler(pub(crate) Arc<Robot>);
 impl Handler for RobotHandler {
     fn on_robot_message(
         &self,
-        msg: jitnode_stream::RobotMessage,
+        msg: jitnode_dingtalk_wire::RobotMessage,
         ctx: jitnode_stream::ReplyContext,
     ) -> BoxFuture<'_, Result<(), HandlerError>> {
         let shutdown = ctx.shutdown().clone();
@@ -603,7 +603,7 @@ impl Handler for RobotHandler {
 
     fn on_card_callback(
         &self,
-        cb: jitnode_stream::CardCallback,
+        cb: jitnode_dingtalk_wire::CardCallback,
         replier: Replier,
     ) -> BoxFuture<'_, Result<Value, HandlerError>> {
         Box::pin(self.0.clone().on_callback(cb, replier))
