@@ -21,11 +21,12 @@
 //! | `valueVeryHelpful`, `valueHelpful`, `valueUnhelpful`, `valueVeryUnhelpful`, `valueRegenerate`, `valueContinue` | ready-made button values, for templates whose buttons send `{"value": "${valueHelpful}"}` |
 //! | `feedback` | the kind the user chose (after feedback) |
 
+use jitnode_dingtalk_wire::api::{self, Mention, StandardCardSend, StandardCardUpdate};
 use serde_json::{json, Value};
 
 use crate::callback::{Action, FeedbackKind};
 use crate::config::Lang;
-use crate::message::{AtUser, ReplyTarget};
+use crate::message::ReplyTarget;
 use crate::texts::Texts;
 
 /// Longest header title; longer questions are cut with an ellipsis (the full question is in
@@ -49,8 +50,8 @@ pub fn title_of(question: &str) -> String {
 }
 
 /// `atUserListJson`: the mention list as a JSON string.
-pub fn at_user_list_json(at: &AtUser) -> String {
-    json!([{"nickName": at.nick, "userId": at.staff_id}]).to_string()
+pub fn at_user_list_json(at: &Mention) -> String {
+    api::to_json_string(&[at])
 }
 
 /// The label of a feedback button.
@@ -221,66 +222,30 @@ pub fn standard_send_body(
     card_biz_id: &str,
     card: &Value,
     target: &ReplyTarget,
-    at: Option<&AtUser>,
+    at: Option<&Mention>,
 ) -> Option<Value> {
-    let mut body = json!({
-        "cardTemplateId": "StandardCard",
-        "robotCode": robot_code,
-        "cardBizId": card_biz_id,
-        "cardData": card.to_string(),
-    });
-    let obj = body.as_object_mut()?;
-    obj.extend(target.standard_card_fields()?);
-    if let Some(at) = at {
-        obj.insert(
-            "sendOptions".into(),
-            json!({"atUserListJson": at_user_list_json(at)}),
-        );
-    }
-    Some(body)
+    let body = StandardCardSend::new(robot_code, card_biz_id, card, target.card_target()?, at);
+    Some(api::to_value(&body))
 }
 
 /// The body of `PUT /v1.0/im/robots/interactiveCards` (the whole card again).
 pub fn standard_update_body(card_biz_id: &str, card: &Value) -> Value {
-    json!({"cardBizId": card_biz_id, "cardData": card.to_string()})
+    api::to_value(&StandardCardUpdate::new(card_biz_id, card))
 }
 
 /// Template (advanced / AI) cards: parameter maps and request bodies.
 pub mod template {
-    use std::collections::BTreeMap;
-
-    use serde_json::{json, Value};
+    use jitnode_dingtalk_wire::api::{
+        self, CallbackResponse, CardInstanceUpdate, CardStreaming, CreateAndDeliver, Mention,
+    };
+    use jitnode_dingtalk_wire::{FlowStatus, ParamMap};
+    use serde_json::Value;
 
     use super::title_of;
     use crate::callback::{Action, FeedbackKind};
     use crate::config::Lang;
-    use crate::message::{AtUser, ReplyTarget};
+    use crate::message::ReplyTarget;
     use crate::texts::Texts;
-
-    /// A `cardParamMap`: every value a string, as the card API requires.
-    pub type ParamMap = BTreeMap<String, String>;
-
-    /// The AI card's `flowStatus`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum FlowStatus {
-        Processing,
-        Inputting,
-        Finished,
-        Executing,
-        Failed,
-    }
-
-    impl FlowStatus {
-        pub fn as_str(self) -> &'static str {
-            match self {
-                FlowStatus::Processing => "1",
-                FlowStatus::Inputting => "2",
-                FlowStatus::Finished => "3",
-                FlowStatus::Executing => "4",
-                FlowStatus::Failed => "5",
-            }
-        }
-    }
 
     fn base(question: &str, status: FlowStatus, stage: &str) -> ParamMap {
         let mut m = ParamMap::new();
@@ -367,43 +332,23 @@ pub mod template {
         out_track_id: &str,
         robot_code: &str,
         target: &ReplyTarget,
-        at: Option<&AtUser>,
+        at: Option<&Mention>,
         params: &ParamMap,
     ) -> Option<Value> {
-        let mut body = json!({
-            "cardTemplateId": template_id,
-            "outTrackId": out_track_id,
-            "callbackType": "STREAM",
-            "cardData": {"cardParamMap": params},
-            "openSpaceId": target.open_space_id()?,
-            "userIdType": 1,
-        });
-        match target {
-            ReplyTarget::Group { .. } => {
-                let mut at_ids = serde_json::Map::new();
-                if let Some(at) = at {
-                    at_ids.insert(at.staff_id.clone(), json!(at.nick));
-                }
-                body["imGroupOpenSpaceModel"] = json!({"supportForward": true});
-                body["imGroupOpenDeliverModel"] =
-                    json!({"robotCode": robot_code, "atUserIds": at_ids});
-            }
-            ReplyTarget::User { .. } => {
-                body["imRobotOpenSpaceModel"] = json!({"supportForward": true});
-                body["imRobotOpenDeliverModel"] = json!({"spaceType": "IM_ROBOT"});
-            }
-            ReplyTarget::SessionOnly => return None,
-        }
-        Some(body)
+        let body = CreateAndDeliver::new(
+            template_id,
+            out_track_id,
+            robot_code,
+            target.card_target()?,
+            at,
+            params.clone(),
+        );
+        Some(api::to_value(&body))
     }
 
     /// The body of `PUT /v1.0/card/instances` (update variables by key).
     pub fn update_body(out_track_id: &str, params: &ParamMap) -> Value {
-        json!({
-            "outTrackId": out_track_id,
-            "cardData": {"cardParamMap": params},
-            "cardUpdateOptions": {"updateCardDataByKey": true, "updatePrivateDataByKey": true},
-        })
+        api::to_value(&CardInstanceUpdate::by_key(out_track_id, params.clone()))
     }
 
     /// The body of `PUT /v1.0/card/streaming`. `guid` must be new for every call.
@@ -415,23 +360,20 @@ pub mod template {
         finalize: bool,
         error: bool,
     ) -> Value {
-        json!({
-            "outTrackId": out_track_id,
-            "guid": guid,
-            "key": key,
-            "content": full_text,
-            "isFull": true,
-            "isFinalize": finalize,
-            "isError": error,
+        api::to_value(&CardStreaming {
+            out_track_id: out_track_id.into(),
+            guid: guid.into(),
+            key: key.into(),
+            content: full_text.into(),
+            is_full: true,
+            is_finalize: finalize,
+            is_error: error,
         })
     }
 
     /// The `response` of a card callback ACK that updates the card.
     pub fn callback_response(params: &ParamMap) -> Value {
-        json!({
-            "cardUpdateOptions": {"updateCardDataByKey": true},
-            "cardData": {"cardParamMap": params},
-        })
+        api::to_value(&CallbackResponse::update_by_key(params.clone()))
     }
 }
 
@@ -439,8 +381,9 @@ pub mod template {
 mod tests {
     use std::collections::HashSet;
 
-    use super::template::{self, FlowStatus, ParamMap};
+    use super::template;
     use super::*;
+    use jitnode_dingtalk_wire::{FlowStatus, ParamMap};
 
     fn collect_ids(v: &Value, out: &mut Vec<String>) {
         match v {
@@ -634,9 +577,9 @@ mod tests {
         let target = ReplyTarget::Group {
             open_conversation_id: "cid9".into(),
         };
-        let at = AtUser {
-            nick: "Li \"Lei\"".into(),
-            staff_id: "0326".into(),
+        let at = Mention {
+            nick_name: "Li \"Lei\"".into(),
+            user_id: "0326".into(),
         };
         let body = standard_send_body("robot1", "biz1", &card, &target, Some(&at)).unwrap();
         assert_eq!(body["cardTemplateId"], "StandardCard");
@@ -742,9 +685,9 @@ mod tests {
     #[test]
     fn template_bodies() {
         let params = template::thinking("q", "content", Lang::Zh);
-        let at = AtUser {
-            nick: "Li".into(),
-            staff_id: "0326".into(),
+        let at = Mention {
+            nick_name: "Li".into(),
+            user_id: "0326".into(),
         };
         let group = ReplyTarget::Group {
             open_conversation_id: "cid1".into(),
