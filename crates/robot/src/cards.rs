@@ -29,6 +29,12 @@ use crate::config::Lang;
 use crate::message::ReplyTarget;
 use crate::texts::Texts;
 
+pub mod view;
+
+/// Role of the standard card element that carries a failure or thanks notice (its id is
+/// `<cardBizId>_notice`); [`view`] reads a card with a notice and no buttons as failed.
+pub(crate) const ROLE_NOTICE: &str = "notice";
+
 /// Longest header title; longer questions are cut with an ellipsis (the full question is in
 /// the records database).
 pub const MAX_TITLE_CHARS: usize = 60;
@@ -180,7 +186,7 @@ impl StandardCards {
             contents.push(self.markdown("body", partial_answer));
             contents.push(self.divider("divider"));
         }
-        contents.push(self.markdown("notice", message));
+        contents.push(self.markdown(ROLE_NOTICE, message));
         self.card(question, contents)
     }
 
@@ -193,7 +199,7 @@ impl StandardCards {
             contents.push(self.markdown("body", answer));
             contents.push(self.divider("divider"));
         }
-        contents.push(self.markdown("notice", self.texts.thanks));
+        contents.push(self.markdown(ROLE_NOTICE, self.texts.thanks));
         let regenerate = Action::Regenerate {
             record: record.to_string(),
         };
@@ -247,11 +253,42 @@ pub mod template {
     use crate::message::ReplyTarget;
     use crate::texts::Texts;
 
-    fn base(question: &str, status: FlowStatus, stage: &str) -> ParamMap {
+    /// The `stage` variable: which step of the answer the card shows.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Stage {
+        Thinking,
+        Answered,
+        Failed,
+        Thanked,
+    }
+
+    impl Stage {
+        pub const ALL: [Stage; 4] = [
+            Stage::Thinking,
+            Stage::Answered,
+            Stage::Failed,
+            Stage::Thanked,
+        ];
+
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Stage::Thinking => "thinking",
+                Stage::Answered => "answered",
+                Stage::Failed => "failed",
+                Stage::Thanked => "thanked",
+            }
+        }
+
+        pub fn parse(s: &str) -> Option<Stage> {
+            Stage::ALL.into_iter().find(|x| x.as_str() == s)
+        }
+    }
+
+    fn base(question: &str, status: FlowStatus, stage: Stage) -> ParamMap {
         let mut m = ParamMap::new();
         m.insert("question".into(), title_of(question));
         m.insert("flowStatus".into(), status.as_str().into());
-        m.insert("stage".into(), stage.into());
+        m.insert("stage".into(), stage.as_str().into());
         m
     }
 
@@ -282,7 +319,7 @@ pub mod template {
 
     /// Delivered at once: processing, empty answer, the thinking notice.
     pub fn thinking(question: &str, streaming_key: &str, lang: Lang) -> ParamMap {
-        let mut m = base(question, FlowStatus::Processing, "thinking");
+        let mut m = base(question, FlowStatus::Processing, Stage::Thinking);
         m.insert(streaming_key.into(), String::new());
         m.insert("notice".into(), Texts::for_lang(lang).thinking.into());
         m
@@ -295,7 +332,7 @@ pub mod template {
         record: &str,
         streaming_key: &str,
     ) -> ParamMap {
-        let mut m = base(question, FlowStatus::Finished, "answered");
+        let mut m = base(question, FlowStatus::Finished, Stage::Answered);
         m.insert(streaming_key.into(), answer.into());
         m.insert("notice".into(), String::new());
         button_values(&mut m, record);
@@ -309,7 +346,7 @@ pub mod template {
         message: &str,
         streaming_key: &str,
     ) -> ParamMap {
-        let mut m = base(question, FlowStatus::Failed, "failed");
+        let mut m = base(question, FlowStatus::Failed, Stage::Failed);
         m.insert(streaming_key.into(), partial_answer.into());
         m.insert("notice".into(), message.into());
         m
@@ -318,7 +355,7 @@ pub mod template {
     /// After feedback (merged into the card by key): thanks and the next-step buttons.
     pub fn thanks(kind: FeedbackKind, record: &str, lang: Lang) -> ParamMap {
         let mut m = ParamMap::new();
-        m.insert("stage".into(), "thanked".into());
+        m.insert("stage".into(), Stage::Thanked.as_str().into());
         m.insert("feedback".into(), kind.as_str().into());
         m.insert("notice".into(), Texts::for_lang(lang).thanks.into());
         button_values(&mut m, record);

@@ -100,12 +100,15 @@ pub struct CardConfig {
     pub max_updates: u32,
 }
 
+/// The template variable the answer streams into unless `card.streamingKey` says otherwise.
+pub const DEFAULT_STREAMING_KEY: &str = "content";
+
 impl Default for CardConfig {
     fn default() -> Self {
         CardConfig {
             mode: CardMode::Standard,
             template_id: None,
-            streaming_key: "content".to_string(),
+            streaming_key: DEFAULT_STREAMING_KEY.to_string(),
             min_interval: Duration::from_millis(300),
             max_updates: 20,
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, FunctionError, Registry};
 use jitnode_robot::callback::{Action, FeedbackKind};
+use jitnode_robot::cards::view::CardView;
 use jitnode_robot::config::Lang;
 use jitnode_robot::records::{FeedbackFilter, Records};
 use jitnode_robot::texts::Texts;
@@ -179,18 +180,12 @@ impl Harness {
     }
 }
 
-/// Button values of a standard card.
+/// Buttons of a standard card, read by the robot's card view.
 fn buttons(card: &CardState) -> Vec<Action> {
-    let mut out = Vec::new();
-    let Some(data) = &card.card_data else {
-        return out;
-    };
-    for c in data["contents"].as_array().into_iter().flatten() {
-        for b in c["actions"].as_array().into_iter().flatten() {
-            out.push(Action::from_value_str(b["value"].as_str().unwrap()).unwrap());
-        }
-    }
-    out
+    card.card_data
+        .as_ref()
+        .map(|data| CardView::standard(data).buttons)
+        .unwrap_or_default()
 }
 
 fn card_text(card: &CardState) -> String {

@@ -9,6 +9,7 @@ use jitnode_dingtalk_wire::frame::{Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_
 use jitnode_dingtalk_wire::Method;
 use jitnode_dingtalk_wire::{CardCallback, RobotMessage};
 use jitnode_robot::callback::{Action, FeedbackKind};
+use jitnode_robot::cards::view::CardView;
 use jitnode_robot::config::RobotConfig;
 use jitnode_robot::message::Incoming;
 use jitnode_robot::records::{new_record_id, FeedbackFilter, Inserted, NewAnswer, Records};
@@ -50,18 +51,14 @@ fn group_message() -> String {
     .to_string()
 }
 
-/// Finds the button values in a standard card call.
+/// The button values of a standard card call, read by the robot's card view.
 fn button_values(call: &CardCall) -> Vec<String> {
     let card: Value = serde_json::from_str(call.body["cardData"].as_str().unwrap()).unwrap();
-    let mut out = Vec::new();
-    for c in card["contents"].as_array().unwrap() {
-        if let Some(actions) = c["actions"].as_array() {
-            for b in actions {
-                out.push(b["value"].as_str().unwrap().to_string());
-            }
-        }
-    }
-    out
+    CardView::standard(&card)
+        .buttons
+        .iter()
+        .map(Action::to_value_string)
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
