@@ -5,6 +5,7 @@
 //! The state file `<app>/data/sandbox.json` holds the control URL and the demo app's
 //! clientId (no secret); `<app>/data/last-card.json` remembers the last card for `click`.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,19 +59,27 @@ pub struct DemoSandbox {
 }
 
 impl DemoSandbox {
-    /// Starts the sandbox on a free loopback port and points the demo's
-    /// `openApiEndpoint` at it (through [`ENDPOINT_VAR`]).
+    /// Starts the sandbox on a free loopback port; [`DemoSandbox::env_overrides`] points
+    /// the demo's `openApiEndpoint` at it.
     pub async fn start(app_dir: &Path) -> Result<DemoSandbox, String> {
         let sb = Sandbox::start(SandboxConfig::default())
             .await
             .map_err(|e| e.to_string())?;
-        // Set before the app's environment is loaded, so `{{DINGTALK_OPENAPI_ENDPOINT}}`
-        // renders to the sandbox. Nothing else reads the environment concurrently yet.
-        std::env::set_var(ENDPOINT_VAR, sb.base_url());
         Ok(DemoSandbox {
             sandbox: Some(sb),
             state_file: data_dir(app_dir).join(STATE_FILE),
         })
+    }
+
+    /// What to set over the app's environment when opening it ([`ENDPOINT_VAR`] = the
+    /// sandbox's URL), so `{{DINGTALK_OPENAPI_ENDPOINT}}` renders to the sandbox; passed to
+    /// `App::open_with` rather than set in the process environment, which tokio's worker
+    /// threads may be reading.
+    pub fn env_overrides(&self) -> BTreeMap<String, String> {
+        self.sandbox
+            .iter()
+            .map(|sb| (ENDPOINT_VAR.to_string(), sb.base_url()))
+            .collect()
     }
 
     /// Registers the demo app's credentials (from the app's rendered environment), writes
