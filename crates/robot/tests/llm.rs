@@ -2,7 +2,6 @@
 //! `aiagents` instance loaded by `jitnode_agent::loader()`, whose LLM is an OpenAI-compatible
 //! stand-in on loopback that streams SSE; DingTalk's side is played by `jitnode-sandbox`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use jitnode_host::{App, Registry};
@@ -11,6 +10,7 @@ use jitnode_robot::records::Records;
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, PostMessage, Sandbox, SandboxConfig, Transcript};
 use jitnode_test_kit::llm::{delta_event, error_response, finish_events, LlmStandIn, SSE_HEAD};
+use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -120,11 +120,6 @@ async fn answer(mut sock: TcpStream, script: Script) {
     }
 }
 
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
 fn texts() -> &'static Texts {
     Texts::for_lang(Lang::En)
 }
@@ -132,7 +127,7 @@ fn texts() -> &'static Texts {
 struct Harness {
     sb: Sandbox,
     app: App,
-    dir: tempfile::TempDir,
+    dir: AppDir,
     llm: StandIn,
 }
 
@@ -141,24 +136,20 @@ struct Harness {
 async fn start(script: Script, robot_extra: Value) -> Harness {
     let llm = StandIn::start(script).await;
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let el = dir.path().join("elements");
-    write(
-        &el.join("aiagents/meta/e.json"),
-        r#"{"type": "", "title": "agents"}"#,
-    );
-    write(
-        &el.join("aiagents/ragType/e.json"),
+    let dir = AppDir::new();
+    dir.meta("aiagents", "agents");
+    dir.write(
+        "aiagents/ragType/e.json",
         &json!({"type": "aiagents.meta", "title": "rag agent",
                 "backendBundleEntry": format!("builtin:{}", jitnode_agent::LOADER_NAME)})
         .to_string(),
     );
-    write(
-        &el.join("aiagents/customerService/e.json"),
+    dir.write(
+        "aiagents/customerService/e.json",
         r#"{"type": "aiagents.ragType", "title": "cs"}"#,
     );
-    write(
-        &el.join("aiagents/customerService/config.json"),
+    dir.write(
+        "aiagents/customerService/config.json",
         &json!({
             "systemPrompt": "Answer from the passages.",
             "llm": {"baseUrl": llm.base_url, "model": "stand-in-1", "apiKey": "sk-llm-e2e", "timeoutSecs": 20},
@@ -166,37 +157,19 @@ async fn start(script: Script, robot_extra: Value) -> Harness {
         })
         .to_string(),
     );
-    write(
-        &el.join("aiagents/customerService/knowledge/vpn.en.md"),
+    dir.write(
+        "aiagents/customerService/knowledge/vpn.en.md",
         &format!(
             "# Office IT\n\n## Connecting to the VPN\n\nTo connect to the VPN, open the VPN app, choose the \
              {PASSAGE_MARK} and sign in with your staff account.\n\n## Printers\n\nPrinters are on \
              the second floor next to the kitchen; add them from the print settings page.\n"
         ),
     );
-    write(
-        &el.join("imRobots/meta/e.json"),
-        r#"{"type": "", "title": "robots"}"#,
+    dir.robot_family();
+    dir.robot(
+        "bot",
+        &robot_config(&sb, APP, "llm-e2e-secret", &robot_extra),
     );
-    write(
-        &el.join("imRobots/dingTalkStreamType/e.json"),
-        r#"{"type": "imRobots.meta", "title": "robot", "backendBundleEntry": "builtin:dingTalkStream"}"#,
-    );
-    sb.register_app(APP, "llm-e2e-secret");
-    write(
-        &el.join("imRobots/bot/e.json"),
-        r#"{"type": "imRobots.dingTalkStreamType", "title": "bot", "backendLoadTime": "afterAppInit"}"#,
-    );
-    let mut config = json!({
-        "clientId": APP, "clientSecret": "llm-e2e-secret",
-        "agent": "aiagents.customerService", "openApiEndpoint": sb.base_url(),
-        "oapiEndpoint": sb.base_url(), "language": "en",
-        "card": {"minIntervalMs": 50}
-    });
-    for (k, v) in robot_extra.as_object().unwrap() {
-        config[k] = v.clone();
-    }
-    write(&el.join("imRobots/bot/config.json"), &config.to_string());
 
     let mut registry = Registry::with_builtins();
     registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
@@ -214,21 +187,11 @@ async fn start(script: Script, robot_extra: Value) -> Harness {
 
 impl Harness {
     fn records(&self) -> Records {
-        Records::open_in(&self.dir.path().join("data")).unwrap()
+        Records::open_in(&self.dir.data_dir()).unwrap()
     }
 
     async fn wait_for(&self, what: &str, cond: impl Fn(&Transcript) -> bool) -> Transcript {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let t = self.sb.transcript();
-            if cond(&t) {
-                return t;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {what}; transcript: {:#?}", t.entries);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for(&self.sb, what, Duration::from_secs(15), cond).await
     }
 
     /// The one request the stand-in got: it is a streaming chat completion carrying the
