@@ -52,7 +52,7 @@ pub struct Source {
     /// File relative to the knowledge folder.
     pub file: String,
     pub heading: String,
-    /// Relevance 0..=1 (share of the question's term weight found).
+    /// Relevance 0..=1: the probability that the passage answers the question.
     pub relevance: f64,
 }
 

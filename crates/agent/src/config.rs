@@ -69,9 +69,9 @@ impl fmt::Debug for LlmConfig {
 pub struct RetrievalConfig {
     /// Passages handed to the answer (`topK`).
     pub top_k: usize,
-    /// Minimum relevance in 0..=1 (`threshold`): the share of the question's term weight a
-    /// passage covers, tempered by how much evidence the match carries. Below it a
-    /// passage is not used.
+    /// Minimum relevance in 0..=1 (`threshold`): the calibrated probability that a passage
+    /// answers the question (see the gate in `knowledge.rs`). Below it a passage is not
+    /// used.
     pub threshold: f64,
     /// Passages scoring below this share of the best passage's score are not used
     /// (`relative`, 0..=1).
@@ -134,7 +134,7 @@ impl Default for RetrievalConfig {
     fn default() -> Self {
         RetrievalConfig {
             top_k: 3,
-            threshold: 0.4,
+            threshold: 0.55,
             relative: 0.5,
         }
     }
@@ -248,8 +248,8 @@ fn schema_json() -> Value {
                 "additionalProperties": false,
                 "properties": {
                     "topK": count(3, 1, "Passages handed to the answer."),
-                    "threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.4,
-                                  "description": "Minimum relevance in 0..1: the share of the question's term weight a passage covers, tempered by the evidence of the match."},
+                    "threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.55,
+                                  "description": "Minimum relevance in 0..1: the calibrated probability that a passage answers the question."},
                     "relative": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5,
                                  "description": "Passages scoring below this share of the best one are not used."}
                 }

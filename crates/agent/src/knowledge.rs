@@ -4,9 +4,9 @@
 //!
 //! A query term matches a passage through the term itself, a spelling within one or two
 //! edits of it (for terms the knowledge never uses), or a synonym from `synonyms.txt`;
-//! each way counts once, at its own weight. Relevance is the share of the question's term
-//! weight a passage covers; a passage is used when that share reaches the threshold and
-//! its score is within a fixed ratio of the best one.
+//! each way counts once, at its own weight. A passage's relevance is the probability, by a
+//! logistic gate calibrated on the demo's tune questions, that it answers the question; it
+//! is used when that reaches the threshold and its score is within a ratio of the best.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ pub struct Hit {
     pub passage: usize,
     /// BM25F score (ranking).
     pub score: f64,
-    /// Share of the question's term weight found in the passage, 0..=1 (threshold).
+    /// Calibrated probability, 0..=1, that the passage answers the question (threshold).
     pub relevance: f64,
 }
 
@@ -49,7 +49,7 @@ pub struct Hit {
 pub struct SearchParams {
     /// At most this many hits.
     pub top_k: usize,
-    /// Minimum relevance (share of the question's term weight covered).
+    /// Minimum relevance (the gate's probability).
     pub threshold: f64,
     /// Hits below this share of the best hit's score are dropped.
     pub relative: f64,
@@ -76,11 +76,40 @@ const FILE_WEIGHT: f64 = 0.3;
 /// found in one passage only), so that it scales with the size of the knowledge base;
 /// calibrated on the demo knowledge.
 const STRONG_RARE_WORDS: f64 = 2.0;
-/// How much the strength of a match (its score against the ideal) tempers its coverage in
-/// the relevance the threshold applies to.
-const STRENGTH_EXP: f64 = 0.75;
+/// Passages tokenised at once while indexing.
+const INDEX_BATCH: usize = 2048;
 /// Shortest query term (in characters) that spelling correction is tried on.
 const TYPO_MIN_LEN: usize = 4;
+
+/// A multiply-rotate hasher for the index's own keys (terms and ids it made itself): the
+/// standard SipHash guards against crafted keys, which indexing pays for on every token
+/// while the index gains nothing from it (query terms only look up, never insert).
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(K);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastHash = std::hash::BuildHasherDefault<FastHasher>;
 
 #[derive(Debug, Clone, Copy)]
 struct Posting {
@@ -92,7 +121,7 @@ struct Posting {
 #[derive(Default)]
 pub struct KnowledgeBase {
     passages: Vec<Passage>,
-    terms: HashMap<String, u32>,
+    terms: HashMap<String, u32, FastHash>,
     term_text: Vec<String>,
     postings: Vec<Vec<Posting>>,
     field_len: Vec<[u32; 3]>,
@@ -159,10 +188,11 @@ impl Synonyms {
         s
     }
 
-    /// For each query term, the tokens of the other phrases of every group one of whose
-    /// phrases the query contains whole.
-    fn expand(&self, query: &HashSet<&str>) -> HashMap<String, Vec<String>> {
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    /// For each query term, the other phrases (as tokens) of every group one of whose
+    /// phrases the query contains whole. A phrase of several words matches a passage only
+    /// where all of them occur: "local model" must not match every page that says "local".
+    fn expand(&self, query: &HashSet<&str>) -> HashMap<String, Vec<Vec<String>>> {
+        let mut out: HashMap<String, Vec<Vec<String>>> = HashMap::new();
         let mut seen = HashSet::new();
         for t in query {
             for &(g, e) in self.by_token.get(*t).into_iter().flatten() {
@@ -178,7 +208,7 @@ impl Synonyms {
                     let alts = out.entry(tok.clone()).or_default();
                     for (i, other) in group.iter().enumerate() {
                         if i != e as usize {
-                            alts.extend(other.iter().cloned());
+                            alts.push(other.clone());
                         }
                     }
                 }
@@ -310,10 +340,17 @@ impl KnowledgeBase {
             }
         }
         kb.problems = problems;
-        let tokens = analyse_all(&kb.passages);
-        for (id, fields) in tokens.into_iter().enumerate() {
-            kb.index(id as u32, fields);
+        // Tokens are held for one batch at a time: for a large knowledge base they take
+        // several times the text's size, and the index keeps none of them.
+        let passages = std::mem::take(&mut kb.passages);
+        let mut id = 0u32;
+        for batch in passages.chunks(INDEX_BATCH) {
+            for fields in analyse_all(batch) {
+                kb.index(id, fields);
+                id += 1;
+            }
         }
+        kb.passages = passages;
         let n = kb.field_len.len().max(1) as f64;
         for f in 0..3 {
             let total: u64 = kb.field_len.iter().map(|l| l[f] as u64).sum();
@@ -366,7 +403,7 @@ impl KnowledgeBase {
     }
 
     fn index(&mut self, id: u32, fields: FieldTokens) {
-        let mut tf: HashMap<u32, [u16; 3]> = HashMap::new();
+        let mut tf: HashMap<u32, [u16; 3], FastHash> = HashMap::default();
         let mut lens = [0u32; 3];
         for (f, tokens) in fields.into_iter().enumerate() {
             // Bigrams repeat what the words say: leave them out of the length, or Chinese
@@ -461,6 +498,28 @@ impl KnowledgeBase {
             .map(|(_, t)| t)
     }
 
+    /// Passages holding every term of `terms`, each with the mean BM25F weight of those
+    /// terms in it. Postings are in passage order, so the rarest term's list drives and the
+    /// others are binary-searched.
+    fn phrase_matches(&self, terms: &[u32]) -> Vec<(u32, f64)> {
+        let lists: Vec<&Vec<Posting>> = terms.iter().map(|&t| &self.postings[t as usize]).collect();
+        let Some(driver) = lists.iter().min_by_key(|l| l.len()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        'passages: for d in driver.iter() {
+            let mut sum = 0.0;
+            for list in &lists {
+                match list.binary_search_by_key(&d.passage, |p| p.passage) {
+                    Ok(i) => sum += self.idf(list.len()) * self.tf_weight(&list[i]),
+                    Err(_) => continue 'passages,
+                }
+            }
+            out.push((d.passage, sum / lists.len() as f64));
+        }
+        out
+    }
+
     fn tf_weight(&self, p: &Posting) -> f64 {
         let lens = &self.field_len[p.passage as usize];
         let mut tf = 0.0;
@@ -488,6 +547,32 @@ impl KnowledgeBase {
 
     /// [`search`](Self::search) with every parameter.
     pub fn search_with(&self, query: &str, params: SearchParams) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = self
+            .rank(query)
+            .into_iter()
+            .map(|c| Hit {
+                passage: c.passage,
+                score: c.score,
+                relevance: gate(&c.features),
+            })
+            .filter(|h| h.relevance >= params.threshold)
+            .collect();
+        if let Some(top) = hits.first().map(|h| h.score) {
+            hits.retain(|h| h.score >= top * params.relative);
+        }
+        hits.truncate(params.top_k);
+        hits
+    }
+
+    /// The features the relevance gate weighs, for the best-ranked passage of `query`
+    /// (calibration data for bench/agent.sh).
+    #[doc(hidden)]
+    pub fn gate_features(&self, query: &str) -> Option<GateFeatures> {
+        self.rank(query).first().map(|c| c.features)
+    }
+
+    /// Every passage matching `query`, best first, with its gate features.
+    fn rank(&self, query: &str) -> Vec<Candidate> {
         let mut qterms = tokenize(query);
         qterms.sort();
         qterms.dedup();
@@ -501,10 +586,13 @@ impl KnowledgeBase {
         let mut score = vec![0f64; n];
         let mut matched = vec![0f64; n];
         let mut total_weight = 0.0;
+        // Passages with a score, so a query touches only them, not the whole base.
+        let mut touched: Vec<usize> = Vec::new();
+        let (mut words, mut known_words) = (0usize, 0usize);
         let mut file_score = vec![0f64; self.file_len.len()];
-        let mut file_best: HashMap<u32, f64> = HashMap::new();
+        let mut file_best: HashMap<u32, f64, FastHash> = HashMap::default();
         // Per query term, the best way each passage matched it: (score, factor).
-        let mut best: HashMap<u32, (f64, f64)> = HashMap::new();
+        let mut best: HashMap<u32, (f64, f64), FastHash> = HashMap::default();
         for t in &qterms {
             let known = self.terms.get(t).copied();
             let weight = if is_bigram(t) { BIGRAM_WEIGHT } else { 1.0 };
@@ -514,23 +602,35 @@ impl KnowledgeBase {
                 qweight *= UNKNOWN_FACTOR;
             }
             total_weight += qweight;
-            let mut alts: Vec<(u32, f64)> = Vec::new();
+            // Ways to match the term: itself or its spelling fix, and its synonyms (each a
+            // phrase of one or more terms).
+            let mut alts: Vec<(Vec<u32>, f64)> = Vec::new();
             match known {
-                Some(k) => alts.push((k, 1.0)),
+                Some(k) => alts.push((vec![k], 1.0)),
                 None => {
                     if let Some(k) = self.correct(t) {
-                        alts.push((k, TYPO_FACTOR));
+                        alts.push((vec![k], TYPO_FACTOR));
                     }
                 }
             }
-            for s in synonyms.get(t).into_iter().flatten() {
-                if let Some(&k) = self.terms.get(s) {
-                    alts.push((k, SYNONYM_FACTOR));
+            for phrase in synonyms.get(t).into_iter().flatten() {
+                let ids: Option<Vec<u32>> =
+                    phrase.iter().map(|w| self.terms.get(w).copied()).collect();
+                if let Some(ids) = ids {
+                    alts.push((ids, SYNONYM_FACTOR));
                 }
             }
+            if !is_bigram(t) {
+                words += 1;
+                known_words += usize::from(!alts.is_empty());
+            }
+
             best.clear();
             file_best.clear();
-            for &(term, factor) in &alts {
+            for (terms, factor) in &alts {
+                let (&[term], factor) = (&terms[..], *factor) else {
+                    continue; // phrases count at passage level only
+                };
                 let fp = &self.file_postings[term as usize];
                 let idf = self.file_idf(fp.len());
                 for &(f, tf) in fp {
@@ -545,51 +645,90 @@ impl KnowledgeBase {
             for (&f, &s) in &file_best {
                 file_score[f as usize] += s;
             }
-            for (term, factor) in alts {
-                let posting = &self.postings[term as usize];
-                let idf = self.idf(posting.len());
-                for p in posting {
-                    let s = weight * factor * idf * self.tf_weight(p);
-                    let e = best.entry(p.passage).or_insert((0.0, 0.0));
+            let mut add = |p: usize, s: f64, factor: f64| {
+                if score[p] == 0.0 {
+                    touched.push(p);
+                }
+                score[p] += s;
+                matched[p] += qweight * factor;
+            };
+            if let [(ref terms, factor)] = alts[..] {
+                if let &[term] = &terms[..] {
+                    // One way to match, by one term (the usual case): no best-of needed.
+                    let posting = &self.postings[term as usize];
+                    let idf = self.idf(posting.len());
+                    for p in posting {
+                        add(
+                            p.passage as usize,
+                            weight * factor * idf * self.tf_weight(p),
+                            factor,
+                        );
+                    }
+                    continue;
+                }
+            }
+            for (terms, factor) in alts {
+                for (p, s) in self.phrase_matches(&terms) {
+                    let s = weight * factor * s;
+                    let e = best.entry(p).or_insert((0.0, 0.0));
                     e.0 = e.0.max(s);
                     e.1 = e.1.max(factor);
                 }
             }
             for (&p, &(s, factor)) in &best {
-                score[p as usize] += s;
-                matched[p as usize] += qweight * factor;
+                add(p as usize, s, factor);
             }
         }
         let strong = STRONG_RARE_WORDS * self.idf(1);
-        let mut hits: Vec<Hit> = score
-            .iter()
-            .enumerate()
-            .filter(|(_, &s)| s > 0.0)
-            .map(|(i, &s)| {
-                let coverage = (matched[i] / total_weight).min(1.0);
-                // How much evidence the match carries, 0..=1: a few rare words named in a
-                // passage's heading and text reach STRONG_SCORE; one common word does not.
-                let strength = (s / strong).min(1.0);
+        let known_share = known_words as f64 / words.max(1) as f64;
+        let mut out: Vec<Candidate> = touched
+            .into_iter()
+            .map(|i| (i, score[i]))
+            .filter(|&(_, s)| s > 0.0)
+            .map(|(i, s)| {
                 let ranked = s + FILE_WEIGHT * file_score[self.file_of[i] as usize];
-                Hit {
+                Candidate {
                     passage: i,
                     score: if self.passages[i].lang == qlang {
                         ranked
                     } else {
                         ranked * OTHER_LANG_FACTOR
                     },
-                    relevance: coverage * strength.powf(STRENGTH_EXP),
+                    features: [
+                        (matched[i] / total_weight).min(1.0),
+                        (s / strong).min(1.0),
+                        known_share,
+                    ],
                 }
             })
-            .filter(|h| h.relevance >= params.threshold)
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage)));
-        if let Some(top) = hits.first().map(|h| h.score) {
-            hits.retain(|h| h.score >= top * params.relative);
-        }
-        hits.truncate(params.top_k);
-        hits
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage)));
+        out
     }
+}
+
+/// What the relevance gate weighs about a passage and the question, each 0..=1: the share
+/// of the question's term weight the passage covers (unknown words counted at a discount),
+/// its score against a strong match, and the share of the question's words the knowledge
+/// knows at all (directly, by spelling or by synonym).
+pub type GateFeatures = [f64; 3];
+
+struct Candidate {
+    passage: usize,
+    score: f64,
+    features: GateFeatures,
+}
+
+/// Logistic weights of the relevance gate over [`GateFeatures`], then the bias; fitted
+/// (class-balanced, L2 0.01) on the tune half of the evaluation set from the features
+/// bench/agent.sh prints with `AGENT_BENCH_FIT=1`. 5-fold cross-validation within the tune
+/// half chose these three features over the others tried.
+const GATE: [f64; 4] = [1.821, 2.388, 2.677, -4.662];
+
+/// The probability that a passage answers the question, by the logistic gate.
+fn gate(f: &GateFeatures) -> f64 {
+    let z: f64 = GATE[3] + f.iter().zip(&GATE[..3]).map(|(x, w)| x * w).sum::<f64>();
+    1.0 / (1.0 + (-z).exp())
 }
 
 fn whole_file(file: &str, reason: &str) -> IngestProblem {
@@ -710,6 +849,30 @@ mod tests {
         assert_eq!(top(&kb, "how do I set up it").as_deref(), Some("b.md"));
         assert_eq!(top(&kb, "--watch 是什么").as_deref(), Some("c.zh.md"));
         assert_eq!(top(&kb, "what does --watch do").as_deref(), Some("a.md"));
+    }
+
+    #[test]
+    fn a_synonym_phrase_needs_all_its_words() {
+        let kb = KnowledgeBase::with_synonyms(
+            vec![
+                (
+                    "sandbox.md".into(),
+                    "# The local sandbox\n\nTry the robot on your own machine.".into(),
+                ),
+                (
+                    "model.md".into(),
+                    "# Models\n\nAny local model server with an OpenAI API works.".into(),
+                ),
+            ],
+            "ollama, local model\n",
+        );
+        assert_eq!(top(&kb, "ollama?").as_deref(), Some("model.md"));
+        let hits = kb.search("ollama?", 3, 0.0);
+        assert!(
+            hits.iter()
+                .all(|h| kb.passage(h.passage).file != "sandbox.md"),
+            "{hits:?}"
+        );
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub use element::{loader, LOADER_NAME};
 pub use embed::{cache_path as vector_cache_path, EmbedError};
 pub use error::{AgentError, LlmError};
 pub use ingest::{Format, IngestProblem};
-pub use knowledge::{Hit, KnowledgeBase, Passage, SearchParams, MAX_PASSAGE_CHARS, SYNONYMS_FILE};
+pub use knowledge::{
+    GateFeatures, Hit, KnowledgeBase, Passage, SearchParams, MAX_PASSAGE_CHARS, SYNONYMS_FILE,
+};
 pub use llm::SseParser;
 pub use memory::{Memory, Turn};
 pub use text::{detect_lang, tokenize, Lang};

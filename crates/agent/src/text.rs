@@ -504,7 +504,37 @@ fn push_ascii_word(word: &str, out: &mut Vec<String>) {
     }
 }
 
+/// File names (`e.json`, `config.json`, `faq.csv`) as whole terms besides their parts:
+/// people ask about them by name.
+fn push_file_names(text: &str, out: &mut Vec<String>) {
+    for chunk in text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        let name = chunk.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+        if let Some((stem, ext)) = name.rsplit_once('.') {
+            let ext_ok =
+                (1..=8).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !stem.is_empty() && ext_ok && ext.bytes().any(|b| b.is_ascii_alphabetic()) {
+                out.push(name.to_ascii_lowercase());
+            }
+        }
+    }
+}
+
+/// Template syntax people ask about by its symbols (`{{`, `<<`, `:-`): each digraph is a
+/// term of its own, where other punctuation only separates words.
+const SYNTAX: &[&str] = &["{{", "}}", "<<", ">>", ":-"];
+
+fn push_syntax(text: &str, out: &mut Vec<String>) {
+    for s in SYNTAX {
+        if text.contains(s) {
+            out.push((*s).to_string());
+        }
+    }
+}
+
 fn tokenize_other(text: &str, out: &mut Vec<String>) {
+    push_file_names(text, out);
+    push_syntax(text, out);
     // An apostrophe inside a word keeps "don't" whole for the stopword list.
     for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '\'')) {
         let word = word.trim_matches('\'');
@@ -514,6 +544,10 @@ fn tokenize_other(text: &str, out: &mut Vec<String>) {
         if word.is_ascii() {
             if is_stop_en(&word.to_ascii_lowercase()) {
                 continue;
+            }
+            if word.contains('_') && word.split('_').filter(|p| !p.is_empty()).count() > 1 {
+                // An identifier such as RUST_LOG counts whole as well as by its parts.
+                out.push(word.to_ascii_lowercase());
             }
             for piece in word
                 .split(['_', '\''])
@@ -531,7 +565,9 @@ fn tokenize_other(text: &str, out: &mut Vec<String>) {
 }
 
 fn tokenize_han(run: &str, out: &mut Vec<String>) {
-    for tok in jieba().cut_for_search(run, true) {
+    // Dictionary words only (no HMM guesses at unknown words): a guess glues a colloquial
+    // pair into a word no passage has, while the bigrams already cover unknown words.
+    for tok in jieba().cut_for_search(run, false) {
         let w = tok.word.trim();
         if w.is_empty() || !w.chars().any(is_han) || is_stop_zh(w) {
             continue;
@@ -671,6 +707,15 @@ mod tests {
         assert!(t.contains(&"secret".to_string()), "{t:?}");
         assert!(t.contains(&"watch".to_string()), "{t:?}");
         assert_eq!(tokenize("ＷＡＴＣＨ"), tokenize("watch"));
+        let t = tokenize("edit e.json, then set RUST_LOG (v1.2 is fine).");
+        assert!(t.contains(&"e.json".to_string()), "{t:?}");
+        assert!(t.contains(&"json".to_string()), "{t:?}");
+        assert!(t.contains(&"rust_log".to_string()), "{t:?}");
+        assert!(!t.iter().any(|w| w == "v1.2"), "{t:?}");
+        let t = tokenize("占位符里的 :- 是什么意思, and {{X}} vs <<X>>?");
+        for s in [":-", "{{", "}}", "<<", ">>"] {
+            assert!(t.contains(&s.to_string()), "{s} in {t:?}");
+        }
         assert!(tokenize("don't you know what's this").is_empty());
         assert_eq!(detect_lang("How do I run it?"), Lang::En);
         assert_eq!(detect_lang("怎么运行 jitnode?"), Lang::Zh);

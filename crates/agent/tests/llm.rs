@@ -233,6 +233,9 @@ async fn normal_stream_gives_answer_reasoning_apart_and_prompt_with_passages() {
         system.contains("reload.en.md") && system.contains("jitnode run --watch"),
         "{system}"
     );
+    // The model is told to name the files it used, in the question's language.
+    assert!(system.contains("(source: reload.en.md)"), "{system}");
+    assert!(system.contains("Answer in English."), "{system}");
     assert_eq!(body["messages"].as_array().unwrap().len(), 2);
 }
 

@@ -53,7 +53,7 @@ fn score(agent: &Agent, set: &Value) -> (f64, f64, Vec<String>) {
 }
 
 /// Floors a little under the figures measured when the retrieval was last tuned (tune
-/// half 0.824 / 0.861; held-out half 0.702 / 0.786, scored but never inspected), so a
+/// half 0.876 / 0.917; held-out half 0.745 / 0.750, scored but never inspected), so a
 /// change that makes answers worse fails here; bench/agent.sh prints the figures.
 #[test]
 fn retrieval_quality_on_both_halves() {
@@ -68,12 +68,12 @@ fn retrieval_quality_on_both_halves() {
     assert!(zh >= 60, "the tune half needs questions in both languages");
     let (top1, refused, misses) = score(&agent, &tune);
     println!("tune: top-1 {top1:.3}, off-topic refused {refused:.3}");
-    assert!(top1 >= 0.80, "tune top-1 {top1:.3}: {misses:#?}");
-    assert!(refused >= 0.85, "tune off-topic refused {refused:.3}");
+    assert!(top1 >= 0.85, "tune top-1 {top1:.3}: {misses:#?}");
+    assert!(refused >= 0.88, "tune off-topic refused {refused:.3}");
     // The held-out half: figures only, no question is printed.
     let (top1, refused, _) = score(&agent, &question_set("heldout.json"));
     println!("held-out: top-1 {top1:.3}, off-topic refused {refused:.3}");
-    assert!(top1 >= 0.68, "held-out top-1 fell to {top1:.3}");
+    assert!(top1 >= 0.70, "held-out top-1 fell to {top1:.3}");
     assert!(
         refused >= 0.75,
         "held-out off-topic refusal fell to {refused:.3}"

@@ -144,12 +144,12 @@ fn bench(work: &Path, n: usize) -> Figures {
         },
     );
     let trash = work.join("trash");
-    // Reference only: a plain single-threaded copy of the same files (read, mkdir, write),
-    // showing what creating ~2 files per element costs on this file system.
+    // The real floor for a build that writes dist/: a plain single-threaded copy of the
+    // same files (read, mkdir, write), as many runs as the cold build gets.
     let copy_root = app.join("copy");
     let elements = app.join("elements");
     let copy = median(
-        1,
+        3,
         || move_aside(&copy_root, &trash),
         || {
             let mut made = std::collections::HashSet::new();
@@ -273,10 +273,12 @@ fn main() {
     let f = bench(&work, 10_000);
     let _ = fs::remove_dir_all(work.join("trash"));
     println!(
-        "cold_10k_ms={:.1} warm_10k_ms={:.1} check_10k_ms={:.1} floor_ratio={:.2}",
+        "cold_10k_ms={:.1} copy_10k_ms={:.1} warm_10k_ms={:.1} check_10k_ms={:.1} floor_ratio={:.2} copy_ratio={:.2}",
         f.cold,
+        f.copy,
         f.warm,
         f.check,
-        f.cold / f.floor
+        f.cold / f.floor,
+        f.cold / f.copy
     );
 }

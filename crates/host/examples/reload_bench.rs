@@ -78,12 +78,12 @@ async fn bench(n: usize, edits: usize) {
 
     let mut reloader = Reloader::new(&app_dir, app.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let options = WatchOptions::default();
+    // Its watches are in place once this returns: the first edit is seen.
+    let events = watch::FileEvents::watch(&app_dir, &options).expect("watch the app");
     let watcher = tokio::spawn(async move {
-        let options = WatchOptions::default();
-        watch::run(&mut reloader, &options, stop_rx, |_| {}).await
+        watch::run_events(&mut reloader, events, &options, stop_rx, |_| {}).await
     });
-    // Let the watcher register its watches before the first edit.
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut lat = Vec::with_capacity(edits);
     for k in 0..edits {

@@ -246,12 +246,28 @@ pub async fn run<F, T>(
     reloader: &mut Reloader,
     options: &WatchOptions,
     shutdown: F,
+    on_reload: impl FnMut(&ReloadReport),
+) -> Result<T, WatchError>
+where
+    F: Future<Output = T>,
+{
+    let events = FileEvents::watch(reloader.app_dir(), options)?;
+    run_events(reloader, events, options, shutdown, on_reload).await
+}
+
+/// [`run`] on a watcher already started with [`FileEvents::watch`]: its watches are in
+/// place once that returns, so a caller can make changes knowing they will be seen (the
+/// readiness signal tests and benchmarks need instead of a sleep).
+pub async fn run_events<F, T>(
+    reloader: &mut Reloader,
+    mut events: FileEvents,
+    options: &WatchOptions,
+    shutdown: F,
     mut on_reload: impl FnMut(&ReloadReport),
 ) -> Result<T, WatchError>
 where
     F: Future<Output = T>,
 {
-    let mut events = FileEvents::watch(reloader.app_dir(), options)?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -618,16 +618,24 @@ async fn watcher_reloads_a_config_edit(mode: WatchMode) {
     };
     let (report_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Started here: once `watch` returns its watches (or the poller's first scan) are in
+    // place, so the edit below is seen.
+    let events = FileEvents::watch(&app_dir, &options).unwrap();
+    assert_eq!(
+        events.kind(),
+        match mode {
+            WatchMode::Poll => "poll",
+            _ => "native",
+        }
+    );
     let task = tokio::spawn(async move {
-        let _ = watch::run(&mut r, &options, stop_rx, |rep| {
+        let _ = watch::run_events(&mut r, events, &options, stop_rx, |rep| {
             let _ = report_tx.send((rep.restarted.clone(), rep.kept_last_good.is_some()));
         })
         .await
         .unwrap();
         r
     });
-    // Let the watcher register before editing (its own scan for polling).
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Save by rename, as many editors do.
     write(&app_dir, "elements/fam/bot/config.json.tmp~", r#"{"v": 2}"#);

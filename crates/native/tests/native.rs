@@ -649,14 +649,15 @@ async fn from_dist_a_library_that_does_not_fit_its_record_is_a_clear_error() {
     );
     std::fs::write(
         &record,
-        good_record.replace("\"abiVersion\": 1", "\"abiVersion\": 7"),
+        good_record.replace(&abi_field(jitnode_plugin::abi::ABI_VERSION), &abi_field(7)),
     )
     .unwrap();
     let m = failure().await;
-    assert!(
-        m.contains("it was built for plugin ABI version 7, this host needs version 1"),
-        "{m}"
+    let want = format!(
+        "it was built for plugin ABI version 7, this host needs version {}",
+        jitnode_plugin::abi::ABI_VERSION
     );
+    assert!(m.contains(&want), "{m}");
     std::fs::write(&record, &good_record).unwrap();
 
     // The crate copy in dist/ is not what the library was built from.
@@ -710,7 +711,7 @@ async fn with_sources_cargo_runs_only_when_sources_or_abi_differ() {
     let text = std::fs::read_to_string(&record).unwrap();
     std::fs::write(
         &record,
-        text.replace("\"abiVersion\": 1", "\"abiVersion\": 7"),
+        text.replace(&abi_field(jitnode_plugin::abi::ABI_VERSION), &abi_field(7)),
     )
     .unwrap();
     let e = NativeLoader::new(no_cargo())
@@ -734,4 +735,9 @@ async fn with_sources_cargo_runs_only_when_sources_or_abi_differ() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("cannot run cargo"), "{e}");
+}
+
+/// The record's ABI field as the record writes it.
+fn abi_field(version: u32) -> String {
+    format!("\"abiVersion\": {version}")
 }

@@ -86,6 +86,21 @@ pub enum Lang {
     En,
 }
 
+impl Lang {
+    /// The language a user wrote `text` in: Chinese when it has a Han character, English
+    /// when it has a Latin letter, else `fallback` (the configured `language`).
+    pub fn of_text(text: &str, fallback: Lang) -> Lang {
+        let han = |c: char| matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF);
+        if text.chars().any(han) {
+            Lang::Zh
+        } else if text.chars().any(|c| c.is_ascii_alphabetic()) {
+            Lang::En
+        } else {
+            fallback
+        }
+    }
+}
+
 /// The `card` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardConfig {
@@ -370,6 +385,17 @@ pub fn config_schema() -> Arc<ConfigSchema> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_texts_follow_the_language_of_the_question() {
+        assert_eq!(
+            Lang::of_text("How do I reset my password?", Lang::Zh),
+            Lang::En
+        );
+        assert_eq!(Lang::of_text("dist 删了会怎样", Lang::En), Lang::Zh);
+        assert_eq!(Lang::of_text("123 ?!", Lang::En), Lang::En);
+        assert_eq!(Lang::of_text("", Lang::Zh), Lang::Zh);
+    }
     use serde_json::json;
 
     fn minimal() -> Value {

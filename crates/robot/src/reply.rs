@@ -88,7 +88,7 @@ impl AnswerCard {
             template_id: config.card.template_id.clone().unwrap_or_default(),
             streaming_key: config.card.streaming_key.clone(),
             robot_code: config.robot_code.clone(),
-            lang: config.language,
+            lang: Lang::of_text(question, config.language),
             target,
             at,
         })

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::callback::{Action, CallbackError};
 use crate::cards::{self, template, StandardCards};
-use crate::config::{CardMode, RobotConfig};
+use crate::config::{CardMode, Lang, RobotConfig};
 use crate::message::{webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
 use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, Records};
 use crate::reply::{self, AnswerCard, CardCall};
@@ -160,8 +160,10 @@ impl Robot {
         }
     }
 
-    fn texts(&self) -> &'static Texts {
-        Texts::for_lang(self.config.language)
+    /// The fixed texts in the language of the user's words (`question`), the configured
+    /// language when they have none.
+    fn lang_of(&self, question: &str) -> Lang {
+        Lang::of_text(question, self.config.language)
     }
 
     fn remember_webhook(&self, m: &RobotMessage) {
@@ -220,7 +222,7 @@ impl Robot {
         shutdown: Option<CancellationToken>,
     ) -> bool {
         let _guard = self.in_flight.enter();
-        let texts = self.texts();
+        let texts = Texts::for_lang(self.lang_of(&ask.question));
         let api = &replier.openapi;
         let record_id = new_record_id();
         let card = AnswerCard::new(
@@ -436,8 +438,9 @@ impl Robot {
             tracing::warn!(robot = %self.name, "bad card callback: {e}");
             bad_request(e)
         })?;
-        let texts = self.texts();
         let row = self.answer_row(action.record())?;
+        let lang = self.lang_of(&row.question);
+        let texts = Texts::for_lang(lang);
         match action {
             Action::Feedback { kind, record } => {
                 let user = Some(cb.user_id.as_str())
@@ -448,9 +451,7 @@ impl Robot {
                     .map_err(HandlerError::failed)?;
                 match self.config.card.mode {
                     CardMode::Template => Ok(template::callback_response(&template::thanks(
-                        kind,
-                        &record,
-                        self.config.language,
+                        kind, &record, lang,
                     ))),
                     CardMode::Standard => {
                         if let Some(card_id) = Some(&cb.out_track_id).filter(|c| !c.is_empty()) {
@@ -515,7 +516,7 @@ impl Robot {
                     CardMode::Standard => {
                         // No live session webhook: the invitation goes out as a small card.
                         let id = cards::new_card_id();
-                        let card = StandardCards::new(id.clone(), self.config.language).failed(
+                        let card = StandardCards::new(id.clone(), lang).failed(
                             &row.question,
                             "",
                             texts.invitation,

@@ -556,6 +556,21 @@ mod tests {
         (addr, rx)
     }
 
+    /// rustls is set up (its crypto provider chosen) for both HTTPS and WSS: a TLS
+    /// handshake with a peer that is not speaking TLS fails as an error, never a panic.
+    #[tokio::test]
+    async fn tls_clients_build_and_fail_cleanly_against_a_non_tls_peer() {
+        let (addr, _seen) = serve("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let e = http_client(Duration::from_secs(5))
+            .post(format!("https://{addr}/v1.0/oauth2/accessToken"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(e.is_connect() || e.is_request(), "{e}");
+        let r = tokio_tungstenite::connect_async(format!("wss://{addr}/connect")).await;
+        assert!(r.is_err());
+    }
+
     #[tokio::test]
     async fn a_redirect_from_an_allowed_origin_is_not_followed() {
         let (elsewhere, mut elsewhere_seen) = serve(
