@@ -1,13 +1,14 @@
 //! The LLM path against an OpenAI-compatible stand-in server on loopback that streams SSE.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jitnode_agent::{Agent, AgentError, Answer, CancellationToken, Chunk, LlmError};
+use jitnode_test_kit::llm::{delta_event, error_response, LlmStandIn, Request, SSE_HEAD};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// How the stand-in answers a request.
@@ -29,83 +30,37 @@ enum Script {
     Forever,
 }
 
-struct Recorded {
-    headers: String,
-    body: Value,
-}
-
+/// The kit's stand-in, answering per [`Script`]; `closed` reports a [`Script::Forever`]
+/// stream that noticed the client went away.
 struct StandIn {
     base_url: String,
-    requests: Arc<Mutex<Vec<Recorded>>>,
+    kit: LlmStandIn,
     closed: mpsc::UnboundedReceiver<()>,
 }
 
 impl StandIn {
     async fn start(script: Script) -> StandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
         let (closed_tx, closed) = mpsc::unbounded_channel();
-        let reqs = requests.clone();
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                let reqs = reqs.clone();
-                let closed_tx = closed_tx.clone();
-                tokio::spawn(async move { serve(sock, script, reqs, closed_tx).await });
-            }
-        });
+        let kit =
+            LlmStandIn::start(move |sock, body| serve(sock, script, body, closed_tx.clone())).await;
         StandIn {
-            base_url: format!("http://{addr}/v1"),
-            requests,
+            base_url: kit.base_url().to_string(),
+            kit,
             closed,
         }
     }
 
-    fn bodies(&self) -> Vec<Value> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.body.clone())
-            .collect()
+    fn requests(&self) -> Vec<Request> {
+        self.kit.requests()
     }
-}
 
-async fn read_request(sock: &mut TcpStream) -> Option<Recorded> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let headers = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let len: usize = headers
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
+    fn bodies(&self) -> Vec<Value> {
+        self.kit.bodies()
     }
-    let body = serde_json::from_slice(&buf[head_end..head_end + len]).ok()?;
-    Some(Recorded { headers, body })
 }
 
 fn delta(content: &str) -> String {
-    format!(
-        "data: {}\n\n",
-        json!({"choices": [{"index": 0, "delta": {"content": content}}]})
-    )
+    delta_event(json!({"content": content}))
 }
 
 /// The stand-in's answer: echoes the last user message, so tests can tell turns apart.
@@ -117,24 +72,17 @@ fn answer_for(body: &Value) -> String {
     format!("Answer to: {}", last.unwrap_or("?"))
 }
 
-const SSE_HEAD: &[u8] =
-    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
-
 async fn serve(
     mut sock: TcpStream,
     script: Script,
-    reqs: Arc<Mutex<Vec<Recorded>>>,
+    body: Value,
     closed: mpsc::UnboundedSender<()>,
 ) {
-    let Some(req) = read_request(&mut sock).await else {
-        return;
-    };
-    let answer = answer_for(&req.body);
-    reqs.lock().unwrap().push(req);
+    let answer = answer_for(&body);
     let pieces: Vec<String> = answer.split_inclusive(' ').map(str::to_string).collect();
     match script {
         Script::Normal => {
-            let _ = sock.write_all(SSE_HEAD).await;
+            let _ = sock.write_all(SSE_HEAD.as_bytes()).await;
             let reasoning = json!({"choices": [{"delta": {"reasoning_content": "Let me think."}}]});
             let _ = sock
                 .write_all(format!(": keep-alive\n\ndata: {reasoning}\n\n").as_bytes())
@@ -165,7 +113,7 @@ async fn serve(
                 .await;
         }
         Script::Truncated => {
-            let _ = sock.write_all(SSE_HEAD).await;
+            let _ = sock.write_all(SSE_HEAD.as_bytes()).await;
             let _ = sock.write_all(delta(&pieces[0]).as_bytes()).await;
         }
         Script::Broken => {
@@ -179,7 +127,7 @@ async fn serve(
             let _ = sock.write_all(b"64\r\ndata: {\"ch").await;
         }
         Script::Malformed => {
-            let _ = sock.write_all(SSE_HEAD).await;
+            let _ = sock.write_all(SSE_HEAD.as_bytes()).await;
             let _ = sock.write_all(delta(&pieces[0]).as_bytes()).await;
             let _ = sock
                 .write_all(b"data: {\"choices\": [{\"delta\": oops}\n\n")
@@ -187,22 +135,21 @@ async fn serve(
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
         Script::Status500 => {
-            let body = r#"{"error":{"message":"model overloaded"}}"#;
-            let resp = format!(
-                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
+            let resp = error_response(
+                "500 Internal Server Error",
+                &json!({"error": {"message": "model overloaded"}}),
             );
             let _ = sock.write_all(resp.as_bytes()).await;
         }
         Script::Slow => {
-            let _ = sock.write_all(SSE_HEAD).await;
+            let _ = sock.write_all(SSE_HEAD.as_bytes()).await;
             let _ = sock.write_all(delta(&pieces[0]).as_bytes()).await;
             tokio::time::sleep(Duration::from_secs(3600)).await;
             let _ = sock.write_all(delta(&pieces[1]).as_bytes()).await;
             let _ = sock.write_all(b"data: [DONE]\n\n").await;
         }
         Script::Forever => {
-            let _ = sock.write_all(SSE_HEAD).await;
+            let _ = sock.write_all(SSE_HEAD.as_bytes()).await;
             let mut buf = [0u8; 64];
             loop {
                 tokio::select! {
@@ -269,20 +216,18 @@ async fn normal_stream_gives_answer_reasoning_apart_and_prompt_with_passages() {
         [json!("TOOL_CALL_START"), json!("TOOL_CALL_END")]
     );
 
-    let reqs = s.requests.lock().unwrap();
+    let reqs = s.requests();
     assert_eq!(reqs.len(), 1);
     let body = &reqs[0].body;
     assert_eq!(body["stream"], true);
     assert_eq!(body["model"], "stand-in-1");
     assert_eq!(body["temperature"], 0.2);
     assert!(
-        reqs[0].headers.starts_with("post /v1/chat/completions "),
+        reqs[0].head.starts_with("post /v1/chat/completions "),
         "{}",
-        reqs[0].headers
+        reqs[0].head
     );
-    assert!(reqs[0]
-        .headers
-        .contains("authorization: bearer sk-test-key"));
+    assert!(reqs[0].head.contains("authorization: bearer sk-test-key"));
     let system = body["messages"][0]["content"].as_str().unwrap();
     assert!(
         system.contains("reload.en.md") && system.contains("jitnode run --watch"),
@@ -303,14 +248,12 @@ async fn no_api_key_sends_no_authorization_and_off_topic_skips_the_llm() {
     )
     .unwrap();
     run(&a, Q_RELOAD, "").await.0.unwrap();
-    assert!(!s.requests.lock().unwrap()[0]
-        .headers
-        .contains("authorization"));
+    assert!(!s.requests()[0].head.contains("authorization"));
     let (r, _) = run(&a, "What is the best chocolate cake recipe?", "").await;
     let r = r.unwrap();
     assert!(r.answer.contains("does not cover") && r.sources.is_empty());
     assert_eq!(
-        s.requests.lock().unwrap().len(),
+        s.requests().len(),
         1,
         "an uncovered question must not reach the LLM"
     );

@@ -5,15 +5,20 @@
 //! The state file `<app>/data/sandbox.json` holds the control URL and the demo app's
 //! clientId (no secret); `<app>/data/last-card.json` remembers the last card for `click`.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jitnode_dingtalk_wire::{CallKind, CardKind};
 use jitnode_host::App;
 use jitnode_robot::callback::{Action, FeedbackKind};
-use jitnode_sandbox::{AckRecord, CardState, Click, Posted, Sandbox, SandboxConfig, Transcript};
+use jitnode_robot::cards::view::CardView;
+use jitnode_robot::config::DEFAULT_STREAMING_KEY;
+use jitnode_sandbox::{
+    CardState, Click, ControlClient, PostMessage, Sandbox, SandboxConfig, Transcript,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 /// The variable the demo's config.json reads for `openApiEndpoint`.
 pub const ENDPOINT_VAR: &str = "DINGTALK_OPENAPI_ENDPOINT";
@@ -36,8 +41,7 @@ struct State {
 struct LastCard {
     card_id: String,
     client_id: String,
-    /// `standard` or `advanced` (the sandbox's card kinds).
-    kind: String,
+    kind: CardKind,
     record: Option<String>,
 }
 
@@ -55,19 +59,27 @@ pub struct DemoSandbox {
 }
 
 impl DemoSandbox {
-    /// Starts the sandbox on a free loopback port and points the demo's
-    /// `openApiEndpoint` at it (through [`ENDPOINT_VAR`]).
+    /// Starts the sandbox on a free loopback port; [`DemoSandbox::env_overrides`] points
+    /// the demo's `openApiEndpoint` at it.
     pub async fn start(app_dir: &Path) -> Result<DemoSandbox, String> {
         let sb = Sandbox::start(SandboxConfig::default())
             .await
             .map_err(|e| e.to_string())?;
-        // Set before the app's environment is loaded, so `{{DINGTALK_OPENAPI_ENDPOINT}}`
-        // renders to the sandbox. Nothing else reads the environment concurrently yet.
-        std::env::set_var(ENDPOINT_VAR, sb.base_url());
         Ok(DemoSandbox {
             sandbox: Some(sb),
             state_file: data_dir(app_dir).join(STATE_FILE),
         })
+    }
+
+    /// What to set over the app's environment when opening it ([`ENDPOINT_VAR`] = the
+    /// sandbox's URL), so `{{DINGTALK_OPENAPI_ENDPOINT}}` renders to the sandbox; passed to
+    /// `App::open_with` rather than set in the process environment, which tokio's worker
+    /// threads may be reading.
+    pub fn env_overrides(&self) -> BTreeMap<String, String> {
+        self.sandbox
+            .iter()
+            .map(|sb| (ENDPOINT_VAR.to_string(), sb.base_url()))
+            .collect()
     }
 
     /// Registers the demo app's credentials (from the app's rendered environment), writes
@@ -129,14 +141,14 @@ impl Drop for DemoSandbox {
 
 // ------------------------------------------------------------------ control API
 
-struct Control {
-    http: reqwest::Client,
-    base: String,
+/// The sandbox of a running `run --sandbox`, found through its state file.
+struct Demo {
+    ctl: ControlClient,
     client_id: String,
 }
 
-impl Control {
-    fn find(app: &Path) -> Result<Control, String> {
+impl Demo {
+    fn find(app: &Path) -> Result<Demo, String> {
         let path = data_dir(app).join(STATE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|_| {
             format!(
@@ -146,143 +158,34 @@ impl Control {
         })?;
         let state: State = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not a sandbox state file: {e}", path.display()))?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Control {
-            http,
-            base: state.control_url,
+        Ok(Demo {
+            ctl: ControlClient::new(&state.control_url),
             client_id: state.client_id,
         })
     }
 
-    async fn post<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &Value,
-    ) -> Result<T, String> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("sandbox {path} answered {status}: {text}"));
-        }
-        serde_json::from_str(&text).map_err(|e| format!("sandbox {path}: unexpected answer: {e}"))
-    }
-
     async fn transcript(&self) -> Result<Transcript, String> {
-        let resp = self
-            .http
-            .get(format!("{}/control/transcript", self.base))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        resp.json()
-            .await
-            .map_err(|e| format!("sandbox transcript: {e}"))
+        self.ctl.transcript().await.map_err(|e| self.explain(e))
     }
 
-    fn unreachable(&self, e: reqwest::Error) -> String {
-        format!(
-            "the sandbox at {} does not answer ({}): is `jitnode run --sandbox` still running?",
-            self.base,
-            e.without_url()
-        )
+    fn explain(&self, e: jitnode_sandbox::ControlError) -> String {
+        match e {
+            jitnode_sandbox::ControlError::Unreachable { .. } => {
+                format!("{e}: is `jitnode run --sandbox` still running?")
+            }
+            other => other.to_string(),
+        }
     }
 }
 
 // ------------------------------------------------------------------ showing cards
 
-/// The visible text of a card: markdown elements (standard), or the streamed answer and
-/// notice (template).
-fn card_text(card: &CardState) -> String {
-    if let Some(data) = &card.card_data {
-        let mut parts = Vec::new();
-        for c in data["contents"].as_array().into_iter().flatten() {
-            if c["type"] == "markdown" {
-                if let Some(t) = c["text"].as_str() {
-                    parts.push(t.to_string());
-                }
-            }
-        }
-        return parts.join("\n---\n");
-    }
-    let mut parts: Vec<String> = card.streams.values().cloned().collect();
-    if parts.iter().all(|p| p.is_empty()) {
-        parts = card
-            .card_param_map
-            .get("content")
-            .cloned()
-            .into_iter()
-            .collect();
-    }
-    if let Some(n) = card.card_param_map.get("notice").filter(|n| !n.is_empty()) {
-        parts.push(n.clone());
-    }
-    parts.retain(|p| !p.is_empty());
-    parts.join("\n---\n")
-}
-
-/// Buttons of a card as actions.
-fn card_buttons(card: &CardState) -> Vec<Action> {
-    if let Some(data) = &card.card_data {
-        let mut out = Vec::new();
-        for c in data["contents"].as_array().into_iter().flatten() {
-            for b in c["actions"].as_array().into_iter().flatten() {
-                if let Some(a) = b["value"]
-                    .as_str()
-                    .and_then(|v| Action::from_value_str(v).ok())
-                {
-                    out.push(a);
-                }
-            }
-        }
-        return out;
-    }
-    let m = &card.card_param_map;
-    let Some(record) = m.get("record") else {
-        return Vec::new();
-    };
-    match m.get("stage").map(String::as_str) {
-        Some("answered") => FeedbackKind::ALL
-            .into_iter()
-            .map(|kind| Action::Feedback {
-                kind,
-                record: record.clone(),
-            })
-            .collect(),
-        Some("thanked") => vec![
-            Action::Regenerate {
-                record: record.clone(),
-            },
-            Action::ContinueChat {
-                record: record.clone(),
-            },
-        ],
-        _ => Vec::new(),
-    }
-}
-
-/// A card is done when it has buttons or ended failed (standard: a notice without
-/// buttons; template: flowStatus 3 or 5).
-fn card_done(card: &CardState) -> bool {
-    if !card_buttons(card).is_empty() {
-        return true;
-    }
+/// What a card in the sandbox shows, read by the robot's card view.
+fn view(card: &CardState) -> CardView {
+    // Standard cards carry their whole JSON; template cards their variables.
     match &card.card_data {
-        Some(data) => data["contents"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["id"].as_str().is_some_and(|id| id.ends_with("_notice"))),
-        None => matches!(card.flow_status.as_deref(), Some("3" | "5")),
+        Some(data) => CardView::standard(data),
+        None => CardView::template(&card.card_param_map, &card.streams, DEFAULT_STREAMING_KEY),
     }
 }
 
@@ -294,14 +197,10 @@ fn button_name(a: &Action) -> &'static str {
     }
 }
 
-fn max_seq(t: &Transcript) -> u64 {
-    t.entries.iter().map(|e| e.seq).max().unwrap_or(0)
-}
-
 /// Shows the card the robot starts after `since` (live), or its webhook replies; returns
 /// when the card is done. `watch_card` follows a known card instead of waiting for a new one.
 async fn follow(
-    ctl: &Control,
+    ctl: &Demo,
     app: &Path,
     since: u64,
     watch_card: Option<String>,
@@ -316,7 +215,8 @@ async fn follow(
         let replies: Vec<_> = t
             .entries
             .iter()
-            .filter(|e| e.seq > since && e.kind == "webhook" && e.error.is_none())
+            .filter(|e| e.seq > since && e.call_kind() == Some(CallKind::Webhook))
+            .filter(|e| e.error.is_none())
             .filter(|e| e.client_id == ctl.client_id)
             .collect();
         for r in replies.iter().skip(replies_shown) {
@@ -328,12 +228,18 @@ async fn follow(
                 .entries
                 .iter()
                 .filter(|e| e.seq > since && e.client_id == ctl.client_id)
-                .find(|e| matches!(e.kind.as_str(), "card.send" | "card.createAndDeliver"))
+                .find(|e| {
+                    matches!(
+                        e.call_kind(),
+                        Some(CallKind::CardSend | CallKind::CardCreateAndDeliver)
+                    )
+                })
                 .and_then(|e| e.card_id.clone());
         }
         let card = card_id.as_ref().and_then(|id| t.cards.get(id));
         if let Some(card) = card {
-            let text = card_text(card);
+            let shown_card = view(card);
+            let text = shown_card.text.clone();
             if text != shown {
                 if live && !shown.is_empty() {
                     // Redraw in place: up over the previous text, clear to the end.
@@ -344,8 +250,8 @@ async fn follow(
                 let _ = std::io::stdout().flush();
                 shown = text;
             }
-            if card_done(card) {
-                let buttons = card_buttons(card);
+            if shown_card.is_done() {
+                let buttons = &shown_card.buttons;
                 if !buttons.is_empty() {
                     let names: Vec<_> = buttons.iter().map(button_name).collect();
                     println!("[buttons] {}   (jitnode click <button>)", names.join(" | "));
@@ -353,8 +259,8 @@ async fn follow(
                 let last = LastCard {
                     card_id: card.id.clone(),
                     client_id: ctl.client_id.clone(),
-                    kind: card.kind.clone(),
-                    record: buttons.first().map(|a| a.record().to_string()),
+                    kind: card.card_kind().unwrap_or(CardKind::Advanced),
+                    record: shown_card.record().map(str::to_string),
                 };
                 let path = data_dir(app).join(LAST_CARD_FILE);
                 let text = serde_json::to_string_pretty(&last).expect("plain strings serialize");
@@ -375,23 +281,24 @@ async fn follow(
 
 /// Whether the robot sent only webhook replies after `since` (no card started).
 fn since_settled(t: &Transcript, since: u64) -> bool {
-    !t.entries
-        .iter()
-        .any(|e| e.seq > since && e.kind.starts_with("card."))
+    !t.entries.iter().any(|e| e.seq > since && e.is_card())
 }
 
 // ------------------------------------------------------------------ commands
 
 /// `jitnode ask "question"`.
 pub async fn ask(app: &Path, question: &str, group: bool) -> Result<(), String> {
-    let ctl = Control::find(app)?;
-    let since = max_seq(&ctl.transcript().await?);
-    let mut body = json!({"clientId": ctl.client_id, "text": question});
+    let ctl = Demo::find(app)?;
+    let since = ctl.transcript().await?.last_seq();
+    let mut message = PostMessage::text(&ctl.client_id, question);
     if group {
-        body["group"] = json!(true);
-        body["conversationId"] = json!("cidSandboxGroup");
+        message = message.in_group("cidSandboxGroup");
     }
-    let posted: Posted = ctl.post("/control/messages", &body).await?;
+    let posted = ctl
+        .ctl
+        .post_message(&message)
+        .await
+        .map_err(|e| ctl.explain(e))?;
     if !posted.delivered {
         return Err("the sandbox did not deliver the message (is the robot connected?)".into());
     }
@@ -401,7 +308,7 @@ pub async fn ask(app: &Path, question: &str, group: bool) -> Result<(), String> 
 
 /// `jitnode click <button>` on the last card.
 pub async fn click(app: &Path, button: &str) -> Result<(), String> {
-    let ctl = Control::find(app)?;
+    let ctl = Demo::find(app)?;
     let path = data_dir(app).join(LAST_CARD_FILE);
     let last: LastCard = std::fs::read_to_string(&path)
         .ok()
@@ -425,23 +332,18 @@ pub async fn click(app: &Path, button: &str) -> Result<(), String> {
             }
         },
     };
-    let since = max_seq(&ctl.transcript().await?);
+    let since = ctl.transcript().await?.last_seq();
     let mut c = Click {
         client_id: last.client_id.clone(),
         out_track_id: last.card_id.clone(),
         ..Click::default()
     };
-    if last.kind == "standard" {
+    if last.kind == CardKind::Standard {
         c.value = Some(action.to_value_string());
     } else {
         c.params = action.to_params();
     }
-    let ack: AckRecord = ctl
-        .post(
-            "/control/click",
-            &serde_json::to_value(&c).expect("plain values serialize"),
-        )
-        .await?;
+    let ack = ctl.ctl.click(&c).await.map_err(|e| ctl.explain(e))?;
     if ack.code != Some(200) {
         return Err(format!(
             "the robot refused the click: {} {}",
@@ -463,7 +365,10 @@ pub async fn click(app: &Path, button: &str) -> Result<(), String> {
                     .iter()
                     .filter(|e| e.seq > since && e.client_id == ctl.client_id)
                     .collect();
-                if let Some(r) = new.iter().find(|e| e.kind == "webhook") {
+                if let Some(r) = new
+                    .iter()
+                    .find(|e| e.call_kind() == Some(CallKind::Webhook))
+                {
                     println!("[reply] {}", r.text.as_deref().unwrap_or(""));
                     return Ok(());
                 }
@@ -471,7 +376,7 @@ pub async fn click(app: &Path, button: &str) -> Result<(), String> {
                     .iter()
                     .find_map(|e| e.card_id.as_ref().and_then(|id| t.cards.get(id)))
                 {
-                    println!("{}", card_text(card));
+                    println!("{}", view(card).text);
                     return Ok(());
                 }
                 if tokio::time::Instant::now() > deadline {
@@ -488,6 +393,19 @@ mod tests {
     use super::*;
     use jitnode_robot::cards::StandardCards;
     use jitnode_robot::config::Lang;
+    use serde_json::{json, Value};
+
+    fn card_text(card: &CardState) -> String {
+        view(card).text
+    }
+
+    fn card_done(card: &CardState) -> bool {
+        view(card).is_done()
+    }
+
+    fn card_buttons(card: &CardState) -> Vec<Action> {
+        view(card).buttons
+    }
 
     fn standard(card: Value) -> CardState {
         serde_json::from_value(json!({

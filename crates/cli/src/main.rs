@@ -5,6 +5,7 @@ mod ask_cmd;
 mod feedback_cmd;
 mod sandbox_cmd;
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -478,7 +479,11 @@ async fn build(app: &Path) -> Result<ExitCode, String> {
 /// Opens the app: from dist/ alone, or dist/ brought up to date from the sources first.
 /// An app without elements/ runs from dist/ alone either way (native Types then load the
 /// libraries recorded in dist/, never cargo).
-fn open_app(app: &Path, from_dist: bool) -> Result<App, String> {
+fn open_app(
+    app: &Path,
+    from_dist: bool,
+    env_overrides: BTreeMap<String, String>,
+) -> Result<App, String> {
     let dist_only = from_dist || !app.join("elements").is_dir();
     if dist_only && !from_dist {
         tracing::debug!(
@@ -486,8 +491,8 @@ fn open_app(app: &Path, from_dist: bool) -> Result<App, String> {
             app.display()
         );
     }
-    let (app, report) =
-        App::open(app, from_dist, registry(app, dist_only)).map_err(|e| e.to_string())?;
+    let (app, report) = App::open_with(app, from_dist, registry(app, dist_only), env_overrides)
+        .map_err(|e| e.to_string())?;
     match report {
         Some(r) if !r.up_to_date() => tracing::info!(
             rebuilt = r.rebuilt.len(),
@@ -517,7 +522,11 @@ async fn run(
         true => Some(ask_cmd::DemoSandbox::start(app_dir).await?),
         false => None,
     };
-    let app = open_app(app_dir, from_dist)?;
+    let overrides = demo
+        .as_ref()
+        .map(ask_cmd::DemoSandbox::env_overrides)
+        .unwrap_or_default();
+    let app = open_app(app_dir, from_dist, overrides)?;
     if let Some(demo) = &demo {
         demo.attach(&app)?;
     }
@@ -589,7 +598,7 @@ async fn call(
         Some(text) => serde_json::from_str(text)
             .map_err(|e| format!("the arguments are not valid JSON: {e}"))?,
     };
-    let app = open_app(app_dir, from_dist)?;
+    let app = open_app(app_dir, from_dist, BTreeMap::new())?;
     let sink = ChunkSink::new(|chunk| {
         let mut out = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) must not abort the call; the result is moot then.

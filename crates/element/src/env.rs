@@ -1,6 +1,6 @@
 //! Template variables: the process environment over an optional `<app>/.env`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -54,6 +54,16 @@ impl Env {
             }
         }
         Ok(Env { vars })
+    }
+
+    /// The same variables with `overrides` set on top: values the host decides itself
+    /// (such as `run --sandbox` pointing a robot at the sandbox), which win over the process
+    /// environment and `.env`.
+    pub fn overridden(mut self, overrides: &BTreeMap<String, String>) -> Env {
+        for (k, v) in overrides {
+            self.vars.insert(k.clone(), v.clone());
+        }
+        self
     }
 
     pub fn from_map(map: HashMap<String, String>) -> Env {

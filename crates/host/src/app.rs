@@ -179,6 +179,8 @@ struct AppInner {
     view: RwLock<Arc<View>>,
     registry: Registry,
     state: Mutex<State>,
+    /// Variables the host set over the app's environment; a reload keeps them.
+    env_overrides: BTreeMap<String, String>,
 }
 
 impl AppInner {
@@ -575,6 +577,17 @@ pub(crate) struct ReplaceReport {
 
 impl App {
     pub fn new(tree: AppTree, env: Env, registry: Registry) -> App {
+        App::with_env_overrides(tree, env, registry, BTreeMap::new())
+    }
+
+    /// An app whose environment has `env_overrides` set over it, now (they must already be
+    /// in `env`) and after every reload from disk.
+    pub(crate) fn with_env_overrides(
+        tree: AppTree,
+        env: Env,
+        registry: Registry,
+        env_overrides: BTreeMap<String, String>,
+    ) -> App {
         let slots = tree
             .elements
             .keys()
@@ -590,6 +603,7 @@ impl App {
                 })),
                 registry,
                 state: Mutex::new(State::default()),
+                env_overrides,
             }),
         }
     }
@@ -597,6 +611,11 @@ impl App {
     /// The current tree (a reload may replace it; this is a snapshot).
     pub fn tree(&self) -> Arc<AppTree> {
         Arc::clone(&self.inner.view().tree)
+    }
+
+    /// The variables set over the app's environment when it was opened.
+    pub fn env_overrides(&self) -> &BTreeMap<String, String> {
+        &self.inner.env_overrides
     }
 
     /// The current environment for templates (values are never logged).

@@ -1,5 +1,6 @@
 //! Opening an app directory: the tree (from dist/, built when stale) plus its environment.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use jitnode_dist::{BuildReport, DistError};
@@ -30,13 +31,29 @@ impl App {
         from_dist: bool,
         registry: Registry,
     ) -> Result<(App, Option<BuildReport>), OpenError> {
+        App::open_with(app_dir, from_dist, registry, BTreeMap::new())
+    }
+
+    /// [`App::open`] with variables set over the environment (they win over the process
+    /// environment and `.env`, and a reload keeps them): how the host passes values it
+    /// decides at start, such as the sandbox's URL, without touching the process
+    /// environment.
+    pub fn open_with(
+        app_dir: &Path,
+        from_dist: bool,
+        registry: Registry,
+        env_overrides: BTreeMap<String, String>,
+    ) -> Result<(App, Option<BuildReport>), OpenError> {
         let (tree, report) = if from_dist {
             (jitnode_dist::load(app_dir)?, None)
         } else {
             let (tree, report) = jitnode_dist::ensure(app_dir)?;
             (tree, Some(report))
         };
-        let env = Env::load(app_dir)?;
-        Ok((App::new(tree, env, registry), report))
+        let env = Env::load(app_dir)?.overridden(&env_overrides);
+        Ok((
+            App::with_env_overrides(tree, env, registry, env_overrides),
+            report,
+        ))
     }
 }

@@ -164,6 +164,7 @@ impl Reloader {
     /// elements, and reloads `.env`) and applies it.
     pub async fn reload_from_disk(&mut self) -> ReloadReport {
         let dir = self.app_dir.clone();
+        let overrides = self.app.env_overrides().clone();
         // Building hashes and copies files: keep that off the async workers.
         let next = tokio::task::spawn_blocking(move || -> Result<(AppTree, Env), ReloadError> {
             let (tree, report) = jitnode_dist::ensure(&dir)?;
@@ -174,7 +175,7 @@ impl Reloader {
                     "dist/ updated"
                 );
             }
-            let env = Env::load(&dir)?;
+            let env = Env::load(&dir)?.overridden(&overrides);
             Ok((tree, env))
         })
         .await

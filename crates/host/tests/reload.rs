@@ -305,6 +305,46 @@ async fn env_edits_restart_only_elements_whose_rendered_config_changed() {
 }
 
 #[tokio::test]
+async fn env_overrides_win_over_dotenv_and_survive_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let app_dir = dir.path();
+    base(app_dir);
+    write(app_dir, ".env", "RELOAD_T_URL=from-dotenv\nRELOAD_T_N=1\n");
+    instance(
+        app_dir,
+        "fam/a",
+        "fam.t1",
+        true,
+        "{\"url\": \"<<RELOAD_T_URL>>\", \"n\": {{RELOAD_T_N}}}",
+    );
+    let log = Arc::new(Log::default());
+    let overrides: BTreeMap<String, String> =
+        [("RELOAD_T_URL".to_string(), "from-host".to_string())].into();
+    let (app, _) = App::open_with(app_dir, false, registry(&log), overrides.clone()).unwrap();
+    assert_eq!(app.env_overrides(), &overrides);
+    assert!(app.start().await.failed.is_empty());
+    assert_eq!(
+        log.live()["fam.a"],
+        vec![json!({"url": "from-host", "n": 1})]
+    );
+    assert_eq!(
+        std::env::var("RELOAD_T_URL").ok(),
+        None,
+        "process env untouched"
+    );
+
+    let mut r = Reloader::new(app_dir, app).with_stop_deadline(Duration::from_secs(2));
+    write(app_dir, ".env", "RELOAD_T_URL=from-dotenv\nRELOAD_T_N=2\n");
+    let report = r.reload_from_disk().await;
+    assert_eq!(report.restarted, names(&["fam.a"]), "{report:?}");
+    assert_eq!(
+        log.live()["fam.a"],
+        vec![json!({"url": "from-host", "n": 2})]
+    );
+    r.app().stop(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
 async fn changing_a_type_restarts_its_instances_only() {
     let dir = tempfile::tempdir().unwrap();
     let app_dir = dir.path();

@@ -21,6 +21,7 @@
 
 use std::fmt;
 
+use jitnode_dingtalk_wire::CardCallback;
 use serde_json::{json, Map, Value};
 
 /// Longest accepted record id; ours are 32 characters, message ids are shorter than this.
@@ -209,42 +210,24 @@ impl CallbackError {
     }
 }
 
-/// A parsed card callback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CardCallback {
-    /// The card's `outTrackId` (template mode), if given.
-    pub out_track_id: Option<String>,
-    /// Who clicked (`userId`).
-    pub user_id: Option<String>,
-    pub space_type: Option<String>,
-    pub space_id: Option<String>,
-    pub action: Action,
-}
-
-impl CardCallback {
-    /// Parses the frame's `data` string.
-    pub fn from_data_str(data: &str) -> Result<CardCallback, CallbackError> {
-        let v: Value = serde_json::from_str(data).map_err(|_| CallbackError::NotJson)?;
-        CardCallback::parse(&v)
+impl Action {
+    /// The action of a card callback as the Stream client read it.
+    pub fn from_callback(cb: &CardCallback) -> Result<Action, CallbackError> {
+        let value = cb.value.as_deref().map(|v| Value::String(v.to_string()));
+        action_of(Some(&cb.content), None, value.as_ref())
     }
 
-    /// Parses the decoded `data` value.
-    pub fn parse(data: &Value) -> Result<CardCallback, CallbackError> {
+    /// The action of a callback's decoded `data`, read leniently: a broken `content` leaves
+    /// the top-level `value` to stand in.
+    pub fn from_data(data: &Value) -> Result<Action, CallbackError> {
         let obj = data.as_object().ok_or(CallbackError::NotAnObject)?;
-        let s = |k: &str| {
-            obj.get(k)
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        let action = action_from(obj)?;
-        Ok(CardCallback {
-            out_track_id: s("outTrackId"),
-            user_id: s("userId"),
-            space_type: s("spaceType"),
-            space_id: s("spaceId"),
-            action,
-        })
+        action_from(obj)
+    }
+
+    /// The same, from the `data` string.
+    pub fn from_data_str(data: &str) -> Result<Action, CallbackError> {
+        let v: Value = serde_json::from_str(data).map_err(|_| CallbackError::NotJson)?;
+        Action::from_data(&v)
     }
 }
 
@@ -267,6 +250,15 @@ fn action_from(obj: &Map<String, Value>) -> Result<Action, CallbackError> {
         None | Some(Value::Null) => None,
         Some(other) => Some(other),
     };
+    action_of(content, content_error, obj.get("value"))
+}
+
+/// First match wins: `content`'s params, then the top-level `value` (see the module doc).
+fn action_of(
+    content: Option<&Value>,
+    mut content_error: Option<CallbackError>,
+    value: Option<&Value>,
+) -> Result<Action, CallbackError> {
     match content {
         None => {}
         Some(content) => match params_of_content(content) {
@@ -282,7 +274,7 @@ fn action_from(obj: &Map<String, Value>) -> Result<Action, CallbackError> {
             Err(e) => content_error = Some(e),
         },
     }
-    match obj.get("value") {
+    match value {
         Some(Value::String(v)) if !v.trim().is_empty() => Action::from_value_str(v),
         Some(Value::Object(params)) => Action::from_params(params),
         _ => Err(content_error.unwrap_or(CallbackError::NoAction)),
@@ -379,18 +371,19 @@ mod tests {
         let v = callback(json!({
             "content": content_with(json!({"action": "feedback", "kind": "unhelpful", "record": "rec-1"}))
         }));
-        let cb = CardCallback::parse(&v).unwrap();
-        assert_eq!(
-            cb.action,
-            Action::Feedback {
-                kind: FeedbackKind::Unhelpful,
-                record: "rec-1".into()
-            }
-        );
-        assert_eq!(cb.out_track_id.as_deref(), Some("track-1"));
-        assert_eq!(cb.user_id.as_deref(), Some("0326"));
-        assert_eq!(cb.space_type.as_deref(), Some("IM"));
-        assert_eq!(cb.space_id.as_deref(), Some("cid1"));
+        let expected = Action::Feedback {
+            kind: FeedbackKind::Unhelpful,
+            record: "rec-1".into(),
+        };
+        assert_eq!(Action::from_data(&v).unwrap(), expected);
+        // The same through the typed callback the Stream client hands over.
+        let cb = CardCallback::from_data(v, jitnode_dingtalk_wire::frame::TOPIC_CARD_CALLBACK, "")
+            .unwrap();
+        assert_eq!(Action::from_callback(&cb).unwrap(), expected);
+        assert_eq!(cb.out_track_id, "track-1");
+        assert_eq!(cb.user_id, "0326");
+        assert_eq!(cb.space_type, "IM");
+        assert_eq!(cb.space_id, "cid1");
     }
 
     #[test]
@@ -401,7 +394,7 @@ mod tests {
         .to_value_string();
         let v = callback(json!({"content": content_with(json!({"value": value}))}));
         assert_eq!(
-            CardCallback::parse(&v).unwrap().action,
+            Action::from_data(&v).unwrap(),
             Action::Regenerate {
                 record: "rec-2".into()
             }
@@ -416,14 +409,14 @@ mod tests {
         .to_value_string();
         let v = callback(json!({ "value": value }));
         assert_eq!(
-            CardCallback::parse(&v).unwrap().action,
+            Action::from_data(&v).unwrap(),
             Action::ContinueChat {
                 record: "rec-3".into()
             }
         );
         // The same fields as an object are tolerated.
         let v = callback(json!({"value": {"action": "regenerate", "record": "rec-4"}}));
-        assert_eq!(CardCallback::parse(&v).unwrap().action.record(), "rec-4");
+        assert_eq!(Action::from_data(&v).unwrap().record(), "rec-4");
     }
 
     #[test]
@@ -432,18 +425,12 @@ mod tests {
             "content": content_with(json!({"action": "regenerate", "record": "from-content"})),
             "value": Action::ContinueChat { record: "from-value".into() }.to_value_string()
         }));
-        assert_eq!(
-            CardCallback::parse(&v).unwrap().action.record(),
-            "from-content"
-        );
+        assert_eq!(Action::from_data(&v).unwrap().record(), "from-content");
         let v = callback(json!({
             "content": "{not json",
             "value": Action::ContinueChat { record: "from-value".into() }.to_value_string()
         }));
-        assert_eq!(
-            CardCallback::parse(&v).unwrap().action.record(),
-            "from-value"
-        );
+        assert_eq!(Action::from_data(&v).unwrap().record(), "from-value");
     }
 
     #[test]
@@ -513,13 +500,13 @@ mod tests {
             ),
         ];
         for (input, expected) in cases {
-            let got = CardCallback::parse(&input).unwrap_err();
+            let got = Action::from_data(&input).unwrap_err();
             assert_eq!(got, expected, "{input}");
             assert_eq!(got.ack_code(), 400);
             assert!(!got.to_string().is_empty());
         }
         assert_eq!(
-            CardCallback::from_data_str("{{").unwrap_err(),
+            Action::from_data_str("{{").unwrap_err(),
             CallbackError::NotJson
         );
     }
@@ -528,14 +515,14 @@ mod tests {
     fn echoed_input_is_shortened() {
         let long = "x".repeat(500);
         let v = callback(json!({"value": json!({"action": long, "record": "r"}).to_string()}));
-        let e = CardCallback::parse(&v).unwrap_err();
+        let e = Action::from_data(&v).unwrap_err();
         assert!(e.to_string().len() < 200, "{e}");
         let long_record = "r".repeat(MAX_RECORD_LEN + 1);
         let v = callback(
             json!({"value": json!({"action": "regenerate", "record": long_record}).to_string()}),
         );
         assert_eq!(
-            CardCallback::parse(&v).unwrap_err(),
+            Action::from_data(&v).unwrap_err(),
             CallbackError::InvalidRecord
         );
     }

@@ -21,12 +21,19 @@
 //! | `valueVeryHelpful`, `valueHelpful`, `valueUnhelpful`, `valueVeryUnhelpful`, `valueRegenerate`, `valueContinue` | ready-made button values, for templates whose buttons send `{"value": "${valueHelpful}"}` |
 //! | `feedback` | the kind the user chose (after feedback) |
 
+use jitnode_dingtalk_wire::api::{self, Mention, StandardCardSend, StandardCardUpdate};
 use serde_json::{json, Value};
 
 use crate::callback::{Action, FeedbackKind};
 use crate::config::Lang;
-use crate::message::{AtUser, ReplyTarget};
+use crate::message::ReplyTarget;
 use crate::texts::Texts;
+
+pub mod view;
+
+/// Role of the standard card element that carries a failure or thanks notice (its id is
+/// `<cardBizId>_notice`); [`view`] reads a card with a notice and no buttons as failed.
+pub(crate) const ROLE_NOTICE: &str = "notice";
 
 /// Longest header title; longer questions are cut with an ellipsis (the full question is in
 /// the records database).
@@ -49,8 +56,8 @@ pub fn title_of(question: &str) -> String {
 }
 
 /// `atUserListJson`: the mention list as a JSON string.
-pub fn at_user_list_json(at: &AtUser) -> String {
-    json!([{"nickName": at.nick, "userId": at.staff_id}]).to_string()
+pub fn at_user_list_json(at: &Mention) -> String {
+    api::to_json_string(&[at])
 }
 
 /// The label of a feedback button.
@@ -179,7 +186,7 @@ impl StandardCards {
             contents.push(self.markdown("body", partial_answer));
             contents.push(self.divider("divider"));
         }
-        contents.push(self.markdown("notice", message));
+        contents.push(self.markdown(ROLE_NOTICE, message));
         self.card(question, contents)
     }
 
@@ -192,7 +199,7 @@ impl StandardCards {
             contents.push(self.markdown("body", answer));
             contents.push(self.divider("divider"));
         }
-        contents.push(self.markdown("notice", self.texts.thanks));
+        contents.push(self.markdown(ROLE_NOTICE, self.texts.thanks));
         let regenerate = Action::Regenerate {
             record: record.to_string(),
         };
@@ -221,72 +228,67 @@ pub fn standard_send_body(
     card_biz_id: &str,
     card: &Value,
     target: &ReplyTarget,
-    at: Option<&AtUser>,
+    at: Option<&Mention>,
 ) -> Option<Value> {
-    let mut body = json!({
-        "cardTemplateId": "StandardCard",
-        "robotCode": robot_code,
-        "cardBizId": card_biz_id,
-        "cardData": card.to_string(),
-    });
-    let obj = body.as_object_mut()?;
-    obj.extend(target.standard_card_fields()?);
-    if let Some(at) = at {
-        obj.insert(
-            "sendOptions".into(),
-            json!({"atUserListJson": at_user_list_json(at)}),
-        );
-    }
-    Some(body)
+    let body = StandardCardSend::new(robot_code, card_biz_id, card, target.card_target()?, at);
+    Some(api::to_value(&body))
 }
 
 /// The body of `PUT /v1.0/im/robots/interactiveCards` (the whole card again).
 pub fn standard_update_body(card_biz_id: &str, card: &Value) -> Value {
-    json!({"cardBizId": card_biz_id, "cardData": card.to_string()})
+    api::to_value(&StandardCardUpdate::new(card_biz_id, card))
 }
 
 /// Template (advanced / AI) cards: parameter maps and request bodies.
 pub mod template {
-    use std::collections::BTreeMap;
-
-    use serde_json::{json, Value};
+    use jitnode_dingtalk_wire::api::{
+        self, CallbackResponse, CardInstanceUpdate, CardStreaming, CreateAndDeliver, Mention,
+    };
+    use jitnode_dingtalk_wire::{FlowStatus, ParamMap};
+    use serde_json::Value;
 
     use super::title_of;
     use crate::callback::{Action, FeedbackKind};
     use crate::config::Lang;
-    use crate::message::{AtUser, ReplyTarget};
+    use crate::message::ReplyTarget;
     use crate::texts::Texts;
 
-    /// A `cardParamMap`: every value a string, as the card API requires.
-    pub type ParamMap = BTreeMap<String, String>;
-
-    /// The AI card's `flowStatus`.
+    /// The `stage` variable: which step of the answer the card shows.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum FlowStatus {
-        Processing,
-        Inputting,
-        Finished,
-        Executing,
+    pub enum Stage {
+        Thinking,
+        Answered,
         Failed,
+        Thanked,
     }
 
-    impl FlowStatus {
+    impl Stage {
+        pub const ALL: [Stage; 4] = [
+            Stage::Thinking,
+            Stage::Answered,
+            Stage::Failed,
+            Stage::Thanked,
+        ];
+
         pub fn as_str(self) -> &'static str {
             match self {
-                FlowStatus::Processing => "1",
-                FlowStatus::Inputting => "2",
-                FlowStatus::Finished => "3",
-                FlowStatus::Executing => "4",
-                FlowStatus::Failed => "5",
+                Stage::Thinking => "thinking",
+                Stage::Answered => "answered",
+                Stage::Failed => "failed",
+                Stage::Thanked => "thanked",
             }
+        }
+
+        pub fn parse(s: &str) -> Option<Stage> {
+            Stage::ALL.into_iter().find(|x| x.as_str() == s)
         }
     }
 
-    fn base(question: &str, status: FlowStatus, stage: &str) -> ParamMap {
+    fn base(question: &str, status: FlowStatus, stage: Stage) -> ParamMap {
         let mut m = ParamMap::new();
         m.insert("question".into(), title_of(question));
         m.insert("flowStatus".into(), status.as_str().into());
-        m.insert("stage".into(), stage.into());
+        m.insert("stage".into(), stage.as_str().into());
         m
     }
 
@@ -317,7 +319,7 @@ pub mod template {
 
     /// Delivered at once: processing, empty answer, the thinking notice.
     pub fn thinking(question: &str, streaming_key: &str, lang: Lang) -> ParamMap {
-        let mut m = base(question, FlowStatus::Processing, "thinking");
+        let mut m = base(question, FlowStatus::Processing, Stage::Thinking);
         m.insert(streaming_key.into(), String::new());
         m.insert("notice".into(), Texts::for_lang(lang).thinking.into());
         m
@@ -330,7 +332,7 @@ pub mod template {
         record: &str,
         streaming_key: &str,
     ) -> ParamMap {
-        let mut m = base(question, FlowStatus::Finished, "answered");
+        let mut m = base(question, FlowStatus::Finished, Stage::Answered);
         m.insert(streaming_key.into(), answer.into());
         m.insert("notice".into(), String::new());
         button_values(&mut m, record);
@@ -344,7 +346,7 @@ pub mod template {
         message: &str,
         streaming_key: &str,
     ) -> ParamMap {
-        let mut m = base(question, FlowStatus::Failed, "failed");
+        let mut m = base(question, FlowStatus::Failed, Stage::Failed);
         m.insert(streaming_key.into(), partial_answer.into());
         m.insert("notice".into(), message.into());
         m
@@ -353,7 +355,7 @@ pub mod template {
     /// After feedback (merged into the card by key): thanks and the next-step buttons.
     pub fn thanks(kind: FeedbackKind, record: &str, lang: Lang) -> ParamMap {
         let mut m = ParamMap::new();
-        m.insert("stage".into(), "thanked".into());
+        m.insert("stage".into(), Stage::Thanked.as_str().into());
         m.insert("feedback".into(), kind.as_str().into());
         m.insert("notice".into(), Texts::for_lang(lang).thanks.into());
         button_values(&mut m, record);
@@ -367,43 +369,23 @@ pub mod template {
         out_track_id: &str,
         robot_code: &str,
         target: &ReplyTarget,
-        at: Option<&AtUser>,
+        at: Option<&Mention>,
         params: &ParamMap,
     ) -> Option<Value> {
-        let mut body = json!({
-            "cardTemplateId": template_id,
-            "outTrackId": out_track_id,
-            "callbackType": "STREAM",
-            "cardData": {"cardParamMap": params},
-            "openSpaceId": target.open_space_id()?,
-            "userIdType": 1,
-        });
-        match target {
-            ReplyTarget::Group { .. } => {
-                let mut at_ids = serde_json::Map::new();
-                if let Some(at) = at {
-                    at_ids.insert(at.staff_id.clone(), json!(at.nick));
-                }
-                body["imGroupOpenSpaceModel"] = json!({"supportForward": true});
-                body["imGroupOpenDeliverModel"] =
-                    json!({"robotCode": robot_code, "atUserIds": at_ids});
-            }
-            ReplyTarget::User { .. } => {
-                body["imRobotOpenSpaceModel"] = json!({"supportForward": true});
-                body["imRobotOpenDeliverModel"] = json!({"spaceType": "IM_ROBOT"});
-            }
-            ReplyTarget::SessionOnly => return None,
-        }
-        Some(body)
+        let body = CreateAndDeliver::new(
+            template_id,
+            out_track_id,
+            robot_code,
+            target.card_target()?,
+            at,
+            params.clone(),
+        );
+        Some(api::to_value(&body))
     }
 
     /// The body of `PUT /v1.0/card/instances` (update variables by key).
     pub fn update_body(out_track_id: &str, params: &ParamMap) -> Value {
-        json!({
-            "outTrackId": out_track_id,
-            "cardData": {"cardParamMap": params},
-            "cardUpdateOptions": {"updateCardDataByKey": true, "updatePrivateDataByKey": true},
-        })
+        api::to_value(&CardInstanceUpdate::by_key(out_track_id, params.clone()))
     }
 
     /// The body of `PUT /v1.0/card/streaming`. `guid` must be new for every call.
@@ -415,23 +397,20 @@ pub mod template {
         finalize: bool,
         error: bool,
     ) -> Value {
-        json!({
-            "outTrackId": out_track_id,
-            "guid": guid,
-            "key": key,
-            "content": full_text,
-            "isFull": true,
-            "isFinalize": finalize,
-            "isError": error,
+        api::to_value(&CardStreaming {
+            out_track_id: out_track_id.into(),
+            guid: guid.into(),
+            key: key.into(),
+            content: full_text.into(),
+            is_full: true,
+            is_finalize: finalize,
+            is_error: error,
         })
     }
 
     /// The `response` of a card callback ACK that updates the card.
     pub fn callback_response(params: &ParamMap) -> Value {
-        json!({
-            "cardUpdateOptions": {"updateCardDataByKey": true},
-            "cardData": {"cardParamMap": params},
-        })
+        api::to_value(&CallbackResponse::update_by_key(params.clone()))
     }
 }
 
@@ -439,8 +418,9 @@ pub mod template {
 mod tests {
     use std::collections::HashSet;
 
-    use super::template::{self, FlowStatus, ParamMap};
+    use super::template;
     use super::*;
+    use jitnode_dingtalk_wire::{FlowStatus, ParamMap};
 
     fn collect_ids(v: &Value, out: &mut Vec<String>) {
         match v {
@@ -634,9 +614,9 @@ mod tests {
         let target = ReplyTarget::Group {
             open_conversation_id: "cid9".into(),
         };
-        let at = AtUser {
-            nick: "Li \"Lei\"".into(),
-            staff_id: "0326".into(),
+        let at = Mention {
+            nick_name: "Li \"Lei\"".into(),
+            user_id: "0326".into(),
         };
         let body = standard_send_body("robot1", "biz1", &card, &target, Some(&at)).unwrap();
         assert_eq!(body["cardTemplateId"], "StandardCard");
@@ -742,9 +722,9 @@ mod tests {
     #[test]
     fn template_bodies() {
         let params = template::thinking("q", "content", Lang::Zh);
-        let at = AtUser {
-            nick: "Li".into(),
-            staff_id: "0326".into(),
+        let at = Mention {
+            nick_name: "Li".into(),
+            user_id: "0326".into(),
         };
         let group = ReplyTarget::Group {
             open_conversation_id: "cid1".into(),

@@ -115,12 +115,15 @@ pub struct CardConfig {
     pub max_updates: u32,
 }
 
+/// The template variable the answer streams into unless `card.streamingKey` says otherwise.
+pub const DEFAULT_STREAMING_KEY: &str = "content";
+
 impl Default for CardConfig {
     fn default() -> Self {
         CardConfig {
             mode: CardMode::Standard,
             template_id: None,
-            streaming_key: "content".to_string(),
+            streaming_key: DEFAULT_STREAMING_KEY.to_string(),
             min_interval: Duration::from_millis(300),
             max_updates: 20,
         }
@@ -160,11 +163,11 @@ impl fmt::Debug for RobotConfig {
             // Userinfo in an endpoint URL would be a credential.
             .field(
                 "open_api_endpoint",
-                &jitnode_stream::redacted_url(&self.open_api_endpoint),
+                &jitnode_dingtalk_wire::redacted_url(&self.open_api_endpoint),
             )
             .field(
                 "oapi_endpoint",
-                &jitnode_stream::redacted_url(&self.oapi_endpoint),
+                &jitnode_dingtalk_wire::redacted_url(&self.oapi_endpoint),
             )
             .field("robot_code", &self.robot_code)
             .field("card", &self.card)

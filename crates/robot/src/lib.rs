@@ -3,7 +3,8 @@
 //! as self-contained building blocks.
 //!
 //! - [`config`]: the instance's rendered `config.json`, checked, with defaults.
-//! - [`message`]: a robot message reduced to question, chat id, reply target and @-mention.
+//! - [`message`]: the question, chat id, reply target and @-mention, read straight from the
+//!   typed robot message ([`message::Incoming`]).
 //! - [`cards`]: the standard card JSON and the template-card parameter maps and bodies.
 //! - [`callback`]: button values and card callbacks, read back into [`callback::Action`]s.
 //! - [`reply`]: each step of an answer's card as card API calls (either mode), and the

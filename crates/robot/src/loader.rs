@@ -133,7 +133,7 @@ impl Loader for DingTalkStreamLoader {
 
 /// The OpenAPI endpoint as logged: without userinfo or query, which may hold credentials.
 fn shown_endpoint(config: &RobotConfig) -> String {
-    jitnode_stream::redacted_url(&config.open_api_endpoint)
+    jitnode_dingtalk_wire::redacted_url(&config.open_api_endpoint)
 }
 
 /// A running robot instance.

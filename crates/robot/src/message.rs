@@ -1,7 +1,12 @@
-//! A robot message (`/v1.0/im/bot/messages/get`, the decoded `data`) reduced to what the robot
-//! acts on: the question, who asked, where to answer, and the chat id for conversation memory.
+//! What the robot reads from a robot message (the typed
+//! [`jitnode_dingtalk_wire::RobotMessage`] the Stream client hands it): the question, who
+//! asked, where to answer, and the chat id for conversation memory. [`Incoming`] adds these
+//! readings to the message itself, so there is one message type from the frame to the card.
 //!
 //! Rules decided here:
+//! - **Checked.** A message needs a `msgId` (the frame's `messageId` stands in), a
+//!   `conversationId`, a `conversationType` of "1" or "2" and a sender; see
+//!   [`Incoming::check`].
 //! - **Question.** `text.content`, trimmed. In group chats the leading `@name` tokens left over
 //!   from mentions are stripped too (DingTalk removes the robot's own mention but leaves the
 //!   space, and mentions of other people typed before the question stay). Audio with a
@@ -15,48 +20,36 @@
 //!   sender's staff id (`singleChatReceiver` / `IM_ROBOT` space); an external sender without
 //!   a staff id can only be answered through the session webhook.
 
-use std::fmt;
-
+use jitnode_dingtalk_wire::api::{self, CardTarget, Mention, SingleChatReceiver};
+use jitnode_dingtalk_wire::{ConversationType, RobotMessage};
 use serde_json::{json, Value};
 
 use crate::config::Lang;
 use crate::texts::Texts;
 
-/// Why a message could not be understood at all (answered with an error ACK and logged).
+/// Why a message cannot be acted on (answered with an error ACK and logged).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
-    #[error("robot message is not valid JSON (line {line}, column {column})")]
-    NotJson { line: usize, column: usize },
-    #[error("robot message is not a JSON object")]
-    NotAnObject,
     #[error("robot message has no `{field}`")]
     Missing { field: &'static str },
     #[error("robot message field `{field}` {reason}")]
     Invalid { field: &'static str, reason: String },
 }
 
-/// One-to-one or group conversation (`conversationType` "1" / "2").
+/// One-to-one or group: a checked `conversationType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConversationKind {
     OneToOne,
     Group,
 }
 
-/// Who sent the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sender {
-    /// `senderId`, always present (an opaque DingTalk id).
-    pub id: String,
-    /// `senderStaffId`, absent for external users.
-    pub staff_id: Option<String>,
-    /// `senderNick`, may be empty.
-    pub nick: String,
-}
-
-impl Sender {
-    /// The stable id of the asker: staff id when known, else the DingTalk id.
-    pub fn user_key(&self) -> &str {
-        self.staff_id.as_deref().unwrap_or(&self.id)
+impl ConversationKind {
+    /// The wire value.
+    pub fn conversation_type(self) -> ConversationType {
+        match self {
+            ConversationKind::OneToOne => ConversationType::OneToOne,
+            ConversationKind::Group => ConversationType::Group,
+        }
     }
 }
 
@@ -71,36 +64,13 @@ pub enum Content {
     Unsupported { msgtype: String },
 }
 
-/// The session webhook that arrived with the message. Debug hides the URL's query, which
-/// holds the session token.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SessionWebhook {
-    pub url: String,
-    /// `sessionWebhookExpiredTime`, epoch milliseconds.
-    pub expires_at_ms: Option<i64>,
-}
-
-impl fmt::Debug for SessionWebhook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = match self.url.split_once('?') {
-            Some((base, _)) => format!("{base}?<redacted>"),
-            None => self.url.clone(),
-        };
-        f.debug_struct("SessionWebhook")
-            .field("url", &shown)
-            .field("expires_at_ms", &self.expires_at_ms)
-            .finish()
-    }
-}
-
-impl SessionWebhook {
-    /// Whether the webhook can still be used at `now_ms` (epoch ms). Unknown expiry counts as
-    /// usable; a minute of margin covers clock skew and the request's own time.
-    pub fn is_usable_at(&self, now_ms: i64) -> bool {
-        match self.expires_at_ms {
-            Some(t) => now_ms + 60_000 < t,
-            None => true,
-        }
+/// Whether a session webhook expiring at `expires_at_ms` (epoch ms) can still be used at
+/// `now_ms`. Unknown expiry counts as usable; a minute of margin covers clock skew and the
+/// request's own time.
+pub fn webhook_usable_at(expires_at_ms: Option<i64>, now_ms: i64) -> bool {
+    match expires_at_ms {
+        Some(t) => now_ms + 60_000 < t,
+        None => true,
     }
 }
 
@@ -117,248 +87,227 @@ pub enum ReplyTarget {
 }
 
 impl ReplyTarget {
+    /// The card address; `None` for [`ReplyTarget::SessionOnly`].
+    pub fn card_target(&self) -> Option<CardTarget<'_>> {
+        match self {
+            ReplyTarget::Group {
+                open_conversation_id,
+            } => Some(CardTarget::Group(open_conversation_id)),
+            ReplyTarget::User { staff_id } => Some(CardTarget::User(staff_id)),
+            ReplyTarget::SessionOnly => None,
+        }
+    }
+
     /// The fields that address a standard card send (`openConversationId` or
     /// `singleChatReceiver`), to merge into its body. `None` for [`ReplyTarget::SessionOnly`].
     pub fn standard_card_fields(&self) -> Option<serde_json::Map<String, Value>> {
         let mut m = serde_json::Map::new();
-        match self {
-            ReplyTarget::Group {
-                open_conversation_id,
-            } => {
-                m.insert("openConversationId".into(), json!(open_conversation_id));
+        match self.card_target()? {
+            CardTarget::Group(cid) => {
+                m.insert("openConversationId".into(), json!(cid));
             }
-            ReplyTarget::User { staff_id } => {
-                // singleChatReceiver is itself a JSON document inside a string.
-                let receiver = json!({"userId": staff_id}).to_string();
-                m.insert("singleChatReceiver".into(), json!(receiver));
+            CardTarget::User(staff) => {
+                let receiver = SingleChatReceiver {
+                    user_id: staff.to_string(),
+                };
+                m.insert(
+                    "singleChatReceiver".into(),
+                    json!(api::to_json_string(&receiver)),
+                );
             }
-            ReplyTarget::SessionOnly => return None,
         }
         Some(m)
     }
 
     /// The `openSpaceId` of a template card delivery.
     pub fn open_space_id(&self) -> Option<String> {
-        match self {
-            ReplyTarget::Group {
-                open_conversation_id,
-            } => Some(format!("dtv1.card//IM_GROUP.{open_conversation_id}")),
-            ReplyTarget::User { staff_id } => Some(format!("dtv1.card//IM_ROBOT.{staff_id}")),
-            ReplyTarget::SessionOnly => None,
+        self.card_target().map(CardTarget::open_space_id)
+    }
+}
+
+/// The robot's readings of a message, straight from the typed message.
+pub trait Incoming {
+    /// Whether the robot can act on the message at all; its conversation kind if so.
+    fn check(&self) -> Result<ConversationKind, MessageError>;
+    /// Group or one-to-one; anything but a group counts as one-to-one (see [`Self::check`]).
+    fn kind(&self) -> ConversationKind;
+    /// The stable id of the asker: staff id when known, else the DingTalk id.
+    fn asker(&self) -> &str;
+    /// The asker's staff id, when they have one (trimmed, never empty).
+    fn staff_id(&self) -> Option<&str>;
+    /// What the message asks for.
+    fn asked(&self) -> Content;
+    /// The question, when the message asks one.
+    fn question(&self) -> Option<String>;
+    /// The agent's conversation-memory key (see the module doc for the rule).
+    fn chat_id(&self) -> String;
+    /// Where the answer goes.
+    fn reply_target(&self) -> ReplyTarget;
+    /// The sender to @-mention, when they have a staff id (only staff can be mentioned).
+    fn mention(&self) -> Option<Mention>;
+    /// The session webhook, when the message brought one.
+    fn webhook(&self) -> Option<&str>;
+    /// `sessionWebhookExpiredTime`, when known.
+    fn webhook_expires_at_ms(&self) -> Option<i64>;
+    /// The text reply for a message that is not a question, `None` for a question.
+    fn polite_reply(&self, lang: Lang) -> Option<&'static str>;
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    Some(s.trim()).filter(|s| !s.is_empty())
+}
+
+impl Incoming for RobotMessage {
+    fn check(&self) -> Result<ConversationKind, MessageError> {
+        if non_empty(&self.msg_id).is_none() {
+            return Err(MessageError::Missing { field: "msgId" });
         }
-    }
-}
-
-/// A person to @-mention.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AtUser {
-    pub nick: String,
-    pub staff_id: String,
-}
-
-/// A parsed robot message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RobotMessage {
-    /// `msgId`, or the frame's `headers.messageId` when absent.
-    pub msg_id: String,
-    pub msgtype: String,
-    pub conversation_id: String,
-    pub kind: ConversationKind,
-    pub conversation_title: Option<String>,
-    pub sender: Sender,
-    pub robot_code: Option<String>,
-    pub session_webhook: Option<SessionWebhook>,
-    /// `createAt`, epoch milliseconds.
-    pub created_at_ms: Option<i64>,
-    pub content: Content,
-}
-
-impl RobotMessage {
-    /// Parses the frame's `data` string. `frame_message_id` is the frame's
-    /// `headers.messageId`, used when `msgId` is missing.
-    pub fn from_data_str(data: &str, frame_message_id: &str) -> Result<Self, MessageError> {
-        let value: Value = serde_json::from_str(data).map_err(|e| MessageError::NotJson {
-            line: e.line(),
-            column: e.column(),
-        })?;
-        RobotMessage::parse(&value, frame_message_id)
-    }
-
-    /// Parses the decoded `data` value.
-    pub fn parse(data: &Value, frame_message_id: &str) -> Result<Self, MessageError> {
-        let obj = data.as_object().ok_or(MessageError::NotAnObject)?;
-        let s = |k: &str| -> Option<String> {
-            obj.get(k)
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        let msg_id = s("msgId")
-            .or_else(|| Some(frame_message_id.trim().to_string()).filter(|v| !v.is_empty()))
-            .ok_or(MessageError::Missing { field: "msgId" })?;
-        let conversation_id = s("conversationId").ok_or(MessageError::Missing {
-            field: "conversationId",
-        })?;
-        let kind = match obj.get("conversationType") {
-            Some(Value::String(t)) if t == "1" => ConversationKind::OneToOne,
-            Some(Value::String(t)) if t == "2" => ConversationKind::Group,
-            // Numbers where strings are documented have been seen in other fields; accept.
-            Some(Value::Number(n)) if n.as_u64() == Some(1) => ConversationKind::OneToOne,
-            Some(Value::Number(n)) if n.as_u64() == Some(2) => ConversationKind::Group,
-            None | Some(Value::Null) => {
+        if non_empty(&self.conversation_id).is_none() {
+            return Err(MessageError::Missing {
+                field: "conversationId",
+            });
+        }
+        let kind = match &self.conversation_type {
+            ConversationType::OneToOne => ConversationKind::OneToOne,
+            ConversationType::Group => ConversationKind::Group,
+            ConversationType::Other(s) if s.is_empty() => {
                 return Err(MessageError::Missing {
                     field: "conversationType",
                 })
             }
-            Some(_) => {
+            ConversationType::Other(_) => {
                 return Err(MessageError::Invalid {
                     field: "conversationType",
                     reason: "must be \"1\" (one-to-one) or \"2\" (group)".into(),
                 })
             }
         };
-        let staff_id = s("senderStaffId");
-        let sender_id = s("senderId")
-            .or_else(|| staff_id.clone())
-            .ok_or(MessageError::Missing { field: "senderId" })?;
-        let sender = Sender {
-            id: sender_id,
-            staff_id,
-            nick: s("senderNick").unwrap_or_default(),
-        };
-        let session_webhook = s("sessionWebhook").map(|url| SessionWebhook {
-            url,
-            expires_at_ms: obj.get("sessionWebhookExpiredTime").and_then(as_i64),
-        });
-        let msgtype = s("msgtype").unwrap_or_else(|| "text".to_string());
-        let content = extract_content(obj, &msgtype, kind);
-        Ok(RobotMessage {
-            msg_id,
-            msgtype,
-            conversation_id,
-            kind,
-            conversation_title: s("conversationTitle"),
-            sender,
-            robot_code: s("robotCode"),
-            session_webhook,
-            created_at_ms: obj.get("createAt").and_then(as_i64),
-            content,
-        })
+        if non_empty(&self.sender_id).is_none() && self.staff_id().is_none() {
+            return Err(MessageError::Missing { field: "senderId" });
+        }
+        Ok(kind)
     }
 
-    /// The question, when the message asks one.
-    pub fn question(&self) -> Option<&str> {
-        match &self.content {
+    fn kind(&self) -> ConversationKind {
+        if self.is_group() {
+            ConversationKind::Group
+        } else {
+            ConversationKind::OneToOne
+        }
+    }
+
+    fn asker(&self) -> &str {
+        self.staff_id()
+            .or_else(|| non_empty(&self.sender_id))
+            .unwrap_or_default()
+    }
+
+    fn staff_id(&self) -> Option<&str> {
+        self.sender_staff_id.as_deref().and_then(non_empty)
+    }
+
+    fn asked(&self) -> Content {
+        let kind = self.kind();
+        let question = |raw: &str, from_voice: bool| {
+            let text = clean_question(raw, kind);
+            if text.is_empty() {
+                Content::Empty
+            } else {
+                Content::Question { text, from_voice }
+            }
+        };
+        let content = self.content.as_ref();
+        // A message without `msgtype` is read as text.
+        let msgtype = non_empty(&self.msgtype).unwrap_or("text");
+        match msgtype {
+            "text" => question(
+                self.text.as_ref().map(|t| t.content.as_str()).unwrap_or(""),
+                false,
+            ),
+            "audio" => match content
+                .and_then(|c| c.get("recognition"))
+                .and_then(Value::as_str)
+                .filter(|r| !r.trim().is_empty())
+            {
+                Some(r) => question(r, true),
+                None => Content::Unsupported {
+                    msgtype: msgtype.to_string(),
+                },
+            },
+            "richText" => {
+                let parts: Vec<&str> = content
+                    .and_then(|c| c.get("richText"))
+                    .and_then(Value::as_array)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|i| i.get("text").and_then(Value::as_str))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if parts.iter().all(|p| p.trim().is_empty()) {
+                    Content::Unsupported {
+                        msgtype: msgtype.to_string(),
+                    }
+                } else {
+                    question(&parts.join(""), false)
+                }
+            }
+            other => Content::Unsupported {
+                msgtype: other.to_string(),
+            },
+        }
+    }
+
+    fn question(&self) -> Option<String> {
+        match self.asked() {
             Content::Question { text, .. } => Some(text),
             _ => None,
         }
     }
 
-    /// The agent's conversation-memory key (see the module doc for the rule).
-    pub fn chat_id(&self) -> String {
-        let asker = self.sender.user_key();
-        match self.kind {
+    fn chat_id(&self) -> String {
+        let asker = self.asker();
+        match self.kind() {
             ConversationKind::OneToOne => format!("user:{asker}"),
             ConversationKind::Group => format!("group:{}:{asker}", self.conversation_id),
         }
     }
 
-    /// Where the answer goes.
-    pub fn reply_target(&self) -> ReplyTarget {
-        match (self.kind, &self.sender.staff_id) {
+    fn reply_target(&self) -> ReplyTarget {
+        match (self.kind(), self.staff_id()) {
             (ConversationKind::Group, _) => ReplyTarget::Group {
                 open_conversation_id: self.conversation_id.clone(),
             },
             (ConversationKind::OneToOne, Some(staff_id)) => ReplyTarget::User {
-                staff_id: staff_id.clone(),
+                staff_id: staff_id.to_string(),
             },
             (ConversationKind::OneToOne, None) => ReplyTarget::SessionOnly,
         }
     }
 
-    /// The sender to @-mention, when they have a staff id (only staff can be mentioned).
-    pub fn at_user(&self) -> Option<AtUser> {
-        self.sender.staff_id.as_ref().map(|staff_id| AtUser {
-            nick: self.sender.nick.clone(),
-            staff_id: staff_id.clone(),
+    fn mention(&self) -> Option<Mention> {
+        self.staff_id().map(|staff_id| Mention {
+            nick_name: self.sender_nick.trim().to_string(),
+            user_id: staff_id.to_string(),
         })
     }
 
-    /// The text reply for a message that is not a question, `None` for a question.
-    pub fn polite_reply(&self, lang: Lang) -> Option<&'static str> {
+    fn webhook(&self) -> Option<&str> {
+        non_empty(&self.session_webhook)
+    }
+
+    fn webhook_expires_at_ms(&self) -> Option<i64> {
+        Some(self.session_webhook_expired_time).filter(|t| *t > 0)
+    }
+
+    fn polite_reply(&self, lang: Lang) -> Option<&'static str> {
         let t = Texts::for_lang(lang);
-        match self.content {
+        match self.asked() {
             Content::Question { .. } => None,
             Content::Empty => Some(t.empty_question),
             Content::Unsupported { .. } => Some(t.only_text),
         }
-    }
-}
-
-fn as_i64(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn extract_content(
-    obj: &serde_json::Map<String, Value>,
-    msgtype: &str,
-    kind: ConversationKind,
-) -> Content {
-    let question = |raw: &str, from_voice: bool| {
-        let text = clean_question(raw, kind);
-        if text.is_empty() {
-            Content::Empty
-        } else {
-            Content::Question { text, from_voice }
-        }
-    };
-    let content = obj.get("content");
-    match msgtype {
-        "text" => {
-            let raw = obj
-                .get("text")
-                .and_then(|t| t.get("content"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            question(raw, false)
-        }
-        "audio" => match content
-            .and_then(|c| c.get("recognition"))
-            .and_then(Value::as_str)
-            .filter(|r| !r.trim().is_empty())
-        {
-            Some(r) => question(r, true),
-            None => Content::Unsupported {
-                msgtype: msgtype.to_string(),
-            },
-        },
-        "richText" => {
-            let parts: Vec<&str> = content
-                .and_then(|c| c.get("richText"))
-                .and_then(Value::as_array)
-                .map(|items| {
-                    items
-                        .iter()
-                        .filter_map(|i| i.get("text").and_then(Value::as_str))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if parts.iter().all(|p| p.trim().is_empty()) {
-                Content::Unsupported {
-                    msgtype: msgtype.to_string(),
-                }
-            } else {
-                question(&parts.join(""), false)
-            }
-        }
-        other => Content::Unsupported {
-            msgtype: other.to_string(),
-        },
     }
 }
 
@@ -381,6 +330,22 @@ fn clean_question(raw: &str, kind: ConversationKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jitnode_dingtalk_wire::frame::TOPIC_ROBOT;
+    use jitnode_dingtalk_wire::{Frame, FrameType, ParseError};
+
+    /// The message as the Stream client reads it from a frame with `messageId` `hdr`.
+    fn from_data_str(data: &str, hdr: &str) -> Result<RobotMessage, ParseError> {
+        let mut f = Frame::new(FrameType::Callback, TOPIC_ROBOT, hdr, &Value::Null);
+        f.data = data.to_string();
+        RobotMessage::from_frame(&f)
+    }
+
+    /// Read and checked.
+    fn parse(data: &Value, hdr: &str) -> Result<RobotMessage, MessageError> {
+        let m = from_data_str(&data.to_string(), hdr).expect("a message of the right shape");
+        m.check()?;
+        Ok(m)
+    }
 
     fn group_text(content: &str) -> Value {
         json!({
@@ -407,64 +372,62 @@ mod tests {
 
     #[test]
     fn group_text_is_parsed_and_mention_leftovers_stripped() {
-        let m = RobotMessage::parse(&group_text(" @Helper\u{2005}@张三 what is VPN?  "), "hdr")
-            .unwrap();
+        let m = parse(&group_text(" @Helper\u{2005}@张三 what is VPN?  "), "hdr").unwrap();
         assert_eq!(m.msg_id, "msg-1");
-        assert_eq!(m.kind, ConversationKind::Group);
-        assert_eq!(m.question(), Some("what is VPN?"));
+        assert_eq!(m.kind(), ConversationKind::Group);
+        assert_eq!(m.question().as_deref(), Some("what is VPN?"));
         assert_eq!(m.conversation_title.as_deref(), Some("Support"));
         assert_eq!(m.robot_code.as_deref(), Some("dingrobot"));
-        assert_eq!(m.created_at_ms, Some(1774080994334));
-        let hook = m.session_webhook.as_ref().unwrap();
-        assert_eq!(hook.expires_at_ms, Some(1774086394522));
-        assert!(hook.url.ends_with("TOKEN123"));
+        assert_eq!(m.create_at, 1774080994334);
+        assert_eq!(m.webhook_expires_at_ms(), Some(1774086394522));
+        assert!(m.webhook().unwrap().ends_with("TOKEN123"));
     }
 
     #[test]
     fn group_leading_space_only_is_trimmed() {
-        let m = RobotMessage::parse(&group_text(" hello"), "").unwrap();
-        assert_eq!(m.question(), Some("hello"));
+        let m = parse(&group_text(" hello"), "").unwrap();
+        assert_eq!(m.question().as_deref(), Some("hello"));
     }
 
     #[test]
     fn mentions_inside_the_question_are_kept() {
-        let m = RobotMessage::parse(&group_text(" who is @Wang in IT?"), "").unwrap();
-        assert_eq!(m.question(), Some("who is @Wang in IT?"));
+        let m = parse(&group_text(" who is @Wang in IT?"), "").unwrap();
+        assert_eq!(m.question().as_deref(), Some("who is @Wang in IT?"));
     }
 
     #[test]
     fn one_to_one_keeps_a_leading_at() {
         let mut v = one_to_one(Some("0999"));
         v["text"]["content"] = json!("@home what now");
-        let m = RobotMessage::parse(&v, "").unwrap();
-        assert_eq!(m.question(), Some("@home what now"));
+        let m = parse(&v, "").unwrap();
+        assert_eq!(m.question().as_deref(), Some("@home what now"));
     }
 
     #[test]
     fn only_mentions_is_empty_with_a_polite_reply() {
-        let m = RobotMessage::parse(&group_text(" @Helper\u{2005}"), "").unwrap();
-        assert_eq!(m.content, Content::Empty);
+        let m = parse(&group_text(" @Helper\u{2005}"), "").unwrap();
+        assert_eq!(m.asked(), Content::Empty);
         assert_eq!(
             m.polite_reply(Lang::En),
             Some(Texts::for_lang(Lang::En).empty_question)
         );
-        let m = RobotMessage::parse(&group_text("@Helper"), "").unwrap();
-        assert_eq!(m.content, Content::Empty);
+        let m = parse(&group_text("@Helper"), "").unwrap();
+        assert_eq!(m.asked(), Content::Empty);
     }
 
     #[test]
     fn chat_ids_follow_the_rule() {
-        let g = RobotMessage::parse(&group_text("q"), "").unwrap();
+        let g = parse(&group_text("q"), "").unwrap();
         assert_eq!(g.chat_id(), "group:cidGROUP:0326");
-        let staff = RobotMessage::parse(&one_to_one(Some("0999")), "").unwrap();
+        let staff = parse(&one_to_one(Some("0999")), "").unwrap();
         assert_eq!(staff.chat_id(), "user:0999");
-        let external = RobotMessage::parse(&one_to_one(None), "").unwrap();
+        let external = parse(&one_to_one(None), "").unwrap();
         assert_eq!(external.chat_id(), "user:$:LWCP_v1:$ext");
     }
 
     #[test]
     fn reply_targets() {
-        let g = RobotMessage::parse(&group_text("q"), "").unwrap();
+        let g = parse(&group_text("q"), "").unwrap();
         let target = g.reply_target();
         assert_eq!(
             target,
@@ -481,7 +444,7 @@ mod tests {
             json!({"openConversationId": "cidGROUP"})
         );
 
-        let dm = RobotMessage::parse(&one_to_one(Some("0999")), "").unwrap();
+        let dm = parse(&one_to_one(Some("0999")), "").unwrap();
         let target = dm.reply_target();
         assert_eq!(
             target,
@@ -498,7 +461,7 @@ mod tests {
             serde_json::from_str(fields["singleChatReceiver"].as_str().unwrap()).unwrap();
         assert_eq!(receiver, json!({"userId": "0999"}));
 
-        let ext = RobotMessage::parse(&one_to_one(None), "").unwrap();
+        let ext = parse(&one_to_one(None), "").unwrap();
         assert_eq!(ext.reply_target(), ReplyTarget::SessionOnly);
         assert_eq!(ext.reply_target().standard_card_fields(), None);
         assert_eq!(ext.reply_target().open_space_id(), None);
@@ -506,16 +469,16 @@ mod tests {
 
     #[test]
     fn at_user_needs_a_staff_id() {
-        let g = RobotMessage::parse(&group_text("q"), "").unwrap();
+        let g = parse(&group_text("q"), "").unwrap();
         assert_eq!(
-            g.at_user(),
-            Some(AtUser {
-                nick: "Li Lei".into(),
-                staff_id: "0326".into()
+            g.mention(),
+            Some(Mention {
+                nick_name: "Li Lei".into(),
+                user_id: "0326".into()
             })
         );
-        let ext = RobotMessage::parse(&one_to_one(None), "").unwrap();
-        assert_eq!(ext.at_user(), None);
+        let ext = parse(&one_to_one(None), "").unwrap();
+        assert_eq!(ext.mention(), None);
     }
 
     #[test]
@@ -524,9 +487,9 @@ mod tests {
         v["msgtype"] = json!("audio");
         v["content"] =
             json!({"duration": 3000, "downloadCode": "x", "recognition": " 打印机怎么连接 "});
-        let m = RobotMessage::parse(&v, "").unwrap();
+        let m = parse(&v, "").unwrap();
         assert_eq!(
-            m.content,
+            m.asked(),
             Content::Question {
                 text: "打印机怎么连接".into(),
                 from_voice: true
@@ -540,9 +503,9 @@ mod tests {
         let mut v = one_to_one(Some("1"));
         v["msgtype"] = json!("audio");
         v["content"] = json!({"duration": 3000});
-        let m = RobotMessage::parse(&v, "").unwrap();
+        let m = parse(&v, "").unwrap();
         assert_eq!(
-            m.content,
+            m.asked(),
             Content::Unsupported {
                 msgtype: "audio".into()
             }
@@ -551,8 +514,8 @@ mod tests {
             let mut v = one_to_one(Some("1"));
             v["msgtype"] = json!(t);
             v["content"] = json!({"downloadCode": "x"});
-            let m = RobotMessage::parse(&v, "").unwrap();
-            assert_eq!(m.content, Content::Unsupported { msgtype: t.into() });
+            let m = parse(&v, "").unwrap();
+            assert_eq!(m.asked(), Content::Unsupported { msgtype: t.into() });
             assert_eq!(
                 m.polite_reply(Lang::Zh),
                 Some(Texts::for_lang(Lang::Zh).only_text)
@@ -565,46 +528,47 @@ mod tests {
         let mut v = group_text("");
         v["msgtype"] = json!("richText");
         v["content"] = json!({"richText": [{"text": " @Helper\u{2005}see "}, {"downloadCode": "pic"}, {"text": "this error"}]});
-        let m = RobotMessage::parse(&v, "").unwrap();
-        assert_eq!(m.question(), Some("see this error"));
+        let m = parse(&v, "").unwrap();
+        assert_eq!(m.question().as_deref(), Some("see this error"));
         v["content"] = json!({"richText": [{"downloadCode": "pic"}]});
-        let m = RobotMessage::parse(&v, "").unwrap();
-        assert!(matches!(m.content, Content::Unsupported { .. }));
+        let m = parse(&v, "").unwrap();
+        assert!(matches!(m.asked(), Content::Unsupported { .. }));
     }
 
     #[test]
     fn msg_id_falls_back_to_the_frame_header() {
         let mut v = group_text("q");
         v.as_object_mut().unwrap().remove("msgId");
-        let m = RobotMessage::parse(&v, "hdr-77").unwrap();
+        let m = parse(&v, "hdr-77").unwrap();
         assert_eq!(m.msg_id, "hdr-77");
         assert_eq!(
-            RobotMessage::parse(&v, "").unwrap_err(),
+            parse(&v, "").unwrap_err(),
             MessageError::Missing { field: "msgId" }
         );
     }
 
     #[test]
     fn broken_messages_are_typed_errors() {
+        // Not JSON, or not an object: the Stream client refuses these with a 400 ACK.
         assert!(matches!(
-            RobotMessage::from_data_str("{oops", "h"),
-            Err(MessageError::NotJson { .. })
+            from_data_str("{oops", "h"),
+            Err(ParseError::DataNotJson { .. })
         ));
-        assert_eq!(
-            RobotMessage::from_data_str("[]", "h").unwrap_err(),
-            MessageError::NotAnObject
-        );
+        assert!(matches!(
+            from_data_str("[]", "h"),
+            Err(ParseError::Shape { .. })
+        ));
         let mut v = group_text("q");
         v.as_object_mut().unwrap().remove("conversationId");
         assert_eq!(
-            RobotMessage::parse(&v, "").unwrap_err(),
+            parse(&v, "").unwrap_err(),
             MessageError::Missing {
                 field: "conversationId"
             }
         );
         let mut v = group_text("q");
         v["conversationType"] = json!("3");
-        let e = RobotMessage::parse(&v, "").unwrap_err();
+        let e = parse(&v, "").unwrap_err();
         assert!(matches!(
             e,
             MessageError::Invalid {
@@ -616,7 +580,7 @@ mod tests {
         v.as_object_mut().unwrap().remove("senderId");
         v.as_object_mut().unwrap().remove("senderStaffId");
         assert_eq!(
-            RobotMessage::parse(&v, "").unwrap_err(),
+            parse(&v, "").unwrap_err(),
             MessageError::Missing { field: "senderId" }
         );
     }
@@ -626,14 +590,14 @@ mod tests {
         let mut v = group_text(" hi");
         v["conversationType"] = json!(1);
         v.as_object_mut().unwrap().remove("msgtype");
-        let m = RobotMessage::parse(&v, "").unwrap();
-        assert_eq!(m.kind, ConversationKind::OneToOne);
-        assert_eq!(m.question(), Some("hi"));
+        let m = parse(&v, "").unwrap();
+        assert_eq!(m.kind(), ConversationKind::OneToOne);
+        assert_eq!(m.question().as_deref(), Some("hi"));
     }
 
     #[test]
     fn webhook_debug_hides_the_session_token() {
-        let m = RobotMessage::parse(&group_text("q"), "").unwrap();
+        let m = parse(&group_text("q"), "").unwrap();
         let shown = format!("{m:?}");
         assert!(!shown.contains("TOKEN123"), "{shown}");
         assert!(shown.contains("sendBySession?<redacted>"));
@@ -641,17 +605,11 @@ mod tests {
 
     #[test]
     fn webhook_expiry() {
-        let hook = SessionWebhook {
-            url: "https://x/y".into(),
-            expires_at_ms: Some(1_000_000),
-        };
-        assert!(hook.is_usable_at(900_000));
-        assert!(!hook.is_usable_at(950_000));
-        assert!(!hook.is_usable_at(2_000_000));
-        let unknown = SessionWebhook {
-            url: "https://x/y".into(),
-            expires_at_ms: None,
-        };
-        assert!(unknown.is_usable_at(i64::MAX / 2));
+        let hook = Some(1_000_000);
+        assert!(webhook_usable_at(hook, 900_000));
+        assert!(!webhook_usable_at(hook, 950_000));
+        assert!(!webhook_usable_at(hook, 2_000_000));
+        let unknown = None;
+        assert!(webhook_usable_at(unknown, i64::MAX / 2));
     }
 }

@@ -24,7 +24,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
 
 use crate::callback::FeedbackKind;
-use crate::message::{AtUser, ConversationKind, ReplyTarget, RobotMessage};
+use jitnode_dingtalk_wire::{Mention, RobotMessage};
+
+use crate::message::{ConversationKind, Incoming, ReplyTarget};
 
 /// The file name in the app's data folder.
 pub const DB_FILE_NAME: &str = "robot-records.sqlite3";
@@ -91,7 +93,7 @@ pub struct NewAnswer {
     pub conversation_id: String,
     /// One-to-one or group: needed to send a regenerated answer to the same place.
     pub conversation_kind: ConversationKind,
-    /// The asker: staff id, or DingTalk id for external users (`Sender::user_key`).
+    /// The asker: staff id, or DingTalk id for external users (`Incoming::asker`).
     pub user_id: String,
     /// The asker's staff id, when they have one (cards and @-mentions need it).
     pub staff_id: Option<String>,
@@ -116,10 +118,10 @@ impl NewAnswer {
             message_id: message.msg_id.clone(),
             robot: robot.to_string(),
             conversation_id: message.conversation_id.clone(),
-            conversation_kind: message.kind,
-            user_id: message.sender.user_key().to_string(),
-            staff_id: message.sender.staff_id.clone(),
-            user_nick: message.sender.nick.clone(),
+            conversation_kind: message.kind(),
+            user_id: message.asker().to_string(),
+            staff_id: message.staff_id().map(str::to_string),
+            user_nick: message.sender_nick.clone(),
             question: question.to_string(),
             answer: answer.to_string(),
             regenerated_from: None,
@@ -171,7 +173,7 @@ pub struct AnswerRow {
     pub conversation_id: String,
     /// One-to-one or group: needed to send a regenerated answer to the same place.
     pub conversation_kind: ConversationKind,
-    /// The asker: staff id, or DingTalk id for external users (`Sender::user_key`).
+    /// The asker: staff id, or DingTalk id for external users (`Incoming::asker`).
     pub user_id: String,
     /// The asker's staff id, when they have one (cards and @-mentions need it).
     pub staff_id: Option<String>,
@@ -467,7 +469,7 @@ impl Records {
 
 impl AnswerRow {
     /// Where a regenerated answer goes: the same conversation, by the same rule as
-    /// [`crate::message::RobotMessage::reply_target`]. An external asker in a one-to-one chat
+    /// [`crate::message::Incoming::reply_target`]. An external asker in a one-to-one chat
     /// cannot be reached by a card, only by a fresh session webhook.
     pub fn reply_target(&self) -> ReplyTarget {
         match (self.conversation_kind, &self.staff_id) {
@@ -482,10 +484,10 @@ impl AnswerRow {
     }
 
     /// The asker to @-mention in a regenerated answer.
-    pub fn at_user(&self) -> Option<AtUser> {
-        self.staff_id.as_ref().map(|staff_id| AtUser {
-            nick: self.user_nick.clone(),
-            staff_id: staff_id.clone(),
+    pub fn at_user(&self) -> Option<Mention> {
+        self.staff_id.as_ref().map(|staff_id| Mention {
+            nick_name: self.user_nick.clone(),
+            user_id: staff_id.clone(),
         })
     }
 }
@@ -760,7 +762,7 @@ mod tests {
                 open_conversation_id: "cid1".into()
             }
         );
-        assert_eq!(g.at_user().unwrap().staff_id, "0326");
+        assert_eq!(g.at_user().unwrap().user_id, "0326");
         let d = db.answer("d").unwrap().unwrap();
         assert_eq!(d.conversation_kind, ConversationKind::OneToOne);
         assert_eq!(
@@ -778,13 +780,13 @@ mod tests {
     #[test]
     fn answers_built_from_a_message_and_regenerated() {
         let (_dir, db) = open();
-        let msg = RobotMessage::parse(
-            &json!({"msgId": "msgA", "msgtype": "text", "text": {"content": "q?"},
+        let msg: RobotMessage = serde_json::from_value(
+            json!({"msgId": "msgA", "msgtype": "text", "text": {"content": "q?"},
                     "conversationId": "cidDM", "conversationType": "1",
                     "senderId": "$:x", "senderStaffId": "0777", "senderNick": "Wang"}),
-            "",
         )
         .unwrap();
+        assert_eq!(msg.check(), Ok(ConversationKind::OneToOne));
         let first = NewAnswer::for_message(&msg, "imRobots.demo", "r1", "q?", "a1");
         assert_eq!(first.user_id, "0777");
         assert_eq!(first.conversation_kind, ConversationKind::OneToOne);

@@ -11,29 +11,16 @@
 //! | failed | PUT interactiveCards (message, no spinner) | PUT instances (flowStatus 5, message) |
 //! | thanks | PUT interactiveCards (answer, thanks, next buttons) | PUT instances (thanks, next buttons) |
 
-use serde_json::{json, Value};
+use jitnode_dingtalk_wire::api::{
+    At, Mention, Method, WebhookMessage, WebhookResponse, PATH_CARD_INSTANCES, PATH_CARD_STREAMING,
+    PATH_CREATE_AND_DELIVER, PATH_STANDARD_SEND, PATH_STANDARD_UPDATE,
+};
+use serde_json::Value;
 
 use crate::callback::FeedbackKind;
 use crate::cards::{self, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
-use crate::message::{AtUser, ReplyTarget};
-
-/// `POST`: send a standard card.
-pub const PATH_STANDARD_SEND: &str = "/v1.0/im/v1.0/robot/interactiveCards/send";
-/// `PUT`: replace a standard card.
-pub const PATH_STANDARD_UPDATE: &str = "/v1.0/im/robots/interactiveCards";
-/// `POST`: create and deliver a template card.
-pub const PATH_CREATE_AND_DELIVER: &str = "/v1.0/card/instances/createAndDeliver";
-/// `PUT`: update a template card's variables.
-pub const PATH_CARD_INSTANCES: &str = "/v1.0/card/instances";
-/// `PUT`: stream text into a template card variable.
-pub const PATH_CARD_STREAMING: &str = "/v1.0/card/streaming";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Post,
-    Put,
-}
+use crate::message::ReplyTarget;
 
 /// One card API request.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +65,7 @@ pub struct AnswerCard {
     robot_code: String,
     lang: Lang,
     target: ReplyTarget,
-    at: Option<AtUser>,
+    at: Option<Mention>,
 }
 
 impl AnswerCard {
@@ -89,7 +76,7 @@ impl AnswerCard {
         card_id: impl Into<String>,
         question: &str,
         target: ReplyTarget,
-        at: Option<AtUser>,
+        at: Option<Mention>,
     ) -> Option<AnswerCard> {
         if target == ReplyTarget::SessionOnly {
             return None;
@@ -127,7 +114,7 @@ impl AnswerCard {
         )
     }
 
-    fn template_update(&self, params: &template::ParamMap) -> CardCall {
+    fn template_update(&self, params: &jitnode_dingtalk_wire::ParamMap) -> CardCall {
         CardCall::put(
             PATH_CARD_INSTANCES,
             template::update_body(&self.card_id, params),
@@ -193,10 +180,10 @@ impl AnswerCard {
             CardMode::Template => {
                 let mut calls = Vec::new();
                 if first {
-                    let mut params = template::ParamMap::new();
+                    let mut params = jitnode_dingtalk_wire::ParamMap::new();
                     params.insert(
                         "flowStatus".into(),
-                        template::FlowStatus::Inputting.as_str().into(),
+                        jitnode_dingtalk_wire::FlowStatus::Inputting.as_str().into(),
                     );
                     calls.push(self.template_update(&params));
                 }
@@ -258,39 +245,39 @@ impl AnswerCard {
     }
 }
 
-fn at_field(at: Option<&AtUser>) -> Value {
-    match at {
-        Some(at) => json!({"atUserIds": [at.staff_id]}),
-        None => json!({"atUserIds": []}),
-    }
+/// `at` always present, empty when nobody is mentioned.
+fn at_field(at: Option<&Mention>) -> Option<At> {
+    Some(at.map(|m| At::user(m.user_id.clone())).unwrap_or_default())
 }
 
 /// A text reply through the session webhook (§5.1).
-pub fn webhook_text(text: &str, at: Option<&AtUser>) -> Value {
-    json!({"msgtype": "text", "text": {"content": text}, "at": at_field(at)})
+pub fn webhook_text(text: &str, at: Option<&Mention>) -> WebhookMessage {
+    WebhookMessage::text(text, at_field(at))
 }
 
 /// A markdown reply through the session webhook: the fallback when the card API keeps
 /// failing. DingTalk shows a mention in markdown only when `@<staffId>` is in the text, so
 /// it is prepended.
-pub fn webhook_markdown(title: &str, text: &str, at: Option<&AtUser>) -> Value {
+pub fn webhook_markdown(title: &str, text: &str, at: Option<&Mention>) -> WebhookMessage {
     let text = match at {
-        Some(at) => format!("@{} {text}", at.staff_id),
+        Some(at) => format!("@{} {text}", at.user_id),
         None => text.to_string(),
     };
-    json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}, "at": at_field(at)})
+    WebhookMessage::markdown(title, text, at_field(at))
 }
 
 /// Whether a session-webhook response body means success: HTTP 200 is not enough, an
 /// expired session answers 200 with a non-zero `errcode`.
 pub fn webhook_succeeded(response: &Value) -> bool {
-    response.get("errcode").and_then(Value::as_i64) == Some(0)
+    serde_json::from_value::<WebhookResponse>(response.clone()).is_ok_and(|r| r.succeeded())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::callback::Action;
+    use jitnode_dingtalk_wire::api;
+    use serde_json::json;
 
     fn config(mode: &str) -> RobotConfig {
         let mut card = json!({"mode": mode});
@@ -310,10 +297,10 @@ mod tests {
         }
     }
 
-    fn li() -> Option<AtUser> {
-        Some(AtUser {
-            nick: "Li".into(),
-            staff_id: "0326".into(),
+    fn li() -> Option<Mention> {
+        Some(Mention {
+            nick_name: "Li".into(),
+            user_id: "0326".into(),
         })
     }
 
@@ -433,17 +420,17 @@ mod tests {
     #[test]
     fn webhook_bodies() {
         let at = li();
-        let t = webhook_text("Only text, please.", at.as_ref());
+        let t = api::to_value(&webhook_text("Only text, please.", at.as_ref()));
         assert_eq!(
             t,
             json!({"msgtype": "text", "text": {"content": "Only text, please."},
                    "at": {"atUserIds": ["0326"]}})
         );
-        let m = webhook_markdown("Answer", "**bold**", at.as_ref());
+        let m = api::to_value(&webhook_markdown("Answer", "**bold**", at.as_ref()));
         assert_eq!(m["markdown"]["title"], "Answer");
         assert_eq!(m["markdown"]["text"], "@0326 **bold**");
         assert_eq!(m["at"]["atUserIds"][0], "0326");
-        let plain = webhook_markdown("Answer", "x", None);
+        let plain = api::to_value(&webhook_markdown("Answer", "x", None));
         assert_eq!(plain["markdown"]["text"], "x");
         assert_eq!(plain["at"]["atUserIds"], json!([]));
     }

@@ -13,17 +13,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use jitnode_dingtalk_wire::api::{Mention, Method, WebhookMessage, PATH_STANDARD_SEND};
+use jitnode_dingtalk_wire::{CardCallback, ParamMap, RobotMessage};
 use jitnode_host::{AppHandle, ChunkSink};
 use jitnode_stream::handler::{BoxFuture, Handler, HandlerError, Replier};
 use jitnode_stream::reply::{OpenApi, ReplyError};
+use jitnode_stream::ReplyContext;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::callback::{Action, CallbackError, CardCallback};
+use crate::callback::{Action, CallbackError};
 use crate::cards::{self, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
-use crate::message::{AtUser, ConversationKind, ReplyTarget, RobotMessage};
+use crate::message::{webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
 use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, Records};
 use crate::reply::{self, AnswerCard, CardCall};
 use crate::texts::Texts;
@@ -98,7 +101,7 @@ struct Ask {
     question: String,
     chat_id: String,
     target: ReplyTarget,
-    at: Option<AtUser>,
+    at: Option<Mention>,
     /// Session webhook for replies that are not cards.
     webhook: Option<String>,
     /// The row to store; `answer` and time are filled in when the answer is complete.
@@ -113,11 +116,7 @@ enum Outcome {
 }
 
 async fn send_call(api: &OpenApi, call: &CardCall) -> Result<Value, ReplyError> {
-    let method = match call.method {
-        reply::Method::Post => jitnode_stream::reply::Method::Post,
-        reply::Method::Put => jitnode_stream::reply::Method::Put,
-    };
-    api.call(method, call.path, &call.body).await
+    api.call(call.method, call.path, &call.body).await
 }
 
 async fn send_calls(api: &OpenApi, calls: &[CardCall]) -> Result<(), ReplyError> {
@@ -136,52 +135,6 @@ pub fn answer_text(chunk: &Value) -> Option<&str> {
         .get("data")
         .and_then(|d| d.get("content"))
         .and_then(Value::as_str)
-}
-
-/// The stream client's typed message back to the JSON `data` this crate's parser reads.
-fn message_json(m: &jitnode_stream::RobotMessage) -> Value {
-    use jitnode_stream::ConversationType;
-    let mut v = serde_json::Map::new();
-    for (k, x) in &m.extra {
-        v.insert(k.clone(), x.clone());
-    }
-    let kind = match &m.conversation_type {
-        ConversationType::OneToOne => "1".to_string(),
-        ConversationType::Group => "2".to_string(),
-        ConversationType::Other(s) => s.clone(),
-    };
-    v.insert("msgId".into(), json!(m.msg_id));
-    v.insert("msgtype".into(), json!(m.msgtype));
-    if let Some(t) = &m.text {
-        v.insert("text".into(), json!({"content": t.content}));
-    }
-    if let Some(c) = &m.content {
-        v.insert("content".into(), c.clone());
-    }
-    v.insert("conversationId".into(), json!(m.conversation_id));
-    v.insert("conversationType".into(), json!(kind));
-    if let Some(t) = &m.conversation_title {
-        v.insert("conversationTitle".into(), json!(t));
-    }
-    v.insert("senderId".into(), json!(m.sender_id));
-    if let Some(s) = &m.sender_staff_id {
-        v.insert("senderStaffId".into(), json!(s));
-    }
-    v.insert("senderNick".into(), json!(m.sender_nick));
-    if let Some(r) = &m.robot_code {
-        v.insert("robotCode".into(), json!(r));
-    }
-    v.insert("sessionWebhook".into(), json!(m.session_webhook));
-    if m.session_webhook_expired_time > 0 {
-        v.insert(
-            "sessionWebhookExpiredTime".into(),
-            json!(m.session_webhook_expired_time),
-        );
-    }
-    if m.create_at > 0 {
-        v.insert("createAt".into(), json!(m.create_at));
-    }
-    Value::Object(v)
 }
 
 /// A bad card callback: the stream client's error ACK carries this text.
@@ -214,7 +167,7 @@ impl Robot {
     }
 
     fn remember_webhook(&self, m: &RobotMessage) {
-        if let Some(w) = &m.session_webhook {
+        if let Some(url) = m.webhook() {
             let mut map = self.webhooks.lock().unwrap_or_else(|p| p.into_inner());
             if map.len() >= MAX_KNOWN_WEBHOOKS {
                 // Webhooks live ~90 minutes; forget the expired ones before growing further.
@@ -227,8 +180,8 @@ impl Robot {
             map.insert(
                 m.conversation_id.clone(),
                 KnownWebhook {
-                    url: w.url.clone(),
-                    expires_at_ms: w.expires_at_ms,
+                    url: url.to_string(),
+                    expires_at_ms: m.webhook_expires_at_ms(),
                 },
             );
         }
@@ -237,11 +190,16 @@ impl Robot {
     fn webhook_for(&self, conversation_id: &str) -> Option<String> {
         let map = self.webhooks.lock().unwrap_or_else(|p| p.into_inner());
         map.get(conversation_id)
-            .filter(|w| w.expires_at_ms.is_none_or(|t| now_ms() + 60_000 < t))
+            .filter(|w| webhook_usable_at(w.expires_at_ms, now_ms()))
             .map(|w| w.url.clone())
     }
 
-    async fn webhook_reply(&self, replier: &Replier, webhook: Option<&str>, body: &Value) -> bool {
+    async fn webhook_reply(
+        &self,
+        replier: &Replier,
+        webhook: Option<&str>,
+        body: &WebhookMessage,
+    ) -> bool {
         let Some(url) = webhook else {
             tracing::warn!(robot = %self.name, "no session webhook to reply through");
             return false;
@@ -416,7 +374,7 @@ impl Robot {
 
     async fn on_message(
         &self,
-        msg: jitnode_stream::RobotMessage,
+        m: RobotMessage,
         replier: Replier,
         shutdown: CancellationToken,
     ) -> Result<(), HandlerError> {
@@ -424,17 +382,17 @@ impl Robot {
             // Stopping: leave the message to a redelivery (to this app's next connection).
             return Err(HandlerError::failed("the robot is stopping"));
         }
-        let m = RobotMessage::parse(&message_json(&msg), &msg.msg_id)
+        m.check()
             .map_err(|e| HandlerError::failed(format!("{}: {e}", self.name)))?;
         self.remember_webhook(&m);
-        let webhook = m.session_webhook.as_ref().map(|w| w.url.clone());
+        let webhook = m.webhook().map(str::to_string);
         if let Some(text) = m.polite_reply(self.config.language) {
-            let body = reply::webhook_text(text, m.at_user().as_ref());
+            let body = reply::webhook_text(text, m.mention().as_ref());
             self.webhook_reply(&replier, webhook.as_deref(), &body)
                 .await;
             return Ok(());
         }
-        let Some(question) = m.question().map(str::to_string) else {
+        let Some(question) = m.question() else {
             return Ok(());
         };
         // A redelivery that outlived the client's dedupe window (or a restart).
@@ -450,7 +408,7 @@ impl Robot {
         let ask = Ask {
             chat_id: m.chat_id(),
             target: m.reply_target(),
-            at: m.at_user(),
+            at: m.mention(),
             webhook,
             row,
             question,
@@ -473,34 +431,30 @@ impl Robot {
 
     async fn on_callback(
         self: Arc<Self>,
-        cb: jitnode_stream::CardCallback,
+        cb: CardCallback,
         replier: Replier,
     ) -> Result<Value, HandlerError> {
-        let data = json!({
-            "outTrackId": cb.out_track_id, "userId": cb.user_id,
-            "spaceType": cb.space_type, "spaceId": cb.space_id,
-            "value": cb.value, "content": cb.content,
-        });
-        let parsed = CardCallback::parse(&data).map_err(|e: CallbackError| {
+        let action = Action::from_callback(&cb).map_err(|e: CallbackError| {
             tracing::warn!(robot = %self.name, "bad card callback: {e}");
             bad_request(e)
         })?;
-        let row = self.answer_row(parsed.action.record())?;
+        let row = self.answer_row(action.record())?;
         let lang = self.lang_of(&row.question);
         let texts = Texts::for_lang(lang);
-        match parsed.action {
+        match action {
             Action::Feedback { kind, record } => {
-                let user = parsed.user_id.as_deref().unwrap_or(&row.user_id);
+                let user = Some(cb.user_id.as_str())
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or(&row.user_id);
                 self.records
                     .record_feedback(&record, user, kind, now_ms())
                     .map_err(HandlerError::failed)?;
                 match self.config.card.mode {
-                    CardMode::Template => Ok(json!({
-                        "cardUpdateOptions": {"updateCardDataByKey": true},
-                        "cardData": {"cardParamMap": template::thanks(kind, &record, lang)},
-                    })),
+                    CardMode::Template => Ok(template::callback_response(&template::thanks(
+                        kind, &record, lang,
+                    ))),
                     CardMode::Standard => {
-                        if let Some(card_id) = &parsed.out_track_id {
+                        if let Some(card_id) = Some(&cb.out_track_id).filter(|c| !c.is_empty()) {
                             if let Some(card) = AnswerCard::new(
                                 &self.config,
                                 card_id.clone(),
@@ -554,10 +508,11 @@ impl Robot {
                     }
                 }
                 match self.config.card.mode {
-                    CardMode::Template => Ok(json!({
-                        "cardUpdateOptions": {"updateCardDataByKey": true},
-                        "cardData": {"cardParamMap": {"notice": texts.invitation}},
-                    })),
+                    CardMode::Template => {
+                        let mut notice = ParamMap::new();
+                        notice.insert("notice".into(), texts.invitation.into());
+                        Ok(template::callback_response(&notice))
+                    }
                     CardMode::Standard => {
                         // No live session webhook: the invitation goes out as a small card.
                         let id = cards::new_card_id();
@@ -573,10 +528,9 @@ impl Robot {
                             &row.reply_target(),
                             row.at_user().as_ref(),
                         ) {
-                            let call = jitnode_stream::reply::Method::Post;
                             if let Err(e) = replier
                                 .openapi
-                                .call(call, reply::PATH_STANDARD_SEND, &body)
+                                .call(Method::Post, PATH_STANDARD_SEND, &body)
                                 .await
                             {
                                 tracing::warn!(robot = %self.name, "invitation not sent: {e}");
@@ -596,8 +550,8 @@ pub(crate) struct RobotHandler(pub(crate) Arc<Robot>);
 impl Handler for RobotHandler {
     fn on_robot_message(
         &self,
-        msg: jitnode_stream::RobotMessage,
-        ctx: jitnode_stream::ReplyContext,
+        msg: RobotMessage,
+        ctx: ReplyContext,
     ) -> BoxFuture<'_, Result<(), HandlerError>> {
         let shutdown = ctx.shutdown().clone();
         let replier = ctx.replier().clone();
@@ -606,7 +560,7 @@ impl Handler for RobotHandler {
 
     fn on_card_callback(
         &self,
-        cb: jitnode_stream::CardCallback,
+        cb: CardCallback,
         replier: Replier,
     ) -> BoxFuture<'_, Result<Value, HandlerError>> {
         Box::pin(self.0.clone().on_callback(cb, replier))

@@ -2,17 +2,18 @@
 //! `builtin:dingTalkStream` and a test agent (`builtin:testAgent`, streaming chunks with
 //! configurable delays and failures), DingTalk's side played by `jitnode-sandbox`.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, FunctionError, Registry};
 use jitnode_robot::callback::{Action, FeedbackKind};
+use jitnode_robot::cards::view::CardView;
 use jitnode_robot::config::Lang;
 use jitnode_robot::records::{FeedbackFilter, Records};
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, Click, PostMessage, Sandbox, SandboxConfig, Transcript};
+use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
 use serde_json::{json, Value};
 
 /// How the test agent answers.
@@ -47,17 +48,12 @@ fn quick() -> AgentScript {
 struct Harness {
     sb: Sandbox,
     app: App,
-    dir: tempfile::TempDir,
+    dir: AppDir,
     log: AgentLog,
 }
 
 const APP_A: &str = "dingapp-a";
 const APP_B: &str = "dingapp-b";
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
 
 fn texts() -> &'static Texts {
     Texts::for_lang(Lang::En)
@@ -66,47 +62,20 @@ fn texts() -> &'static Texts {
 /// `robots`: (element name, clientId, extra config).
 async fn start(script: AgentScript, robots: &[(&str, &str, Value)]) -> Harness {
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let el = dir.path().join("elements");
-    write(
-        &el.join("aiagents/meta/e.json"),
-        r#"{"type": "", "title": "agents"}"#,
-    );
-    write(
-        &el.join("aiagents/testAgentType/e.json"),
+    let dir = AppDir::new();
+    dir.meta("aiagents", "agents");
+    dir.write(
+        "aiagents/testAgentType/e.json",
         r#"{"type": "aiagents.meta", "title": "test agent", "backendBundleEntry": "builtin:testAgent"}"#,
     );
-    write(
-        &el.join("aiagents/customerService/e.json"),
+    dir.write(
+        "aiagents/customerService/e.json",
         r#"{"type": "aiagents.testAgentType", "title": "cs"}"#,
     );
-    write(
-        &el.join("imRobots/meta/e.json"),
-        r#"{"type": "", "title": "robots"}"#,
-    );
-    write(
-        &el.join("imRobots/dingTalkStreamType/e.json"),
-        r#"{"type": "imRobots.meta", "title": "robot", "backendBundleEntry": "builtin:dingTalkStream"}"#,
-    );
+    dir.robot_family();
     for (name, client_id, extra) in robots {
-        sb.register_app(client_id, &format!("{client_id}-secret"));
-        write(
-            &el.join(format!("imRobots/{name}/e.json")),
-            r#"{"type": "imRobots.dingTalkStreamType", "title": "bot", "backendLoadTime": "afterAppInit"}"#,
-        );
-        let mut config = json!({
-            "clientId": client_id, "clientSecret": format!("{client_id}-secret"),
-            "agent": "aiagents.customerService", "openApiEndpoint": sb.base_url(),
-            "oapiEndpoint": sb.base_url(), "language": "en",
-            "card": {"minIntervalMs": 50}
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            config[k] = v.clone();
-        }
-        write(
-            &el.join(format!("imRobots/{name}/config.json")),
-            &config.to_string(),
-        );
+        let secret = format!("{client_id}-secret");
+        dir.robot(name, &robot_config(&sb, client_id, &secret, extra));
     }
 
     let log = AgentLog::default();
@@ -155,21 +124,11 @@ async fn start(script: AgentScript, robots: &[(&str, &str, Value)]) -> Harness {
 
 impl Harness {
     fn records(&self) -> Records {
-        Records::open_in(&self.dir.path().join("data")).unwrap()
+        Records::open_in(&self.dir.data_dir()).unwrap()
     }
 
     async fn wait_for(&self, what: &str, cond: impl Fn(&Transcript) -> bool) -> Transcript {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let t = self.sb.transcript();
-            if cond(&t) {
-                return t;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {what}; transcript: {:#?}", t.entries);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for(&self.sb, what, Duration::from_secs(10), cond).await
     }
 
     async fn stop(self) {
@@ -179,18 +138,12 @@ impl Harness {
     }
 }
 
-/// Button values of a standard card.
+/// Buttons of a standard card, read by the robot's card view.
 fn buttons(card: &CardState) -> Vec<Action> {
-    let mut out = Vec::new();
-    let Some(data) = &card.card_data else {
-        return out;
-    };
-    for c in data["contents"].as_array().into_iter().flatten() {
-        for b in c["actions"].as_array().into_iter().flatten() {
-            out.push(Action::from_value_str(b["value"].as_str().unwrap()).unwrap());
-        }
-    }
-    out
+    card.card_data
+        .as_ref()
+        .map(|data| CardView::standard(data).buttons)
+        .unwrap_or_default()
 }
 
 fn card_text(card: &CardState) -> String {

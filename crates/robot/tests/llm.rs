@@ -2,8 +2,6 @@
 //! `aiagents` instance loaded by `jitnode_agent::loader()`, whose LLM is an OpenAI-compatible
 //! stand-in on loopback that streams SSE; DingTalk's side is played by `jitnode-sandbox`.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jitnode_host::{App, Registry};
@@ -11,9 +9,11 @@ use jitnode_robot::config::Lang;
 use jitnode_robot::records::Records;
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, PostMessage, Sandbox, SandboxConfig, Transcript};
+use jitnode_test_kit::llm::{delta_event, error_response, finish_events, LlmStandIn, SSE_HEAD};
+use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 const APP: &str = "dingapp-llm";
 const QUESTION: &str = "How do I connect to the VPN?";
@@ -39,81 +39,29 @@ enum Script {
     ServerError,
 }
 
-struct Request {
-    head: String,
-    body: Value,
-}
-
-/// A one-route OpenAI-compatible server: `POST /v1/chat/completions` answered per [`Script`].
+/// The kit's OpenAI-compatible stand-in, answering `POST /v1/chat/completions` per
+/// [`Script`].
 struct StandIn {
     base_url: String,
-    requests: Arc<Mutex<Vec<Request>>>,
+    kit: LlmStandIn,
 }
 
 impl StandIn {
     async fn start(script: Script) -> StandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let reqs = requests.clone();
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                let reqs = reqs.clone();
-                tokio::spawn(async move { answer(sock, script, reqs).await });
-            }
-        });
+        let kit = LlmStandIn::start(move |sock, _body| answer(sock, script)).await;
         StandIn {
-            base_url: format!("http://{addr}/v1"),
-            requests,
+            base_url: kit.base_url().to_string(),
+            kit,
         }
     }
 
     fn requests(&self) -> Vec<(String, Value)> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| (r.head.clone(), r.body.clone()))
+        self.kit
+            .requests()
+            .into_iter()
+            .map(|r| (r.head, r.body))
             .collect()
     }
-}
-
-/// Reads one HTTP/1.1 request with a Content-Length body (what reqwest sends for JSON).
-async fn read_request(sock: &mut TcpStream) -> Option<Request> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    }
-    let body = serde_json::from_slice(&buf[head_end..head_end + len]).ok()?;
-    Some(Request { head, body })
-}
-
-fn event(delta: Value) -> String {
-    format!(
-        "data: {}\n\n",
-        json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]})
-    )
 }
 
 async fn send(sock: &mut TcpStream, text: &str) {
@@ -123,59 +71,53 @@ async fn send(sock: &mut TcpStream, text: &str) {
     tokio::time::sleep(Duration::from_millis(80)).await;
 }
 
-const SSE_HEAD: &str =
-    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
-
-async fn answer(mut sock: TcpStream, script: Script, reqs: Arc<Mutex<Vec<Request>>>) {
-    let Some(req) = read_request(&mut sock).await else {
-        return;
-    };
-    reqs.lock().unwrap().push(req);
+async fn answer(mut sock: TcpStream, script: Script) {
     match script {
         Script::Complete => {
             send(&mut sock, SSE_HEAD).await;
             send(
                 &mut sock,
-                &event(json!({"role": "assistant", "content": ""})),
+                &delta_event(json!({"role": "assistant", "content": ""})),
             )
             .await;
-            send(&mut sock, &event(json!({"reasoning_content": REASONING}))).await;
+            send(
+                &mut sock,
+                &delta_event(json!({"reasoning_content": REASONING})),
+            )
+            .await;
             for (i, p) in PIECES.iter().enumerate() {
                 if i == 2 {
                     // Reasoning in the middle of the answer, too.
                     send(
                         &mut sock,
-                        &event(json!({"reasoning_content": "more hidden"})),
+                        &delta_event(json!({"reasoning_content": "more hidden"})),
                     )
                     .await;
                 }
-                send(&mut sock, &event(json!({"content": p}))).await;
+                send(&mut sock, &delta_event(json!({"content": p}))).await;
             }
-            let fin = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
-            send(&mut sock, &format!("data: {fin}\n\ndata: [DONE]\n\n")).await;
+            send(&mut sock, &finish_events()).await;
         }
         Script::CutOff => {
             send(&mut sock, SSE_HEAD).await;
-            send(&mut sock, &event(json!({"reasoning_content": REASONING}))).await;
+            send(
+                &mut sock,
+                &delta_event(json!({"reasoning_content": REASONING})),
+            )
+            .await;
             for p in &PIECES[..2] {
-                send(&mut sock, &event(json!({"content": p}))).await;
+                send(&mut sock, &delta_event(json!({"content": p}))).await;
             }
             // Dropping the socket closes the connection mid-answer.
         }
         Script::ServerError => {
-            let body = r#"{"error":{"message":"model overloaded","type":"server_error"}}"#;
-            let resp = format!(
-                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
+            let resp = error_response(
+                "500 Internal Server Error",
+                &json!({"error": {"message": "model overloaded", "type": "server_error"}}),
             );
             send(&mut sock, &resp).await;
         }
     }
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
 }
 
 fn texts() -> &'static Texts {
@@ -185,7 +127,7 @@ fn texts() -> &'static Texts {
 struct Harness {
     sb: Sandbox,
     app: App,
-    dir: tempfile::TempDir,
+    dir: AppDir,
     llm: StandIn,
 }
 
@@ -194,24 +136,20 @@ struct Harness {
 async fn start(script: Script, robot_extra: Value) -> Harness {
     let llm = StandIn::start(script).await;
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let el = dir.path().join("elements");
-    write(
-        &el.join("aiagents/meta/e.json"),
-        r#"{"type": "", "title": "agents"}"#,
-    );
-    write(
-        &el.join("aiagents/ragType/e.json"),
+    let dir = AppDir::new();
+    dir.meta("aiagents", "agents");
+    dir.write(
+        "aiagents/ragType/e.json",
         &json!({"type": "aiagents.meta", "title": "rag agent",
                 "backendBundleEntry": format!("builtin:{}", jitnode_agent::LOADER_NAME)})
         .to_string(),
     );
-    write(
-        &el.join("aiagents/customerService/e.json"),
+    dir.write(
+        "aiagents/customerService/e.json",
         r#"{"type": "aiagents.ragType", "title": "cs"}"#,
     );
-    write(
-        &el.join("aiagents/customerService/config.json"),
+    dir.write(
+        "aiagents/customerService/config.json",
         &json!({
             "systemPrompt": "Answer from the passages.",
             "llm": {"baseUrl": llm.base_url, "model": "stand-in-1", "apiKey": "sk-llm-e2e", "timeoutSecs": 20},
@@ -219,37 +157,19 @@ async fn start(script: Script, robot_extra: Value) -> Harness {
         })
         .to_string(),
     );
-    write(
-        &el.join("aiagents/customerService/knowledge/vpn.en.md"),
+    dir.write(
+        "aiagents/customerService/knowledge/vpn.en.md",
         &format!(
             "# Office IT\n\n## Connecting to the VPN\n\nTo connect to the VPN, open the VPN app, choose the \
              {PASSAGE_MARK} and sign in with your staff account.\n\n## Printers\n\nPrinters are on \
              the second floor next to the kitchen; add them from the print settings page.\n"
         ),
     );
-    write(
-        &el.join("imRobots/meta/e.json"),
-        r#"{"type": "", "title": "robots"}"#,
+    dir.robot_family();
+    dir.robot(
+        "bot",
+        &robot_config(&sb, APP, "llm-e2e-secret", &robot_extra),
     );
-    write(
-        &el.join("imRobots/dingTalkStreamType/e.json"),
-        r#"{"type": "imRobots.meta", "title": "robot", "backendBundleEntry": "builtin:dingTalkStream"}"#,
-    );
-    sb.register_app(APP, "llm-e2e-secret");
-    write(
-        &el.join("imRobots/bot/e.json"),
-        r#"{"type": "imRobots.dingTalkStreamType", "title": "bot", "backendLoadTime": "afterAppInit"}"#,
-    );
-    let mut config = json!({
-        "clientId": APP, "clientSecret": "llm-e2e-secret",
-        "agent": "aiagents.customerService", "openApiEndpoint": sb.base_url(),
-        "oapiEndpoint": sb.base_url(), "language": "en",
-        "card": {"minIntervalMs": 50}
-    });
-    for (k, v) in robot_extra.as_object().unwrap() {
-        config[k] = v.clone();
-    }
-    write(&el.join("imRobots/bot/config.json"), &config.to_string());
 
     let mut registry = Registry::with_builtins();
     registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
@@ -267,21 +187,11 @@ async fn start(script: Script, robot_extra: Value) -> Harness {
 
 impl Harness {
     fn records(&self) -> Records {
-        Records::open_in(&self.dir.path().join("data")).unwrap()
+        Records::open_in(&self.dir.data_dir()).unwrap()
     }
 
     async fn wait_for(&self, what: &str, cond: impl Fn(&Transcript) -> bool) -> Transcript {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let t = self.sb.transcript();
-            if cond(&t) {
-                return t;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {what}; transcript: {:#?}", t.entries);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for(&self.sb, what, Duration::from_secs(15), cond).await
     }
 
     /// The one request the stand-in got: it is a streaming chat completion carrying the

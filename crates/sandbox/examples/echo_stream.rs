@@ -6,9 +6,8 @@
 
 use std::sync::Arc;
 
-use jitnode_stream::{
-    BoxFuture, Client, ClientConfig, Handler, HandlerError, ReplyContext, RobotMessage,
-};
+use jitnode_dingtalk_wire::RobotMessage;
+use jitnode_stream::{BoxFuture, Client, ClientConfig, Handler, HandlerError, ReplyContext};
 
 struct Echo;
 

@@ -36,6 +36,8 @@
 //!   `POST /control/faults/raw {connectionId? | clientId?, text}` (verbatim frame),
 //!   `POST /control/events {clientId, eventType, data}` -> `{messageId, connectionId}`.
 //!
+//! [`ControlClient`] makes those calls from another process, typed.
+//!
 //! The control API guards itself against web pages (CSRF and DNS rebinding on the fixed
 //! port of `jitnode sandbox`): a POST must say `Content-Type: application/json` (415
 //! otherwise); without [`SandboxConfig::control_token`], the Host and any Origin must be
@@ -64,6 +66,7 @@
 //! Time (ticket, webhook, token expiry, ping interval, redelivery delays) runs on tokio's
 //! clock, so tests can use a paused clock.
 
+mod control;
 mod http;
 mod state;
 mod types;
@@ -72,6 +75,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use control::{ControlClient, ControlError};
 pub use http::{MAX_REDELIVERY_SECS, MAX_WAIT_MS};
 pub use types::*;
 

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jitnode_stream::frame::{Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_DISCONNECT, TOPIC_ROBOT};
+use jitnode_dingtalk_wire::frame::{
+    Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_DISCONNECT, TOPIC_ROBOT,
+};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde_json::{json, Value};

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use jitnode_dingtalk_wire::{CallKind, CardKind, FlowStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -262,6 +263,18 @@ pub struct TranscriptEntry {
     pub error: Option<String>,
 }
 
+impl TranscriptEntry {
+    /// The kind as the wire crate names it; `None` for a name it does not know.
+    pub fn call_kind(&self) -> Option<CallKind> {
+        CallKind::parse(&self.kind)
+    }
+
+    /// Whether this is a card call or the card update of a callback ACK.
+    pub fn is_card(&self) -> bool {
+        self.call_kind().is_some_and(|k| k != CallKind::Webhook)
+    }
+}
+
 /// Current state of a card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -290,6 +303,20 @@ pub struct CardState {
     pub updates: u64,
 }
 
+impl CardState {
+    pub fn card_kind(&self) -> Option<CardKind> {
+        match self.kind.as_str() {
+            "standard" => Some(CardKind::Standard),
+            "advanced" => Some(CardKind::Advanced),
+            _ => None,
+        }
+    }
+
+    pub fn flow(&self) -> Option<FlowStatus> {
+        self.flow_status.as_deref().and_then(FlowStatus::parse)
+    }
+}
+
 /// Everything the robot sent, in order, plus the current state of each card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -303,9 +330,14 @@ impl Transcript {
     pub fn replies(&self) -> Vec<String> {
         self.entries
             .iter()
-            .filter(|e| e.kind == "webhook" && e.error.is_none())
+            .filter(|e| e.call_kind() == Some(CallKind::Webhook) && e.error.is_none())
             .filter_map(|e| e.text.clone())
             .collect()
+    }
+
+    /// The `seq` of the newest entry (0 when empty): entries after it are new.
+    pub fn last_seq(&self) -> u64 {
+        self.entries.iter().map(|e| e.seq).max().unwrap_or(0)
     }
 }
 

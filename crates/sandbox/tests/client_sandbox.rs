@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use jitnode_dingtalk_wire::api::CreateAndDeliver;
+use jitnode_dingtalk_wire::{CardCallback, CardTarget, ParamMap, RobotMessage};
 use jitnode_sandbox::{Click, PostMessage, Sandbox, SandboxConfig};
 use jitnode_stream::{
-    BoxFuture, CardCallback, CardTarget, Client, ClientConfig, Handler, HandlerError, Replier,
-    ReplyContext, ReplyError, RobotMessage, Status,
+    BoxFuture, Client, ClientConfig, Handler, HandlerError, Replier, ReplyContext, ReplyError,
+    Status,
 };
 use serde_json::{json, Value};
 
@@ -330,22 +332,26 @@ async fn cards_token_refresh_and_403() {
     let t = sb.transcript();
     assert_eq!(t.cards["biz-1"].card_data.as_ref().unwrap(), &card2);
     // Advanced card, then the token expires: the next call refreshes once and succeeds.
-    api.create_and_deliver(&json!({
-        "cardTemplateId": "tpl.schema", "outTrackId": "track-1", "callbackType": "STREAM",
-        "cardData": {"cardParamMap": {"flowStatus": "1"}},
-        "openSpaceId": "dtv1.card//IM_ROBOT.user001",
-        "imRobotOpenSpaceModel": {"supportForward": true},
-        "imRobotOpenDeliverModel": {"spaceType": "IM_ROBOT"}, "userIdType": 1,
-    }))
-    .await
-    .expect("createAndDeliver");
+    let mut params = ParamMap::new();
+    params.insert("flowStatus".into(), "1".into());
+    let body = CreateAndDeliver::new(
+        "tpl.schema",
+        "track-1",
+        APP,
+        CardTarget::User("user001"),
+        None,
+        params,
+    );
+    api.create_and_deliver(&body)
+        .await
+        .expect("createAndDeliver");
     sb.expire_access_tokens();
     api.stream_card("track-1", "content", "partial answer", false, false)
         .await
         .expect("streaming after a token refresh");
-    let mut params = serde_json::Map::new();
-    params.insert("flowStatus".into(), json!("3"));
-    api.update_card("track-1", &params).await.expect("update");
+    let mut params = ParamMap::new();
+    params.insert("flowStatus".into(), "3".into());
+    api.update_card("track-1", params).await.expect("update");
     let card = &sb.transcript().cards["track-1"];
     assert_eq!(card.streams["content"], "partial answer");
     assert_eq!(card.flow_status.as_deref(), Some("3"));

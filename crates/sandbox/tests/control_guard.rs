@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use jitnode_dingtalk_wire::frame::Ack;
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig, SandboxError, MAX_WAIT_MS};
-use jitnode_stream::frame::Ack;
 use serde_json::{json, Value};
 
 async fn post_raw(

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use jitnode_dingtalk_wire::frame::{Ack, FrameType};
 use jitnode_sandbox::{PingMode, PostMessage, SandboxConfig};
-use jitnode_stream::frame::{Ack, FrameType};
 use serde_json::{json, Value};
 
 #[tokio::test]

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use jitnode_dingtalk_wire::frame::Ack;
 use jitnode_sandbox::{Click, PostMessage, Sandbox};
-use jitnode_stream::frame::Ack;
 use serde_json::{json, Value};
 
 async fn token(base: &str) -> String {

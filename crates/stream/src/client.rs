@@ -27,12 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ClientConfig;
 use crate::dedupe::Dedupe;
-use crate::frame::{
+use crate::handler::{Handler, HandlerError, Replier, ReplyContext};
+use crate::reply::{http_client, OpenApi, SessionWebhook};
+use jitnode_dingtalk_wire::frame::{
     code, Ack, Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_DISCONNECT, TOPIC_PING, TOPIC_ROBOT,
 };
-use crate::handler::{Handler, HandlerError, Replier, ReplyContext};
-use crate::message::{CardCallback, Event, EventStatus, RobotMessage};
-use crate::reply::{http_client, OpenApi, SessionWebhook};
+use jitnode_dingtalk_wire::message::{CardCallback, Event, EventStatus, RobotMessage};
 
 pub const PATH_OPEN_CONNECTION: &str = "/v1.0/gateway/connections/open";
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::frame::{TOPIC_CARD_CALLBACK, TOPIC_ROBOT};
+use jitnode_dingtalk_wire::frame::{TOPIC_CARD_CALLBACK, TOPIC_ROBOT};
 
 /// Default OpenAPI base (connections, tokens, cards).
 pub const DEFAULT_OPENAPI: &str = "https://api.dingtalk.com";

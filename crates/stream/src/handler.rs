@@ -17,8 +17,9 @@ use std::pin::Pin;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::message::{CardCallback, Event, EventStatus, RobotMessage};
-use crate::reply::{At, OpenApi, ReplyError, SessionWebhook};
+use crate::reply::{OpenApi, ReplyError, SessionWebhook};
+use jitnode_dingtalk_wire::api::At;
+use jitnode_dingtalk_wire::message::{CardCallback, Event, EventStatus, RobotMessage};
 
 /// A boxed `Send` future, the return type of handler methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -107,7 +108,7 @@ impl std::fmt::Debug for ReplyContext {
             .field("replier", &self.replier)
             .field(
                 "session_webhook",
-                &crate::reply::redacted_url(&self.session_webhook),
+                &jitnode_dingtalk_wire::redacted_url(&self.session_webhook),
             )
             .field("at", &self.at)
             .finish_non_exhaustive()

@@ -6,22 +6,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use jitnode_dingtalk_wire::api::{
+    self, AccessTokenRequest, ApiError, At, CardInstanceUpdate, CardStreaming, CardTarget, Method,
+    StandardCardSend, StandardCardUpdate, WebhookMessage, WebhookResponse, ERRCODE_SESSION_EXPIRED,
+    HEADER_ACCESS_TOKEN, PATH_ACCESS_TOKEN, PATH_CARD_INSTANCES, PATH_CARD_STREAMING,
+    PATH_CREATE_AND_DELIVER, PATH_STANDARD_SEND, PATH_STANDARD_UPDATE,
+};
+use jitnode_dingtalk_wire::redacted_url;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::{ClientConfig, Secret};
-
-pub const PATH_ACCESS_TOKEN: &str = "/v1.0/oauth2/accessToken";
-pub const PATH_STANDARD_SEND: &str = "/v1.0/im/v1.0/robot/interactiveCards/send";
-pub const PATH_STANDARD_UPDATE: &str = "/v1.0/im/robots/interactiveCards";
-pub const PATH_CREATE_AND_DELIVER: &str = "/v1.0/card/instances/createAndDeliver";
-pub const PATH_CARD_INSTANCES: &str = "/v1.0/card/instances";
-pub const PATH_CARD_STREAMING: &str = "/v1.0/card/streaming";
-
-/// Session webhook errcode of an expired session.
-pub const ERRCODE_SESSION_EXPIRED: i64 = 300001;
 
 /// Refresh the token this long before DingTalk says it expires.
 const TOKEN_EARLY_REFRESH: Duration = Duration::from_secs(5 * 60);
@@ -87,24 +84,6 @@ fn transport(what: &str, e: reqwest::Error) -> ReplyError {
     }
 }
 
-/// A URL for Debug output and logs: scheme, host, port and path, without userinfo, query
-/// or fragment (where session keys and tokens travel).
-pub fn redacted_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(u) => {
-            let origin = u.origin().ascii_serialization();
-            let hidden = if u.query().is_some() || u.fragment().is_some() {
-                "?<redacted>"
-            } else {
-                ""
-            };
-            format!("{origin}{}{hidden}", u.path())
-        }
-        Err(_) if raw.is_empty() => String::new(),
-        Err(_) => "<not a URL, redacted>".into(),
-    }
-}
-
 /// Builds the shared HTTP client with the configured timeout. It follows no redirects: a
 /// 3xx from an allowed webhook origin must not lead a post (and its body) anywhere else,
 /// and DingTalk's APIs answer directly.
@@ -116,25 +95,6 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .build()
         // Only fails when the TLS backend cannot initialise, which is a broken install.
         .expect("HTTP client builds")
-}
-
-/// Whom to @ in a webhook reply.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct At {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub at_user_ids: Vec<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub is_at_all: bool,
-}
-
-impl At {
-    pub fn user(staff_id: impl Into<String>) -> At {
-        At {
-            at_user_ids: vec![staff_id.into()],
-            is_at_all: false,
-        }
-    }
 }
 
 /// One allowed webhook origin: scheme, host and port all pinned.
@@ -234,11 +194,8 @@ impl SessionWebhook {
         content: &str,
         at: Option<&At>,
     ) -> Result<(), ReplyError> {
-        let mut body = json!({"msgtype": "text", "text": {"content": content}});
-        if let Some(at) = at {
-            body["at"] = json!(at);
-        }
-        self.send(webhook, &body).await
+        self.send(webhook, &WebhookMessage::text(content, at.cloned()))
+            .await
     }
 
     pub async fn send_markdown(
@@ -248,15 +205,16 @@ impl SessionWebhook {
         text: &str,
         at: Option<&At>,
     ) -> Result<(), ReplyError> {
-        let mut body = json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}});
-        if let Some(at) = at {
-            body["at"] = json!(at);
-        }
-        self.send(webhook, &body).await
+        self.send(webhook, &WebhookMessage::markdown(title, text, at.cloned()))
+            .await
     }
 
     /// Posts any body; success only when the answer says `errcode` 0.
-    pub async fn send(&self, webhook: &str, body: &Value) -> Result<(), ReplyError> {
+    pub async fn send<B: Serialize + ?Sized>(
+        &self,
+        webhook: &str,
+        body: &B,
+    ) -> Result<(), ReplyError> {
         let url = self.check_url(webhook)?;
         let what = "session webhook";
         let resp = self
@@ -269,17 +227,13 @@ impl SessionWebhook {
             .map_err(|e| transport(what, e))?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| transport(what, e))?;
-        let v: Value = serde_json::from_str(&text).map_err(|_| ReplyError::InvalidResponse {
-            what: what.into(),
-            reason: format!("HTTP {status}, body is not JSON"),
-        })?;
-        let errcode = v.get("errcode").and_then(Value::as_i64);
-        let errmsg = v
-            .get("errmsg")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        match errcode {
+        let answer: WebhookResponse =
+            serde_json::from_str(&text).map_err(|_| ReplyError::InvalidResponse {
+                what: what.into(),
+                reason: format!("HTTP {status}, body is not JSON"),
+            })?;
+        let errmsg = answer.errmsg;
+        match answer.errcode {
             Some(0) if status < 400 => Ok(()),
             Some(ERRCODE_SESSION_EXPIRED) => Err(ReplyError::SessionExpired { errmsg }),
             Some(errcode) => Err(ReplyError::Webhook { errcode, errmsg }),
@@ -314,21 +268,6 @@ impl std::fmt::Debug for OpenApi {
             .field("base", &redacted_url(&self.base))
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Post,
-    Put,
-}
-
-impl Method {
-    fn as_str(self) -> &'static str {
-        match self {
-            Method::Post => "POST",
-            Method::Put => "PUT",
-        }
     }
 }
 
@@ -376,7 +315,10 @@ impl OpenApi {
             .http
             .post(format!("{}{PATH_ACCESS_TOKEN}", self.base))
             .header("Accept", "application/json")
-            .json(&json!({"appKey": &*self.client_id, "appSecret": self.client_secret.expose()}))
+            .json(&AccessTokenRequest {
+                app_key: self.client_id.to_string(),
+                app_secret: self.client_secret.expose().to_string(),
+            })
             .send()
             .await
             .map_err(|e| transport(what, e))?;
@@ -415,11 +357,11 @@ impl OpenApi {
     }
 
     /// One OpenAPI call under the base URL, with the token; refreshes it once on a 401.
-    pub async fn call(
+    pub async fn call<B: Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,
-        body: &Value,
+        body: &B,
     ) -> Result<Value, ReplyError> {
         let token = self.access_token().await?;
         match self.call_with(method, path, body, &token).await {
@@ -432,11 +374,11 @@ impl OpenApi {
         }
     }
 
-    async fn call_with(
+    async fn call_with<B: Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,
-        body: &Value,
+        body: &B,
         token: &Secret,
     ) -> Result<Value, ReplyError> {
         let url = format!("{}{path}", self.base);
@@ -447,7 +389,7 @@ impl OpenApi {
         let what = format!("{} {path}", method.as_str());
         let resp = req
             .header("Accept", "application/json")
-            .header("x-acs-dingtalk-access-token", token.expose())
+            .header(HEADER_ACCESS_TOKEN, token.expose())
             .json(body)
             .send()
             .await
@@ -460,26 +402,21 @@ impl OpenApi {
             serde_json::from_str(&text).unwrap_or(Value::Null)
         };
         if status >= 400 {
-            let s = |k: &str| {
-                v.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
+            let e: ApiError = serde_json::from_value(v).unwrap_or_default();
             return Err(ReplyError::Api {
                 method: method.as_str(),
                 path: path.to_string(),
                 status,
-                code: s("code"),
-                message: s("message"),
-                request_id: s("requestid"),
+                code: e.code,
+                message: e.message,
+                request_id: e.requestid,
             });
         }
         Ok(v)
     }
 
     /// `POST /v1.0/im/v1.0/robot/interactiveCards/send` with a ready body.
-    pub async fn standard_card_send(&self, body: &Value) -> Result<Value, ReplyError> {
+    pub async fn standard_card_send(&self, body: &StandardCardSend) -> Result<Value, ReplyError> {
         self.call(Method::Post, PATH_STANDARD_SEND, body).await
     }
 
@@ -491,18 +428,7 @@ impl OpenApi {
         card: &Value,
         target: CardTarget<'_>,
     ) -> Result<Value, ReplyError> {
-        let mut body = json!({
-            "cardTemplateId": "StandardCard",
-            "robotCode": &*self.client_id,
-            "cardBizId": card_biz_id,
-            "cardData": card.to_string(),
-        });
-        match target {
-            CardTarget::Group(cid) => body["openConversationId"] = json!(cid),
-            CardTarget::User(staff) => {
-                body["singleChatReceiver"] = json!(json!({"userId": staff}).to_string())
-            }
-        }
+        let body = StandardCardSend::new(&self.client_id, card_biz_id, card, target, None);
         self.standard_card_send(&body).await
     }
 
@@ -512,12 +438,15 @@ impl OpenApi {
         card_biz_id: &str,
         card: &Value,
     ) -> Result<Value, ReplyError> {
-        let body = json!({"cardBizId": card_biz_id, "cardData": card.to_string()});
+        let body = StandardCardUpdate::new(card_biz_id, card);
         self.call(Method::Put, PATH_STANDARD_UPDATE, &body).await
     }
 
     /// `POST /v1.0/card/instances/createAndDeliver` with a ready body.
-    pub async fn create_and_deliver(&self, body: &Value) -> Result<Value, ReplyError> {
+    pub async fn create_and_deliver(
+        &self,
+        body: &api::CreateAndDeliver,
+    ) -> Result<Value, ReplyError> {
         self.call(Method::Post, PATH_CREATE_AND_DELIVER, body).await
     }
 
@@ -525,13 +454,9 @@ impl OpenApi {
     pub async fn update_card(
         &self,
         out_track_id: &str,
-        params: &serde_json::Map<String, Value>,
+        params: api::ParamMap,
     ) -> Result<Value, ReplyError> {
-        let body = json!({
-            "outTrackId": out_track_id,
-            "cardData": {"cardParamMap": params},
-            "cardUpdateOptions": {"updateCardDataByKey": true, "updatePrivateDataByKey": true},
-        });
+        let body = CardInstanceUpdate::by_key(out_track_id, params);
         self.call(Method::Put, PATH_CARD_INSTANCES, &body).await
     }
 
@@ -544,26 +469,17 @@ impl OpenApi {
         finalize: bool,
         error: bool,
     ) -> Result<Value, ReplyError> {
-        let body = json!({
-            "outTrackId": out_track_id,
-            "guid": uuid::Uuid::new_v4().to_string(),
-            "key": key,
-            "content": content,
-            "isFull": true,
-            "isFinalize": finalize,
-            "isError": error,
-        });
+        let body = CardStreaming {
+            out_track_id: out_track_id.into(),
+            guid: uuid::Uuid::new_v4().to_string(),
+            key: key.into(),
+            content: content.into(),
+            is_full: true,
+            is_finalize: finalize,
+            is_error: error,
+        };
         self.call(Method::Put, PATH_CARD_STREAMING, &body).await
     }
-}
-
-/// Where a standard card goes.
-#[derive(Debug, Clone, Copy)]
-pub enum CardTarget<'a> {
-    /// `openConversationId`.
-    Group(&'a str),
-    /// `singleChatReceiver` by staffId.
-    User(&'a str),
 }
 
 #[cfg(test)]
@@ -691,22 +607,6 @@ mod tests {
             .starts_with("POST /robot/send"));
         // The client is done with the request; the other server saw nothing.
         assert!(elsewhere_seen.try_recv().is_err());
-    }
-
-    #[test]
-    fn redacted_urls_keep_only_origin_and_path() {
-        for (raw, shown) in [
-            (
-                "https://u:p@oapi.dingtalk.com/robot/sendBySession?session=k#f",
-                "https://oapi.dingtalk.com/robot/sendBySession?<redacted>",
-            ),
-            ("http://127.0.0.1:8917", "http://127.0.0.1:8917/"),
-            ("https://api.dingtalk.com/", "https://api.dingtalk.com/"),
-            ("", ""),
-            ("token-without-scheme", "<not a URL, redacted>"),
-        ] {
-            assert_eq!(redacted_url(raw), shown, "{raw}");
-        }
     }
 
     #[test]

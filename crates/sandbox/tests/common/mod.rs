@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use jitnode_dingtalk_wire::frame::{Ack, Frame};
 use jitnode_sandbox::{Sandbox, SandboxConfig};
-use jitnode_stream::frame::{Ack, Frame};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;

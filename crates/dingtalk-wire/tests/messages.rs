@@ -1,7 +1,9 @@
-//! Parsing of real-shaped frames kept under `tests/fixtures/`.
+//! Parsing of real-shaped frames kept under `tests/fixtures/`, and their round trip.
 
-use jitnode_stream::frame::{Ack, Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_PING, TOPIC_ROBOT};
-use jitnode_stream::message::{
+use jitnode_dingtalk_wire::frame::{
+    Ack, Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_PING, TOPIC_ROBOT,
+};
+use jitnode_dingtalk_wire::message::{
     CardCallback, ConversationType, Event, MessageBody, ParseError, RobotMessage,
 };
 use serde_json::{json, Value};
@@ -198,4 +200,50 @@ fn ack_shapes_are_exact() {
     let e: Value = serde_json::from_str(&Ack::event("m2", false, "later").to_text()).unwrap();
     let data: Value = serde_json::from_str(e["data"].as_str().unwrap()).unwrap();
     assert_eq!(data, json!({"status": "LATER", "message": "later"}));
+}
+
+/// Every frame fixture, read and written back: the frame text, and the typed `data` of robot
+/// messages and card callbacks, come out as they went in.
+#[test]
+fn fixtures_round_trip_through_the_types() {
+    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let f = fixture(&name);
+        let again = Frame::parse(&f.to_text()).unwrap();
+        assert_eq!(again, f, "{name}: frame round trip");
+        let data = f.data_json().unwrap();
+        match f.topic() {
+            TOPIC_ROBOT => {
+                let m = RobotMessage::from_frame(&f).unwrap();
+                let written = serde_json::to_value(&m).unwrap();
+                // Every field that came is written back with the same value.
+                for (k, v) in data.as_object().unwrap() {
+                    assert_eq!(written.get(k), Some(v), "{name}: field {k}");
+                }
+                let back: RobotMessage = serde_json::from_value(written).unwrap();
+                assert_eq!(back, m, "{name}: message round trip");
+            }
+            TOPIC_CARD_CALLBACK => {
+                let cb = CardCallback::from_frame(&f).unwrap();
+                let written = serde_json::to_value(&cb).unwrap();
+                let back =
+                    CardCallback::from_data(written.clone(), f.topic(), f.message_id()).unwrap();
+                assert_eq!(back, cb, "{name}: callback round trip");
+                for k in ["outTrackId", "userId", "spaceId", "value", "userIdType"] {
+                    assert_eq!(written.get(k), data.get(k), "{name}: field {k}");
+                }
+                let via_serde: CardCallback = serde_json::from_value(written).unwrap();
+                assert_eq!(via_serde.content, cb.content);
+            }
+            _ => {}
+        }
+        seen += 1;
+    }
+    assert!(seen >= 8, "fixtures found: {seen}");
 }

@@ -19,10 +19,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
-use jitnode_stream::frame::{Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_ROBOT};
+use jitnode_dingtalk_wire::frame::{Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_ROBOT};
+use jitnode_dingtalk_wire::{CardCallback, RobotMessage};
 use jitnode_stream::{
-    BoxFuture, CardCallback, Client, ClientConfig, Handler, HandlerError, Replier, ReplyContext,
-    ReplyError, RobotMessage, Status,
+    BoxFuture, Client, ClientConfig, Handler, HandlerError, Replier, ReplyContext, ReplyError,
+    Status,
 };
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
@@ -883,9 +884,9 @@ async fn access_token_is_single_flight_and_refreshed_on_401() {
     );
     // DingTalk revokes the token early: the next call refreshes once and succeeds.
     h.gw.revoked.lock().unwrap().insert("token-1".into());
-    let mut params = serde_json::Map::new();
-    params.insert("flowStatus".into(), json!("3"));
-    api.update_card("card", &params)
+    let mut params = jitnode_dingtalk_wire::ParamMap::new();
+    params.insert("flowStatus".into(), "3".into());
+    api.update_card("card", params)
         .await
         .expect("retried with a new token");
     assert_eq!(h.gw.tokens_issued.load(Ordering::SeqCst), 2);

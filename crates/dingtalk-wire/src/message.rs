@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+pub use crate::api::TextContent;
 use crate::frame::Frame;
 
 /// Why a frame's `data` could not be read as the type its topic promises.
@@ -59,10 +60,31 @@ impl<'de> Deserialize<'de> for ConversationType {
     }
 }
 
+impl ConversationType {
+    /// The wire value: "1", "2" or what came.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ConversationType::OneToOne => "1",
+            ConversationType::Group => "2",
+            ConversationType::Other(s) => s,
+        }
+    }
+}
+
+impl Serialize for ConversationType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl Default for ConversationType {
     fn default() -> Self {
         ConversationType::Other(String::new())
     }
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// Epoch milliseconds, sent as a number or (sometimes) a string.
@@ -80,54 +102,49 @@ fn epoch_ms<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
 pub struct AtUser {
     #[serde(default)]
     pub dingtalk_id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staff_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct TextContent {
-    #[serde(default)]
-    pub content: String,
-}
-
 /// A robot message (`/v1.0/im/bot/messages/get`). Unknown fields are kept in `extra`.
-/// `Debug` shows the session webhook without its query (the session key).
-#[derive(Clone, PartialEq, Deserialize, Default)]
+/// `Debug` shows the session webhook without its query (the session key). Serializes back to
+/// the same JSON fields (absent optional fields stay absent, zero times are left out).
+#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RobotMessage {
     #[serde(default)]
     pub msg_id: String,
     #[serde(default)]
     pub msgtype: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<TextContent>,
     /// Body of non-text messages (picture, richText, audio, video, file, ...).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Value>,
     #[serde(default)]
     pub conversation_id: String,
     #[serde(default)]
     pub conversation_type: ConversationType,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_title: Option<String>,
     #[serde(default)]
     pub sender_id: String,
     /// Absent for external users.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_staff_id: Option<String>,
     #[serde(default)]
     pub sender_nick: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_corp_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_platform: Option<String>,
     #[serde(default)]
     pub is_admin: bool,
     #[serde(default)]
     pub chatbot_user_id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chatbot_corp_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub robot_code: Option<String>,
     #[serde(default)]
     pub is_in_at_list: bool,
@@ -135,11 +152,19 @@ pub struct RobotMessage {
     pub at_users: Vec<AtUser>,
     #[serde(default)]
     pub session_webhook: String,
-    #[serde(default, deserialize_with = "epoch_ms")]
+    #[serde(
+        default,
+        deserialize_with = "epoch_ms",
+        skip_serializing_if = "is_zero"
+    )]
     pub session_webhook_expired_time: i64,
-    #[serde(default, deserialize_with = "epoch_ms")]
+    #[serde(
+        default,
+        deserialize_with = "epoch_ms",
+        skip_serializing_if = "is_zero"
+    )]
     pub create_at: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_thread_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -168,7 +193,7 @@ impl std::fmt::Debug for RobotMessage {
             .field("at_users", &self.at_users)
             .field(
                 "session_webhook",
-                &crate::reply::redacted_url(&self.session_webhook),
+                &crate::redacted_url(&self.session_webhook),
             )
             .field(
                 "session_webhook_expired_time",
@@ -257,7 +282,7 @@ impl RobotMessage {
 }
 
 /// `cardPrivateData` of a card callback's `content`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CardPrivateData {
     #[serde(default)]
@@ -300,13 +325,23 @@ impl CardCallback {
     /// `content` must be present and valid JSON; `extension` may be absent but, when
     /// present, must be valid JSON (an empty string counts as absent).
     pub fn from_frame(frame: &Frame) -> Result<CardCallback, ParseError> {
-        let topic = frame.topic().to_string();
+        let topic = frame.topic();
         let value = frame
             .data_json()
             .map_err(|source| ParseError::DataNotJson {
-                topic: topic.clone(),
+                topic: topic.to_string(),
                 source,
             })?;
+        CardCallback::from_data(value, topic, frame.message_id())
+    }
+
+    /// Reads the decoded `data` of a callback frame of `topic` with `message_id`.
+    pub fn from_data(
+        value: Value,
+        topic: &str,
+        message_id: &str,
+    ) -> Result<CardCallback, ParseError> {
+        let topic = topic.to_string();
         let obj = match value {
             Value::Object(o) => o,
             other => {
@@ -350,13 +385,54 @@ impl CardCallback {
             private_data,
             content,
             extension,
-            message_id: frame.message_id().to_string(),
+            message_id: message_id.to_string(),
         })
+    }
+
+    /// The `data` as the gateway writes it: `content` and `extension` as JSON strings.
+    /// (`message_id` travels in the frame's headers, not here.)
+    pub fn to_data(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: &str| {
+            m.insert(k.into(), Value::String(v.into()));
+        };
+        put("outTrackId", &self.out_track_id);
+        put("corpId", &self.corp_id);
+        put("userId", &self.user_id);
+        put("spaceType", &self.space_type);
+        put("spaceId", &self.space_id);
+        put("type", &self.kind);
+        put("content", &self.content.to_string());
+        if !self.extension.is_null() {
+            put("extension", &self.extension.to_string());
+        }
+        if let Some(v) = &self.value {
+            put("value", v);
+        }
+        if let Some(t) = &self.user_id_type {
+            m.insert("userIdType".into(), t.clone());
+        }
+        Value::Object(m)
     }
 
     /// `cardPrivateData.params[name]` as a string, if it is one.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.private_data.params.get(name).and_then(Value::as_str)
+    }
+}
+
+impl Serialize for CardCallback {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_data().serialize(s)
+    }
+}
+
+/// Reads the decoded `data` (no frame, so `message_id` is empty).
+impl<'de> Deserialize<'de> for CardCallback {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        CardCallback::from_data(v, crate::frame::TOPIC_CARD_CALLBACK, "")
+            .map_err(serde::de::Error::custom)
     }
 }
 

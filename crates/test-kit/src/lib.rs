@@ -1,0 +1,9 @@
+//! Fixtures shared by the workspace's tests (a dev-dependency only; `publish = false`).
+//!
+//! - [`llm`]: an OpenAI-compatible stand-in on loopback that records each request and
+//!   answers it the way a test scripts (SSE streams, cut-offs, HTTP errors);
+//! - [`robot`]: an app directory with the robot family and instances pointed at a
+//!   sandbox, and a wait on the sandbox's transcript.
+
+pub mod llm;
+pub mod robot;

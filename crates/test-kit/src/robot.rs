@@ -1,0 +1,153 @@
+//! The robot's test harness pieces: an app directory with the DingTalk robot family and
+//! robot instances pointed at a sandbox, and a wait on the sandbox's transcript.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jitnode_sandbox::{Sandbox, Transcript};
+use serde_json::{json, Value};
+
+/// A temporary app directory, written element by element. Removed when dropped.
+pub struct AppDir {
+    dir: tempfile::TempDir,
+}
+
+impl Default for AppDir {
+    fn default() -> Self {
+        AppDir::new()
+    }
+}
+
+impl AppDir {
+    pub fn new() -> AppDir {
+        AppDir {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    /// The app directory (holding `elements/`).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `<app>/data`, where the robot keeps its records.
+    pub fn data_dir(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    /// Writes `text` to `<app>/elements/<rel>`, creating folders.
+    pub fn write(&self, rel: &str, text: &str) {
+        write(&self.path().join("elements").join(rel), text);
+    }
+
+    /// A Meta `<family>.meta` titled `title`.
+    pub fn meta(&self, family: &str, title: &str) {
+        self.write(
+            &format!("{family}/meta/e.json"),
+            &json!({"type": "", "title": title}).to_string(),
+        );
+    }
+
+    /// The robot family: `imRobots.meta` and `imRobots.dingTalkStreamType`
+    /// (`builtin:dingTalkStream`).
+    pub fn robot_family(&self) {
+        self.meta("imRobots", "robots");
+        self.write(
+            "imRobots/dingTalkStreamType/e.json",
+            r#"{"type": "imRobots.meta", "title": "robot", "backendBundleEntry": "builtin:dingTalkStream"}"#,
+        );
+    }
+
+    /// A robot instance `imRobots.<name>`, started with the app, with `config`.
+    pub fn robot(&self, name: &str, config: &Value) {
+        self.write(
+            &format!("imRobots/{name}/e.json"),
+            r#"{"type": "imRobots.dingTalkStreamType", "title": "bot", "backendLoadTime": "afterAppInit"}"#,
+        );
+        self.write(&format!("imRobots/{name}/config.json"), &config.to_string());
+    }
+}
+
+/// Writes a file, creating its folders.
+pub fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("a file path has a parent"))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// The config of a robot talking to `sb` as `client_id` (registered there with `secret`),
+/// asking `aiagents.customerService`, in English, with quick card updates; `extra`'s
+/// fields replace the defaults.
+pub fn robot_config(sb: &Sandbox, client_id: &str, secret: &str, extra: &Value) -> Value {
+    sb.register_app(client_id, secret);
+    let mut config = json!({
+        "clientId": client_id, "clientSecret": secret,
+        "agent": "aiagents.customerService", "openApiEndpoint": sb.base_url(),
+        "oapiEndpoint": sb.base_url(), "language": "en",
+        "card": {"minIntervalMs": 50}
+    });
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        config[k] = v.clone();
+    }
+    config
+}
+
+/// Polls the sandbox's transcript until `cond` holds; panics with the transcript after
+/// `timeout`.
+pub async fn wait_for(
+    sb: &Sandbox,
+    what: &str,
+    timeout: Duration,
+    cond: impl Fn(&Transcript) -> bool,
+) -> Transcript {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let t = sb.transcript();
+        if cond(&t) {
+            return t;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}; transcript: {:#?}", t.entries);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jitnode_sandbox::SandboxConfig;
+
+    #[tokio::test]
+    async fn the_app_dir_holds_the_robot_family_and_instances() {
+        let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let app = AppDir::new();
+        app.robot_family();
+        let config = robot_config(&sb, "dingkit", "kit-secret", &json!({"language": "zh"}));
+        assert_eq!(config["language"], "zh");
+        assert_eq!(config["openApiEndpoint"], sb.base_url());
+        app.robot("bot", &config);
+        let tree = jitnode_element::load_tree(&app.path().join("elements")).unwrap();
+        let bot = tree.get("imRobots.bot").expect("the instance resolves");
+        assert_eq!(bot.def.type_name, "imRobots.dingTalkStreamType");
+        let written: Value = serde_json::from_str(
+            &std::fs::read_to_string(app.path().join("elements/imRobots/bot/config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(written, config);
+        // Registered: posting to it no longer says the app is unknown.
+        let e = sb
+            .post_message(&jitnode_sandbox::PostMessage::text("dingkit", "hi"))
+            .unwrap_err();
+        assert!(
+            matches!(e, jitnode_sandbox::SandboxError::NoConnection { .. }),
+            "{e}"
+        );
+        let t = wait_for(&sb, "an empty transcript", Duration::from_secs(1), |t| {
+            t.entries.is_empty()
+        })
+        .await;
+        assert_eq!(t.last_seq(), 0);
+        sb.shutdown().await;
+    }
+}
