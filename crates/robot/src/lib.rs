@@ -27,6 +27,7 @@ pub mod config;
 pub mod loader;
 pub mod message;
 pub mod records;
+pub mod regen;
 pub mod reply;
 mod robot;
 pub mod texts;

@@ -28,6 +28,7 @@ use crate::cards::{self, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
 use crate::message::{webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
 use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, Records};
+use crate::regen::Regenerations;
 use crate::reply::{self, AnswerCard, CardCall};
 use crate::texts::Texts;
 use crate::throttle::{self, Publish, ThrottleConfig};
@@ -94,6 +95,7 @@ pub(crate) struct Robot {
     pub(crate) cancel: CancellationToken,
     pub(crate) in_flight: Arc<InFlight>,
     webhooks: Mutex<HashMap<String, KnownWebhook>>,
+    regenerations: Regenerations,
 }
 
 /// What one answer is for, whether asked in a message or by a "regenerate" click.
@@ -156,6 +158,7 @@ impl Robot {
             records,
             cancel: CancellationToken::new(),
             in_flight: Arc::new(InFlight::default()),
+            regenerations: Regenerations::default(),
             webhooks: Mutex::new(HashMap::new()),
         }
     }
@@ -473,6 +476,18 @@ impl Robot {
                 }
             }
             Action::Regenerate { record } => {
+                let permit = match self.regenerations.try_start(
+                    &record,
+                    &row.user_id,
+                    std::time::Instant::now(),
+                ) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        // ACKed all the same: DingTalk must not redeliver the click.
+                        tracing::info!(robot = %self.name, %record, "regenerate click ignored: {why}");
+                        return Ok(Value::Null);
+                    }
+                };
                 let webhook = self.webhook_for(&row.conversation_id);
                 let chat_id = match row.conversation_kind {
                     ConversationKind::OneToOne => format!("user:{}", row.user_id),
@@ -496,6 +511,7 @@ impl Robot {
                 let robot = self.clone();
                 tokio::spawn(async move {
                     robot.answer(&replier, ask, None).await;
+                    drop(permit);
                     drop(guard);
                 });
                 Ok(Value::Null)

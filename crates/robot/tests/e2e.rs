@@ -704,3 +704,47 @@ async fn an_external_user_without_staff_id_gets_the_answer_as_markdown() {
     assert_eq!(h.records().list_answers(None).unwrap().len(), 1);
     h.stop().await;
 }
+
+/// Repeated "regenerate" clicks are bounded: a user gets PER_USER_PER_WINDOW new answers
+/// per window, and the next click is ACKed but starts no agent run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regenerate_storm_is_rate_limited_per_user() {
+    let h = start(quick(), &[("bot", APP_A, template_mode())]).await;
+    h.sb.post_message(&PostMessage::text(APP_A, "Where is the VPN guide?"))
+        .unwrap();
+    let t = h
+        .wait_for("final card", |t| !answered_cards(t).is_empty())
+        .await;
+    let card = answered_cards(&t)[0].clone();
+    let record = card.card_param_map["record"].clone();
+    let regenerate = Action::Regenerate {
+        record: record.clone(),
+    };
+    let allowed = jitnode_robot::regen::PER_USER_PER_WINDOW;
+    for n in 1..=allowed {
+        let ack =
+            h.sb.click(&click_params(APP_A, &card.id, &regenerate))
+                .await
+                .unwrap();
+        assert_eq!(ack.code, Some(200), "{ack:?}");
+        // Each admitted click ends in one more answer card before the next click.
+        h.wait_for("regenerated card", |t| answered_cards(t).len() == n + 1)
+            .await;
+    }
+    let ack =
+        h.sb.click(&click_params(APP_A, &card.id, &regenerate))
+            .await
+            .unwrap();
+    assert_eq!(
+        ack.code,
+        Some(200),
+        "a refused click is still ACKed: {ack:?}"
+    );
+    // Stopping waits for every regeneration a click started, so a run admitted by the last
+    // click would be counted below.
+    let records = h.records();
+    let calls = h.log.calls.clone();
+    h.stop().await;
+    assert_eq!(records.list_answers(None).unwrap().len(), allowed + 1);
+    assert_eq!(calls.load(Ordering::SeqCst), allowed + 1);
+}
