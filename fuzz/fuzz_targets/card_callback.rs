@@ -3,8 +3,8 @@
 //! button value.
 #![no_main]
 
-use jitnode_robot::callback::{Action, CardCallback};
-use jitnode_stream::frame::{Frame, FrameType, TOPIC_CARD_CALLBACK};
+use jitnode_dingtalk_wire::frame::{Frame, FrameType, TOPIC_CARD_CALLBACK};
+use jitnode_robot::callback::Action;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,19 +18,18 @@ fuzz_target!(|data: &[u8]| {
         &serde_json::Value::Null,
     );
     frame.data = text.to_string();
-    if let Ok(c) = jitnode_stream::CardCallback::from_frame(&frame) {
+    if let Ok(c) = jitnode_dingtalk_wire::CardCallback::from_frame(&frame) {
         let _ = (c.param("action"), c.param("record"));
-    }
-
-    match CardCallback::from_data_str(text) {
-        Ok(c) => {
-            let value = c.action.to_value_string();
-            let back = Action::from_value_str(&value).expect("an action's own value parses");
-            assert_eq!(back, c.action, "an action survives its button value");
-            assert_eq!(Action::from_params(&c.action.to_params()), Ok(c.action));
-        }
-        Err(e) => {
-            let _ = (e.to_string(), e.ack_code());
+        match Action::from_callback(&c) {
+            Ok(action) => {
+                let value = action.to_value_string();
+                let back = Action::from_value_str(&value).expect("an action's own value parses");
+                assert_eq!(back, action, "an action survives its button value");
+                assert_eq!(Action::from_params(&action.to_params()), Ok(action));
+            }
+            Err(e) => {
+                let _ = (e.to_string(), e.ack_code());
+            }
         }
     }
     // A button value on its own, as `value` carries it.

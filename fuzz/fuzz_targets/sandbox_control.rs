@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use jitnode_dingtalk_wire::RobotMessage;
 use jitnode_sandbox::{CardFault, Click, PingMode, PostMessage, Sandbox, SandboxConfig};
 use jitnode_stream::{
-    BoxFuture, Client, ClientConfig, Handler, HandlerError, ReplyContext, RobotMessage, Status,
+    BoxFuture, Client, ClientConfig, Handler, HandlerError, ReplyContext, Status,
 };
 use libfuzzer_sys::fuzz_target;
 

@@ -2,8 +2,8 @@
 //! of message it may carry. A frame that parses must survive its own serialization.
 #![no_main]
 
-use jitnode_stream::frame::{Ack, Frame};
-use jitnode_stream::{CardCallback, Event, RobotMessage};
+use jitnode_dingtalk_wire::frame::{Ack, Frame};
+use jitnode_dingtalk_wire::{CardCallback, Event, RobotMessage};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -35,20 +35,20 @@ fuzz_target!(|data: &[u8]| {
             let _ = e.to_string();
         }
     }
-    if let Ok(m) =
-        jitnode_robot::message::RobotMessage::from_data_str(&frame.data, frame.message_id())
-    {
-        let _ = (m.question(), m.chat_id(), m.reply_target(), m.at_user());
-        let target = m.reply_target();
+    if let Ok(m) = RobotMessage::from_frame(&frame) {
+        // The robot's reading of the message: what it answers and where.
+        use jitnode_robot::message::Incoming;
         let _ = (
-            m.sender.user_key(),
-            target.standard_card_fields(),
-            target.open_space_id(),
+            m.check(),
+            m.question(),
+            m.chat_id(),
+            m.mention(),
+            m.webhook(),
         );
-        if let Some(w) = &m.session_webhook {
-            let _ = w.is_usable_at(1_700_000_000_000);
-        }
-        let _ = format!("{m:?}");
+        let target = m.reply_target();
+        let _ = (target.standard_card_fields(), target.open_space_id());
+        let _ =
+            jitnode_robot::message::webhook_usable_at(m.webhook_expires_at_ms(), 1_700_000_000_000);
     }
     if let Ok(c) = CardCallback::from_frame(&frame) {
         let _ = c.param("action");
