@@ -165,6 +165,18 @@ fn template_mode() -> Value {
 
 /// Template cards whose answer is final (their stage says so; the buttons live in the
 /// template and carry the record id from the card's parameters).
+/// Asks `question` as one user and waits for the answered card: (card, its record id).
+async fn first_answer(h: &Harness, question: &str) -> (CardState, String) {
+    h.sb.post_message(&PostMessage::text(APP_A, question))
+        .unwrap();
+    let t = h
+        .wait_for("final card", |t| !answered_cards(t).is_empty())
+        .await;
+    let card = answered_cards(&t)[0].clone();
+    let record = card.card_param_map["record"].clone();
+    (card, record)
+}
+
 fn answered_cards(t: &Transcript) -> Vec<&CardState> {
     t.cards
         .values()
@@ -267,13 +279,7 @@ async fn question_streams_into_card_then_final_with_four_buttons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_button_has_its_effect() {
     let h = start(quick(), &[("bot", APP_A, template_mode())]).await;
-    h.sb.post_message(&PostMessage::text(APP_A, "Where is the VPN guide?"))
-        .unwrap();
-    let t = h
-        .wait_for("final card", |t| !answered_cards(t).is_empty())
-        .await;
-    let card = answered_cards(&t)[0].clone();
-    let record = card.card_param_map["record"].clone();
+    let (card, record) = first_answer(&h, "Where is the VPN guide?").await;
 
     // Feedback: stored, then the thank-you card with regenerate / continue.
     let helpful = Action::Feedback {
@@ -710,13 +716,7 @@ async fn an_external_user_without_staff_id_gets_the_answer_as_markdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regenerate_storm_is_rate_limited_per_user() {
     let h = start(quick(), &[("bot", APP_A, template_mode())]).await;
-    h.sb.post_message(&PostMessage::text(APP_A, "Where is the VPN guide?"))
-        .unwrap();
-    let t = h
-        .wait_for("final card", |t| !answered_cards(t).is_empty())
-        .await;
-    let card = answered_cards(&t)[0].clone();
-    let record = card.card_param_map["record"].clone();
+    let (card, record) = first_answer(&h, "Where is the VPN guide?").await;
     let regenerate = Action::Regenerate {
         record: record.clone(),
     };
