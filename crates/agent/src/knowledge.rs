@@ -136,6 +136,12 @@ pub struct KnowledgeBase {
     file_postings: Vec<Vec<(u32, u32)>>,
     file_len: Vec<u32>,
     avg_file_len: f64,
+    /// Per passage, its translation group: the passages of one section and of the same
+    /// section in the page's translation (see [`twin_groups`]) share one; any other passage
+    /// has a group of its own.
+    group_of: Vec<u32>,
+    /// Per file, the file it shares page-level scores with: its translation's or its own.
+    file_group: Vec<u32>,
     /// Total bytes of the files indexed.
     pub bytes: usize,
 }
@@ -324,11 +330,18 @@ impl KnowledgeBase {
             synonyms: Synonyms::parse(synonyms),
             ..KnowledgeBase::default()
         };
+        // Per passage, (file ordinal, section ordinal), for pairing translated pages.
+        let mut section_of: Vec<(u32, u32)> = Vec::new();
+        let mut outlines: Vec<(String, u32)> = Vec::new();
         for (file, text) in docs {
             kb.bytes += text.len();
             let format = Format::of(&file).unwrap_or(Format::Markdown);
-            for s in ingest::sections(&file, &text, format, &mut problems) {
+            let sections = ingest::sections(&file, &text, format, &mut problems);
+            let doc = outlines.len() as u32;
+            outlines.push((file.clone(), sections.len() as u32));
+            for (k, s) in sections.into_iter().enumerate() {
                 for body in s.bodies {
+                    section_of.push((doc, k as u32));
                     kb.passages.push(Passage {
                         lang: detect_lang(&body),
                         file: file.clone(),
@@ -357,6 +370,7 @@ impl KnowledgeBase {
             kb.avg_len[f] = (total as f64 / n).max(1.0);
         }
         kb.build_file_index();
+        (kb.group_of, kb.file_group) = twin_groups(&outlines, &section_of);
         kb.build_spelling_index();
         kb
     }
@@ -583,8 +597,15 @@ impl KnowledgeBase {
         let query_set: HashSet<&str> = qterms.iter().map(String::as_str).collect();
         let synonyms = self.synonyms.expand(&query_set);
         let n = self.passages.len();
+        // Per passage its own score (to pick a group's representative); per translation
+        // group the score and matched weight that rank it. A group takes, for each query
+        // term, its best passage's match, so a word both languages use counts once.
         let mut score = vec![0f64; n];
-        let mut matched = vec![0f64; n];
+        let mut gscore = vec![0f64; n];
+        let mut gmatched = vec![0f64; n];
+        // Per group, the query term it last took a match for, and that match.
+        let mut stamp = vec![u32::MAX; n];
+        let mut term_best = vec![(0f64, 0f64); n];
         let mut total_weight = 0.0;
         // Passages with a score, so a query touches only them, not the whole base.
         let mut touched: Vec<usize> = Vec::new();
@@ -593,7 +614,8 @@ impl KnowledgeBase {
         let mut file_best: HashMap<u32, f64, FastHash> = HashMap::default();
         // Per query term, the best way each passage matched it: (score, factor).
         let mut best: HashMap<u32, (f64, f64), FastHash> = HashMap::default();
-        for t in &qterms {
+        for (ti, t) in qterms.iter().enumerate() {
+            let ti = ti as u32;
             let known = self.terms.get(t).copied();
             let weight = if is_bigram(t) { BIGRAM_WEIGHT } else { 1.0 };
             let df = known.map_or(0, |k| self.postings[k as usize].len());
@@ -638,7 +660,7 @@ impl KnowledgeBase {
                     let tf = tf as f64;
                     let s = weight * factor * idf * tf * (K1 + 1.0)
                         / (tf + K1 * (0.25 + 0.75 * len / self.avg_file_len));
-                    let e = file_best.entry(f).or_insert(0.0);
+                    let e = file_best.entry(self.file_group[f as usize]).or_insert(0.0);
                     *e = e.max(s);
                 }
             }
@@ -650,7 +672,24 @@ impl KnowledgeBase {
                     touched.push(p);
                 }
                 score[p] += s;
-                matched[p] += qweight * factor;
+                let g = self.group_of[p] as usize;
+                let m = qweight * factor;
+                if stamp[g] != ti {
+                    stamp[g] = ti;
+                    term_best[g] = (s, m);
+                    gscore[g] += s;
+                    gmatched[g] += m;
+                } else {
+                    let (bs, bm) = term_best[g];
+                    if s > bs {
+                        gscore[g] += s - bs;
+                        term_best[g].0 = s;
+                    }
+                    if m > bm {
+                        gmatched[g] += m - bm;
+                        term_best[g].1 = m;
+                    }
+                }
             };
             if let [(ref terms, factor)] = alts[..] {
                 if let &[term] = &terms[..] {
@@ -681,12 +720,27 @@ impl KnowledgeBase {
         }
         let strong = STRONG_RARE_WORDS * self.idf(1);
         let known_share = known_words as f64 / words.max(1) as f64;
-        let mut out: Vec<Candidate> = touched
+        // Each group is answered by one passage: the best-scoring one in the question's
+        // language, else the best-scoring one.
+        let mut rep: HashMap<u32, usize, FastHash> = HashMap::default();
+        for &i in &touched {
+            let key = |j: usize| (self.passages[j].lang == qlang, score[j]);
+            rep.entry(self.group_of[i])
+                .and_modify(|r| {
+                    let (a, b) = (key(i), key(*r));
+                    if a.0 > b.0 || (a.0 == b.0 && a.1 > b.1) {
+                        *r = i;
+                    }
+                })
+                .or_insert(i);
+        }
+        let mut out: Vec<Candidate> = rep
             .into_iter()
-            .map(|i| (i, score[i]))
-            .filter(|&(_, s)| s > 0.0)
-            .map(|(i, s)| {
-                let ranked = s + FILE_WEIGHT * file_score[self.file_of[i] as usize];
+            .map(|(g, i)| (i, gscore[g as usize], gmatched[g as usize]))
+            .filter(|&(_, s, _)| s > 0.0)
+            .map(|(i, s, m)| {
+                let file = self.file_group[self.file_of[i] as usize];
+                let ranked = s + FILE_WEIGHT * file_score[file as usize];
                 Candidate {
                     passage: i,
                     score: if self.passages[i].lang == qlang {
@@ -695,7 +749,7 @@ impl KnowledgeBase {
                         ranked * OTHER_LANG_FACTOR
                     },
                     features: [
-                        (matched[i] / total_weight).min(1.0),
+                        (m / total_weight).min(1.0),
                         (s / strong).min(1.0),
                         known_share,
                     ],
@@ -729,6 +783,77 @@ const GATE: [f64; 4] = [1.821, 2.388, 2.677, -4.662];
 fn gate(f: &GateFeatures) -> f64 {
     let z: f64 = GATE[3] + f.iter().zip(&GATE[..3]).map(|(x, w)| x * w).sum::<f64>();
     1.0 / (1.0 + (-z).exp())
+}
+
+/// A file's translation key and language: `guide.en.md` and `guide.zh.md` are the same page
+/// in two languages, keyed `guide.*.md`.
+fn translation_key(file: &str) -> Option<(String, Lang)> {
+    let (dir, name) = file.rsplit_once('/').map_or(("", file), |(d, n)| (d, n));
+    let parts: Vec<&str> = name.split('.').collect();
+    // The language tag sits between the stem and the extension.
+    let at = parts.len().checked_sub(2).filter(|&i| i >= 1)?;
+    let lang = match parts[at] {
+        "en" => Lang::En,
+        "zh" => Lang::Zh,
+        _ => return None,
+    };
+    let mut key = parts.clone();
+    key[at] = "*";
+    Some((format!("{dir}/{}", key.join(".")), lang))
+}
+
+/// Translation groups (see `KnowledgeBase::group_of`) and per-file page groups. Pages pair
+/// when one English and one Chinese file share a translation key and the same number of
+/// sections: a translation keeps the outline, so section k answers what section k answers.
+/// A question then matches a section through the words of either language, and is answered
+/// from the page in its own language.
+fn twin_groups(outlines: &[(String, u32)], section_of: &[(u32, u32)]) -> (Vec<u32>, Vec<u32>) {
+    let mut by_key: HashMap<String, [Option<u32>; 2]> = HashMap::new();
+    for (doc, (file, _)) in outlines.iter().enumerate() {
+        if let Some((key, lang)) = translation_key(file) {
+            let slot = &mut by_key.entry(key).or_default()[usize::from(lang == Lang::Zh)];
+            // Two files claiming one slot (`a.en.md` twice cannot happen, but `a.en.md` and
+            // `a.en.txt` share no key): keep the first.
+            slot.get_or_insert(doc as u32);
+        }
+    }
+    // Per document, the document it pairs with.
+    let mut twin: Vec<Option<u32>> = vec![None; outlines.len()];
+    for [en, zh] in by_key.into_values() {
+        if let (Some(en), Some(zh)) = (en, zh) {
+            if outlines[en as usize].1 == outlines[zh as usize].1 {
+                twin[en as usize] = Some(zh);
+                twin[zh as usize] = Some(en);
+            }
+        }
+    }
+    // A section's group is named by its first passage in the lower-numbered document of
+    // the pair, so both sides find the same id.
+    let mut first: HashMap<(u32, u32), u32> = HashMap::new();
+    let mut group_of = Vec::with_capacity(section_of.len());
+    let mut doc_file: Vec<Option<u32>> = vec![None; outlines.len()];
+    let mut files = 0u32;
+    for (p, &(doc, k)) in section_of.iter().enumerate() {
+        if doc_file[doc as usize].is_none() {
+            doc_file[doc as usize] = Some(files);
+            files += 1;
+        }
+        let owner = twin[doc as usize].map_or(doc, |t| t.min(doc));
+        let g = match twin[doc as usize] {
+            Some(_) => *first.entry((owner, k)).or_insert(p as u32),
+            None => p as u32,
+        };
+        group_of.push(g);
+    }
+    // Files are numbered by first passage, as in `build_file_index`.
+    let file_group = (0..outlines.len())
+        .filter_map(|doc| {
+            let f = doc_file[doc]?;
+            let partner = twin[doc].and_then(|t| doc_file[t as usize]);
+            Some(partner.map_or(f, |t| t.min(f)))
+        })
+        .collect();
+    (group_of, file_group)
 }
 
 fn whole_file(file: &str, reason: &str) -> IngestProblem {
@@ -873,6 +998,22 @@ mod tests {
                 .all(|h| kb.passage(h.passage).file != "sandbox.md"),
             "{hits:?}"
         );
+    }
+
+    #[test]
+    fn translated_pages_share_their_words_and_answer_in_the_question_language() {
+        let kb = KnowledgeBase::from_documents([
+            ("guide.en.md".to_string(), "# Guide\n## Webhook\nThe webhook retries thrice.\n## Cache\nThe cache lives in memory.\n".to_string()),
+            ("guide.zh.md".to_string(), "# 指南\n## 回调\n回调失败会重试三次。\n## 缓存\n缓存保存在内存里。\n".to_string()),
+        ]);
+        // "webhook" appears only in the English page: the Chinese section answers.
+        let hits = kb.search("webhook 会重试吗", 1, 0.0);
+        let p = kb.passage(hits[0].passage);
+        assert_eq!((p.file.as_str(), p.lang), ("guide.zh.md", Lang::Zh));
+        assert!(p.heading.contains("回调"), "{}", p.heading);
+        // An English question stays on the English page.
+        let hits = kb.search("where does the cache live", 1, 0.0);
+        assert_eq!(kb.passage(hits[0].passage).file, "guide.en.md");
     }
 
     #[test]
