@@ -1,17 +1,21 @@
-//! The offline demo's conversation: `run --sandbox` (the in-process sandbox and its state
-//! file), `jitnode ask` (a question through the sandbox's control API, the card shown live)
-//! and `jitnode click` (a button of the last card).
+//! The offline demo's conversation: `run --sandbox` (the in-process sandbox, every robot
+//! instance's credentials registered with it, and its state file), `jitnode ask` (a
+//! question through the sandbox's control API, the card shown live) and `jitnode click`
+//! (a button of the last card).
 //!
-//! The state file `<app>/data/sandbox.json` holds the control URL and the demo app's
-//! clientId (no secret); `<app>/data/last-card.json` remembers the last card for `click`.
+//! The state file `<app>/data/sandbox.json` holds the control URL and the robots the
+//! sandbox serves (fullName and clientId, no secret); `<app>/data/last-card.<fullName>.json`
+//! remembers the last card of each robot for `click`.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jitnode_dingtalk_wire::{CallKind, CardKind};
-use jitnode_host::App;
+use jitnode_element::{AppTree, Env};
 use jitnode_robot::callback::{Action, FeedbackKind};
 use jitnode_robot::cards::view::CardView;
 use jitnode_robot::config::DEFAULT_STREAMING_KEY;
@@ -23,7 +27,8 @@ use serde::{Deserialize, Serialize};
 /// The variable the demo's config.json reads for `openApiEndpoint`.
 pub const ENDPOINT_VAR: &str = "DINGTALK_OPENAPI_ENDPOINT";
 const STATE_FILE: &str = "sandbox.json";
-const LAST_CARD_FILE: &str = "last-card.json";
+/// `last-card.<fullName>.json`.
+const LAST_CARD_PREFIX: &str = "last-card.";
 /// Longest wait for a card to finish.
 const ANSWER_WAIT: Duration = Duration::from_secs(180);
 const POLL: Duration = Duration::from_millis(100);
@@ -32,8 +37,17 @@ const POLL: Duration = Duration::from_millis(100);
 #[serde(rename_all = "camelCase")]
 struct State {
     control_url: String,
-    client_id: String,
     pid: u32,
+    /// The robot instances pointed at this sandbox, by fullName.
+    robots: Vec<RobotEntry>,
+}
+
+/// A robot the sandbox serves, as the state file lists it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RobotEntry {
+    full_name: String,
+    client_id: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -49,25 +63,90 @@ fn data_dir(app: &Path) -> PathBuf {
     app.join(jitnode_robot::loader::DATA_DIR)
 }
 
+/// Writes `text` to `path` whole (a reader never sees half of it).
+fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 // ------------------------------------------------------------------ run --sandbox
 
-/// The sandbox of `jitnode run --sandbox`: started before the app opens (so the robot's
-/// config renders with its URL), its state file removed when this is dropped.
+/// The entry of the robot Type's loader, `builtin:dingTalkStream`.
+fn robot_entry() -> String {
+    format!(
+        "{}{}",
+        jitnode_host::BUILTIN_SCHEME,
+        jitnode_robot::LOADER_NAME
+    )
+}
+
+/// A robot instance's credentials and endpoint, rendered from its config.json.
+struct RobotCredentials {
+    entry: RobotEntry,
+    secret: String,
+    endpoint: Option<String>,
+}
+
+/// Every robot instance of `tree` (an element whose loader is `builtin:dingTalkStream`)
+/// whose config renders with a clientId and clientSecret. One that does not render is left
+/// to fail its own start, which names the problem.
+fn robots_of(tree: &AppTree, env: &Env) -> Vec<RobotCredentials> {
+    let entry = robot_entry();
+    tree.elements
+        .values()
+        .filter(|el| {
+            tree.loader_of(&el.full_name)
+                .and_then(|l| l.def.backend_bundle_entry.as_deref())
+                == Some(entry.as_str())
+        })
+        .filter_map(|el| {
+            let config = jitnode_element::render_config(el, env).ok()??;
+            let field = |k: &str| config.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            Some(RobotCredentials {
+                entry: RobotEntry {
+                    full_name: el.full_name.clone(),
+                    client_id: field("clientId")?,
+                },
+                secret: field("clientSecret")?,
+                endpoint: field("openApiEndpoint"),
+            })
+        })
+        .collect()
+}
+
+/// The sandbox of `jitnode run --sandbox`: started before the app opens (so the robots'
+/// configs render with its URL), its state file removed when the last clone is dropped.
+#[derive(Clone)]
 pub struct DemoSandbox {
-    sandbox: Option<Sandbox>,
+    inner: Arc<DemoInner>,
+}
+
+struct DemoInner {
+    sandbox: Sandbox,
     state_file: PathBuf,
+    /// fullName -> hash of (clientId, secret) as registered, to log only what changed.
+    registered: Mutex<BTreeMap<String, u64>>,
 }
 
 impl DemoSandbox {
     /// Starts the sandbox on a free loopback port; [`DemoSandbox::env_overrides`] points
-    /// the demo's `openApiEndpoint` at it.
+    /// the robots' `openApiEndpoint` at it.
     pub async fn start(app_dir: &Path) -> Result<DemoSandbox, String> {
-        let sb = Sandbox::start(SandboxConfig::default())
+        let sandbox = Sandbox::start(SandboxConfig::default())
             .await
             .map_err(|e| e.to_string())?;
         Ok(DemoSandbox {
-            sandbox: Some(sb),
-            state_file: data_dir(app_dir).join(STATE_FILE),
+            inner: Arc::new(DemoInner {
+                sandbox,
+                state_file: data_dir(app_dir).join(STATE_FILE),
+                registered: Mutex::new(BTreeMap::new()),
+            }),
         })
     }
 
@@ -76,57 +155,105 @@ impl DemoSandbox {
     /// `App::open_with` rather than set in the process environment, which tokio's worker
     /// threads may be reading.
     pub fn env_overrides(&self) -> BTreeMap<String, String> {
-        self.sandbox
-            .iter()
-            .map(|sb| (ENDPOINT_VAR.to_string(), sb.base_url()))
-            .collect()
+        BTreeMap::from([(ENDPOINT_VAR.to_string(), self.inner.sandbox.base_url())])
     }
 
-    /// Registers the demo app's credentials (from the app's rendered environment), writes
-    /// the state file and prints how to talk to the robot.
-    pub fn attach(&self, app: &App) -> Result<(), String> {
-        let Some(sb) = &self.sandbox else {
-            return Ok(());
-        };
-        let env = app.env();
-        let (Some(id), Some(secret)) = (
-            env.get("DINGTALK_CLIENT_ID"),
-            env.get("DINGTALK_CLIENT_SECRET"),
-        ) else {
-            return Err(
-                "--sandbox: DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET must be set \
-                        (in the environment or the app's .env) to register the robot"
-                    .into(),
-            );
-        };
-        sb.register_app(id, secret);
-        let state = State {
-            control_url: sb.base_url(),
-            client_id: id.to_string(),
-            pid: std::process::id(),
-        };
-        if let Some(dir) = self.state_file.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    /// Registers every robot instance's credentials (rendered from the app's environment),
+    /// writes the state file and prints how to talk to the robots.
+    pub fn attach(&self, app: &jitnode_host::App) -> Result<(), String> {
+        let robots = self.register(&app.tree(), &app.env())?;
+        if robots.is_empty() {
+            return Err(format!(
+                "--sandbox: no robot instance to serve (an element of a Type with \
+                 \"backendBundleEntry\": \"{}\" whose config.json renders a clientId and \
+                 clientSecret, pointed at openApiEndpoint {{{{{ENDPOINT_VAR}}}}})",
+                robot_entry()
+            ));
         }
-        let text = serde_json::to_string_pretty(&state).expect("plain strings serialize");
-        std::fs::write(&self.state_file, text)
-            .map_err(|e| format!("cannot write {}: {e}", self.state_file.display()))?;
-        println!(
-            "DingTalk sandbox running at {} (clientId {id})",
-            sb.base_url()
-        );
-        println!("Talk to the robot from this directory, in another terminal:");
-        println!("  jitnode ask \"How do I reset my password?\"");
-        println!("  jitnode click helpful      (or very_helpful, unhelpful, very_unhelpful, regenerate, continue)");
+        let base = self.inner.sandbox.base_url();
+        println!("DingTalk sandbox running at {base}, serving:");
+        for r in &robots {
+            println!("  {} (clientId {})", r.full_name, r.client_id);
+        }
+        println!("Talk to the robots from this directory, in another terminal:");
+        let pick = match robots.as_slice() {
+            [_] => String::new(),
+            [first, ..] => format!("--robot {} ", first.full_name),
+            [] => unreachable!("checked above"),
+        };
+        println!("  jitnode ask {pick}\"How do I reset my password?\"");
+        println!("  jitnode click {pick}helpful      (or very_helpful, unhelpful, very_unhelpful, regenerate, continue)");
         println!("  jitnode feedback           (--format csv|json to export)");
         println!("Ctrl-C stops.");
         let _ = std::io::stdout().flush();
         Ok(())
     }
+
+    /// For [`jitnode_host::Reloader::before_restart`]: registers robots added or whose
+    /// credentials changed before they (re)connect, and rewrites the state file.
+    pub fn on_reload(&self) -> impl FnMut(&AppTree, &Env) + Send + 'static {
+        let this = self.clone();
+        move |tree, env| {
+            if let Err(e) = this.register(tree, env) {
+                tracing::error!("sandbox: {e}");
+            }
+        }
+    }
+
+    /// Registers the robots of this version of the app and lists them in the state file.
+    fn register(&self, tree: &AppTree, env: &Env) -> Result<Vec<RobotEntry>, String> {
+        let sb = &self.inner.sandbox;
+        let base = sb.base_url();
+        let mut served = Vec::new();
+        let mut registered = self
+            .inner
+            .registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for r in robots_of(tree, env) {
+            let endpoint = r.endpoint.as_deref().unwrap_or("https://api.dingtalk.com");
+            if endpoint.trim_end_matches('/') != base {
+                tracing::warn!(
+                    robot = %r.entry.full_name,
+                    endpoint = %jitnode_dingtalk_wire::redacted_url(endpoint),
+                    "robot does not use the sandbox (set its openApiEndpoint to {{{{{ENDPOINT_VAR}}}}}); not registered"
+                );
+                continue;
+            }
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&r.entry.client_id, &r.secret).hash(&mut h);
+            let fingerprint = h.finish();
+            if registered.get(&r.entry.full_name) != Some(&fingerprint) {
+                sb.register_app(&r.entry.client_id, &r.secret);
+                registered.insert(r.entry.full_name.clone(), fingerprint);
+                tracing::info!(
+                    robot = %r.entry.full_name,
+                    client_id = %r.entry.client_id,
+                    "sandbox: robot registered"
+                );
+            }
+            served.push(r.entry);
+        }
+        registered.retain(|name, _| served.iter().any(|r| &r.full_name == name));
+        let state = State {
+            control_url: base,
+            pid: std::process::id(),
+            robots: served.clone(),
+        };
+        let text = serde_json::to_string_pretty(&state).expect("plain strings serialize");
+        // Unchanged, it is not rewritten: a write under the app directory is a file event.
+        if std::fs::read_to_string(&self.inner.state_file)
+            .ok()
+            .as_deref()
+            != Some(&text)
+        {
+            write_atomic(&self.inner.state_file, &text)?;
+        }
+        Ok(served)
+    }
 }
 
-impl Drop for DemoSandbox {
+impl Drop for DemoInner {
     fn drop(&mut self) {
         // Only our own state file: another run may have replaced it.
         if let Ok(text) = std::fs::read_to_string(&self.state_file) {
@@ -135,20 +262,21 @@ impl Drop for DemoSandbox {
             }
         }
         // The server task ends with the runtime; nothing to await here.
-        drop(self.sandbox.take());
     }
 }
 
 // ------------------------------------------------------------------ control API
 
-/// The sandbox of a running `run --sandbox`, found through its state file.
+/// The sandbox of a running `run --sandbox`, found through its state file, and the robot
+/// to talk to.
 struct Demo {
     ctl: ControlClient,
-    client_id: String,
+    robot: RobotEntry,
 }
 
 impl Demo {
-    fn find(app: &Path) -> Result<Demo, String> {
+    /// `robot`: the fullName given with `--robot`; without it, the only robot.
+    fn find(app: &Path, robot: Option<&str>) -> Result<Demo, String> {
         let path = data_dir(app).join(STATE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|_| {
             format!(
@@ -158,9 +286,10 @@ impl Demo {
         })?;
         let state: State = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not a sandbox state file: {e}", path.display()))?;
+        let robot = pick_robot(&state.robots, robot)?;
         Ok(Demo {
             ctl: ControlClient::new(&state.control_url),
-            client_id: state.client_id,
+            robot,
         })
     }
 
@@ -176,6 +305,42 @@ impl Demo {
             other => other.to_string(),
         }
     }
+}
+
+/// The robot named `wanted`, or the only one.
+fn pick_robot(robots: &[RobotEntry], wanted: Option<&str>) -> Result<RobotEntry, String> {
+    let listed = || {
+        robots
+            .iter()
+            .map(|r| format!("{} (clientId {})", r.full_name, r.client_id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (wanted, robots) {
+        (Some(name), _) => robots
+            .iter()
+            .find(|r| r.full_name == name)
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "no robot {name:?} in the running sandbox; it serves: {}",
+                    listed()
+                )
+            }),
+        (None, [only]) => Ok(only.clone()),
+        (None, []) => Err("the running sandbox serves no robot".into()),
+        (None, _) => Err(format!(
+            "the sandbox serves {} robots: {}; pick one with --robot <fullName>",
+            robots.len(),
+            listed()
+        )),
+    }
+}
+
+/// Where the last card of `robot` is remembered for `click`: one file per robot, so asking
+/// two robots at once cannot lose either's card.
+fn last_card_file(app: &Path, robot: &RobotEntry) -> PathBuf {
+    data_dir(app).join(format!("{LAST_CARD_PREFIX}{}.json", robot.full_name))
 }
 
 // ------------------------------------------------------------------ showing cards
@@ -217,7 +382,7 @@ async fn follow(
             .iter()
             .filter(|e| e.seq > since && e.call_kind() == Some(CallKind::Webhook))
             .filter(|e| e.error.is_none())
-            .filter(|e| e.client_id == ctl.client_id)
+            .filter(|e| e.client_id == ctl.robot.client_id)
             .collect();
         for r in replies.iter().skip(replies_shown) {
             println!("[reply] {}", r.text.as_deref().unwrap_or(""));
@@ -227,7 +392,7 @@ async fn follow(
             card_id = t
                 .entries
                 .iter()
-                .filter(|e| e.seq > since && e.client_id == ctl.client_id)
+                .filter(|e| e.seq > since && e.client_id == ctl.robot.client_id)
                 .find(|e| {
                     matches!(
                         e.call_kind(),
@@ -258,14 +423,12 @@ async fn follow(
                 }
                 let last = LastCard {
                     card_id: card.id.clone(),
-                    client_id: ctl.client_id.clone(),
+                    client_id: ctl.robot.client_id.clone(),
                     kind: card.card_kind().unwrap_or(CardKind::Advanced),
                     record: shown_card.record().map(str::to_string),
                 };
-                let path = data_dir(app).join(LAST_CARD_FILE);
                 let text = serde_json::to_string_pretty(&last).expect("plain strings serialize");
-                std::fs::write(&path, text)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                write_atomic(&last_card_file(app, &ctl.robot), &text)?;
                 return Ok(());
             }
         } else if replies_shown > 0 && since_settled(&t, since) {
@@ -286,11 +449,16 @@ fn since_settled(t: &Transcript, since: u64) -> bool {
 
 // ------------------------------------------------------------------ commands
 
-/// `jitnode ask "question"`.
-pub async fn ask(app: &Path, question: &str, group: bool) -> Result<(), String> {
-    let ctl = Demo::find(app)?;
+/// `jitnode ask [--robot <fullName>] "question"`.
+pub async fn ask(
+    app: &Path,
+    robot: Option<&str>,
+    question: &str,
+    group: bool,
+) -> Result<(), String> {
+    let ctl = Demo::find(app, robot)?;
     let since = ctl.transcript().await?.last_seq();
-    let mut message = PostMessage::text(&ctl.client_id, question);
+    let mut message = PostMessage::text(&ctl.robot.client_id, question);
     if group {
         message = message.in_group("cidSandboxGroup");
     }
@@ -300,21 +468,26 @@ pub async fn ask(app: &Path, question: &str, group: bool) -> Result<(), String> 
         .await
         .map_err(|e| ctl.explain(e))?;
     if !posted.delivered {
-        return Err("the sandbox did not deliver the message (is the robot connected?)".into());
+        return Err(format!(
+            "the sandbox did not deliver the message (is {} connected?)",
+            ctl.robot.full_name
+        ));
     }
     println!("> {question}");
     follow(&ctl, app, since, None).await
 }
 
-/// `jitnode click <button>` on the last card.
-pub async fn click(app: &Path, button: &str) -> Result<(), String> {
-    let ctl = Demo::find(app)?;
-    let path = data_dir(app).join(LAST_CARD_FILE);
-    let last: LastCard = std::fs::read_to_string(&path)
+/// `jitnode click [--robot <fullName>] <button>` on the robot's last card.
+pub async fn click(app: &Path, robot: Option<&str>, button: &str) -> Result<(), String> {
+    let ctl = Demo::find(app, robot)?;
+    let last: LastCard = std::fs::read_to_string(last_card_file(app, &ctl.robot))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .ok_or_else(|| {
-            "no card to click yet: ask a question first (`jitnode ask \"...\"`)".to_string()
+            format!(
+                "no card of {} to click yet: ask it a question first (`jitnode ask \"...\"`)",
+                ctl.robot.full_name
+            )
         })?;
     let record = last
         .record
@@ -363,7 +536,7 @@ pub async fn click(app: &Path, button: &str) -> Result<(), String> {
                 let new: Vec<_> = t
                     .entries
                     .iter()
-                    .filter(|e| e.seq > since && e.client_id == ctl.client_id)
+                    .filter(|e| e.seq > since && e.client_id == ctl.robot.client_id)
                     .collect();
                 if let Some(r) = new
                     .iter()

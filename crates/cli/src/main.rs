@@ -80,7 +80,9 @@ enum Command {
     ///
     /// Builds dist/ if stale, starts the beforeHandleRequest elements, then the
     /// afterAppInit ones, and loads the others on demand. An element failing to start is
-    /// logged with its fullName; the rest keep running. On a signal, stops the elements
+    /// logged with its fullName; the rest keep running. Once every robot has connected or
+    /// failed to (at most 15 s), a summary counts the elements started, failed and not
+    /// ready, naming each that is not with why. On a signal, stops the elements
     /// (dependents first, each within --stop-deadline) and exits 0.
     Run {
         /// The app directory (holds elements/, dist/, .env).
@@ -89,7 +91,8 @@ enum Command {
         /// Run from dist/ alone, without element sources.
         #[arg(long)]
         from_dist: bool,
-        /// Also run the local DingTalk sandbox and point the robot at it.
+        /// Also run the local DingTalk sandbox, register every robot's credentials with it
+        /// and point the robots at it.
         #[arg(long)]
         sandbox: bool,
         /// Seconds each element gets to stop before it is abandoned.
@@ -132,6 +135,9 @@ enum Command {
         /// Ask in a group chat (@-mentioning the robot) instead of one-to-one.
         #[arg(long)]
         group: bool,
+        /// The robot instance to ask (its fullName), when the app has several.
+        #[arg(long, value_name = "FULLNAME")]
+        robot: Option<String>,
         /// The question.
         question: String,
     },
@@ -142,6 +148,10 @@ enum Command {
         /// The app directory.
         #[arg(long, default_value = ".")]
         app: PathBuf,
+        /// The robot instance whose last card to click (its fullName), when the app has
+        /// several.
+        #[arg(long, value_name = "FULLNAME")]
+        robot: Option<String>,
         button: String,
     },
     /// List the robot's stored feedback, or export it.
@@ -248,11 +258,12 @@ async fn main() -> ExitCode {
         Command::Ask {
             app,
             group,
+            robot,
             question,
-        } => ask_cmd::ask(&app, &question, group)
+        } => ask_cmd::ask(&app, robot.as_deref(), &question, group)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Click { app, button } => ask_cmd::click(&app, &button)
+        Command::Click { app, robot, button } => ask_cmd::click(&app, robot.as_deref(), &button)
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Feedback { app, format } => {
@@ -507,6 +518,9 @@ fn open_app(
     Ok(app)
 }
 
+/// How long `run` waits for robots to connect (or fail to) before its summary.
+const READINESS_WAIT: Duration = Duration::from_secs(15);
+
 async fn run(
     app_dir: &Path,
     from_dist: bool,
@@ -538,18 +552,55 @@ async fn run(
             return stop(&app, &mut signals, stop_deadline).await;
         }
     };
+    // Started is not working: a robot may load fine and still be refused or unreachable.
+    // Wait (bounded) until each robot knows, so the summary says which cannot work.
+    let registry = app.readiness();
+    let readiness = tokio::select! {
+        r = tokio::time::timeout(READINESS_WAIT, registry.settled()) => {
+            r.unwrap_or_else(|_| registry.report())
+        }
+        signal = signals.recv() => {
+            tracing::info!("{signal} received while starting; stopping");
+            return stop(&app, &mut signals, stop_deadline).await;
+        }
+    };
+    let not_ready = readiness.not_ready();
+    for (name, reason) in &not_ready {
+        tracing::warn!(element = %name, "not ready: {reason}");
+    }
     tracing::info!(
         started = report.started.len(),
         failed = report.failed.len(),
-        "app {} is running; Ctrl-C or SIGTERM stops it",
-        app_dir.display()
+        not_ready = not_ready.len(),
+        "app {} is running{}; Ctrl-C or SIGTERM stops it",
+        app_dir.display(),
+        match not_ready.is_empty() {
+            true => String::new(),
+            false => format!(
+                "; not ready: {}",
+                not_ready
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
     );
+    tokio::spawn(log_readiness_changes(registry, readiness));
     let signal = match watch {
         None => signals.recv().await,
         Some(mode) => {
+            let mut reloader =
+                jitnode_host::Reloader::new(app_dir, app.clone()).with_stop_deadline(stop_deadline);
+            if let Some(demo) = &demo {
+                reloader = reloader.before_restart(demo.on_reload());
+            }
+            let options = jitnode_host::WatchOptions {
+                mode,
+                ..jitnode_host::WatchOptions::default()
+            };
             let watched =
-                jitnode_host::watch::watch_app(app_dir, &app, mode, stop_deadline, signals.recv())
-                    .await;
+                jitnode_host::watch::run(&mut reloader, &options, signals.recv(), |_| {}).await;
             match watched {
                 Ok(signal) => signal,
                 Err(e) => {
@@ -561,6 +612,32 @@ async fn run(
     };
     tracing::info!("{signal} received; stopping (a second signal exits at once)");
     stop(&app, &mut signals, stop_deadline).await
+}
+
+/// Logs each element's readiness as it changes after the run summary (a robot connecting
+/// later, losing its connection, a reloaded one).
+async fn log_readiness_changes(
+    readiness: jitnode_host::Readiness,
+    mut last: jitnode_host::ReadinessReport,
+) {
+    loop {
+        let now = readiness.wait_until(|r| *r != last).await;
+        for (name, check) in &now.checks {
+            if last.get(name) == Some(check) {
+                continue;
+            }
+            match check {
+                jitnode_host::Check::Ready => tracing::info!(element = %name, "ready"),
+                jitnode_host::Check::NotReady { reason } => {
+                    tracing::warn!(element = %name, "not ready: {reason}")
+                }
+                jitnode_host::Check::Pending { what } => {
+                    tracing::info!(element = %name, "{what}")
+                }
+            }
+        }
+        last = now;
+    }
 }
 
 /// Stops the app (dependents first, each element within `deadline`); a second signal

@@ -602,3 +602,318 @@ fn an_agent_with_only_a_knowledge_folder_answers() {
         "{stdout}"
     );
 }
+
+// ------------------------------------------------------------------ several robots
+
+/// A `jitnode run` in the background whose log lines the test reads as they come.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: String,
+}
+
+/// The longest a readiness signal may take before the test fails (it is a bound on
+/// failure, never waited out when things work).
+const SIGNAL_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl Running {
+    fn start(cmd: &mut Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            log: String::new(),
+        }
+    }
+
+    /// Waits for the first log line (after those already read) that `pick` accepts.
+    fn wait_for(&mut self, what: &str, pick: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + SIGNAL_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push_str(&line);
+                    self.log.push('\n');
+                    if pick(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no log line for {what}:\n{}", self.log),
+            }
+        }
+    }
+
+    /// SIGTERM, then everything it logged until it exited.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv() {
+            self.log.push_str(&line);
+            self.log.push('\n');
+        }
+        (status, self.log)
+    }
+}
+
+/// Adds robot instance `imRobots.<name>` to the app: a copy of the demo robot reading
+/// `<VAR>_CLIENT_ID` / `<VAR>_CLIENT_SECRET`, both set in the app's .env.
+fn add_robot(app: &Path, name: &str, var: &str, client_id: &str) {
+    let mut env = std::fs::read_to_string(app.join(".env")).unwrap();
+    env.push_str(&format!(
+        "\n{var}_CLIENT_ID={client_id}\n{var}_CLIENT_SECRET={client_id}-secret\n"
+    ));
+    std::fs::write(app.join(".env"), env).unwrap();
+    let demo = app.join("elements/imRobots/dingTalkDemo");
+    let dir = app.join("elements/imRobots").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = std::fs::read_to_string(demo.join("config.json"))
+        .unwrap()
+        .replace("DINGTALK_CLIENT_", &format!("{var}_CLIENT_"));
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    std::fs::copy(demo.join("e.json"), dir.join("e.json")).unwrap();
+}
+
+/// The sandbox state file of a running `run --sandbox`.
+fn sandbox_state(app: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(app.join("data/sandbox.json")).unwrap();
+    assert!(!text.contains("secret"), "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn robots_listed(state: &serde_json::Value) -> Vec<(String, String)> {
+    state["robots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["fullName"].as_str().unwrap().to_string(),
+                r["clientId"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The cards the robots sent, read through the sandbox's control API: (clientId,
+/// conversation) of each.
+fn cards_sent(state: &serde_json::Value) -> Vec<(String, Option<String>)> {
+    let url = state["controlUrl"].as_str().unwrap().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = rt
+        .block_on(jitnode_sandbox::ControlClient::new(&url).transcript())
+        .unwrap();
+    t.cards
+        .values()
+        .map(|c| (c.client_id.clone(), c.conversation_id.clone()))
+        .collect()
+}
+
+fn is_summary(line: &str) -> bool {
+    line.contains("is running")
+}
+
+/// Two robot instances under `run --sandbox`: both are registered and listed (no secret),
+/// each answers its own question in its own one-to-one chat, `ask` without `--robot` says
+/// which robots there are, and `click --robot` presses the right robot's card.
+#[test]
+fn run_sandbox_serves_every_robot_of_the_app() {
+    let app = demo_app();
+    add_robot(app.path(), "dingTalkSecond", "SECOND", "second-id");
+    let mut host = Running::start(jitnode().args(["run", "--sandbox"]).current_dir(app.path()));
+    let summary = host.wait_for("the run summary", is_summary);
+    assert!(summary.contains("not_ready=0"), "{}", host.log);
+
+    let state = sandbox_state(app.path());
+    assert_eq!(
+        robots_listed(&state),
+        [
+            (
+                "imRobots.dingTalkDemo".to_string(),
+                "sandbox-client-id".to_string()
+            ),
+            (
+                "imRobots.dingTalkSecond".to_string(),
+                "second-id".to_string()
+            ),
+        ]
+    );
+    let (unpicked, _, unpicked_err) = run(jitnode()
+        .current_dir(app.path())
+        .args(["ask", "How do I install jitnode-rs?"]));
+    let (first, first_out, first_err) = run(jitnode().current_dir(app.path()).args([
+        "ask",
+        "--robot",
+        "imRobots.dingTalkDemo",
+        "How do I install jitnode-rs?",
+    ]));
+    let (second, second_out, second_err) = run(jitnode().current_dir(app.path()).args([
+        "ask",
+        "--robot",
+        "imRobots.dingTalkSecond",
+        "How does hot reload work?",
+    ]));
+    let (clicked, click_out, click_err) = run(jitnode().current_dir(app.path()).args([
+        "click",
+        "--robot",
+        "imRobots.dingTalkSecond",
+        "helpful",
+    ]));
+    let mut cards = cards_sent(&state);
+    let (fb, feedback, fb_err) = run(jitnode()
+        .current_dir(app.path())
+        .args(["feedback", "--format", "json"]));
+    let (status, log) = host.stop();
+
+    assert!(!unpicked.status.success());
+    assert!(
+        unpicked_err.contains("imRobots.dingTalkDemo")
+            && unpicked_err.contains("imRobots.dingTalkSecond")
+            && unpicked_err.contains("--robot"),
+        "{unpicked_err}"
+    );
+    assert!(first.status.success(), "{first_err}\n{log}");
+    assert!(first_out.contains("install.en.md"), "{first_out}");
+    assert!(second.status.success(), "{second_err}\n{log}");
+    assert!(second_out.contains("reload.en.md"), "{second_out}");
+    assert!(!second_out.contains("install.en.md"), "{second_out}");
+    assert!(clicked.status.success(), "{click_err}\n{click_out}");
+    // One card per robot, each from that robot's app into the user's chat with it.
+    cards.sort();
+    assert_eq!(
+        cards,
+        [
+            (
+                "sandbox-client-id".to_string(),
+                Some("IM_ROBOT.user001".to_string())
+            ),
+            (
+                "second-id".to_string(),
+                Some("IM_ROBOT.user001".to_string())
+            ),
+        ]
+    );
+    // The click rated the second robot's answer, not the first one's.
+    assert!(fb.status.success(), "{fb_err}");
+    let ratings: serde_json::Value = serde_json::from_str(&feedback).unwrap();
+    let rated = ratings.as_array().unwrap();
+    assert_eq!(rated.len(), 1, "{feedback}");
+    assert_eq!(rated[0]["robot"], "imRobots.dingTalkSecond", "{feedback}");
+    assert_eq!(
+        rated[0]["question"], "How does hot reload work?",
+        "{feedback}"
+    );
+    assert_eq!(rated[0]["rating"], "helpful", "{feedback}");
+    // The user's one-to-one chat with the second robot, not the one with the first.
+    assert_eq!(
+        rated[0]["conversationId"], "cidp2puser001.second-id==",
+        "{feedback}"
+    );
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("second-id-secret"), "{log}");
+}
+
+/// A robot added while `run --sandbox --watch` runs is registered with the sandbox before
+/// it connects, listed in the state file, and answers, without a restart.
+#[test]
+fn run_sandbox_watch_registers_a_robot_added_while_running() {
+    let app = demo_app();
+    let mut host = Running::start(
+        jitnode()
+            .args(["run", "--sandbox", "--watch"])
+            .current_dir(app.path()),
+    );
+    host.wait_for("the run summary", is_summary);
+    host.wait_for("the watcher", |l| l.contains("watching"));
+    add_robot(app.path(), "dingTalkThird", "THIRD", "third-id");
+    host.wait_for("the third robot ready", |l| {
+        l.contains("element=imRobots.dingTalkThird")
+            && l.contains(" ready")
+            && !l.contains("not ready")
+    });
+    let state = sandbox_state(app.path());
+    assert_eq!(
+        robots_listed(&state),
+        [
+            (
+                "imRobots.dingTalkDemo".to_string(),
+                "sandbox-client-id".to_string()
+            ),
+            ("imRobots.dingTalkThird".to_string(), "third-id".to_string()),
+        ]
+    );
+    let (third, third_out, third_err) = run(jitnode().current_dir(app.path()).args([
+        "ask",
+        "--robot",
+        "imRobots.dingTalkThird",
+        "How do I install jitnode-rs?",
+    ]));
+    let cards = cards_sent(&state);
+    let (status, log) = host.stop();
+    assert!(third.status.success(), "{third_err}\n{log}");
+    assert!(third_out.contains("install.en.md"), "{third_out}");
+    assert_eq!(
+        cards,
+        [("third-id".to_string(), Some("IM_ROBOT.user001".to_string()))]
+    );
+    assert!(log.contains("sandbox: robot registered"), "{log}");
+    // Registered before it connected: never refused on the way.
+    assert!(!log.contains("refused the credentials"), "{log}");
+    assert!(status.success(), "{log}");
+}
+
+/// A robot whose credentials the gateway refuses has started, but the run summary counts
+/// it as not ready and names it with the reason (the gateway here is a sandbox that knows
+/// the demo's clientId with another secret).
+#[test]
+fn run_names_a_robot_whose_credentials_are_refused() {
+    let app = demo_app();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sb = rt
+        .block_on(jitnode_sandbox::Sandbox::start(
+            jitnode_sandbox::SandboxConfig::default(),
+        ))
+        .unwrap();
+    sb.register_app("sandbox-client-id", "not-the-demo-secret");
+    let mut host = Running::start(
+        jitnode()
+            .arg("run")
+            .arg(app.path())
+            .env("DINGTALK_OPENAPI_ENDPOINT", sb.base_url()),
+    );
+    let summary = host.wait_for("the run summary", is_summary);
+    let (status, log) = host.stop();
+    assert!(summary.contains("failed=0"), "{log}");
+    assert!(summary.contains("not_ready=1"), "{log}");
+    assert!(
+        summary.contains("not ready: imRobots.dingTalkDemo"),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("element=imRobots.dingTalkDemo")
+            && l.contains("not ready: bad credentials: DingTalk refused the credentials of clientId sandbox-client-id")),
+        "{log}"
+    );
+    assert!(!log.contains("sandbox-client-secret"), "{log}");
+    assert!(status.success(), "{log}");
+    rt.block_on(sb.shutdown());
+}

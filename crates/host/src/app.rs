@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use crate::error::{CallError, LoadError, LookupError};
 use crate::functions::{declared_functions, merge, FunctionSpec};
 use crate::loader::{LoadContext, Registry, BUILTIN_SCHEME};
+use crate::readiness::{next_generation, Readiness};
 use crate::runtime::{ChunkSink, ElementRuntime, FunctionError};
 use crate::schema::{describe_problems, SchemaCache, SchemaFailure};
 
@@ -146,6 +147,8 @@ struct Running {
     runtime: Arc<dyn ElementRuntime>,
     /// Hash of its definition, its chain's definitions and its rendered config.
     fingerprint: u64,
+    /// Its load's readiness generation: stopping it removes what that load reported.
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -181,6 +184,7 @@ struct AppInner {
     state: Mutex<State>,
     /// Variables the host set over the app's environment; a reload keeps them.
     env_overrides: BTreeMap<String, String>,
+    readiness: Readiness,
 }
 
 impl AppInner {
@@ -374,6 +378,7 @@ impl AppInner {
             return Err(LoadError::Stopping { element: name });
         }
         let fingerprint = fingerprint(&view.tree, el, config.as_deref());
+        let generation = next_generation();
 
         let cx = LoadContext {
             element: Arc::clone(&element),
@@ -383,10 +388,16 @@ impl AppInner {
                 inner: Arc::downgrade(&self),
                 requester: Some(Arc::from(name.as_str())),
             },
+            readiness: self.readiness.clone(),
+            generation,
         };
         tracing::debug!(element = %name, loader = %entry, "loading");
         // Own task: a panicking loader becomes this element's error, not the caller's.
         let joined = tokio::spawn(async move { loader.load(cx).await }).await;
+        if !matches!(joined, Ok(Ok(_))) {
+            // What a failed load reported must not linger as if it ran.
+            self.readiness.remove(&name, generation);
+        }
         let runtime: Arc<dyn ElementRuntime> = match joined {
             Ok(Ok(rt)) => Arc::from(rt),
             Ok(Err(e)) => {
@@ -418,6 +429,7 @@ impl AppInner {
                     name: name.clone(),
                     runtime: Arc::clone(&runtime),
                     fingerprint,
+                    generation,
                 });
                 drop(st);
                 tracing::info!(element = %name, loader = %entry, "loaded");
@@ -433,6 +445,7 @@ impl AppInner {
         // Stop (or a reload) began while this one was loading: it would never be stopped
         // otherwise.
         let _ = tokio::time::timeout(DEFAULT_STOP_DEADLINE, runtime.stop()).await;
+        self.readiness.remove(&name, generation);
         if stopping {
             Err(LoadError::Stopping { element: name })
         } else {
@@ -604,6 +617,7 @@ impl App {
                 registry,
                 state: Mutex::new(State::default()),
                 env_overrides,
+                readiness: Readiness::default(),
             }),
         }
     }
@@ -621,6 +635,12 @@ impl App {
     /// The current environment for templates (values are never logged).
     pub fn env(&self) -> Arc<Env> {
         Arc::clone(&self.inner.view().env)
+    }
+
+    /// Whether the running elements can do their work (see [`Readiness`]): what a robot
+    /// reports about its connection, and the elements that failed to start.
+    pub fn readiness(&self) -> Readiness {
+        self.inner.readiness.clone()
     }
 
     /// The loaders this app was made with.
@@ -674,6 +694,7 @@ impl App {
                     Ok(_) => started.push(n),
                     Err(e) => {
                         tracing::error!(element = %n, phase = %phase, "failed to start: {e}");
+                        self.inner.readiness.start_failed(&n, e.to_string());
                         failed.push((n, e));
                     }
                 }
@@ -745,7 +766,7 @@ impl App {
             st.stopping = true;
             (std::mem::take(&mut st.running), st.deps.clone())
         };
-        stop_in_order(remaining, &deps, deadline).await
+        stop_in_order(remaining, &deps, deadline, &self.inner.readiness).await
     }
 
     /// Swaps in a new tree and environment. Elements in `restart` (and any not in `tree`)
@@ -767,7 +788,7 @@ impl App {
             let taken = take_running(&mut st, |r| goes(&r.name));
             (taken, st.deps.clone())
         };
-        let stopped = stop_in_order(taken, &deps, deadline).await;
+        let stopped = stop_in_order(taken, &deps, deadline, &self.inner.readiness).await;
         report.stopped.extend(stopped.order());
         report.timed_out.extend(stopped.timed_out);
 
@@ -794,10 +815,16 @@ impl App {
             st.deps.retain(|k, _| !goes(k));
             st.tried.retain(|k, _| !goes(k));
             st.pinned.retain(|k| !goes(k));
+            for n in restart {
+                self.inner.readiness.clear_start_failure(n);
+            }
+            for n in old.tree.elements.keys().filter(|n| goes(n)) {
+                self.inner.readiness.clear_start_failure(n);
+            }
             // Loads of the old generation that finished while the others were stopping.
             take_running(&mut st, |r| goes(&r.name))
         };
-        let stopped = stop_in_order(stragglers, &deps, deadline).await;
+        let stopped = stop_in_order(stragglers, &deps, deadline, &self.inner.readiness).await;
         report.stopped.extend(stopped.order());
         report.timed_out.extend(stopped.timed_out);
 
@@ -859,7 +886,7 @@ impl App {
                 "stopping on-demand elements no longer needed"
             );
             let deps = self.dependencies();
-            let r = stop_in_order(victims, &deps, deadline).await;
+            let r = stop_in_order(victims, &deps, deadline, &self.inner.readiness).await;
             report.waves.extend(r.waves);
             report.timed_out.extend(r.timed_out);
         }
@@ -879,6 +906,7 @@ async fn stop_in_order(
     mut remaining: Vec<Running>,
     deps: &BTreeMap<String, BTreeSet<String>>,
     deadline: Duration,
+    readiness: &Readiness,
 ) -> StopReport {
     let mut report = StopReport::default();
     while !remaining.is_empty() {
@@ -916,6 +944,7 @@ async fn stop_in_order(
             }
         }
         for r in &wave {
+            readiness.remove(&r.name, r.generation);
             if done.get(&r.name).copied() == Some(true) {
                 tracing::info!(element = %r.name, "stopped");
             } else {

@@ -9,6 +9,8 @@
 //! running app, restarting only what they change. Before an element's loader sees its
 //! config, the config is validated against its Type's schema (see [`Loader::config_schema`]);
 //! an element whose config fails is not started, and a reload that breaks one is rejected.
+//! [`Readiness`] tells a started element apart from one that can work (a robot that is
+//! connected, not merely loaded): elements report into it, `run` and `/readyz` read it.
 //!
 //! It is NOT for parsing e.json, resolving chains, rendering templates or building `dist/`
 //! (that is `jitnode-element` and `jitnode-dist`), nor for any particular element's business
@@ -20,6 +22,7 @@ mod error;
 mod functions;
 mod loader;
 mod open;
+pub mod readiness;
 mod reload;
 mod runtime;
 mod schema;
@@ -33,6 +36,7 @@ pub use functions::{declared_functions, ArgSpec, FunctionSpec};
 pub use jitnode_element::{ConfigSchema, ConfigSchemas, Element, Violation, ViolationKind};
 pub use loader::{app_dir_of, loader_fn, LoadContext, Loader, Registry, BUILTIN_SCHEME, DATA_DIR};
 pub use open::OpenError;
+pub use readiness::{Check, Readiness, ReadinessReport, ReadinessReporter};
 pub use reload::{ReloadError, ReloadReport, Reloader};
 pub use runtime::{BoxError, BoxFuture, ChunkSink, ElementRuntime, FnRuntime, FunctionError};
 pub use schema::loader_schemas;

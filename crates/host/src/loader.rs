@@ -10,6 +10,7 @@ use jitnode_element::{ConfigSchema, Definition, Element, FileError};
 use serde_json::Value;
 
 use crate::app::AppHandle;
+use crate::readiness::{Readiness, ReadinessReporter};
 use crate::runtime::{BoxError, BoxFuture, ElementRuntime};
 
 /// The folder, inside the app directory, where elements keep their state (records,
@@ -112,6 +113,8 @@ pub struct LoadContext {
     pub(crate) loader: Arc<Element>,
     pub(crate) config: Option<Arc<Value>>,
     pub(crate) app: AppHandle,
+    pub(crate) readiness: Readiness,
+    pub(crate) generation: u64,
 }
 
 impl LoadContext {
@@ -159,6 +162,14 @@ impl LoadContext {
         self.app_dir()
             .unwrap_or_else(|| self.element.dir.clone())
             .join(DATA_DIR)
+    }
+
+    /// Declares that this element has a readiness of its own (e.g. a connection to an
+    /// outside service), pending on `what` (`"connecting"`) until the returned reporter
+    /// says otherwise. Call it at most once per load; see [`Readiness`].
+    pub fn readiness(&self, what: &str) -> ReadinessReporter {
+        self.readiness
+            .reporter(&self.element.full_name, self.generation, what)
     }
 
     /// The app, to look up other elements by fullName. Lookups through this handle are

@@ -115,7 +115,11 @@ pub struct Reloader {
     stop_deadline: Duration,
     /// The last reload was rejected (so the next accepted one says it recovered).
     rejected: bool,
+    before_restart: Option<BeforeRestart>,
 }
+
+/// See [`Reloader::before_restart`].
+type BeforeRestart = Box<dyn FnMut(&AppTree, &Env) + Send>;
 
 impl fmt::Debug for Reloader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -143,7 +147,16 @@ impl Reloader {
             good: Good { tree, env, configs },
             stop_deadline: crate::app::DEFAULT_STOP_DEADLINE,
             rejected: false,
+            before_restart: None,
         }
+    }
+
+    /// Calls `f` with every accepted version (its tree and environment) before any element
+    /// restarts with it: the place to prepare what the new elements need at start, such as
+    /// the sandbox learning a new robot's credentials before that robot connects.
+    pub fn before_restart(mut self, f: impl FnMut(&AppTree, &Env) + Send + 'static) -> Reloader {
+        self.before_restart = Some(Box::new(f));
+        self
     }
 
     /// How long each element gets to stop when it is restarted or removed.
@@ -287,6 +300,9 @@ impl Reloader {
             restart.extend(more);
         }
 
+        if let Some(f) = &mut self.before_restart {
+            f(&tree, &env);
+        }
         let mut report = ReloadReport {
             changed: changed.iter().cloned().collect(),
             ..ReloadReport::default()

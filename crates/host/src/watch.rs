@@ -19,7 +19,6 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode};
 use tokio::sync::mpsc;
 
-use crate::app::App;
 use crate::reload::{ReloadReport, Reloader};
 
 /// How file changes are noticed.
@@ -105,6 +104,10 @@ impl FileEvents {
         if !elements.is_dir() {
             return Err(WatchError::NoSources { path: elements });
         }
+        // Watchers report absolute paths: a relative app dir (`jitnode run .`) would match
+        // none of them, and every write in it (dist/, data/) would look relevant.
+        let canonical = app_dir.canonicalize();
+        let app_dir = canonical.as_deref().unwrap_or(app_dir);
         match options.mode {
             WatchMode::Poll => Self::poll(app_dir, options),
             WatchMode::Native => Self::native(app_dir),
@@ -283,26 +286,6 @@ where
             }
         }
     }
-}
-
-/// `jitnode run --watch`: reloads `app` (opened from `app_dir` and started) on every change
-/// until `shutdown` completes; each restarted element gets `stop_deadline` to stop.
-pub async fn watch_app<F, T>(
-    app_dir: &Path,
-    app: &App,
-    mode: WatchMode,
-    stop_deadline: Duration,
-    shutdown: F,
-) -> Result<T, WatchError>
-where
-    F: Future<Output = T>,
-{
-    let mut reloader = Reloader::new(app_dir, app.clone()).with_stop_deadline(stop_deadline);
-    let options = WatchOptions {
-        mode,
-        ..WatchOptions::default()
-    };
-    run(&mut reloader, &options, shutdown, |_| {}).await
 }
 
 #[cfg(test)]

@@ -680,10 +680,32 @@ async fn the_polling_watcher_reloads_a_saved_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watcher_ignores_dist_and_hidden_files() {
     let dir = tempfile::tempdir().unwrap();
-    let app_dir = dir.path();
+    watcher_ignores_dist_and_hidden_files(dir.path(), dir.path()).await;
+}
+
+/// `jitnode run --watch` from inside the app watches `.`: the watcher reports absolute
+/// paths, which must still be judged relative to the app (a write to `data/` is not an
+/// edit, or every state file the host writes would reload it again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_app_dir_is_watched_like_an_absolute_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    // The same folder, named relative to the working directory (no chdir: tests share it).
+    let up = cwd.components().count() - 1;
+    let mut relative = std::path::PathBuf::new();
+    for _ in 0..up {
+        relative.push("..");
+    }
+    relative.push(dir.path().strip_prefix("/").unwrap());
+    assert!(relative.is_relative() && relative.join(".").is_dir());
+    watcher_ignores_dist_and_hidden_files(dir.path(), &relative).await;
+}
+
+async fn watcher_ignores_dist_and_hidden_files(app_dir: &Path, watched_as: &Path) {
     base(app_dir);
-    let mut events = FileEvents::watch(app_dir, &WatchOptions::default()).unwrap();
+    let mut events = FileEvents::watch(watched_as, &WatchOptions::default()).unwrap();
     assert_eq!(events.kind(), "native");
+    write(app_dir, "data/sandbox.json", "x");
     write(app_dir, "dist/junk", "x");
     write(app_dir, "elements/fam/.swap", "x");
     write(app_dir, "elements/fam/t1/target/x", "x");

@@ -47,7 +47,8 @@ impl Log {
 }
 
 /// `builtin:probe`: behaviour chosen by the instance's own e.json keys:
-/// `loadMs` (sleep while loading), `needs` (look these up while loading), `fail` (error
+/// `loadMs` (sleep while loading), `needs` (look these up while loading), `readiness`
+/// (report `"ready"`, stay `"pending"`, or not ready for the reason given), `fail` (error
 /// message), `panic` (panic), `hangOnStop` (stop never finishes), `callNeeds` (a function
 /// `poke` that looks these up at call time).
 fn probe_registry(log: &Arc<Log>) -> Registry {
@@ -73,6 +74,14 @@ fn probe_registry(log: &Arc<Log>) -> Registry {
                 {
                     let need = need.as_str().unwrap();
                     cx.app().lookup(need).await?;
+                }
+                if let Some(state) = raw.get("readiness").and_then(Value::as_str) {
+                    let reporter = cx.readiness("connecting");
+                    match state {
+                        "ready" => reporter.ready(),
+                        "pending" => {}
+                        reason => reporter.not_ready(reason),
+                    }
                 }
                 if let Some(msg) = raw.get("fail").and_then(Value::as_str) {
                     return Err(BoxError::from(msg.to_string()));
@@ -280,6 +289,73 @@ async fn a_failing_element_is_reported_and_the_others_keep_running() {
     let again = app.lookup("t.bad").await.unwrap_err();
     assert!(matches!(again, LookupError::Load(LoadError::Failed { .. })));
     assert_eq!(log.loads("t.bad"), 1);
+}
+
+/// Started is not ready: an element that reports itself not ready, or that failed to
+/// start, makes the app not ready, named with the reason; one that reports nothing and
+/// started counts as ready; stopping an element forgets what it reported.
+#[tokio::test(start_paused = true)]
+async fn readiness_tells_started_elements_from_working_ones() {
+    use jitnode_host::Check;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    family(root);
+    let at_start = |extra: Value| {
+        let mut e = json!({"backendLoadTime": "afterAppInit"});
+        e.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        e
+    };
+    probe(root, "up", at_start(json!({"readiness": "ready"})));
+    probe(
+        root,
+        "down",
+        at_start(json!({"readiness": "refused: bad credentials"})),
+    );
+    probe(root, "silent", at_start(json!({})));
+    probe(
+        root,
+        "bad",
+        at_start(json!({"readiness": "ready", "fail": "no config"})),
+    );
+    let log = Arc::new(Log::default());
+    let app = app_with(root, &log);
+    let report = app.start().await;
+    assert_eq!(report.started, ["t.down", "t.silent", "t.up"]);
+
+    let ready = app.readiness().report();
+    assert!(ready.is_settled() && !ready.is_ready(), "{ready:?}");
+    let checks: Vec<(&str, &Check)> = ready.checks.iter().map(|(n, c)| (n.as_str(), c)).collect();
+    assert_eq!(
+        checks,
+        [
+            (
+                "t.bad",
+                &Check::NotReady {
+                    reason: "t.bad: loader builtin:probe failed: no config".into()
+                }
+            ),
+            (
+                "t.down",
+                &Check::NotReady {
+                    reason: "refused: bad credentials".into()
+                }
+            ),
+            ("t.up", &Check::Ready),
+        ]
+    );
+    assert_eq!(
+        ready.to_json()["elements"]["t.down"],
+        json!({"state": "notReady", "reason": "refused: bad credentials"})
+    );
+
+    app.stop(Duration::from_secs(1)).await;
+    let after = app.readiness().report();
+    assert!(
+        after.get("t.up").is_none() && after.get("t.down").is_none(),
+        "{after:?}"
+    );
 }
 
 async fn fifty_lookups_load_once(app: Arc<App>, log: &Log) {

@@ -1,5 +1,6 @@
 //! The `builtin:dingTalkStream` loader: brings each `imRobots.dingTalkStreamType` instance
-//! to life with its own Stream connection, and stops it with its answers finalized.
+//! to life with its own Stream connection, reports whether that connection is up into the
+//! host's readiness, and stops it with its answers finalized.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,8 +8,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use jitnode_host::{
     BoxError, BoxFuture, ElementRuntime, FunctionError, FunctionSpec, LoadContext, Loader,
+    ReadinessReporter,
 };
-use jitnode_stream::{Client, ClientConfig};
+use jitnode_stream::{Client, ClientConfig, Status};
 use serde_json::{json, Value};
 
 use crate::config::RobotConfig;
@@ -118,6 +120,11 @@ impl Loader for DingTalkStreamLoader {
                 client_config(&config),
                 Arc::new(RobotHandler(robot.clone())),
             );
+            tokio::spawn(report_readiness(
+                client.status(),
+                cx.readiness("connecting"),
+                shown_endpoint(&config),
+            ));
             tracing::info!(
                 robot = %element,
                 client_id = %config.client_id,
@@ -128,6 +135,43 @@ impl Loader for DingTalkStreamLoader {
             );
             Ok(Box::new(RobotRuntime { robot, client }) as Box<dyn ElementRuntime>)
         })
+    }
+}
+
+/// Follows the client's status into the host's readiness: connected is ready; refused
+/// credentials or an endpoint that cannot be reached is not ready, with the reason. Ends
+/// when the client stops or the element is replaced.
+async fn report_readiness(
+    mut status: tokio::sync::watch::Receiver<Status>,
+    reporter: ReadinessReporter,
+    endpoint: String,
+) {
+    let mut connected_once = false;
+    loop {
+        let now = status.borrow_and_update().clone();
+        match now {
+            Status::Connected { .. } => {
+                connected_once = true;
+                reporter.ready();
+            }
+            Status::AuthFailed { error, .. } => {
+                reporter.not_ready(format!("bad credentials: {error}"));
+            }
+            // No retry delay in the reason: a retry failing the same way changes nothing.
+            Status::Backoff { error, .. } => {
+                let reason = match connected_once {
+                    true => format!("connection lost ({error}); reconnecting"),
+                    false => format!("cannot connect to {endpoint}: {error}"),
+                };
+                reporter.not_ready(reason);
+            }
+            // A retry keeps the reason of the failure before it.
+            Status::Connecting { .. } => {}
+            Status::Stopped => return,
+        }
+        if !reporter.is_current() || status.changed().await.is_err() {
+            return;
+        }
     }
 }
 

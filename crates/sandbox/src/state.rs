@@ -373,7 +373,9 @@ impl Shared {
             if m.group {
                 "cidGroupDefault==".to_string()
             } else {
-                format!("cidp2p{}==", sender_key)
+                // A one-to-one chat is between one user and one robot: two robots never
+                // share it.
+                format!("cidp2p{}.{}==", sender_key, m.client_id)
             }
         });
         let session = random_hex(16);

@@ -72,7 +72,8 @@ pub struct PostMessage {
     pub client_id: String,
     /// Group conversation (`conversationType` "2") instead of one-to-one ("1").
     pub group: bool,
-    /// Conversation id; generated from the sender (one-to-one) or fixed (group) when absent.
+    /// Conversation id; when absent, generated from the sender and the robot (one-to-one:
+    /// each user has a chat of their own with each robot) or fixed (group).
     pub conversation_id: Option<String>,
     /// Group title (groups only).
     pub conversation_title: Option<String>,

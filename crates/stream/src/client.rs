@@ -258,7 +258,7 @@ pub async fn open_connection(
         .json(&body)
         .send()
         .await
-        .map_err(|e| ConnectError::Open(e.without_url().to_string()))?;
+        .map_err(|e| ConnectError::Open(with_causes(&e.without_url())))?;
     let status = resp.status().as_u16();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
     let s = |k: &str| {
@@ -289,6 +289,23 @@ pub async fn open_connection(
         )));
     }
     Ok((endpoint, ticket))
+}
+
+/// An error with its causes (`error sending request: ... : Connection refused`): reqwest's
+/// own text alone does not say why a request failed.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        // Some layers repeat their cause's text in their own.
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// `{endpoint}?ticket=<url-encoded>`, keeping any query the endpoint already has.
