@@ -728,7 +728,7 @@ impl KnowledgeBase {
             rep.entry(self.group_of[i])
                 .and_modify(|r| {
                     let (a, b) = (key(i), key(*r));
-                    if a.0 > b.0 || (a.0 == b.0 && a.1 > b.1) {
+                    if (a.0 && !b.0) || (a.0 == b.0 && a.1 > b.1) {
                         *r = i;
                     }
                 })
