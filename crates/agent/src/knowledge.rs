@@ -812,8 +812,8 @@ fn twin_groups(outlines: &[(String, u32)], section_of: &[(u32, u32)]) -> (Vec<u3
     for (doc, (file, _)) in outlines.iter().enumerate() {
         if let Some((key, lang)) = translation_key(file) {
             let slot = &mut by_key.entry(key).or_default()[usize::from(lang == Lang::Zh)];
-            // Two files claiming one slot (`a.en.md` twice cannot happen, but `a.en.md` and
-            // `a.en.txt` share no key): keep the first.
+            // A key names one file per language (the extension is part of it), so a slot is
+            // claimed once.
             slot.get_or_insert(doc as u32);
         }
     }

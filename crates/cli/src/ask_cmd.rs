@@ -211,7 +211,10 @@ impl DemoSandbox {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         for r in robots_of(tree, env) {
-            let endpoint = r.endpoint.as_deref().unwrap_or("https://api.dingtalk.com");
+            let endpoint = r
+                .endpoint
+                .as_deref()
+                .unwrap_or(jitnode_robot::config::DEFAULT_OPEN_API_ENDPOINT);
             if endpoint.trim_end_matches('/') != base {
                 tracing::warn!(
                     robot = %r.entry.full_name,
