@@ -287,6 +287,42 @@ const EN_STOP: &[&str] = &[
     "etc",
     "eg",
     "ie",
+    // contractions as people type them in chat, without the apostrophe
+    "whats",
+    "hows",
+    "wheres",
+    "whos",
+    "whys",
+    "dont",
+    "doesnt",
+    "didnt",
+    "cant",
+    "wont",
+    "isnt",
+    "arent",
+    "wasnt",
+    "werent",
+    "im",
+    "ive",
+    "youre",
+    "theyre",
+    "theres",
+    "thats",
+    "u",
+    "ur",
+    // chat fillers
+    "yeah",
+    "yep",
+    "lol",
+    "btw",
+    "gonna",
+    "gotta",
+    "kinda",
+    "sorta",
+    "hmm",
+    "um",
+    "uh",
+    "anyway",
 ];
 
 const ZH_STOP: &[&str] = &[
@@ -727,6 +763,13 @@ mod tests {
         assert!(tokenize("don't you know what's this").is_empty());
         assert_eq!(detect_lang("How do I run it?"), Lang::En);
         assert_eq!(detect_lang("怎么运行 jitnode?"), Lang::Zh);
+    }
+
+    #[test]
+    fn chat_contractions_without_apostrophes_are_stopwords() {
+        // "whats" must not stem to a content word "what" that matches any page.
+        let t = tokenize("hey whats up, dont know why the bot isnt replying");
+        assert_eq!(t, vec!["bot".to_string(), stem("replying")]);
     }
 
     #[test]
