@@ -323,6 +323,10 @@ const EN_STOP: &[&str] = &[
     "um",
     "uh",
     "anyway",
+    // days said in passing ("I set it up yesterday"), not what the question is about
+    "today",
+    "yesterday",
+    "tomorrow",
 ];
 
 const ZH_STOP: &[&str] = &[
@@ -453,6 +457,10 @@ const ZH_STOP: &[&str] = &[
     "着",
     "过",
     "呗",
+    // days said in passing ("I set it up yesterday"), not what the question is about
+    "今天",
+    "昨天",
+    "明天",
 ];
 
 /// A stopword list as a set: it is consulted for every word and character indexed.
@@ -770,6 +778,9 @@ mod tests {
         // "whats" must not stem to a content word "what" that matches any page.
         let t = tokenize("hey whats up, dont know why the bot isnt replying");
         assert_eq!(t, vec!["bot".to_string(), stem("replying")]);
+        // A day said in passing is not the topic.
+        let t = tokenize("昨天 today 天气");
+        assert!(t.iter().all(|w| w.contains("天气")), "{t:?}");
     }
 
     #[test]
