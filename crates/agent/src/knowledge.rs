@@ -642,7 +642,11 @@ impl KnowledgeBase {
                     alts.push((ids, SYNONYM_FACTOR));
                 }
             }
-            if !is_bigram(t) {
+            // A camelCase part ("ding" of "dingtalk") is the same word said twice.
+            let part = qterms
+                .iter()
+                .any(|u| u.len() > t.len() && !is_bigram(u) && u.contains(t.as_str()));
+            if !is_bigram(t) && !part {
                 words += 1;
                 known_words += usize::from(!alts.is_empty());
             }
