@@ -609,7 +609,8 @@ impl KnowledgeBase {
         let mut total_weight = 0.0;
         // Passages with a score, so a query touches only them, not the whole base.
         let mut touched: Vec<usize> = Vec::new();
-        let (mut words, mut known_words) = (0usize, 0usize);
+        // Per query term, whether the knowledge knows it (directly, by spelling or synonym).
+        let mut known_term = vec![false; qterms.len()];
         let mut file_score = vec![0f64; self.file_len.len()];
         let mut file_best: HashMap<u32, f64, FastHash> = HashMap::default();
         // Per query term, the best way each passage matched it: (score, factor).
@@ -642,14 +643,7 @@ impl KnowledgeBase {
                     alts.push((ids, SYNONYM_FACTOR));
                 }
             }
-            // A camelCase part ("ding" of "dingtalk") is the same word said twice.
-            let part = qterms
-                .iter()
-                .any(|u| u.len() > t.len() && !is_bigram(u) && u.contains(t.as_str()));
-            if !is_bigram(t) && !part {
-                words += 1;
-                known_words += usize::from(!alts.is_empty());
-            }
+            known_term[ti as usize] = !alts.is_empty();
 
             best.clear();
             file_best.clear();
@@ -723,7 +717,7 @@ impl KnowledgeBase {
             }
         }
         let strong = STRONG_RARE_WORDS * self.idf(1);
-        let known_share = known_words as f64 / words.max(1) as f64;
+        let known_share = known_share(&qterms, &known_term);
         // Each group is answered by one passage: the best-scoring one in the question's
         // language, else the best-scoring one.
         let mut rep: HashMap<u32, usize, FastHash> = HashMap::default();
@@ -763,6 +757,26 @@ impl KnowledgeBase {
         out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage)));
         out
     }
+}
+
+/// The share of the question's words the knowledge knows. Bigrams are not words, and a
+/// camelCase part or search-mode sub-word ("ding" of "dingtalk") is its whole word said
+/// again: it does not count on its own, and the whole is known when a part is.
+fn known_share(qterms: &[String], known_term: &[bool]) -> f64 {
+    let inside = |part: &str, whole: &str| whole.len() > part.len() && whole.contains(part);
+    let (mut words, mut known) = (0usize, 0usize);
+    for (i, t) in qterms.iter().enumerate() {
+        if is_bigram(t) || qterms.iter().any(|u| !is_bigram(u) && inside(t, u)) {
+            continue;
+        }
+        words += 1;
+        let part_known = qterms
+            .iter()
+            .zip(known_term)
+            .any(|(p, &k)| k && !is_bigram(p) && inside(p, t));
+        known += usize::from(known_term[i] || part_known);
+    }
+    known as f64 / words.max(1) as f64
 }
 
 /// What the relevance gate weighs about a passage and the question, each 0..=1: the share
@@ -967,6 +981,15 @@ mod tests {
             Some("a.md")
         );
         assert!(kb.search("best pizza recipe in naples", 3, 0.3).is_empty());
+    }
+
+    #[test]
+    fn a_camel_case_name_counts_as_one_known_word() {
+        // "HotReload" is indexed whole and as "hot" + "reload"; with "pizza" and "price"
+        // unknown, one of three words is known, not three of five.
+        let kb = kb();
+        let f = kb.gate_features("HotReload pizza price").expect("matches a.md");
+        assert!((f[2] - 1.0 / 3.0).abs() < 1e-9, "{f:?}");
     }
 
     #[test]
