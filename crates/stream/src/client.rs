@@ -627,21 +627,23 @@ async fn run_connection(
 /// Handles one TEXT frame without waiting. Returns true for `disconnect`.
 fn dispatch(shared: &Arc<Shared>, tx: &ConnTx, text: &str) -> bool {
     Stats::bump(&shared.stats.frames);
-    let too_big = text.len() > shared.config.max_frame_bytes;
+    // The size is checked before parsing: building a 16 MiB frame (and its data string)
+    // is what the limit is there to prevent. Only the message id is read, for the ACK.
+    if text.len() > shared.config.max_frame_bytes {
+        let id = Frame::message_id_of(text);
+        return malformed(
+            shared,
+            tx,
+            id.as_deref(),
+            &format!(
+                "frame of {} bytes exceeds the limit of {}",
+                text.len(),
+                shared.config.max_frame_bytes
+            ),
+        );
+    }
     let frame = match Frame::parse(text) {
-        Ok(f) if !too_big => f,
-        Ok(f) => {
-            return malformed(
-                shared,
-                tx,
-                Some(f.message_id()),
-                &format!(
-                    "frame of {} bytes exceeds the limit of {}",
-                    text.len(),
-                    shared.config.max_frame_bytes
-                ),
-            );
-        }
+        Ok(f) => f,
         Err(e) => return malformed(shared, tx, e.message_id.as_deref(), &e.reason),
     };
     match frame.kind {

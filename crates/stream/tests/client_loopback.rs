@@ -803,6 +803,16 @@ async fn malformed_frames_get_error_acks_and_keep_the_connection() {
     let a = c.ack_for("big1").await;
     assert_eq!(a["code"], 400);
     assert!(a["message"].as_str().unwrap().contains("exceeds"), "{a}");
+    // The size is judged before the frame is: an oversized frame that would not even parse
+    // (unknown type, data not a string) is refused for its size, with its message id.
+    let odd = format!(
+        r#"{{"type":"WHATEVER","data":{{"pad":"{}"}},"headers":{{"messageId":"big2"}}}}"#,
+        "y".repeat(100 * 1024)
+    );
+    c.push_raw(&odd);
+    let a = c.ack_for("big2").await;
+    assert_eq!(a["code"], 400);
+    assert!(a["message"].as_str().unwrap().contains("exceeds"), "{a}");
     // Card callback with invalid content / missing content.
     let cb = |id: &str, content: Option<&str>| {
         let mut d = json!({"outTrackId": "t1", "type": "actionCallback", "extension": "{}"});
