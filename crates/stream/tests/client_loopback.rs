@@ -1037,3 +1037,147 @@ async fn slow_card_handler_is_acked_empty_after_the_timeout() {
     assert_eq!(client.stats().handled, 1);
     client.stop().await;
 }
+
+/// Robot handler whose runs each wait for a permit of `release` (optionally after seeing
+/// the client's shutdown), counting runs started, at once, at most and done.
+struct Held {
+    release: tokio::sync::Semaphore,
+    wait_for_shutdown: bool,
+    started: AtomicUsize,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    done: AtomicUsize,
+}
+
+impl Held {
+    fn new(wait_for_shutdown: bool) -> Arc<Held> {
+        Arc::new(Held {
+            release: tokio::sync::Semaphore::new(0),
+            wait_for_shutdown,
+            started: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Handler for Held {
+    fn on_robot_message(
+        &self,
+        _msg: RobotMessage,
+        ctx: ReplyContext,
+    ) -> BoxFuture<'_, Result<(), HandlerError>> {
+        Box::pin(async move {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            if self.wait_for_shutdown {
+                ctx.shutdown().cancelled().await;
+            }
+            let permit = self.release.acquire().await.expect("never closed");
+            permit.forget();
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.done.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_slots_and_a_full_queue_pause_reading() {
+    let mut h = Harness::start().await;
+    let held = Held::new(false);
+    let mut cfg = h.config();
+    cfg.max_concurrent_handlers = 2;
+    cfg.max_waiting_handlers = 3;
+    let client = Client::start(cfg, held.clone());
+    let mut c = h.next_conn().await;
+    for i in 0..20 {
+        c.push(&robot_frame(
+            &h.base,
+            &format!("m{i}"),
+            &format!("msg{i}"),
+            "q",
+        ));
+    }
+    c.push(&ping_frame("p1", "after-the-burst"));
+    // 2 running, 1 taken by the dispatcher for the next free slot, 3 queued, 1 held by the
+    // reader: it reads nothing more, so frame 8 onwards stays in the socket.
+    wait_for("reading paused after 7 frames", || {
+        let s = client.stats();
+        s.reading_paused >= 1 && s.frames == 7 && held.started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    for i in 0..7 {
+        let a = c.ack().await;
+        assert_eq!(a["headers"]["messageId"], format!("m{i}"), "{a}");
+        assert_eq!(a["code"], 200);
+    }
+    assert_eq!(client.stats().frames, 7, "the reader stays paused");
+    assert!(
+        c.from_client.try_recv().is_err(),
+        "no ACK beyond the 7 read"
+    );
+    // Free the handlers: reading resumes, the ping behind the burst is answered, and every
+    // message runs once with never more than 2 at a time.
+    held.release.add_permits(20);
+    let pong = c.ack_for("p1").await;
+    assert_eq!(data_of(&pong), json!({"opaque": "after-the-burst"}));
+    wait_for("all 20 handled", || held.done.load(Ordering::SeqCst) == 20).await;
+    assert_eq!(held.peak.load(Ordering::SeqCst), 2);
+    let s = client.stats();
+    assert_eq!((s.handled, s.frames, s.duplicates), (20, 21, 0));
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_awaits_running_handlers_up_to_its_deadline() {
+    let mut h = Harness::start().await;
+    let held = Held::new(true);
+    let client = Client::start(h.config(), held.clone());
+    let c = h.next_conn().await;
+    c.push(&robot_frame(&h.base, "s1", "stop-msg", "q"));
+    wait_for("the handler running", || {
+        held.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let stop = client.stop();
+    tokio::pin!(stop);
+    let mut status = client.status();
+    // The connections are closed (Stopped) while the handler, which has seen the shutdown,
+    // still waits for its release: stop must not have returned.
+    tokio::select! {
+        _ = &mut stop => panic!("stop returned while a handler was still running"),
+        s = timeout(WAIT, status.wait_for(|s| *s == Status::Stopped)) => {
+            s.expect("Stopped in time").expect("status sender alive");
+        }
+    }
+    assert_eq!(held.done.load(Ordering::SeqCst), 0);
+    held.release.add_permits(1);
+    timeout(WAIT, stop)
+        .await
+        .expect("stop returns once the handler has");
+    assert_eq!(
+        held.done.load(Ordering::SeqCst),
+        1,
+        "awaited, not abandoned"
+    );
+    assert_eq!(client.stats().handled, 1);
+
+    // A handler that never returns holds stop only for stop_timeout.
+    let stuck = Held::new(true);
+    let mut cfg = h.config();
+    cfg.stop_timeout = Duration::from_millis(200);
+    let client = Client::start(cfg, stuck.clone());
+    let c = h.next_conn().await;
+    c.push(&robot_frame(&h.base, "s2", "stuck-msg", "q"));
+    wait_for("the stuck handler running", || {
+        stuck.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    timeout(WAIT, client.stop())
+        .await
+        .expect("stop gives up on a stuck handler after its deadline");
+    assert_eq!(stuck.done.load(Ordering::SeqCst), 0);
+}
