@@ -92,7 +92,7 @@ pub fn robot_config(sb: &Sandbox, client_id: &str, secret: &str, extra: &Value) 
     config
 }
 
-/// Waits (woken by each new transcript entry) until `cond` holds; panics with the transcript after
+/// Polls the sandbox's transcript until `cond` holds; panics with the transcript after
 /// `timeout`.
 pub async fn wait_for(
     sb: &Sandbox,
@@ -100,9 +100,16 @@ pub async fn wait_for(
     timeout: Duration,
     cond: impl Fn(&Transcript) -> bool,
 ) -> Transcript {
-    match sb.wait_for_transcript(timeout, cond).await {
-        Ok(t) => t,
-        Err(t) => panic!("timed out waiting for {what}; transcript: {:#?}", t.entries),
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let t = sb.transcript();
+        if cond(&t) {
+            return t;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}; transcript: {:#?}", t.entries);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
