@@ -544,13 +544,13 @@ async fn disconnect_with_1000_in_flight_handles_each_exactly_once() {
         new_acks.insert(id);
     }
     wait_for("1000 handled", || rec.total() == 1000).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // stop() awaits every queued and running handler, so nothing can be handled later.
+    client.stop().await;
     for i in 0..1000 {
         assert_eq!(rec.count(&format!("msg{i}")), 1, "msg{i}");
     }
     assert_eq!(client.stats().duplicates, 100);
     old.drop_abruptly();
-    client.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,12 +641,21 @@ async fn redelivery_is_handled_once_and_failures_retry() {
         rec.count("fail-1") == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // stop() awaits every handler, so the counts below are final.
+    let release = async {
+        loop {
+            gate.notify_waiters();
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::select! {
+        _ = client.stop() => {}
+        _ = release => unreachable!("the release loop never ends"),
+    }
     assert_eq!(rec.count("same"), 1);
     assert_eq!(rec.attempts.lock().unwrap()["same"], 1);
     assert_eq!(rec.attempts.lock().unwrap()["fail-1"], 2);
     assert_eq!(client.stats().duplicates, 2);
-    client.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,13 +685,13 @@ async fn bad_credentials_are_reported_with_a_long_backoff() {
     );
     assert!(!error.contains("wrong-secret-123"));
     assert!(!format!("{client:?}").contains("wrong-secret-123"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(h.gw.opens.load(Ordering::SeqCst), 1, "no hammering");
-    // Stop is prompt during that long wait.
+    // Stop is prompt during that long wait; the next attempt was 600 s away, so once the
+    // client has stopped there was exactly one open.
     timeout(Duration::from_secs(2), client.stop())
         .await
         .expect("prompt stop");
     assert_eq!(*client.status().borrow(), Status::Stopped);
+    assert_eq!(h.gw.opens.load(Ordering::SeqCst), 1, "no hammering");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -916,7 +925,8 @@ async fn access_token_is_single_flight_and_refreshed_on_401() {
     client.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Current-thread: moving the clock by hand needs it; the gateway shares the runtime.
+#[tokio::test]
 async fn short_lived_token_is_refreshed_before_expiry() {
     let h = Harness::start().await;
     h.gw.token_expire.store(1, Ordering::SeqCst);
@@ -925,8 +935,17 @@ async fn short_lived_token_is_refreshed_before_expiry() {
     api.stream_card("c", "k", "a", false, false).await.unwrap();
     api.stream_card("c", "k", "b", false, false).await.unwrap();
     assert_eq!(h.gw.tokens_issued.load(Ordering::SeqCst), 1);
-    // Half of a 1 s life: refreshed early, before it would be refused.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Just short of half a 1 s life the token is still used...
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(300)).await;
+    tokio::time::resume();
+    api.stream_card("c", "k", "b2", false, false).await.unwrap();
+    assert_eq!(h.gw.tokens_issued.load(Ordering::SeqCst), 1);
+    // ...and past it, refreshed early, before it would be refused. The clock is moved
+    // rather than slept on, and only while no socket is awaited.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(300)).await;
+    tokio::time::resume();
     api.stream_card("c", "k", "c", true, false).await.unwrap();
     assert_eq!(h.gw.tokens_issued.load(Ordering::SeqCst), 2);
     client.stop().await;
