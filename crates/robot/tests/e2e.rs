@@ -15,7 +15,7 @@ use jitnode_robot::config::Lang;
 use jitnode_robot::records::{FeedbackFilter, Records};
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, Click, PostMessage, Sandbox, SandboxConfig, Transcript};
-use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
+use jitnode_test_kit::robot::{robot_config, wait_for, wait_for_call, AppDir};
 use serde_json::{json, Value};
 
 /// How the test agent answers.
@@ -228,12 +228,7 @@ async fn question_streams_into_card_then_final_with_four_buttons() {
     let posted =
         h.sb.post_message(&PostMessage::text(APP_A, "How do I connect to the VPN?"))
             .unwrap();
-    h.wait_for("a partial update", |t| {
-        t.entries
-            .iter()
-            .any(|e| e.kind == "card.update" && e.body.to_string().contains("To connect"))
-    })
-    .await;
+    wait_for_call(&h.sb, "card.update", "To connect", Duration::from_secs(15)).await;
     gate.add_permits(1);
     let ack =
         h.sb.wait_for_ack(&posted.message_id, Duration::from_secs(5))
@@ -668,11 +663,12 @@ async fn template_mode_streams_and_takes_feedback_over_stream() {
     let h = start(script, &[("bot", APP_A, extra)]).await;
     h.sb.post_message(&PostMessage::text(APP_A, "Template?"))
         .unwrap();
-    h.wait_for("a partial stream update", |t| {
-        t.entries
-            .iter()
-            .any(|e| e.kind == "card.streaming" && e.body.to_string().contains("To connect"))
-    })
+    wait_for_call(
+        &h.sb,
+        "card.streaming",
+        "To connect",
+        Duration::from_secs(15),
+    )
     .await;
     gate.add_permits(1);
     let t = h

@@ -11,7 +11,7 @@ use jitnode_robot::records::Records;
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, PostMessage, Sandbox, SandboxConfig, Transcript};
 use jitnode_test_kit::llm::{delta_event, error_response, finish_events, LlmStandIn, SSE_HEAD};
-use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
+use jitnode_test_kit::robot::{robot_config, wait_for, wait_for_call, AppDir};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -282,11 +282,12 @@ async fn streamed_llm_answer_fills_a_standard_card_without_reasoning() {
     let full = PIECES.concat();
     h.sb.post_message(&PostMessage::text(APP, QUESTION))
         .unwrap();
-    h.wait_for("a partial update", |t| {
-        t.entries
-            .iter()
-            .any(|e| e.kind == "card.update" && e.body.to_string().contains("open the VPN app"))
-    })
+    wait_for_call(
+        &h.sb,
+        "card.update",
+        "open the VPN app",
+        Duration::from_secs(15),
+    )
     .await;
     h.llm.release();
     let t = h
@@ -329,11 +330,12 @@ async fn streamed_llm_answer_fills_a_template_card_without_reasoning() {
     let full = PIECES.concat();
     h.sb.post_message(&PostMessage::text(APP, QUESTION))
         .unwrap();
-    h.wait_for("a partial stream update", |t| {
-        t.entries
-            .iter()
-            .any(|e| e.kind == "card.streaming" && e.body.to_string().contains("open the VPN app"))
-    })
+    wait_for_call(
+        &h.sb,
+        "card.streaming",
+        "open the VPN app",
+        Duration::from_secs(15),
+    )
     .await;
     h.llm.release();
     let t = h
