@@ -113,6 +113,27 @@ impl Frame {
         })
     }
 
+    /// Reads only `headers.messageId` of a frame, skipping everything else without building
+    /// it: for answering a frame too large to parse with an error ACK. A header that is not
+    /// a string is kept as its JSON text, as in [`Frame::parse`].
+    pub fn message_id_of(text: &str) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Headers {
+            #[serde(rename = "messageId")]
+            message_id: Option<Value>,
+        }
+        #[derive(Deserialize)]
+        struct Outline {
+            headers: Option<Headers>,
+        }
+        let outline: Outline = serde_json::from_str(text).ok()?;
+        match outline.headers?.message_id? {
+            Value::String(s) => Some(s),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+
     /// The frame as the gateway writes it.
     pub fn to_text(&self) -> String {
         // Serializing a struct of strings and a map of strings cannot fail.
@@ -261,6 +282,20 @@ mod tests {
         assert!(e.reason.contains("NOPE"));
         let e = Frame::parse("not json").unwrap_err();
         assert!(e.message_id.is_none());
+    }
+
+    #[test]
+    fn message_id_of_reads_only_the_header() {
+        assert_eq!(
+            Frame::message_id_of(CALLBACK).as_deref(),
+            Some("212ca9d7_974_1898c159aa6_1783b")
+        );
+        // The rest need not make a valid frame.
+        let odd = r#"{"type":"NOPE","data":{"x":[1,2]},"headers":{"messageId":7}}"#;
+        assert_eq!(Frame::message_id_of(odd).as_deref(), Some("7"));
+        assert_eq!(Frame::message_id_of(r#"{"headers":{}}"#), None);
+        assert_eq!(Frame::message_id_of("not json"), None);
+        assert_eq!(Frame::message_id_of(r#"{"headers":"x"}"#), None);
     }
 
     #[test]

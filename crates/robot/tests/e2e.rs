@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, FunctionError, Registry};
 use jitnode_robot::callback::{Action, FeedbackKind};
 use jitnode_robot::cards::view::CardView;
@@ -13,7 +15,7 @@ use jitnode_robot::config::Lang;
 use jitnode_robot::records::{FeedbackFilter, Records};
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, Click, PostMessage, Sandbox, SandboxConfig, Transcript};
-use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
+use jitnode_test_kit::robot::{robot_config, wait_for, wait_for_call, AppDir};
 use serde_json::{json, Value};
 
 /// How the test agent answers.
@@ -23,6 +25,9 @@ struct AgentScript {
     delay: Duration,
     /// Fail after this many answer chunks.
     fail_after: Option<usize>,
+    /// When set, the answer stops after its first chunk until the test adds a permit: the
+    /// test sees the partial update (or acts "while answering") whatever the timing.
+    hold: Option<Arc<Semaphore>>,
 }
 
 impl AgentScript {
@@ -40,9 +45,20 @@ struct AgentLog {
 fn quick() -> AgentScript {
     AgentScript {
         chunks: vec!["To connect, ", "open the VPN app ", "and sign in."],
-        delay: Duration::from_millis(120),
+        delay: Duration::ZERO,
         fail_after: None,
+        hold: None,
     }
+}
+
+/// [`quick`], held after its first chunk until the returned semaphore gets a permit.
+fn held() -> (AgentScript, Arc<Semaphore>) {
+    let gate = Arc::new(Semaphore::new(0));
+    let script = AgentScript {
+        hold: Some(gate.clone()),
+        ..quick()
+    };
+    (script, gate)
 }
 
 struct Harness {
@@ -99,7 +115,15 @@ async fn start(script: AgentScript, robots: &[(&str, &str, Value)]) -> Harness {
                             if script.fail_after == Some(i) {
                                 return Err(FunctionError::failed("LLM connection reset"));
                             }
-                            tokio::time::sleep(script.delay).await;
+                            if i == 1 {
+                                if let Some(gate) = &script.hold {
+                                    // Bounded so a test failing before it releases cannot hang.
+                                    let _ = tokio::time::timeout(Duration::from_secs(15), gate.acquire()).await;
+                                }
+                            }
+                            if !script.delay.is_zero() {
+                                tokio::time::sleep(script.delay).await;
+                            }
                             chunks.send(json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": c}}));
                         }
                         Ok(json!({"answer": script.answer(), "sources": []}))
@@ -199,10 +223,13 @@ fn click_params(client_id: &str, card: &str, action: &Action) -> Click {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn question_streams_into_card_then_final_with_four_buttons() {
-    let h = start(quick(), &[("bot", APP_A, json!({}))]).await;
+    let (script, gate) = held();
+    let h = start(script, &[("bot", APP_A, json!({}))]).await;
     let posted =
         h.sb.post_message(&PostMessage::text(APP_A, "How do I connect to the VPN?"))
             .unwrap();
+    wait_for_call(&h.sb, "card.update", "To connect", Duration::from_secs(15)).await;
+    gate.add_permits(1);
     let ack =
         h.sb.wait_for_ack(&posted.message_id, Duration::from_secs(5))
             .await
@@ -408,23 +435,40 @@ async fn bad_callback_data_gets_an_error_ack_with_a_clear_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivery_while_and_after_answering_gives_one_answer() {
-    let h = start(quick(), &[("bot", APP_A, json!({}))]).await;
+    let (script, gate) = held();
+    let h = start(script, &[("bot", APP_A, json!({}))]).await;
     let posted =
         h.sb.post_message(&PostMessage::text(APP_A, "Once?"))
             .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Answering: the thinking card is out and the agent is held after its first chunk.
+    h.wait_for("the thinking card", |t| {
+        t.entries.iter().any(|e| e.kind == "card.send")
+    })
+    .await;
     let again = h.sb.redeliver_now(&posted.message_id).unwrap();
+    h.sb.wait_for_ack(&again, Duration::from_secs(5))
+        .await
+        .expect("the redelivery is ACKed");
+    gate.add_permits(10);
     h.wait_for("final card", |t| !final_cards(t).is_empty())
         .await;
     h.sb.redeliver_now(&again).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t = h.sb.transcript();
+    // Frames are handled in order, so once a later question is answered the redelivery
+    // before it has been seen: had it started a run, that run would have come first.
+    h.sb.post_message(&PostMessage::text(APP_A, "And after?"))
+        .unwrap();
+    let t = h
+        .wait_for("the later question's final card", |t| {
+            final_cards(t).len() == 2
+        })
+        .await;
     assert_eq!(
         t.entries.iter().filter(|e| e.kind == "card.send").count(),
-        1
+        2,
+        "one thinking card per question, none for the redeliveries"
     );
-    assert_eq!(h.log.calls.load(Ordering::SeqCst), 1);
-    assert_eq!(h.records().list_answers(None).unwrap().len(), 1);
+    assert_eq!(h.log.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(h.records().list_answers(None).unwrap().len(), 2);
     h.stop().await;
 }
 
@@ -460,6 +504,7 @@ async fn a_30s_answer_is_acked_at_once_and_stop_finalizes_its_card() {
         chunks: vec!["Slowly ", "but surely"],
         delay: Duration::from_secs(15),
         fail_after: None,
+        hold: None,
     };
     let h = start(script, &[("bot", APP_A, json!({}))]).await;
     let posted =
@@ -614,9 +659,18 @@ async fn non_text_gets_a_polite_reply_and_voice_is_answered() {
 async fn template_mode_streams_and_takes_feedback_over_stream() {
     let extra =
         json!({"card": {"mode": "template", "templateId": "helpdesk.schema", "minIntervalMs": 50}});
-    let h = start(quick(), &[("bot", APP_A, extra)]).await;
+    let (script, gate) = held();
+    let h = start(script, &[("bot", APP_A, extra)]).await;
     h.sb.post_message(&PostMessage::text(APP_A, "Template?"))
         .unwrap();
+    wait_for_call(
+        &h.sb,
+        "card.streaming",
+        "To connect",
+        Duration::from_secs(15),
+    )
+    .await;
+    gate.add_permits(1);
     let t = h
         .wait_for("finished card", |t| {
             t.cards
@@ -671,6 +725,7 @@ async fn an_answer_past_the_timeout_ends_in_a_timed_out_card() {
         chunks: vec!["Part one ", "never comes"],
         delay: Duration::from_millis(700),
         fail_after: None,
+        hold: None,
     };
     let h = start(script, &[("bot", APP_A, json!({"answerTimeoutMs": 1000}))]).await;
     h.sb.post_message(&PostMessage::text(APP_A, "Too slow?"))

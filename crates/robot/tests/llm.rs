@@ -2,6 +2,7 @@
 //! `aiagents` instance loaded by `jitnode_agent::loader()`, whose LLM is an OpenAI-compatible
 //! stand-in on loopback that streams SSE; DingTalk's side is played by `jitnode-sandbox`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jitnode_host::{App, Registry};
@@ -10,10 +11,11 @@ use jitnode_robot::records::Records;
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, PostMessage, Sandbox, SandboxConfig, Transcript};
 use jitnode_test_kit::llm::{delta_event, error_response, finish_events, LlmStandIn, SSE_HEAD};
-use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
+use jitnode_test_kit::robot::{robot_config, wait_for, wait_for_call, AppDir};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 const APP: &str = "dingapp-llm";
 const QUESTION: &str = "How do I connect to the VPN?";
@@ -40,19 +42,29 @@ enum Script {
 }
 
 /// The kit's OpenAI-compatible stand-in, answering `POST /v1/chat/completions` per
-/// [`Script`].
+/// [`Script`]. A complete answer stops halfway until the test [`StandIn::release`]s it, so a
+/// test can see the partial update land first, whatever the timing.
 struct StandIn {
     base_url: String,
     kit: LlmStandIn,
+    halfway: Arc<Semaphore>,
 }
 
 impl StandIn {
     async fn start(script: Script) -> StandIn {
-        let kit = LlmStandIn::start(move |sock, _body| answer(sock, script)).await;
+        let halfway = Arc::new(Semaphore::new(0));
+        let gate = halfway.clone();
+        let kit = LlmStandIn::start(move |sock, _body| answer(sock, script, gate.clone())).await;
         StandIn {
             base_url: kit.base_url().to_string(),
             kit,
+            halfway,
         }
+    }
+
+    /// Lets a complete answer go on past its first half.
+    fn release(&self) {
+        self.halfway.add_permits(1);
     }
 
     fn requests(&self) -> Vec<(String, Value)> {
@@ -67,11 +79,9 @@ impl StandIn {
 async fn send(sock: &mut TcpStream, text: &str) {
     let _ = sock.write_all(text.as_bytes()).await;
     let _ = sock.flush().await;
-    // Spaced out so the robot publishes more than one partial update.
-    tokio::time::sleep(Duration::from_millis(80)).await;
 }
 
-async fn answer(mut sock: TcpStream, script: Script) {
+async fn answer(mut sock: TcpStream, script: Script, halfway: Arc<Semaphore>) {
     match script {
         Script::Complete => {
             send(&mut sock, SSE_HEAD).await;
@@ -87,6 +97,8 @@ async fn answer(mut sock: TcpStream, script: Script) {
             .await;
             for (i, p) in PIECES.iter().enumerate() {
                 if i == 2 {
+                    // Bounded so a test that fails before releasing does not hang here.
+                    let _ = tokio::time::timeout(Duration::from_secs(15), halfway.acquire()).await;
                     // Reasoning in the middle of the answer, too.
                     send(
                         &mut sock,
@@ -270,6 +282,14 @@ async fn streamed_llm_answer_fills_a_standard_card_without_reasoning() {
     let full = PIECES.concat();
     h.sb.post_message(&PostMessage::text(APP, QUESTION))
         .unwrap();
+    wait_for_call(
+        &h.sb,
+        "card.update",
+        "open the VPN app",
+        Duration::from_secs(15),
+    )
+    .await;
+    h.llm.release();
     let t = h
         .wait_for("final card", |t| {
             t.cards.values().any(|c| button_count(c) == 4)
@@ -310,6 +330,14 @@ async fn streamed_llm_answer_fills_a_template_card_without_reasoning() {
     let full = PIECES.concat();
     h.sb.post_message(&PostMessage::text(APP, QUESTION))
         .unwrap();
+    wait_for_call(
+        &h.sb,
+        "card.streaming",
+        "open the VPN app",
+        Duration::from_secs(15),
+    )
+    .await;
+    h.llm.release();
     let t = h
         .wait_for("answered card", |t| {
             t.cards.values().any(|c| stage(c) == Some("answered"))

@@ -189,6 +189,69 @@ impl Sandbox {
         transcript_of(&self.shared)
     }
 
+    /// `seq` of the newest transcript entry (0 before any): a cheap mark for
+    /// [`Sandbox::wait_for_entry`].
+    pub fn last_seq(&self) -> u64 {
+        self.shared.lock().entries.total()
+    }
+
+    /// Waits for the first transcript entry numbered after `after_seq` that `matches`
+    /// (looking only at the new entries, once per change; the transcript is not copied).
+    /// `None` at the deadline, or when that entry has already dropped out of the records.
+    pub async fn wait_for_entry(
+        &self,
+        after_seq: u64,
+        timeout: Duration,
+        matches: impl Fn(&TranscriptEntry) -> bool,
+    ) -> Option<TranscriptEntry> {
+        let deadline = state::deadline_after(timeout);
+        let changed = self.shared.lock().entries_changed.clone();
+        let mut seen = after_seq;
+        loop {
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let st = self.shared.lock();
+                // Entries are numbered 1.. without gaps, so the new ones are the last few.
+                let fresh = st.entries.total().saturating_sub(seen);
+                let kept = st.entries.len();
+                let skip = kept.saturating_sub(usize::try_from(fresh).unwrap_or(kept));
+                if let Some(e) = st.entries.iter().skip(skip).find(|e| matches(e)) {
+                    return Some(e.clone());
+                }
+                seen = st.entries.total();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Waits until `cond` holds for the transcript, looking once now and once per new entry
+    /// (no polling). `Err` with the last transcript at the deadline.
+    pub async fn wait_for_transcript(
+        &self,
+        timeout: Duration,
+        cond: impl Fn(&Transcript) -> bool,
+    ) -> Result<Transcript, Box<Transcript>> {
+        let deadline = state::deadline_after(timeout);
+        let changed = self.shared.lock().entries_changed.clone();
+        loop {
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let t = self.transcript();
+            if cond(&t) {
+                return Ok(t);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let t = self.transcript();
+                return if cond(&t) { Ok(t) } else { Err(Box::new(t)) };
+            }
+        }
+    }
+
     /// Every ACK received, in order of arrival (ping echoes included, `topic` "ping").
     pub fn acks(&self) -> Vec<AckRecord> {
         self.shared.lock().acks.to_vec()

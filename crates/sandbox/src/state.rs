@@ -150,6 +150,9 @@ pub(crate) struct State {
     pub posted: HashMap<String, (String, String)>,
     /// Accepted session webhook replies so far.
     pub replies: u64,
+    /// Woken on every new transcript entry (each card or reply call makes one), so waiters
+    /// look at the transcript once per change instead of polling copies of it.
+    pub entries_changed: Arc<Notify>,
 }
 
 impl State {
@@ -912,6 +915,7 @@ pub(crate) fn push_entry(st: &mut State, mut e: TranscriptEntry) {
     // Numbered over the whole run, so seq stays stable when old entries drop out.
     e.seq = st.entries.total() + 1;
     st.entries.push(e);
+    st.entries_changed.notify_waiters();
 }
 
 /// `cardParamMap` must map names to strings.

@@ -138,6 +138,46 @@ async fn echo_reply_reaches_the_transcript_with_valid_acks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcript_waits_wake_on_new_entries_after_the_mark() {
+    let sb = sandbox().await;
+    let echo = Arc::new(Echo::default());
+    let client = Client::start(config(&sb), echo.clone());
+    connected(&sb, 1).await;
+    let mark = sb.last_seq();
+    assert_eq!(mark, 0);
+    for text in ["one", "two", "three"] {
+        sb.post_message(&PostMessage::text(APP, text)).unwrap();
+    }
+    let is = |want: &'static str| {
+        move |e: &jitnode_sandbox::TranscriptEntry| e.text.as_deref() == Some(want)
+    };
+    let two = sb
+        .wait_for_entry(mark, WAIT, is("echo: two"))
+        .await
+        .expect("the second reply");
+    assert_eq!(two.kind, "webhook");
+    let t = sb
+        .wait_for_transcript(WAIT, |t| t.replies().len() == 3)
+        .await
+        .expect("three replies");
+    assert_eq!(sb.last_seq(), 3);
+    assert_eq!(t.entries.last().map(|e| e.seq), Some(3));
+    // Only entries after the mark count: nothing new arrives past the last one.
+    let short = Duration::from_millis(100);
+    assert!(sb
+        .wait_for_entry(two.seq, short, is("echo: two"))
+        .await
+        .is_none());
+    assert!(sb.wait_for_entry(3, short, |_| true).await.is_none());
+    assert!(sb
+        .wait_for_transcript(short, |t| t.replies().len() == 4)
+        .await
+        .is_err());
+    client.stop().await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_is_echoed_while_handlers_are_busy() {
     let sb = sandbox().await;
     let echo = Arc::new(Echo {

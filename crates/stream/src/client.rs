@@ -4,10 +4,14 @@
 //! Tasks:
 //! - the supervisor opens connections (fresh ticket each time), reconnects with backoff and
 //!   opens the next connection as soon as the gateway says `disconnect` (make-before-break);
-//! - per connection, a reader that never waits on handlers (it parses, ACKs via a channel and
-//!   spawns), and a writer that owns the socket sink and prefers control frames (ping
-//!   replies, WebSocket pings) over ACKs;
-//! - per message, a handler task bounded by a semaphore.
+//! - per connection, a reader that never waits on a handler itself (it parses, ACKs via a
+//!   channel and queues the handler run), and a writer that owns the socket sink and prefers
+//!   control frames (ping replies, WebSocket pings) over ACKs;
+//! - one dispatcher that takes a handler slot (semaphore permit) for each queued run before
+//!   spawning it, and keeps the running handlers so `stop()` can await them.
+//!
+//! Backpressure: the run queue holds `max_waiting_handlers`; when it is full the reader
+//! stops reading the socket until a slot frees. The ACK and control queues are bounded too.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +21,7 @@ use std::time::Duration;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -27,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ClientConfig;
 use crate::dedupe::Dedupe;
-use crate::handler::{Handler, HandlerError, Replier, ReplyContext};
+use crate::handler::{BoxFuture, Handler, HandlerError, Replier, ReplyContext};
 use crate::reply::{http_client, OpenApi, SessionWebhook};
 use jitnode_dingtalk_wire::frame::{
     code, Ack, Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_DISCONNECT, TOPIC_PING, TOPIC_ROBOT,
@@ -37,6 +41,15 @@ use jitnode_dingtalk_wire::message::{CardCallback, Event, EventStatus, RobotMess
 pub const PATH_OPEN_CONNECTION: &str = "/v1.0/gateway/connections/open";
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// One handler run waiting for its slot; it holds the permit it is given until it ends.
+type Job = Box<dyn FnOnce(OwnedSemaphorePermit) -> BoxFuture<'static, ()> + Send>;
+
+/// ACKs waiting for the writer, per connection. Past this the reader (and late callback
+/// ACKs) wait for the socket.
+const ACK_QUEUE: usize = 4096;
+/// Ping replies and WebSocket pings waiting for the writer, per connection.
+const CONTROL_QUEUE: usize = 64;
 
 /// Why a connection could not be opened.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -92,6 +105,8 @@ pub struct Stats {
     pub handled: AtomicU64,
     pub failed: AtomicU64,
     pub acks_lost: AtomicU64,
+    /// Times the reader stopped reading because `max_waiting_handlers` runs were queued.
+    pub reading_paused: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,6 +118,7 @@ pub struct StatsSnapshot {
     pub handled: u64,
     pub failed: u64,
     pub acks_lost: u64,
+    pub reading_paused: u64,
 }
 
 impl Stats {
@@ -120,6 +136,7 @@ impl Stats {
             handled: l(&self.handled),
             failed: l(&self.failed),
             acks_lost: l(&self.acks_lost),
+            reading_paused: l(&self.reading_paused),
         }
     }
 }
@@ -168,6 +185,8 @@ pub struct Client {
     shared: Arc<Shared>,
     status: watch::Receiver<Status>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The dispatcher: it ends once every connection has closed and every handler returned.
+    handlers: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -198,11 +217,14 @@ impl Client {
             stats: Arc::new(Stats::default()),
         });
         let (status_tx, status) = watch::channel(Status::Connecting { attempt: 0 });
-        let task = tokio::spawn(supervise(shared.clone(), status_tx));
+        let (jobs_tx, jobs_rx) = mpsc::channel(shared.config.max_waiting_handlers.max(1));
+        let handlers = tokio::spawn(run_handlers(shared.permits.clone(), jobs_rx));
+        let task = tokio::spawn(supervise(shared.clone(), status_tx, jobs_tx));
         Client {
             shared,
             status,
             task: tokio::sync::Mutex::new(Some(task)),
+            handlers: tokio::sync::Mutex::new(Some(handlers)),
         }
     }
 
@@ -219,13 +241,25 @@ impl Client {
         &self.shared.replier
     }
 
-    /// Stops promptly, also during a backoff wait or a handshake: closes the connections
-    /// and returns. Handlers still running see `ReplyContext::shutdown()` cancelled and
-    /// finish on their own; their late ACKs are dropped.
+    /// Stops promptly, also during a backoff wait or a handshake: closes the connections,
+    /// then waits up to `stop_timeout` for the handlers still running or queued (they see
+    /// `ReplyContext::shutdown()` cancelled); their late ACKs are dropped. Handlers still
+    /// running after that are left to finish on their own.
     pub async fn stop(&self) {
         self.shared.cancel.cancel();
         if let Some(task) = self.task.lock().await.take() {
             let _ = task.await;
+        }
+        if let Some(handlers) = self.handlers.lock().await.take() {
+            let budget = self.shared.config.stop_timeout;
+            if tokio::time::timeout(budget, handlers).await.is_err() {
+                let slots = self.shared.config.max_concurrent_handlers.max(1);
+                tracing::warn!(
+                    client_id = %self.shared.config.client_id,
+                    running = slots.saturating_sub(self.shared.permits.available_permits()),
+                    "handlers still running {budget:?} after stop; not waiting longer"
+                );
+            }
         }
     }
 }
@@ -358,7 +392,27 @@ enum ConnEvent {
     },
 }
 
-async fn supervise(shared: Arc<Shared>, status: watch::Sender<Status>) {
+/// Takes a handler slot for each queued run, in order, then spawns it; ends when the queue
+/// has closed (every connection gone) and the last handler has returned.
+async fn run_handlers(permits: Arc<Semaphore>, mut jobs: mpsc::Receiver<Job>) {
+    let mut running = JoinSet::new();
+    while let Some(job) = jobs.recv().await {
+        let permit = loop {
+            tokio::select! {
+                p = permits.clone().acquire_owned() => break p,
+                // Reap finished runs meanwhile so the set holds only live ones.
+                Some(_) = running.join_next() => {}
+            }
+        };
+        // The semaphore is never closed; should it be, the run is dropped unstarted.
+        let Ok(permit) = permit else { break };
+        running.spawn(job(permit));
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+async fn supervise(shared: Arc<Shared>, status: watch::Sender<Status>, jobs: mpsc::Sender<Job>) {
     let cfg = &shared.config;
     let cancel = shared.cancel.clone();
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<ConnEvent>();
@@ -394,7 +448,13 @@ async fn supervise(shared: Arc<Shared>, status: watch::Sender<Status>) {
                     status.send_replace(Status::Connected {
                         connection: next_id,
                     });
-                    conns.spawn(run_connection(shared.clone(), next_id, ws, ev_tx.clone()));
+                    conns.spawn(run_connection(
+                        shared.clone(),
+                        next_id,
+                        ws,
+                        ev_tx.clone(),
+                        jobs.clone(),
+                    ));
                 }
                 Err(e) => {
                     let error = e.to_string();
@@ -467,14 +527,14 @@ async fn supervise(shared: Arc<Shared>, status: watch::Sender<Status>) {
 #[derive(Clone)]
 struct ConnTx {
     id: u64,
-    control: mpsc::UnboundedSender<Message>,
-    acks: mpsc::UnboundedSender<Message>,
+    control: mpsc::Sender<Message>,
+    acks: mpsc::Sender<Message>,
     stats: Arc<Stats>,
 }
 
 impl ConnTx {
-    fn ack(&self, ack: Ack) {
-        if self.acks.send(Message::text(ack.to_text())).is_err() {
+    async fn ack(&self, ack: Ack) {
+        if self.acks.send(Message::text(ack.to_text())).await.is_err() {
             Stats::bump(&self.stats.acks_lost);
             tracing::warn!(
                 connection = self.id,
@@ -484,15 +544,15 @@ impl ConnTx {
         }
     }
 
-    fn control(&self, msg: Message) {
-        let _ = self.control.send(msg);
+    async fn control(&self, msg: Message) {
+        let _ = self.control.send(msg).await;
     }
 }
 
 async fn writer(
     mut sink: futures_util::stream::SplitSink<Ws, Message>,
-    mut control: mpsc::UnboundedReceiver<Message>,
-    mut acks: mpsc::UnboundedReceiver<Message>,
+    mut control: mpsc::Receiver<Message>,
+    mut acks: mpsc::Receiver<Message>,
 ) {
     loop {
         let first = tokio::select! {
@@ -531,11 +591,12 @@ async fn run_connection(
     id: u64,
     ws: Ws,
     events: mpsc::UnboundedSender<ConnEvent>,
+    jobs: mpsc::Sender<Job>,
 ) {
     let ka = shared.config.keepalive.clone();
     let (sink, mut stream) = ws.split();
-    let (control_tx, control_rx) = mpsc::unbounded_channel();
-    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (acks_tx, acks_rx) = mpsc::channel(ACK_QUEUE);
     let writer = tokio::spawn(writer(sink, control_rx, acks_rx));
     let tx = ConnTx {
         id,
@@ -573,7 +634,10 @@ async fn run_connection(
                 healthy = true;
                 match msg {
                     Message::Text(text) => {
-                        if dispatch(&shared, &tx, text.as_str()) && drain_until.is_none() {
+                        let disconnect = dispatch(&shared, &tx, &jobs, text.as_str()).await;
+                        // Time spent waiting for a handler slot is not the gateway's silence.
+                        last_rx = Instant::now();
+                        if disconnect && drain_until.is_none() {
                             let until = Instant::now() + ka.drain_timeout;
                             drain_until = Some(until);
                             drain.as_mut().reset(until);
@@ -591,7 +655,7 @@ async fn run_connection(
                 }
             }
             _ = ping.tick() => {
-                tx.control(Message::Ping(Vec::new().into()));
+                tx.control(Message::Ping(Vec::new().into())).await;
                 if pong_due.is_none() {
                     let due = Instant::now() + ka.pong_timeout;
                     pong_due = Some(due);
@@ -614,7 +678,8 @@ async fn run_connection(
         }
     };
     tracing::debug!(connection = id, reason, "stream connection closing");
-    tx.control(Message::Close(None));
+    // The writer may be stuck on a dead socket: do not wait for room in its queue.
+    let _ = tx.control.try_send(Message::Close(None));
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
     let _ = events.send(ConnEvent::Closed {
@@ -624,56 +689,88 @@ async fn run_connection(
     });
 }
 
-/// Handles one TEXT frame without waiting. Returns true for `disconnect`.
-fn dispatch(shared: &Arc<Shared>, tx: &ConnTx, text: &str) -> bool {
+/// Handles one TEXT frame: answers it or queues its handler run, waiting only when the run
+/// queue is full (or the writer's queue is). Returns true for `disconnect`.
+async fn dispatch(shared: &Arc<Shared>, tx: &ConnTx, jobs: &mpsc::Sender<Job>, text: &str) -> bool {
     Stats::bump(&shared.stats.frames);
-    let too_big = text.len() > shared.config.max_frame_bytes;
+    // The size is checked before parsing: building a 16 MiB frame (and its data string)
+    // is what the limit is there to prevent. Only the message id is read, for the ACK.
+    if text.len() > shared.config.max_frame_bytes {
+        let id = Frame::message_id_of(text);
+        let reason = format!(
+            "frame of {} bytes exceeds the limit of {}",
+            text.len(),
+            shared.config.max_frame_bytes
+        );
+        malformed(shared, tx, id.as_deref(), &reason).await;
+        return false;
+    }
     let frame = match Frame::parse(text) {
-        Ok(f) if !too_big => f,
-        Ok(f) => {
-            return malformed(
-                shared,
-                tx,
-                Some(f.message_id()),
-                &format!(
-                    "frame of {} bytes exceeds the limit of {}",
-                    text.len(),
-                    shared.config.max_frame_bytes
-                ),
-            );
+        Ok(f) => f,
+        Err(e) => {
+            malformed(shared, tx, e.message_id.as_deref(), &e.reason).await;
+            return false;
         }
-        Err(e) => return malformed(shared, tx, e.message_id.as_deref(), &e.reason),
     };
-    match frame.kind {
-        FrameType::System => match frame.topic() {
-            TOPIC_PING => tx.control(Message::text(Ack::pong(&frame).to_text())),
-            TOPIC_DISCONNECT => {
-                let reason = frame
-                    .data_json()
-                    .ok()
-                    .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string));
-                tracing::info!(connection = tx.id, reason, "disconnect from the gateway");
-                return true;
+    let job = match frame.kind {
+        FrameType::System => {
+            match frame.topic() {
+                TOPIC_PING => tx.control(Message::text(Ack::pong(&frame).to_text())).await,
+                TOPIC_DISCONNECT => {
+                    let reason = frame
+                        .data_json()
+                        .ok()
+                        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string));
+                    tracing::info!(connection = tx.id, reason, "disconnect from the gateway");
+                    return true;
+                }
+                other => {
+                    tracing::debug!(connection = tx.id, topic = other, "SYSTEM frame ignored")
+                }
             }
-            other => tracing::debug!(connection = tx.id, topic = other, "SYSTEM frame ignored"),
-        },
+            None
+        }
         FrameType::Callback => match frame.topic() {
-            TOPIC_ROBOT => robot_message(shared, tx, &frame),
-            TOPIC_CARD_CALLBACK => card_callback(shared, tx, &frame),
-            _ => other_callback(shared, tx, &frame),
+            TOPIC_ROBOT => robot_message(shared, tx, &frame).await,
+            TOPIC_CARD_CALLBACK => card_callback(shared, tx, &frame).await,
+            _ => other_callback(shared, tx, &frame).await,
         },
-        FrameType::Event => event(shared, tx, &frame),
+        FrameType::Event => event(shared, tx, &frame).await,
+    };
+    if let Some(job) = job {
+        enqueue(shared, tx, jobs, job).await;
     }
     false
 }
 
-fn malformed(shared: &Shared, tx: &ConnTx, message_id: Option<&str>, reason: &str) -> bool {
+/// Queues a handler run; with the queue full, waits (reading nothing meanwhile) until the
+/// dispatcher makes room or the client stops.
+async fn enqueue(shared: &Shared, tx: &ConnTx, jobs: &mpsc::Sender<Job>, job: Job) {
+    let job = match jobs.try_send(job) {
+        Ok(()) => return,
+        Err(mpsc::error::TrySendError::Full(job)) => job,
+        // Only after the dispatcher has gone, i.e. while stopping.
+        Err(mpsc::error::TrySendError::Closed(_)) => return,
+    };
+    Stats::bump(&shared.stats.reading_paused);
+    tracing::debug!(
+        connection = tx.id,
+        waiting = shared.config.max_waiting_handlers,
+        "every handler slot busy and the queue full; reading paused"
+    );
+    tokio::select! {
+        biased;
+        _ = shared.cancel.cancelled() => {}
+        _ = jobs.send(job) => {}
+    }
+}
+
+async fn malformed(shared: &Shared, tx: &ConnTx, message_id: Option<&str>, reason: &str) {
     Stats::bump(&shared.stats.malformed);
     tracing::warn!(connection = tx.id, message_id, "malformed frame: {reason}");
     if let Some(id) = message_id.filter(|id| !id.is_empty()) {
-        tx.ack(Ack::error(code::BAD_REQUEST, id, reason));
+        tx.ack(Ack::error(code::BAD_REQUEST, id, reason)).await;
     }
-    false
 }
 
 /// Dedupe key: `data.msgId`, else `headers.messageId`.
@@ -684,33 +781,33 @@ fn key_of(frame: &Frame, data_id: Option<&str>) -> String {
     }
 }
 
-fn robot_message(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
+async fn robot_message(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) -> Option<Job> {
     let msg = match RobotMessage::from_frame(frame) {
         Ok(m) => m,
         Err(e) => {
-            malformed(shared, tx, Some(frame.message_id()), &e.to_string());
-            return;
+            malformed(shared, tx, Some(frame.message_id()), &e.to_string()).await;
+            return None;
         }
     };
     // ACK first: a slow answer must not make the gateway redeliver.
-    tx.ack(Ack::callback(frame.message_id(), Value::Null));
+    tx.ack(Ack::callback(frame.message_id(), Value::Null)).await;
     let key = key_of(frame, Some(&msg.msg_id));
     if !shared.dedupe_begin(&key) {
-        return;
+        return None;
     }
     let ctx = ReplyContext::new(shared.replier.clone(), &msg, shared.cancel.child_token());
     let shared = shared.clone();
-    tokio::spawn(async move {
-        let Ok(_permit) = shared.permits.clone().acquire_owned().await else {
-            return;
-        };
-        let handler = shared.handler.clone();
-        let result = AssertUnwindSafe(handler.on_robot_message(msg, ctx))
-            .catch_unwind()
-            .await;
-        let ok = log_result(&key, result);
-        shared.dedupe_finish(&key, ok);
-    });
+    Some(Box::new(move |permit| {
+        Box::pin(async move {
+            let _slot = permit;
+            let handler = shared.handler.clone();
+            let result = AssertUnwindSafe(handler.on_robot_message(msg, ctx))
+                .catch_unwind()
+                .await;
+            let ok = log_result(&key, result);
+            shared.dedupe_finish(&key, ok);
+        })
+    }))
 }
 
 fn log_result<T>(
@@ -730,60 +827,60 @@ fn log_result<T>(
     }
 }
 
-/// Runs a handler whose result goes into the ACK, waiting at most `callback_timeout`; past
-/// that `on_timeout` is ACKed and the handler keeps running (its outcome still feeds dedupe).
+/// A handler run whose result goes into the ACK, waiting at most `callback_timeout` once it
+/// has its slot; past that `on_timeout` is ACKed and the handler keeps running (and keeps
+/// its slot; its outcome still feeds dedupe).
 fn ack_after<T, F, M>(
     shared: &Arc<Shared>,
     tx: &ConnTx,
-    frame: &Frame,
     key: String,
     fut: F,
     to_ack: M,
     on_timeout: Ack,
-) where
+) -> Job
+where
     T: Send + 'static,
     F: std::future::Future<Output = Result<T, HandlerError>> + Send + 'static,
     M: FnOnce(Result<T, HandlerError>) -> Ack + Send + 'static,
 {
     let shared = shared.clone();
     let tx = tx.clone();
-    let message_id = frame.message_id().to_string();
-    tokio::spawn(async move {
-        let Ok(permit) = shared.permits.clone().acquire_owned().await else {
-            return;
-        };
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let inner_shared = shared.clone();
-        let inner_key = key.clone();
-        tokio::spawn(async move {
-            let result = AssertUnwindSafe(fut).catch_unwind().await;
-            let result = match result {
-                Ok(r) => r,
-                Err(_) => Err(HandlerError::Failed("handler panicked".into())),
-            };
+    Box::new(move |permit| {
+        Box::pin(async move {
+            let _slot = permit;
+            let run = AssertUnwindSafe(fut).catch_unwind();
+            tokio::pin!(run);
+            let in_time =
+                match tokio::time::timeout(shared.config.callback_timeout, run.as_mut()).await {
+                    Ok(result) => Some(result),
+                    Err(_) => {
+                        tracing::warn!(
+                            message = key,
+                            "handler slower than the callback timeout; ACKed without its answer"
+                        );
+                        tx.ack(on_timeout).await;
+                        None
+                    }
+                };
+            let answered = in_time.is_some();
+            let result = match in_time {
+                Some(r) => r,
+                None => run.await,
+            }
+            .unwrap_or_else(|_| Err(HandlerError::Failed("handler panicked".into())));
             let ok = match &result {
                 Ok(_) => true,
                 Err(e) => {
-                    tracing::warn!(message = inner_key, "handler failed: {e}");
+                    tracing::warn!(message = key, "handler failed: {e}");
                     false
                 }
             };
-            inner_shared.dedupe_finish(&inner_key, ok);
-            drop(permit);
-            let _ = done_tx.send(result);
-        });
-        match tokio::time::timeout(shared.config.callback_timeout, done_rx).await {
-            Ok(Ok(result)) => tx.ack(to_ack(result)),
-            Ok(Err(_)) => tx.ack(Ack::error(code::FAILED, &message_id, "handler lost")),
-            Err(_) => {
-                tracing::warn!(
-                    message = key,
-                    "handler slower than the callback timeout; ACKed without its answer"
-                );
-                tx.ack(on_timeout);
+            shared.dedupe_finish(&key, ok);
+            if answered {
+                tx.ack(to_ack(result)).await;
             }
-        }
-    });
+        })
+    })
 }
 
 fn error_ack(message_id: &str, e: &HandlerError) -> Ack {
@@ -796,58 +893,59 @@ fn error_ack(message_id: &str, e: &HandlerError) -> Ack {
     }
 }
 
-fn card_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
+async fn card_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) -> Option<Job> {
     let cb = match CardCallback::from_frame(frame) {
         Ok(cb) => cb,
         Err(e) => {
-            malformed(shared, tx, Some(frame.message_id()), &e.to_string());
-            return;
+            malformed(shared, tx, Some(frame.message_id()), &e.to_string()).await;
+            return None;
         }
     };
     let key = key_of(frame, None);
     let handler = shared.handler.clone();
     let replier = shared.replier.clone();
     let fut = async move { handler.on_card_callback(cb, replier).await };
-    callback_after(shared, tx, frame, key, fut);
+    callback_after(shared, tx, frame, key, fut).await
 }
 
-fn other_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
+async fn other_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) -> Option<Job> {
     let data = match frame.data_json() {
         Ok(v) => v,
         Err(e) => {
-            malformed(
-                shared,
-                tx,
-                Some(frame.message_id()),
-                &format!("data is not JSON: {e}"),
-            );
-            return;
+            let reason = format!("data is not JSON: {e}");
+            malformed(shared, tx, Some(frame.message_id()), &reason).await;
+            return None;
         }
     };
     let key = key_of(frame, data.get("msgId").and_then(Value::as_str));
     let handler = shared.handler.clone();
     let topic = frame.topic().to_string();
     let fut = async move { handler.on_callback(&topic, data).await };
-    callback_after(shared, tx, frame, key, fut);
+    callback_after(shared, tx, frame, key, fut).await
 }
 
 /// A CALLBACK frame whose handler's value is the ACK's `response`: a duplicate is ACKed
-/// with no response and not handled again; otherwise [`ack_after`] runs the handler (the
+/// with no response and not handled again; otherwise [`ack_after`] makes the run (the
 /// future does nothing until then).
-fn callback_after<F>(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame, key: String, fut: F)
+async fn callback_after<F>(
+    shared: &Arc<Shared>,
+    tx: &ConnTx,
+    frame: &Frame,
+    key: String,
+    fut: F,
+) -> Option<Job>
 where
     F: std::future::Future<Output = Result<Value, HandlerError>> + Send + 'static,
 {
     let mid = frame.message_id().to_string();
     if !shared.dedupe_begin(&key) {
-        tx.ack(Ack::callback(&mid, Value::Null));
-        return;
+        tx.ack(Ack::callback(&mid, Value::Null)).await;
+        return None;
     }
     let mid2 = mid.clone();
-    ack_after(
+    Some(ack_after(
         shared,
         tx,
-        frame,
         key,
         fut,
         move |r| match r {
@@ -855,30 +953,29 @@ where
             Err(e) => error_ack(&mid2, &e),
         },
         Ack::callback(&mid, Value::Null),
-    );
+    ))
 }
 
-fn event(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
+async fn event(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) -> Option<Job> {
     let ev = match Event::from_frame(frame) {
         Ok(ev) => ev,
         Err(e) => {
-            malformed(shared, tx, Some(frame.message_id()), &e.to_string());
-            return;
+            malformed(shared, tx, Some(frame.message_id()), &e.to_string()).await;
+            return None;
         }
     };
     let mid = frame.message_id().to_string();
     let key = key_of(frame, Some(&ev.event_id));
     if !shared.dedupe_begin(&key) {
-        tx.ack(Ack::event(&mid, true, "duplicate"));
-        return;
+        tx.ack(Ack::event(&mid, true, "duplicate")).await;
+        return None;
     }
     let handler = shared.handler.clone();
     let fut = async move { handler.on_event(ev).await };
     let mid2 = mid.clone();
-    ack_after(
+    Some(ack_after(
         shared,
         tx,
-        frame,
         key,
         fut,
         move |r| match r {
@@ -887,7 +984,7 @@ fn event(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) {
             Err(e) => error_ack(&mid2, &e),
         },
         Ack::event(&mid, false, "still processing"),
-    );
+    ))
 }
 
 #[cfg(test)]

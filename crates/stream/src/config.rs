@@ -166,6 +166,13 @@ pub struct ClientConfig {
     pub backoff: BackoffConfig,
     /// Handlers running at once; further messages wait for a slot (their ACK does not).
     pub max_concurrent_handlers: usize,
+    /// Messages read and waiting for a handler slot. When this many wait, the client stops
+    /// reading its connection (TCP pushes back on the gateway) until a slot frees, so a
+    /// burst costs bounded memory. Gateway pings queued behind them wait too.
+    pub max_waiting_handlers: usize,
+    /// How long [`crate::Client::stop`] waits for running handlers (which see their
+    /// shutdown token cancelled) before it returns and leaves them to finish alone.
+    pub stop_timeout: Duration,
     /// How long a handled message id is remembered to drop redeliveries.
     pub dedupe_window: Duration,
     /// Card callbacks are ACKed with the handler's answer; past this the ACK goes out empty.
@@ -192,6 +199,8 @@ impl ClientConfig {
             keepalive: KeepaliveConfig::default(),
             backoff: BackoffConfig::default(),
             max_concurrent_handlers: 64,
+            max_waiting_handlers: 1024,
+            stop_timeout: Duration::from_secs(10),
             dedupe_window: Duration::from_secs(10 * 60),
             callback_timeout: Duration::from_secs(3),
             max_frame_bytes: 1024 * 1024,

@@ -10,6 +10,9 @@
 //!   timeout `LATER` is sent so the gateway retries, and the retry is deduplicated).
 //! - A message id is handled once within the dedupe window; a handler returning an error (or
 //!   panicking) lets a redelivery try again.
+//! - At most `max_concurrent_handlers` run at once and `max_waiting_handlers` wait; beyond
+//!   that the client stops reading until a slot frees. `Client::stop` cancels
+//!   [`ReplyContext::shutdown`] and waits up to `stop_timeout` for running handlers.
 
 use std::future::Future;
 use std::pin::Pin;

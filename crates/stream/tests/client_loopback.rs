@@ -544,13 +544,13 @@ async fn disconnect_with_1000_in_flight_handles_each_exactly_once() {
         new_acks.insert(id);
     }
     wait_for("1000 handled", || rec.total() == 1000).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // stop() awaits every queued and running handler, so nothing can be handled later.
+    client.stop().await;
     for i in 0..1000 {
         assert_eq!(rec.count(&format!("msg{i}")), 1, "msg{i}");
     }
     assert_eq!(client.stats().duplicates, 100);
     old.drop_abruptly();
-    client.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,12 +641,21 @@ async fn redelivery_is_handled_once_and_failures_retry() {
         rec.count("fail-1") == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // stop() awaits every handler, so the counts below are final.
+    let release = async {
+        loop {
+            gate.notify_waiters();
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::select! {
+        _ = client.stop() => {}
+        _ = release => unreachable!("the release loop never ends"),
+    }
     assert_eq!(rec.count("same"), 1);
     assert_eq!(rec.attempts.lock().unwrap()["same"], 1);
     assert_eq!(rec.attempts.lock().unwrap()["fail-1"], 2);
     assert_eq!(client.stats().duplicates, 2);
-    client.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,13 +685,13 @@ async fn bad_credentials_are_reported_with_a_long_backoff() {
     );
     assert!(!error.contains("wrong-secret-123"));
     assert!(!format!("{client:?}").contains("wrong-secret-123"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(h.gw.opens.load(Ordering::SeqCst), 1, "no hammering");
-    // Stop is prompt during that long wait.
+    // Stop is prompt during that long wait; the next attempt was 600 s away, so once the
+    // client has stopped there was exactly one open.
     timeout(Duration::from_secs(2), client.stop())
         .await
         .expect("prompt stop");
     assert_eq!(*client.status().borrow(), Status::Stopped);
+    assert_eq!(h.gw.opens.load(Ordering::SeqCst), 1, "no hammering");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -803,6 +812,16 @@ async fn malformed_frames_get_error_acks_and_keep_the_connection() {
     let a = c.ack_for("big1").await;
     assert_eq!(a["code"], 400);
     assert!(a["message"].as_str().unwrap().contains("exceeds"), "{a}");
+    // The size is judged before the frame is: an oversized frame that would not even parse
+    // (unknown type, data not a string) is refused for its size, with its message id.
+    let odd = format!(
+        r#"{{"type":"WHATEVER","data":{{"pad":"{}"}},"headers":{{"messageId":"big2"}}}}"#,
+        "y".repeat(100 * 1024)
+    );
+    c.push_raw(&odd);
+    let a = c.ack_for("big2").await;
+    assert_eq!(a["code"], 400);
+    assert!(a["message"].as_str().unwrap().contains("exceeds"), "{a}");
     // Card callback with invalid content / missing content.
     let cb = |id: &str, content: Option<&str>| {
         let mut d = json!({"outTrackId": "t1", "type": "actionCallback", "extension": "{}"});
@@ -906,7 +925,8 @@ async fn access_token_is_single_flight_and_refreshed_on_401() {
     client.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Current-thread: moving the clock by hand needs it; the gateway shares the runtime.
+#[tokio::test]
 async fn short_lived_token_is_refreshed_before_expiry() {
     let h = Harness::start().await;
     h.gw.token_expire.store(1, Ordering::SeqCst);
@@ -915,8 +935,17 @@ async fn short_lived_token_is_refreshed_before_expiry() {
     api.stream_card("c", "k", "a", false, false).await.unwrap();
     api.stream_card("c", "k", "b", false, false).await.unwrap();
     assert_eq!(h.gw.tokens_issued.load(Ordering::SeqCst), 1);
-    // Half of a 1 s life: refreshed early, before it would be refused.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Just short of half a 1 s life the token is still used...
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(300)).await;
+    tokio::time::resume();
+    api.stream_card("c", "k", "b2", false, false).await.unwrap();
+    assert_eq!(h.gw.tokens_issued.load(Ordering::SeqCst), 1);
+    // ...and past it, refreshed early, before it would be refused. The clock is moved
+    // rather than slept on, and only while no socket is awaited.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(300)).await;
+    tokio::time::resume();
     api.stream_card("c", "k", "c", true, false).await.unwrap();
     assert_eq!(h.gw.tokens_issued.load(Ordering::SeqCst), 2);
     client.stop().await;
@@ -1026,4 +1055,148 @@ async fn slow_card_handler_is_acked_empty_after_the_timeout() {
     .await;
     assert_eq!(client.stats().handled, 1);
     client.stop().await;
+}
+
+/// Robot handler whose runs each wait for a permit of `release` (optionally after seeing
+/// the client's shutdown), counting runs started, at once, at most and done.
+struct Held {
+    release: tokio::sync::Semaphore,
+    wait_for_shutdown: bool,
+    started: AtomicUsize,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    done: AtomicUsize,
+}
+
+impl Held {
+    fn new(wait_for_shutdown: bool) -> Arc<Held> {
+        Arc::new(Held {
+            release: tokio::sync::Semaphore::new(0),
+            wait_for_shutdown,
+            started: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Handler for Held {
+    fn on_robot_message(
+        &self,
+        _msg: RobotMessage,
+        ctx: ReplyContext,
+    ) -> BoxFuture<'_, Result<(), HandlerError>> {
+        Box::pin(async move {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            if self.wait_for_shutdown {
+                ctx.shutdown().cancelled().await;
+            }
+            let permit = self.release.acquire().await.expect("never closed");
+            permit.forget();
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.done.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_slots_and_a_full_queue_pause_reading() {
+    let mut h = Harness::start().await;
+    let held = Held::new(false);
+    let mut cfg = h.config();
+    cfg.max_concurrent_handlers = 2;
+    cfg.max_waiting_handlers = 3;
+    let client = Client::start(cfg, held.clone());
+    let mut c = h.next_conn().await;
+    for i in 0..20 {
+        c.push(&robot_frame(
+            &h.base,
+            &format!("m{i}"),
+            &format!("msg{i}"),
+            "q",
+        ));
+    }
+    c.push(&ping_frame("p1", "after-the-burst"));
+    // 2 running, 1 taken by the dispatcher for the next free slot, 3 queued, 1 held by the
+    // reader: it reads nothing more, so frame 8 onwards stays in the socket.
+    wait_for("reading paused after 7 frames", || {
+        let s = client.stats();
+        s.reading_paused >= 1 && s.frames == 7 && held.started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    for i in 0..7 {
+        let a = c.ack().await;
+        assert_eq!(a["headers"]["messageId"], format!("m{i}"), "{a}");
+        assert_eq!(a["code"], 200);
+    }
+    assert_eq!(client.stats().frames, 7, "the reader stays paused");
+    assert!(
+        c.from_client.try_recv().is_err(),
+        "no ACK beyond the 7 read"
+    );
+    // Free the handlers: reading resumes, the ping behind the burst is answered, and every
+    // message runs once with never more than 2 at a time.
+    held.release.add_permits(20);
+    let pong = c.ack_for("p1").await;
+    assert_eq!(data_of(&pong), json!({"opaque": "after-the-burst"}));
+    wait_for("all 20 handled", || held.done.load(Ordering::SeqCst) == 20).await;
+    assert_eq!(held.peak.load(Ordering::SeqCst), 2);
+    let s = client.stats();
+    assert_eq!((s.handled, s.frames, s.duplicates), (20, 21, 0));
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_awaits_running_handlers_up_to_its_deadline() {
+    let mut h = Harness::start().await;
+    let held = Held::new(true);
+    let client = Client::start(h.config(), held.clone());
+    let c = h.next_conn().await;
+    c.push(&robot_frame(&h.base, "s1", "stop-msg", "q"));
+    wait_for("the handler running", || {
+        held.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let stop = client.stop();
+    tokio::pin!(stop);
+    let mut status = client.status();
+    // The connections are closed (Stopped) while the handler, which has seen the shutdown,
+    // still waits for its release: stop must not have returned.
+    tokio::select! {
+        _ = &mut stop => panic!("stop returned while a handler was still running"),
+        s = timeout(WAIT, status.wait_for(|s| *s == Status::Stopped)) => {
+            s.expect("Stopped in time").expect("status sender alive");
+        }
+    }
+    assert_eq!(held.done.load(Ordering::SeqCst), 0);
+    held.release.add_permits(1);
+    timeout(WAIT, stop)
+        .await
+        .expect("stop returns once the handler has");
+    assert_eq!(
+        held.done.load(Ordering::SeqCst),
+        1,
+        "awaited, not abandoned"
+    );
+    assert_eq!(client.stats().handled, 1);
+
+    // A handler that never returns holds stop only for stop_timeout.
+    let stuck = Held::new(true);
+    let mut cfg = h.config();
+    cfg.stop_timeout = Duration::from_millis(200);
+    let client = Client::start(cfg, stuck.clone());
+    let c = h.next_conn().await;
+    c.push(&robot_frame(&h.base, "s2", "stuck-msg", "q"));
+    wait_for("the stuck handler running", || {
+        stuck.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    timeout(WAIT, client.stop())
+        .await
+        .expect("stop gives up on a stuck handler after its deadline");
+    assert_eq!(stuck.done.load(Ordering::SeqCst), 0);
 }

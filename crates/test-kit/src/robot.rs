@@ -113,6 +113,21 @@ pub async fn wait_for(
     }
 }
 
+/// Waits (woken by each new transcript entry) for a call of `kind` whose body mentions
+/// `containing`, e.g. the partial card update of a held answer; panics after `timeout`.
+pub async fn wait_for_call(sb: &Sandbox, kind: &str, containing: &str, timeout: Duration) {
+    let found = sb
+        .wait_for_entry(0, timeout, |e| {
+            e.kind == kind && e.body.to_string().contains(containing)
+        })
+        .await;
+    assert!(
+        found.is_some(),
+        "timed out waiting for a {kind} call with {containing:?}; transcript: {:#?}",
+        sb.transcript().entries
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
