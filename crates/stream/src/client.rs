@@ -145,6 +145,7 @@ impl Shared {
             .begin(key);
         if !fresh {
             Stats::bump(&self.stats.duplicates);
+            jitnode_metrics::global().dedupe_hits.inc();
             tracing::debug!(message = key, "duplicate delivery dropped");
         }
         fresh
@@ -390,6 +391,9 @@ async fn supervise(shared: Arc<Shared>, status: watch::Sender<Status>) {
                     rejected_in_a_row = 0;
                     delay = Duration::ZERO;
                     Stats::bump(&shared.stats.connections);
+                    if next_id > 1 {
+                        jitnode_metrics::global().reconnects.inc();
+                    }
                     tracing::info!(client_id = %cfg.client_id, connection = next_id, "stream connected");
                     status.send_replace(Status::Connected {
                         connection: next_id,
@@ -474,7 +478,10 @@ struct ConnTx {
 
 impl ConnTx {
     fn ack(&self, ack: Ack) {
-        if self.acks.send(Message::text(ack.to_text())).is_err() {
+        let sent = self.acks.send(Message::text(ack.to_text()));
+        if sent.is_ok() {
+            jitnode_metrics::global().messages_acked.inc();
+        } else {
             Stats::bump(&self.stats.acks_lost);
             tracing::warn!(
                 connection = self.id,
