@@ -25,37 +25,7 @@ fn native_target() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-native")
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// A private copy of the demo app (its elements/ and .env), so tests never write dist/
-/// into the repository or race each other on it. Its crates/ links to the repository's, as
-/// in a clone: the native demo plugin depends on crates/plugin by relative path.
-fn demo_app() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&repo_root().join("elements"), &dir.path().join("elements"));
-    std::fs::copy(repo_root().join(".env"), dir.path().join(".env")).unwrap();
-    std::os::unix::fs::symlink(
-        repo_root().canonicalize().unwrap().join("crates"),
-        dir.path().join("crates"),
-    )
-    .unwrap();
-    dir
-}
+use jitnode_test_kit::demo::{copy_dir, demo_app, repo_root};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -100,12 +100,12 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 /// 200 when every checked element is ready (afterAppInit elements running, robots
 /// connected), 503 otherwise; the body says which is not and why.
 async fn readyz(State(s): State<Shared>) -> Response {
-    let report = s.app.readiness().report();
-    let status = match report.is_ready() {
-        true => StatusCode::OK,
-        false => StatusCode::SERVICE_UNAVAILABLE,
+    let body = snapshot::readiness(&s);
+    let status = match body["ready"].as_bool() {
+        Some(true) => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
     };
-    (status, Json(report.to_json())).into_response()
+    (status, Json(body)).into_response()
 }
 
 async fn metrics() -> Response {

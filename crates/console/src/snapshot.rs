@@ -90,6 +90,29 @@ pub fn spawn_event_watch(state: Shared) {
     });
 }
 
+/// The readiness registry's report (robots connected, elements that failed to start),
+/// with every `afterAppInit` element that is not running yet added as `notStarted`: an
+/// app still starting is not ready, though nothing has reported yet.
+pub fn readiness(state: &Shared) -> Value {
+    let mut body = state.app.readiness().report().to_json();
+    let running: std::collections::HashSet<String> = state.app.running().into_iter().collect();
+    let tree = state.app.tree();
+    let mut ready = body["ready"].as_bool().unwrap_or(false);
+    for e in tree.elements.values() {
+        let eager = e.def.backend_load_time == Some(jitnode_element::LoadTime::AfterAppInit);
+        if eager
+            && !e.is_meta()
+            && !running.contains(&e.full_name)
+            && body["elements"].get(&e.full_name).is_none()
+        {
+            body["elements"][&e.full_name] = json!({"state": "notStarted"});
+            ready = false;
+        }
+    }
+    body["ready"] = json!(ready);
+    body
+}
+
 /// Config keys whose values are credentials, by a part of their name.
 const SECRET_WORDS: [&str; 6] = [
     "secret", "token", "password", "apikey", "api_key", "webhook",
@@ -176,6 +199,7 @@ fn walk(
         _ if e.is_meta() => ("host", None),
         _ if kind == "Type" => ("type", None),
         _ if loader.is_none() => ("data only", None),
+        _ if e.def.backend_load_time.is_some() => ("not started", None),
         _ => ("on demand", None),
     };
     let ready_state = ready.get(name).map(Check::as_str);
@@ -371,12 +395,11 @@ pub async fn snapshot(state: &Shared) -> Value {
         .iter()
         .cloned()
         .collect();
-    let report = state.app.readiness().report();
     json!({
         "app": state.options.app_dir.display().to_string(),
         "sandbox": state.sandbox.is_some(),
         "readOnly": state.sandbox.is_none(),
-        "readiness": report.to_json(),
+        "readiness": readiness(state),
         "elements": elements(state),
         "events": events,
         "robots": robots,

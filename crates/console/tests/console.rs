@@ -1,0 +1,412 @@
+//! The console over real HTTP, on a copy of the demo app with the robot talking to the
+//! in-repo sandbox: the guards (token, Host, Origin), /readyz, and /metrics moving when a
+//! question is answered.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jitnode_console::{Console, ConsoleOptions, RobotRef, SandboxLink};
+use jitnode_host::{App, Registry};
+use jitnode_sandbox::{ControlClient, Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+
+/// The demo's sandbox credentials (its .env).
+const CLIENT_ID: &str = "sandbox-client-id";
+const SECRET: &str = "sandbox-client-secret";
+const ROBOT: &str = "imRobots.dingTalkDemo";
+
+fn registry() -> Registry {
+    let mut r = Registry::with_builtins();
+    r.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
+    r.register(jitnode_agent::LOADER_NAME, jitnode_agent::loader());
+    r
+}
+
+/// The demo app opened with its robot pointed at `endpoint`.
+fn open_demo(dir: &std::path::Path, endpoint: &str) -> App {
+    let overrides = BTreeMap::from([(
+        "DINGTALK_OPENAPI_ENDPOINT".to_string(),
+        endpoint.to_string(),
+    )]);
+    App::open_with(dir, false, registry(), overrides)
+        .expect("the demo app opens")
+        .0
+}
+
+fn link(sb: &Sandbox) -> SandboxLink {
+    SandboxLink {
+        control: ControlClient::new(&sb.base_url()),
+        robots: std::sync::Arc::new(|| {
+            vec![RobotRef {
+                full_name: ROBOT.into(),
+                client_id: CLIENT_ID.into(),
+            }]
+        }),
+    }
+}
+
+fn options(dir: &std::path::Path) -> ConsoleOptions {
+    let mut o = ConsoleOptions::new(dir);
+    o.agent_entry = format!("builtin:{}", jitnode_agent::LOADER_NAME);
+    o
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// `name{labels}` -> value, from the Prometheus text format; panics on a malformed line.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample line: {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number in {line:?}"));
+        assert!(
+            name.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_'),
+            "bad metric name in {line:?}"
+        );
+        out.insert(name.to_string(), value);
+    }
+    out
+}
+
+async fn scrape(base: &str) -> BTreeMap<String, f64> {
+    let r = http().get(format!("{base}metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    parse_metrics(&r.text().await.unwrap())
+}
+
+async fn state(base: &str) -> Value {
+    http()
+        .get(format!("{base}api/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_ready_only_after_the_robot_connects() {
+    let app_dir = jitnode_test_kit::demo::demo_app();
+    // The gateway's port, not listening yet: the robot cannot connect until it does.
+    let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = gateway.local_addr().unwrap();
+    drop(gateway);
+    let app = open_demo(app_dir.path(), &format!("http://{addr}"));
+    let console = Console::start(options(app_dir.path()), app.clone(), None)
+        .await
+        .unwrap();
+    let base = console.url();
+    let c = http();
+
+    // Before the elements start: not ready, and the robot is named.
+    let r = c.get(format!("{base}readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["elements"][ROBOT]["state"], "notStarted", "{body}");
+    assert_eq!(
+        c.get(format!("{base}healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    app.start().await;
+    // Started, but the robot has no gateway to connect to.
+    let r = c.get(format!("{base}readyz")).send().await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ready"], false, "{body}");
+    assert_ne!(body["elements"][ROBOT]["state"], "ready", "{body}");
+
+    let sb = Sandbox::start(SandboxConfig {
+        bind: addr,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    sb.register_app(CLIENT_ID, SECRET);
+    // Ready exactly when the robot is connected (it retries within its backoff).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.get(format!("{base}readyz")).send().await.unwrap();
+        let connected = !sb.connections_of(CLIENT_ID).is_empty();
+        if r.status() == 200 {
+            assert!(connected, "ready before the robot connected");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["elements"][ROBOT]["state"], "ready", "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready: {}",
+            r.text().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop(Duration::from_secs(5)).await;
+    console.shutdown().await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_when_a_question_is_answered_through_the_console() {
+    let app_dir = jitnode_test_kit::demo::demo_app();
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    sb.register_app(CLIENT_ID, SECRET);
+    let app = open_demo(app_dir.path(), &sb.base_url());
+    app.start().await;
+    assert!(
+        sb.wait_for_connections(CLIENT_ID, 1, Duration::from_secs(10))
+            .await
+    );
+    let console = Console::start(options(app_dir.path()), app.clone(), Some(link(&sb)))
+        .await
+        .unwrap();
+    let base = console.url();
+    let before = scrape(&base).await;
+    for name in [
+        "jitnode_messages_received_total",
+        "jitnode_messages_acked_total",
+        "jitnode_messages_answered_total",
+        "jitnode_messages_failed_total",
+        "jitnode_dedupe_hits_total",
+        "jitnode_stream_reconnects_total",
+        "jitnode_reloads_total",
+        "jitnode_answer_latency_seconds_count",
+        "jitnode_llm_latency_seconds_count",
+        "jitnode_answer_latency_seconds_bucket{le=\"+Inf\"}",
+    ] {
+        assert!(before.contains_key(name), "{name} missing from /metrics");
+    }
+
+    let r = http()
+        .post(format!("{base}api/chat"))
+        .json(&json!({"text": "How do I reset my password?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // The console's own view: the card ends done, with buttons.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let card = loop {
+        let s = state(&base).await;
+        let card = s["chat"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|m| m.get("card").cloned());
+        if let Some(c) = card.filter(|c| c["progress"] == "done") {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no finished card: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        card["text"].as_str().unwrap().contains("password"),
+        "{card}"
+    );
+    assert!(card["buttons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["name"] == "helpful"));
+
+    let after = scrape(&base).await;
+    let grew = |name: &str| after[name] - before.get(name).copied().unwrap_or(0.0);
+    for name in [
+        "jitnode_messages_received_total",
+        "jitnode_messages_acked_total",
+        "jitnode_messages_answered_total",
+        "jitnode_answer_latency_seconds_count",
+        "jitnode_llm_latency_seconds_count",
+        "jitnode_card_api_calls_total{code=\"200\"}",
+    ] {
+        assert!(
+            grew(name) >= 1.0,
+            "{name} did not move: {before:?} -> {after:?}"
+        );
+    }
+    assert!(after["jitnode_answer_latency_seconds_sum"] > 0.0);
+
+    // The click on "helpful" lands in the feedback export.
+    let r = http()
+        .post(format!("{base}api/click"))
+        .json(&json!({"cardId": card["id"], "button": "helpful"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let csv = http()
+        .get(format!("{base}api/feedback.csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.lines().count() >= 2 && csv.contains("helpful"), "{csv}");
+
+    app.stop(Duration::from_secs(5)).await;
+    console.shutdown().await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_with_a_token_refuses_requests_without_it_and_from_other_sites() {
+    let app_dir = jitnode_test_kit::demo::demo_app();
+    let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
+    // Loopback only in tests: the same guard as beyond loopback, demanded explicitly.
+    let mut o = options(app_dir.path());
+    o.require_token = true;
+    let console = Console::start(o, app.clone(), None).await.unwrap();
+    let token = console.token().expect("a token").to_string();
+    let base = console.url();
+    let c = http();
+    let get = |path: &str| c.get(format!("{base}{path}"));
+
+    assert_eq!(get("api/state").send().await.unwrap().status(), 401);
+    assert_eq!(get("").send().await.unwrap().status(), 401);
+    assert_eq!(get("metrics").send().await.unwrap().status(), 401);
+    assert_eq!(
+        get("api/state")
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // Liveness carries nothing and probes may not hold the token.
+    assert_eq!(get("healthz").send().await.unwrap().status(), 200);
+    assert_eq!(
+        get("api/state")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The login URL sets the cookie; the cookie alone then works.
+    let r = c.get(console.login_url()).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    assert_eq!(
+        get("api/state")
+            .header("cookie", &pair)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(get("login?token=nope").send().await.unwrap().status(), 401);
+
+    // Another site's page, even holding the cookie, is refused; the console's own is not.
+    let foreign = get("api/state")
+        .bearer_auth(&token)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    let own = format!("http://{}", console.addr());
+    let r = get("api/state")
+        .bearer_auth(&token)
+        .header("origin", &own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // DNS rebinding: a name that is not this machine's.
+    let r = get("api/state")
+        .bearer_auth(&token)
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // A form post (no JSON) never reaches a handler.
+    let r = c
+        .post(format!("{base}api/chat"))
+        .bearer_auth(&token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("text=hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    // Without the sandbox the console is read-only.
+    let r = c
+        .post(format!("{base}api/chat"))
+        .bearer_auth(&token)
+        .json(&json!({"text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    console.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_console_needs_no_token_and_shows_the_tree_with_secrets_masked() {
+    let app_dir = jitnode_test_kit::demo::demo_app();
+    let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
+    let console = Console::start(options(app_dir.path()), app.clone(), None)
+        .await
+        .unwrap();
+    assert!(console.token().is_none());
+    let s = state(&console.url()).await;
+    let names: Vec<&str> = s["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["fullName"].as_str().unwrap())
+        .collect();
+    let meta = names.iter().position(|n| *n == "imRobots.meta").unwrap();
+    let ty = names
+        .iter()
+        .position(|n| *n == "imRobots.dingTalkStreamType")
+        .unwrap();
+    let inst = names.iter().position(|n| *n == ROBOT).unwrap();
+    assert!(
+        meta < ty && ty < inst,
+        "Meta > Type > instance order: {names:?}"
+    );
+    let robot = &s["elements"][inst];
+    assert_eq!(robot["kind"], "instance");
+    assert_eq!(robot["loadTime"], "afterAppInit");
+    assert_eq!(robot["state"], "not started", "{robot}");
+    assert_eq!(robot["config"]["clientSecret"], "••••");
+    assert_eq!(robot["config"]["clientId"], "{{DINGTALK_CLIENT_ID}}");
+    assert!(!s.to_string().contains(SECRET));
+    assert_eq!(s["readOnly"], true);
+    console.shutdown().await;
+}
