@@ -652,6 +652,8 @@ async fn start_console(
     let console = jitnode_console::Console::start(options, app.clone(), link)
         .await
         .map_err(|e| e.to_string())?;
+    // The log names the URL without the token, for whoever reads the log.
+    tracing::info!(url = %console.url(), "console serving");
     match console.token() {
         None => println!("Console: {}", console.url()),
         Some(_) => println!(

@@ -55,9 +55,9 @@ function renderElements(s) {
   const rows = s.elements.map((e) => {
     const cls = e.state.replace(/ /g, "-");
     return `<tr data-name="${esc(e.fullName)}" class="${e.fullName === selected ? "sel" : ""}">
-      <td style="padding-left:${10 + e.depth * 20}px">${esc(e.fullName)} <span class="kind">${e.kind}</span>
+      <td class="d${Math.min(e.depth, 5)}">${esc(e.fullName)} <span class="kind">${e.kind}</span>
       ${e.error ? `<div class="err">${esc(e.error)}</div>` : ""}</td>
-      <td>${esc(e.loadTime)}</td><td><span class="state ${cls}">${esc(e.state)}</span></td></tr>`;
+      <td>${e.kind === "instance" ? esc(e.loadTime) : "—"}</td><td><span class="state ${cls}">${esc(e.state)}</span></td></tr>`;
   });
   $("tree").innerHTML = `<tr><th>element</th><th>load time</th><th>state</th></tr>${rows.join("")}`;
   $("events").innerHTML = s.events.slice().reverse().map((ev) =>
@@ -69,7 +69,9 @@ function renderElements(s) {
 function renderCard(c) {
   const seen = (window.jitnodeCardTexts[c.id] ||= []);
   if (seen[seen.length - 1] !== c.text) seen.push(c.text);
-  const flow = c.progress === "working" ? (c.text ? "Answering…" : "Thinking…") : c.progress === "failed" ? "Failed" : "";
+  // AI (template) cards show their flow status all along; standard cards only while working.
+  const flow = c.progress === "working" ? (c.text ? "Answering…" : "Thinking…")
+    : c.progress === "failed" ? "Failed" : c.kind === "advanced" ? "Answered" : "";
   const buttons = (c.buttons || []).map((b) =>
     `<button data-card="${esc(c.id)}" data-button="${esc(b.name)}">${esc(LABELS[b.name] || b.name)}</button>`).join("");
   return `<div class="card" data-card-id="${esc(c.id)}" data-progress="${c.progress}">

@@ -350,6 +350,15 @@ pub fn counters() -> Value {
     })
 }
 
+/// The app directory's name, as a person calls the app.
+fn app_name(state: &Shared) -> String {
+    let dir = &state.options.app_dir;
+    let full = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+    full.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| full.display().to_string())
+}
+
 /// The whole snapshot.
 pub async fn snapshot(state: &Shared) -> Value {
     let transcript = match &state.sandbox {
@@ -396,7 +405,7 @@ pub async fn snapshot(state: &Shared) -> Value {
         .cloned()
         .collect();
     json!({
-        "app": state.options.app_dir.display().to_string(),
+        "app": app_name(state),
         "sandbox": state.sandbox.is_some(),
         "readOnly": state.sandbox.is_none(),
         "readiness": readiness(state),
