@@ -125,7 +125,8 @@ pub struct DemoSandbox {
 }
 
 struct DemoInner {
-    sandbox: Sandbox,
+    /// Shared with the console (its Wire pane and fault buttons).
+    sandbox: Arc<Sandbox>,
     state_file: PathBuf,
     /// fullName -> hash of (clientId, secret) as registered, to log only what changed.
     registered: Mutex<BTreeMap<String, u64>>,
@@ -142,7 +143,7 @@ impl DemoSandbox {
             .map_err(|e| e.to_string())?;
         Ok(DemoSandbox {
             inner: Arc::new(DemoInner {
-                sandbox,
+                sandbox: Arc::new(sandbox),
                 state_file: data_dir(app_dir).join(STATE_FILE),
                 registered: Mutex::new(BTreeMap::new()),
                 served: Mutex::new(Vec::new()),
@@ -194,6 +195,7 @@ impl DemoSandbox {
         let this = self.clone();
         jitnode_console::SandboxLink {
             control: ControlClient::new(&self.inner.sandbox.base_url()),
+            local: Some(self.inner.sandbox.clone()),
             robots: Arc::new(move || {
                 let served = this.inner.served.lock().unwrap_or_else(|p| p.into_inner());
                 served

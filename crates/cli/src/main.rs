@@ -109,6 +109,9 @@ enum Command {
         /// Do not serve the console.
         #[arg(long)]
         no_console: bool,
+        /// With --no-console: serve only /healthz, /readyz and /metrics, at ADDR.
+        #[arg(long, value_name = "ADDR", requires = "no_console")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Call one function of one element, in-process.
     ///
@@ -246,10 +249,15 @@ async fn main() -> ExitCode {
             watch,
             console,
             no_console,
+            metrics,
         } => {
-            let console = match no_console {
-                true => None,
-                false => Some(console.unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))),
+            let console = match (no_console, metrics) {
+                (true, None) => None,
+                (true, Some(addr)) => Some((addr, true)),
+                (false, _) => Some((
+                    console.unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                    false,
+                )),
             };
             run(
                 &app,
@@ -541,7 +549,7 @@ async fn run(
     sandbox: bool,
     stop_deadline: Duration,
     watch: Option<jitnode_host::WatchMode>,
-    console: Option<std::net::SocketAddr>,
+    console: Option<(std::net::SocketAddr, bool)>,
 ) -> Result<ExitCode, String> {
     let mut signals = jitnode_host::ShutdownSignal::install()
         .map_err(|e| format!("cannot listen for signals: {e}"))?;
@@ -561,7 +569,9 @@ async fn run(
     }
     // Up before the elements start, so /readyz answers (503) while they do.
     let _console = match console {
-        Some(bind) => Some(start_console(app_dir, bind, &app, demo.as_ref()).await?),
+        Some((bind, operators_only)) => {
+            Some(start_console(app_dir, bind, operators_only, &app, demo.as_ref()).await?)
+        }
         None => None,
     };
     // A signal during start-up (an element slow to load) stops what has started so far.
@@ -638,11 +648,13 @@ async fn run(
 async fn start_console(
     app_dir: &Path,
     bind: std::net::SocketAddr,
+    operators_only: bool,
     app: &App,
     demo: Option<&ask_cmd::DemoSandbox>,
 ) -> Result<jitnode_console::Console, String> {
     let mut options = jitnode_console::ConsoleOptions::new(app_dir);
     options.bind = bind;
+    options.operators_only = operators_only;
     options.agent_entry = format!(
         "{}{}",
         jitnode_host::BUILTIN_SCHEME,
@@ -653,11 +665,16 @@ async fn start_console(
         .await
         .map_err(|e| e.to_string())?;
     // The log names the URL without the token, for whoever reads the log.
-    tracing::info!(url = %console.url(), "console serving");
+    let what = match operators_only {
+        true => "Operator endpoints (/healthz, /readyz, /metrics)",
+        false => "Console",
+    };
+    // "console serving" / "operator endpoints ... serving": what tests and people grep for.
+    tracing::info!(url = %console.url(), "{} serving", what.to_lowercase());
     match console.token() {
-        None => println!("Console: {}", console.url()),
+        None => println!("{what}: {}", console.url()),
         Some(_) => println!(
-            "Console: {} (bound beyond loopback: open {} once; API clients send Authorization: Bearer <the token in that URL>)",
+            "{what}: {} (bound beyond loopback: open {} once; API clients send Authorization: Bearer <the token in that URL>)",
             console.url(),
             console.login_url()
         ),

@@ -113,8 +113,20 @@ function renderWire(s) {
     "failed": c.failed, "dedupe hits": c.dedupeHits, "reconnects": c.reconnects, "reloads": c.reloads })
     .map(([k, v]) => `<div><b>${v}</b><span>${k}</span></div>`).join("");
   $("wire").innerHTML = `<tr><th>#</th><th>call</th><th>status</th><th>card</th></tr>` +
-    s.wire.slice().reverse().map((w) => `<tr><td>${w.seq}</td><td>${esc(w.kind)}</td>
+    s.wire.slice().reverse().slice(0, 40).map((w) => `<tr><td>${w.seq}</td><td>${esc(w.kind)}</td>
       <td>${w.status}${w.error ? ` <span class="err">${esc(w.error)}</span>` : ""}</td><td>${esc(w.cardId || "")}</td></tr>`).join("");
+  const g = s.gateway || { acks: [], pings: [], connections: [] };
+  $("faults").style.display = s.gateway ? "" : "none";
+  $("acks").innerHTML = `<tr><th>message</th><th>topic</th><th>conn</th><th>ACK</th><th>ms</th></tr>` +
+    g.acks.slice().reverse().slice(0, 40).map((a) => `<tr><td>${esc(a.messageId)}</td><td>${esc(a.topic)}</td>
+      <td>${esc(a.connectionId)}</td><td>${esc(a.code)}${a.problems.length ? ` <span class="err">${esc(a.problems.join("; "))}</span>` : ""}</td>
+      <td>${Number(a.latencyMs).toFixed(1)}</td></tr>`).join("");
+  $("conns").innerHTML = `<tr><th>connection</th><th>clientId</th><th>pushed</th><th>state</th></tr>` +
+    g.connections.map((c) => `<tr><td>${esc(c.connectionId)}</td><td>${esc(c.clientId)}</td><td>${c.pushed}</td>
+      <td>${c.accepting ? "open" : "disconnecting"}</td></tr>`).join("");
+  $("pings").innerHTML = `<tr><th>connection</th><th>ping</th><th>echoed</th></tr>` +
+    g.pings.slice().reverse().map((p) => `<tr><td>${esc(p.connectionId)}</td><td>${esc(p.messageId)}</td>
+      <td>${p.echoed === null ? "waiting" : p.echoed ? "yes" : "<span class=err>wrong</span>"}</td></tr>`).join("");
 }
 
 function renderFeedback(s) {
@@ -160,15 +172,21 @@ document.addEventListener("DOMContentLoaded", () => {
     catch (e) { alert(e.message); }
     finally { $("send").disabled = false; }
   });
+  $("faults").addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button[data-fault]");
+    if (!b) return;
+    try { await api("/api/fault", { kind: b.dataset.fault, robot: $("robot").value || null }); }
+    catch (e) { alert(e.message); }
+  });
   $("kform").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     $("kanswer").textContent = "Asking…";
     try {
       const r = await api("/api/knowledge", { agent: $("agent").value, question: $("kq").value });
       $("kanswer").innerHTML = markdown(r.result?.answer ?? JSON.stringify(r.result));
-      const found = r.chunks.map((c) => c?.result?.passages || c?.passages).find(Array.isArray) || [];
+      const found = r.passages || [];
       $("passages").innerHTML = `<tr><th>file</th><th>heading</th><th>score</th></tr>` +
-        found.map((p) => `<tr><td>${esc(p.file)}</td><td>${esc(p.heading)}</td><td>${esc(p.relevance ?? p.score)}</td></tr>`).join("");
+        found.map((p) => `<tr><td>${esc(p.file)}</td><td>${esc(p.heading)}</td><td>${esc(p.relevance)}</td></tr>`).join("");
     } catch (e) { $("kanswer").textContent = e.message; }
   });
   const source = new EventSource("/api/events");

@@ -56,6 +56,9 @@ pub struct SandboxLink {
     pub control: ControlClient,
     /// The robots the sandbox serves now (they change on reload).
     pub robots: Arc<dyn Fn() -> Vec<RobotRef> + Send + Sync>,
+    /// The sandbox itself when it runs in this process: the Wire pane's ACKs, pings and
+    /// connections, and its fault buttons.
+    pub local: Option<Arc<jitnode_sandbox::Sandbox>>,
 }
 
 /// How to serve the console.
@@ -69,6 +72,8 @@ pub struct ConsoleOptions {
     /// The `backendBundleEntry` of agent Types, to offer their instances in the knowledge
     /// pane.
     pub agent_entry: String,
+    /// Serve only `/healthz`, `/readyz` and `/metrics` (`run --no-console --metrics ADDR`).
+    pub operators_only: bool,
 }
 
 impl ConsoleOptions {
@@ -79,6 +84,7 @@ impl ConsoleOptions {
             require_token: false,
             app_dir: app_dir.into(),
             agent_entry: String::new(),
+            operators_only: false,
         }
     }
 }

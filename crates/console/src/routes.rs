@@ -47,6 +47,23 @@ const SCRIPT: &str = include_str!("../assets/app.js");
 const STYLE: &str = include_str!("../assets/app.css");
 
 pub fn router(state: Shared) -> Router {
+    let operators = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    let router = match state.options.operators_only {
+        true => operators,
+        false => operators.merge(console_routes()),
+    };
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::check,
+        ))
+        .with_state(state)
+}
+
+fn console_routes() -> Router<Shared> {
     Router::new()
         .route(
             "/",
@@ -60,21 +77,14 @@ pub fn router(state: Shared) -> Router {
             "/app.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/api/state", get(state_json))
         .route("/api/events", get(events))
         .route("/api/chat", post(chat))
         .route("/api/click", post(click))
         .route("/api/knowledge", post(knowledge))
+        .route("/api/fault", post(fault))
         .route("/api/feedback.json", get(feedback_json))
         .route("/api/feedback.csv", get(feedback_csv))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::guard::check,
-        ))
-        .with_state(state)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -140,13 +150,12 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-fn sandbox(s: &Shared) -> Result<&SandboxLink, Response> {
-    s.sandbox.as_ref().ok_or_else(|| {
-        error(
-            StatusCode::FORBIDDEN,
-            "the console is read-only: start `jitnode run --sandbox` to talk to the robot",
-        )
-    })
+/// The answer to a write without the sandbox.
+fn read_only() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        "the console is read-only: start `jitnode run --sandbox` to talk to the robot",
+    )
 }
 
 #[derive(Deserialize)]
@@ -161,9 +170,8 @@ struct ChatBody {
 const GROUP_ID: &str = "cidConsoleGroup";
 
 async fn chat(State(s): State<Shared>, Json(body): Json<ChatBody>) -> Response {
-    let sb = match sandbox(&s) {
-        Ok(sb) => sb,
-        Err(r) => return r,
+    let Some(sb) = s.sandbox.as_ref() else {
+        return read_only();
     };
     let robots = (sb.robots)();
     let robot = match body.robot.as_deref() {
@@ -208,9 +216,8 @@ struct ClickBody {
 }
 
 async fn click(State(s): State<Shared>, Json(body): Json<ClickBody>) -> Response {
-    let sb = match sandbox(&s) {
-        Ok(sb) => sb,
-        Err(r) => return r,
+    let Some(sb) = s.sandbox.as_ref() else {
+        return read_only();
     };
     let t = match sb.control.transcript().await {
         Ok(t) => t,
@@ -235,6 +242,64 @@ async fn click(State(s): State<Shared>, Json(body): Json<ClickBody>) -> Response
 }
 
 #[derive(Deserialize)]
+struct FaultBody {
+    /// `disconnect`, `drop`, `redeliver` or `card403`.
+    kind: String,
+    robot: Option<String>,
+}
+
+/// The sandbox's faults, on the robot's connections: the gateway asks it to reconnect, the
+/// connection is cut, the last message comes again, the next card call answers 403.
+async fn fault(State(s): State<Shared>, Json(body): Json<FaultBody>) -> Response {
+    let Some(sb) = s.sandbox.as_ref() else {
+        return read_only();
+    };
+    let Some(local) = sb.local.as_deref() else {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "faults need the sandbox in this process",
+        );
+    };
+    let robots = (sb.robots)();
+    let robot = match body.robot.as_deref() {
+        Some(name) => robots.iter().find(|r| r.full_name == name),
+        None => robots.first(),
+    };
+    let Some(robot) = robot else {
+        return error(StatusCode::NOT_FOUND, "the sandbox serves no such robot");
+    };
+    let conns = local.connections_of(&robot.client_id);
+    let result = match body.kind.as_str() {
+        "disconnect" => conns
+            .iter()
+            .try_for_each(|c| local.send_disconnect(&c.connection_id)),
+        "drop" => conns
+            .iter()
+            .try_for_each(|c| local.drop_connection(&c.connection_id)),
+        "redeliver" => {
+            let last = local
+                .acks()
+                .into_iter()
+                .rev()
+                .find(|a| a.topic == jitnode_dingtalk_wire::frame::TOPIC_ROBOT);
+            match last {
+                Some(a) => local.redeliver_now(&a.message_id).map(drop),
+                None => return error(StatusCode::CONFLICT, "no message to redeliver yet"),
+            }
+        }
+        "card403" => {
+            local.fail_card_calls(403, Some(1));
+            Ok(())
+        }
+        other => return error(StatusCode::BAD_REQUEST, format!("unknown fault {other:?}")),
+    };
+    match result {
+        Ok(()) => Json(json!({"ok": true, "connections": conns.len()})).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
 struct KnowledgeBody {
     agent: String,
     question: String,
@@ -242,8 +307,8 @@ struct KnowledgeBody {
 
 /// Asks the agent directly; its chunks hold the passages it retrieved with their scores.
 async fn knowledge(State(s): State<Shared>, Json(body): Json<KnowledgeBody>) -> Response {
-    if let Err(r) = sandbox(&s) {
-        return r;
+    if s.sandbox.is_none() {
+        return read_only();
     }
     let (sink, mut rx) = jitnode_host::ChunkSink::channel();
     let args = json!({"question": body.question, "chatId": ""});
@@ -252,8 +317,13 @@ async fn knowledge(State(s): State<Shared>, Json(body): Json<KnowledgeBody>) -> 
     while let Ok(c) = rx.try_recv() {
         chunks.push(c);
     }
+    // The retrieval step's chunk (`{"type", "data": {"toolName", "result"}}`) names them.
+    let passages = chunks
+        .iter()
+        .find_map(|c| c["data"]["result"]["passages"].as_array().cloned())
+        .unwrap_or_default();
     match result {
-        Ok(v) => Json(json!({"result": v, "chunks": chunks})).into_response(),
+        Ok(v) => Json(json!({"result": v, "passages": passages, "chunks": chunks})).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

@@ -336,6 +336,23 @@ pub fn wire_from_transcript(t: &Transcript) -> Vec<Value> {
         .collect()
 }
 
+/// What the gateway saw on the robots' connections (newest last): the connections, each
+/// ACK of a pushed frame (with its latency and any problem), each ping and its echo.
+fn gateway(sb: &jitnode_sandbox::Sandbox) -> Value {
+    let newest = |n: usize, len: usize| len.saturating_sub(n);
+    let acks = sb.acks();
+    let pings = sb.pings();
+    json!({
+        "connections": sb.connections(),
+        "acks": acks[newest(100, acks.len())..].iter().map(|a| json!({
+            "messageId": a.message_id, "connectionId": a.connection_id, "topic": a.topic,
+            "code": a.code, "latencyMs": a.latency_ms, "problems": a.problems,
+        })).collect::<Vec<_>>(),
+        "pings": pings[newest(20, pings.len())..].to_vec(),
+        "problems": sb.problems(),
+    })
+}
+
 /// The counters of `/metrics`, for the Wire pane.
 pub fn counters() -> Value {
     let m = jitnode_metrics::global();
@@ -415,6 +432,7 @@ pub async fn snapshot(state: &Shared) -> Value {
         "agents": agents,
         "chat": chat,
         "wire": transcript.as_ref().map(wire_from_transcript).unwrap_or_default(),
+        "gateway": state.sandbox.as_ref().and_then(|s| s.local.as_deref()).map(gateway),
         "counters": counters(),
         "feedback": feedback(state),
     })

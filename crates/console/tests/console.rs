@@ -34,6 +34,10 @@ fn open_demo(dir: &std::path::Path, endpoint: &str) -> App {
 }
 
 fn link(sb: &Sandbox) -> SandboxLink {
+    link_with(sb, None)
+}
+
+fn link_with(sb: &Sandbox, local: Option<std::sync::Arc<Sandbox>>) -> SandboxLink {
     SandboxLink {
         control: ControlClient::new(&sb.base_url()),
         robots: std::sync::Arc::new(|| {
@@ -42,6 +46,7 @@ fn link(sb: &Sandbox) -> SandboxLink {
                 client_id: CLIENT_ID.into(),
             }]
         }),
+        local,
     }
 }
 
@@ -258,6 +263,22 @@ async fn metrics_move_when_a_question_is_answered_through_the_console() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // The knowledge pane: the agent asked directly, with the passages it retrieved.
+    let r = http()
+        .post(format!("{base}api/knowledge"))
+        .json(&json!({"agent": "aiagents.customerService", "question": "How do I reset my password?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let k: Value = r.json().await.unwrap();
+    let passages = k["passages"].as_array().expect("passages");
+    assert!(!passages.is_empty(), "{k}");
+    assert!(
+        passages[0]["relevance"].as_f64().is_some_and(|s| s > 0.0),
+        "{k}"
+    );
+    assert!(passages.iter().any(|p| p["file"] == "faq.csv"), "{k}");
     let csv = http()
         .get(format!("{base}api/feedback.csv"))
         .send()
@@ -408,5 +429,145 @@ async fn a_loopback_console_needs_no_token_and_shows_the_tree_with_secrets_maske
     assert_eq!(robot["config"]["clientId"], "{{DINGTALK_CLIENT_ID}}");
     assert!(!s.to_string().contains(SECRET));
     assert_eq!(s["readOnly"], true);
+    console.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_buttons_cut_the_connection_and_fail_a_card_call() {
+    let app_dir = jitnode_test_kit::demo::demo_app();
+    let sb = std::sync::Arc::new(Sandbox::start(SandboxConfig::default()).await.unwrap());
+    sb.register_app(CLIENT_ID, SECRET);
+    let app = open_demo(app_dir.path(), &sb.base_url());
+    app.start().await;
+    assert!(
+        sb.wait_for_connections(CLIENT_ID, 1, Duration::from_secs(10))
+            .await
+    );
+    let first = sb.connections_of(CLIENT_ID)[0].connection_id.clone();
+    let console = Console::start(
+        options(app_dir.path()),
+        app.clone(),
+        Some(link_with(&sb, Some(sb.clone()))),
+    )
+    .await
+    .unwrap();
+    let base = console.url();
+    let fault = |kind: &'static str| {
+        let url = format!("{base}api/fault");
+        async move {
+            http()
+                .post(url)
+                .json(&json!({"kind": kind}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let before = scrape(&base).await;
+
+    // Drop: the robot opens a new connection, counted as a reconnect.
+    assert_eq!(fault("drop").await.status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = sb.connections_of(CLIENT_ID);
+        if now.iter().any(|c| c.connection_id != first) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no new connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = state(&base).await;
+    assert!(
+        s["gateway"]["connections"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "{s}"
+    );
+
+    // Card 403: the next card call fails, and /metrics counts it by code.
+    assert_eq!(fault("card403").await.status(), 200);
+    let r = http()
+        .post(format!("{base}api/chat"))
+        .json(&json!({"text": "How do I reset my password?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = scrape(&base).await;
+        let code403 = "jitnode_card_api_calls_total{code=\"403\"}";
+        let reconnects = "jitnode_stream_reconnects_total";
+        if m.get(code403).copied().unwrap_or(0.0) > before.get(code403).copied().unwrap_or(0.0)
+            && m[reconnects] > before[reconnects]
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "403 or reconnect not counted: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // An ACKed message shows in the Wire pane's frames; redelivering it is a dedupe hit.
+    let s = state(&base).await;
+    assert!(
+        s["gateway"]["acks"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{s}"
+    );
+    assert_eq!(fault("redeliver").await.status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = scrape(&base).await;
+        if m["jitnode_dedupe_hits_total"] > before["jitnode_dedupe_hits_total"] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dedupe hit: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop(Duration::from_secs(5)).await;
+    console.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_only_serves_the_probes_and_metrics_but_no_console() {
+    let app_dir = jitnode_test_kit::demo::demo_app();
+    let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
+    let mut o = options(app_dir.path());
+    o.operators_only = true;
+    let console = Console::start(o, app.clone(), None).await.unwrap();
+    let base = console.url();
+    let c = http();
+    assert_eq!(
+        c.get(format!("{base}healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("{base}readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert!(scrape(&base).await.contains_key("jitnode_reloads_total"));
+    assert_eq!(c.get(&base).send().await.unwrap().status(), 404);
+    assert_eq!(
+        c.get(format!("{base}api/state"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     console.shutdown().await;
 }
