@@ -166,6 +166,15 @@ struct ChatBody {
     robot: Option<String>,
 }
 
+/// The robot named `name`, or the first the sandbox serves.
+fn pick_robot(sb: &SandboxLink, name: Option<&str>) -> Option<crate::RobotRef> {
+    let robots = (sb.robots)();
+    match name {
+        Some(name) => robots.into_iter().find(|r| r.full_name == name),
+        None => robots.into_iter().next(),
+    }
+}
+
 /// The conversation the console's group messages go to.
 const GROUP_ID: &str = "cidConsoleGroup";
 
@@ -173,12 +182,7 @@ async fn chat(State(s): State<Shared>, Json(body): Json<ChatBody>) -> Response {
     let Some(sb) = s.sandbox.as_ref() else {
         return read_only();
     };
-    let robots = (sb.robots)();
-    let robot = match body.robot.as_deref() {
-        Some(name) => robots.iter().find(|r| r.full_name == name),
-        None => robots.first(),
-    };
-    let Some(robot) = robot else {
+    let Some(robot) = pick_robot(sb, body.robot.as_deref()) else {
         return error(StatusCode::NOT_FOUND, "the sandbox serves no such robot");
     };
     if body.text.trim().is_empty() {
@@ -260,12 +264,7 @@ async fn fault(State(s): State<Shared>, Json(body): Json<FaultBody>) -> Response
             "faults need the sandbox in this process",
         );
     };
-    let robots = (sb.robots)();
-    let robot = match body.robot.as_deref() {
-        Some(name) => robots.iter().find(|r| r.full_name == name),
-        None => robots.first(),
-    };
-    let Some(robot) = robot else {
+    let Some(robot) = pick_robot(sb, body.robot.as_deref()) else {
         return error(StatusCode::NOT_FOUND, "the sandbox serves no such robot");
     };
     let conns = local.connections_of(&robot.client_id);

@@ -96,6 +96,26 @@ async fn scrape(base: &str) -> BTreeMap<String, f64> {
     parse_metrics(&r.text().await.unwrap())
 }
 
+/// Scrapes until `cond` holds on the metrics; panics with them after a minute.
+async fn until_metrics(
+    base: &str,
+    what: &str,
+    cond: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = scrape(base).await;
+        if cond(&m) {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {what}: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn state(base: &str) -> Value {
     http()
         .get(format!("{base}api/state"))
@@ -493,22 +513,14 @@ async fn fault_buttons_cut_the_connection_and_fail_a_card_call() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let m = scrape(&base).await;
-        let code403 = "jitnode_card_api_calls_total{code=\"403\"}";
-        let reconnects = "jitnode_stream_reconnects_total";
-        if m.get(code403).copied().unwrap_or(0.0) > before.get(code403).copied().unwrap_or(0.0)
-            && m[reconnects] > before[reconnects]
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "403 or reconnect not counted: {m:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let code403 = "jitnode_card_api_calls_total{code=\"403\"}";
+    let count = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+    let reconnects = "jitnode_stream_reconnects_total";
+    until_metrics(&base, "a 403 and a reconnect counted", |m| {
+        count(m, code403) > count(&before, code403)
+            && count(m, reconnects) > count(&before, reconnects)
+    })
+    .await;
     // An ACKed message shows in the Wire pane's frames; redelivering it is a dedupe hit.
     let s = state(&base).await;
     assert!(
@@ -518,18 +530,11 @@ async fn fault_buttons_cut_the_connection_and_fail_a_card_call() {
         "{s}"
     );
     assert_eq!(fault("redeliver").await.status(), 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = scrape(&base).await;
-        if m["jitnode_dedupe_hits_total"] > before["jitnode_dedupe_hits_total"] {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no dedupe hit: {m:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let hits = "jitnode_dedupe_hits_total";
+    until_metrics(&base, "a dedupe hit", |m| {
+        count(m, hits) > count(&before, hits)
+    })
+    .await;
     app.stop(Duration::from_secs(5)).await;
     console.shutdown().await;
 }
