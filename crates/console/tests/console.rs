@@ -56,6 +56,18 @@ fn options(dir: &std::path::Path) -> ConsoleOptions {
     o
 }
 
+/// The console of `app` on loopback, with `tweak` applied to its options.
+async fn serve(
+    app: &App,
+    dir: &std::path::Path,
+    link: Option<SandboxLink>,
+    tweak: impl FnOnce(&mut ConsoleOptions),
+) -> Console {
+    let mut o = options(dir);
+    tweak(&mut o);
+    Console::start(o, app.clone(), link).await.unwrap()
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -135,9 +147,7 @@ async fn readyz_turns_ready_only_after_the_robot_connects() {
     let addr = gateway.local_addr().unwrap();
     drop(gateway);
     let app = open_demo(app_dir.path(), &format!("http://{addr}"));
-    let console = Console::start(options(app_dir.path()), app.clone(), None)
-        .await
-        .unwrap();
+    let console = serve(&app, app_dir.path(), None, |_| {}).await;
     let base = console.url();
     let c = http();
 
@@ -203,9 +213,7 @@ async fn metrics_move_when_a_question_is_answered_through_the_console() {
         sb.wait_for_connections(CLIENT_ID, 1, Duration::from_secs(10))
             .await
     );
-    let console = Console::start(options(app_dir.path()), app.clone(), Some(link(&sb)))
-        .await
-        .unwrap();
+    let console = serve(&app, app_dir.path(), Some(link(&sb)), |_| {}).await;
     let base = console.url();
     let before = scrape(&base).await;
     for name in [
@@ -319,9 +327,7 @@ async fn a_console_with_a_token_refuses_requests_without_it_and_from_other_sites
     let app_dir = jitnode_test_kit::demo::demo_app();
     let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
     // Loopback only in tests: the same guard as beyond loopback, demanded explicitly.
-    let mut o = options(app_dir.path());
-    o.require_token = true;
-    let console = Console::start(o, app.clone(), None).await.unwrap();
+    let console = serve(&app, app_dir.path(), None, |o| o.require_token = true).await;
     let token = console.token().expect("a token").to_string();
     let base = console.url();
     let c = http();
@@ -420,9 +426,7 @@ async fn a_console_with_a_token_refuses_requests_without_it_and_from_other_sites
 async fn a_loopback_console_needs_no_token_and_shows_the_tree_with_secrets_masked() {
     let app_dir = jitnode_test_kit::demo::demo_app();
     let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
-    let console = Console::start(options(app_dir.path()), app.clone(), None)
-        .await
-        .unwrap();
+    let console = serve(&app, app_dir.path(), None, |_| {}).await;
     assert!(console.token().is_none());
     let s = state(&console.url()).await;
     let names: Vec<&str> = s["elements"]
@@ -464,13 +468,13 @@ async fn fault_buttons_cut_the_connection_and_fail_a_card_call() {
             .await
     );
     let first = sb.connections_of(CLIENT_ID)[0].connection_id.clone();
-    let console = Console::start(
-        options(app_dir.path()),
-        app.clone(),
+    let console = serve(
+        &app,
+        app_dir.path(),
         Some(link_with(&sb, Some(sb.clone()))),
+        |_| {},
     )
-    .await
-    .unwrap();
+    .await;
     let base = console.url();
     let fault = |kind: &'static str| {
         let url = format!("{base}api/fault");
@@ -543,9 +547,7 @@ async fn fault_buttons_cut_the_connection_and_fail_a_card_call() {
 async fn operators_only_serves_the_probes_and_metrics_but_no_console() {
     let app_dir = jitnode_test_kit::demo::demo_app();
     let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
-    let mut o = options(app_dir.path());
-    o.operators_only = true;
-    let console = Console::start(o, app.clone(), None).await.unwrap();
+    let console = serve(&app, app_dir.path(), None, |o| o.operators_only = true).await;
     let base = console.url();
     let c = http();
     assert_eq!(
