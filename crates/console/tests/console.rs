@@ -128,6 +128,11 @@ async fn until_metrics(
     }
 }
 
+/// The status of a GET of `url`.
+async fn get_status(url: impl reqwest::IntoUrl) -> reqwest::StatusCode {
+    http().get(url).send().await.unwrap().status()
+}
+
 async fn state(base: &str) -> Value {
     http()
         .get(format!("{base}api/state"))
@@ -156,14 +161,7 @@ async fn readyz_turns_ready_only_after_the_robot_connects() {
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["elements"][ROBOT]["state"], "notStarted", "{body}");
-    assert_eq!(
-        c.get(format!("{base}healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_status(format!("{base}healthz")).await, 200);
 
     app.start().await;
     // Started, but the robot has no gateway to connect to.
@@ -549,32 +547,10 @@ async fn operators_only_serves_the_probes_and_metrics_but_no_console() {
     let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
     let console = serve(&app, app_dir.path(), None, |o| o.operators_only = true).await;
     let base = console.url();
-    let c = http();
-    assert_eq!(
-        c.get(format!("{base}healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(format!("{base}readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(get_status(format!("{base}healthz")).await, 200);
+    assert_eq!(get_status(format!("{base}readyz")).await, 503);
     assert!(scrape(&base).await.contains_key("jitnode_reloads_total"));
-    assert_eq!(c.get(&base).send().await.unwrap().status(), 404);
-    assert_eq!(
-        c.get(format!("{base}api/state"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(get_status(&base).await, 404);
+    assert_eq!(get_status(format!("{base}api/state")).await, 404);
     console.shutdown().await;
 }
