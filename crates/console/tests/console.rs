@@ -128,6 +128,11 @@ async fn until_metrics(
     }
 }
 
+/// A JSON POST, as the console's page sends it.
+async fn post_json(url: impl reqwest::IntoUrl, body: &Value) -> reqwest::Response {
+    http().post(url).json(body).send().await.unwrap()
+}
+
 /// The status of a GET of `url`.
 async fn get_status(url: impl reqwest::IntoUrl) -> reqwest::StatusCode {
     http().get(url).send().await.unwrap().status()
@@ -229,12 +234,11 @@ async fn metrics_move_when_a_question_is_answered_through_the_console() {
         assert!(before.contains_key(name), "{name} missing from /metrics");
     }
 
-    let r = http()
-        .post(format!("{base}api/chat"))
-        .json(&json!({"text": "How do I reset my password?"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        format!("{base}api/chat"),
+        &json!({"text": "How do I reset my password?"}),
+    )
+    .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     // The console's own view: the card ends done, with buttons.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -282,20 +286,18 @@ async fn metrics_move_when_a_question_is_answered_through_the_console() {
     assert!(after["jitnode_answer_latency_seconds_sum"] > 0.0);
 
     // The click on "helpful" lands in the feedback export.
-    let r = http()
-        .post(format!("{base}api/click"))
-        .json(&json!({"cardId": card["id"], "button": "helpful"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        format!("{base}api/click"),
+        &json!({"cardId": card["id"], "button": "helpful"}),
+    )
+    .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     // The knowledge pane: the agent asked directly, with the passages it retrieved.
-    let r = http()
-        .post(format!("{base}api/knowledge"))
-        .json(&json!({"agent": "aiagents.customerService", "question": "How do I reset my password?"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        format!("{base}api/knowledge"),
+        &json!({"agent": "aiagents.customerService", "question": "How do I reset my password?"}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let k: Value = r.json().await.unwrap();
     let passages = k["passages"].as_array().expect("passages");
@@ -476,14 +478,7 @@ async fn fault_buttons_cut_the_connection_and_fail_a_card_call() {
     let base = console.url();
     let fault = |kind: &'static str| {
         let url = format!("{base}api/fault");
-        async move {
-            http()
-                .post(url)
-                .json(&json!({"kind": kind}))
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { post_json(url, &json!({"kind": kind})).await }
     };
     let before = scrape(&base).await;
 
@@ -508,12 +503,11 @@ async fn fault_buttons_cut_the_connection_and_fail_a_card_call() {
 
     // Card 403: the next card call fails, and /metrics counts it by code.
     assert_eq!(fault("card403").await.status(), 200);
-    let r = http()
-        .post(format!("{base}api/chat"))
-        .json(&json!({"text": "How do I reset my password?"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        format!("{base}api/chat"),
+        &json!({"text": "How do I reset my password?"}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let code403 = "jitnode_card_api_calls_total{code=\"403\"}";
     let count = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
