@@ -989,6 +989,23 @@ fn the_console_in_chromium_chats_with_the_robot_and_records_feedback() {
         b.screenshot(&shots.join("console-feedback.png"))
             .await
             .unwrap();
+
+        // The Wire pane: the question's frame, ACKed by the robot, and the fault buttons.
+        let tab = b
+            .wait_for(r#"nav button[data-pane="wire"]"#, wait)
+            .await
+            .unwrap();
+        b.click(&tab).await.unwrap();
+        b.wait_for("#acks tr:nth-child(2)", wait).await.unwrap();
+        let acks = b.text_of("#acks").await.unwrap();
+        assert!(
+            acks.contains("/v1.0/im/bot/messages/get") && acks.contains("200"),
+            "{acks}"
+        );
+        b.wait_for(r#"#faults button[data-fault="drop"]"#, wait)
+            .await
+            .unwrap();
+        b.screenshot(&shots.join("console-wire.png")).await.unwrap();
         b.close().await;
         seen
     });

@@ -114,7 +114,7 @@ function renderWire(s) {
     .map(([k, v]) => `<div><b>${v}</b><span>${k}</span></div>`).join("");
   $("wire").innerHTML = `<tr><th>#</th><th>call</th><th>status</th><th>card</th></tr>` +
     s.wire.slice().reverse().slice(0, 40).map((w) => `<tr><td>${w.seq}</td><td>${esc(w.kind)}</td>
-      <td>${w.status}${w.error ? ` <span class="err">${esc(w.error)}</span>` : ""}</td><td>${esc(w.cardId || "")}</td></tr>`).join("");
+      <td>${w.status}${w.error ? ` <span class="err">${esc(w.error)}</span>` : ""}</td><td title="${esc(w.cardId || "")}">${esc((w.cardId || "").slice(0, 10))}${w.cardId ? "…" : ""}</td></tr>`).join("");
   const g = s.gateway || { acks: [], pings: [], connections: [] };
   $("faults").style.display = s.gateway ? "" : "none";
   $("acks").innerHTML = `<tr><th>message</th><th>topic</th><th>conn</th><th>ACK</th><th>ms</th></tr>` +
