@@ -51,9 +51,10 @@ impl Events {
 /// Watches what runs (a reload replaces elements) and readiness, and records each change
 /// as an event.
 pub fn spawn_event_watch(state: Shared) {
+    // Taken now, not in the task: a change right after start must not be missed.
+    let mut last = state.app.running_fingerprints();
+    let mut last_ready = state.app.readiness().report();
     tokio::spawn(async move {
-        let mut last = state.app.running_fingerprints();
-        let mut last_ready = state.app.readiness().report();
         loop {
             tokio::time::sleep(POLL).await;
             let now = state.app.running_fingerprints();

@@ -548,3 +548,39 @@ async fn operators_only_serves_the_probes_and_metrics_but_no_console() {
     assert_eq!(get_status(format!("{base}api/state")).await, 404);
     console.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_shows_as_an_event_and_in_the_metrics() {
+    let app_dir = jitnode_test_kit::demo::demo_app();
+    let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
+    app.start().await;
+    let console = serve(&app, app_dir.path(), None, |_| {}).await;
+    let base = console.url();
+    let before = scrape(&base).await;
+    let e_json = app_dir.path().join("elements/demo/hello/e.json");
+    let text = std::fs::read_to_string(&e_json).unwrap();
+    std::fs::write(&e_json, text.replace("Hello echo", "Hello echo, edited")).unwrap();
+    let mut reloader = jitnode_host::Reloader::new(app_dir.path(), app.clone());
+    let report = reloader.reload_from_disk().await;
+    assert!(
+        report.restarted.contains(&"demo.hello".to_string()),
+        "{report:?}"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = state(&base).await["events"].to_string();
+        if events.contains("demo.hello reloaded") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload event: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reloads = "jitnode_reloads_total";
+    until_metrics(&base, "a reload counted", |m| m[reloads] > before[reloads]).await;
+    app.stop(Duration::from_secs(5)).await;
+    console.shutdown().await;
+}
