@@ -317,6 +317,37 @@ async fn metrics_move_when_a_question_is_answered_through_the_console() {
         .unwrap();
     assert!(csv.lines().count() >= 2 && csv.contains("helpful"), "{csv}");
 
+    // In a group: the message @-mentions the robot, and its card goes to that group.
+    let r = post_json(
+        format!("{base}api/chat"),
+        &json!({"text": "What is jitnode?", "group": true}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let t = jitnode_test_kit::robot::wait_for(
+        &sb,
+        "a card in the group",
+        Duration::from_secs(60),
+        |t| {
+            t.cards.values().any(|c| {
+                c.conversation_id
+                    .as_deref()
+                    .is_some_and(|id| id.ends_with("cidConsoleGroup"))
+            })
+        },
+    )
+    .await;
+    assert!(t.cards.len() >= 2);
+    let s = state(&base).await;
+    assert!(
+        s["chat"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["who"] == "user" && m["group"] == true),
+        "{s}"
+    );
+
     app.stop(Duration::from_secs(5)).await;
     console.shutdown().await;
     sb.shutdown().await;
