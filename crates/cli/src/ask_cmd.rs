@@ -14,14 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use jitnode_console::{button_name, card_view as view};
 use jitnode_dingtalk_wire::{CallKind, CardKind};
 use jitnode_element::{AppTree, Env};
-use jitnode_robot::callback::{Action, FeedbackKind};
-use jitnode_robot::cards::view::CardView;
-use jitnode_robot::config::DEFAULT_STREAMING_KEY;
-use jitnode_sandbox::{
-    CardState, Click, ControlClient, PostMessage, Sandbox, SandboxConfig, Transcript,
-};
+use jitnode_robot::callback::Action;
+use jitnode_sandbox::{ControlClient, PostMessage, Sandbox, SandboxConfig, Transcript};
 use serde::{Deserialize, Serialize};
 
 /// The variable the demo's config.json reads for `openApiEndpoint`.
@@ -128,10 +125,13 @@ pub struct DemoSandbox {
 }
 
 struct DemoInner {
-    sandbox: Sandbox,
+    /// Shared with the console (its Wire pane and fault buttons).
+    sandbox: Arc<Sandbox>,
     state_file: PathBuf,
     /// fullName -> hash of (clientId, secret) as registered, to log only what changed.
     registered: Mutex<BTreeMap<String, u64>>,
+    /// The robots served now, for the console.
+    served: Mutex<Vec<RobotEntry>>,
 }
 
 impl DemoSandbox {
@@ -143,9 +143,10 @@ impl DemoSandbox {
             .map_err(|e| e.to_string())?;
         Ok(DemoSandbox {
             inner: Arc::new(DemoInner {
-                sandbox,
+                sandbox: Arc::new(sandbox),
                 state_file: data_dir(app_dir).join(STATE_FILE),
                 registered: Mutex::new(BTreeMap::new()),
+                served: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -187,6 +188,25 @@ impl DemoSandbox {
         println!("Ctrl-C stops.");
         let _ = std::io::stdout().flush();
         Ok(())
+    }
+
+    /// The console's way to this sandbox: its control API and the robots it serves.
+    pub fn console_link(&self) -> jitnode_console::SandboxLink {
+        let this = self.clone();
+        jitnode_console::SandboxLink {
+            control: ControlClient::new(&self.inner.sandbox.base_url()),
+            local: Some(self.inner.sandbox.clone()),
+            robots: Arc::new(move || {
+                let served = this.inner.served.lock().unwrap_or_else(|p| p.into_inner());
+                served
+                    .iter()
+                    .map(|r| jitnode_console::RobotRef {
+                        full_name: r.full_name.clone(),
+                        client_id: r.client_id.clone(),
+                    })
+                    .collect()
+            }),
+        }
     }
 
     /// For [`jitnode_host::Reloader::before_restart`]: registers robots added or whose
@@ -238,6 +258,7 @@ impl DemoSandbox {
             served.push(r.entry);
         }
         registered.retain(|name, _| served.iter().any(|r| &r.full_name == name));
+        *self.inner.served.lock().unwrap_or_else(|p| p.into_inner()) = served.clone();
         let state = State {
             control_url: base,
             pid: std::process::id(),
@@ -347,23 +368,6 @@ fn last_card_file(app: &Path, robot: &RobotEntry) -> PathBuf {
 }
 
 // ------------------------------------------------------------------ showing cards
-
-/// What a card in the sandbox shows, read by the robot's card view.
-fn view(card: &CardState) -> CardView {
-    // Standard cards carry their whole JSON; template cards their variables.
-    match &card.card_data {
-        Some(data) => CardView::standard(data),
-        None => CardView::template(&card.card_param_map, &card.streams, DEFAULT_STREAMING_KEY),
-    }
-}
-
-fn button_name(a: &Action) -> &'static str {
-    match a {
-        Action::Feedback { kind, .. } => kind.as_str(),
-        Action::Regenerate { .. } => "regenerate",
-        Action::ContinueChat { .. } => "continue",
-    }
-}
 
 /// Shows the card the robot starts after `since` (live), or its webhook replies; returns
 /// when the card is done. `watch_card` follows a known card instead of waiting for a new one.
@@ -496,29 +500,9 @@ pub async fn click(app: &Path, robot: Option<&str>, button: &str) -> Result<(), 
         .record
         .clone()
         .ok_or_else(|| "the last card has no buttons".to_string())?;
-    let action = match button {
-        "regenerate" => Action::Regenerate { record },
-        "continue" | "continue_chat" => Action::ContinueChat { record },
-        other => match FeedbackKind::parse(other) {
-            Some(kind) => Action::Feedback { kind, record },
-            None => {
-                return Err(format!(
-                    "unknown button {other:?}: one of very_helpful, helpful, unhelpful, very_unhelpful, regenerate, continue"
-                ))
-            }
-        },
-    };
+    let action = jitnode_console::action_named(button, record)?;
     let since = ctl.transcript().await?.last_seq();
-    let mut c = Click {
-        client_id: last.client_id.clone(),
-        out_track_id: last.card_id.clone(),
-        ..Click::default()
-    };
-    if last.kind == CardKind::Standard {
-        c.value = Some(action.to_value_string());
-    } else {
-        c.params = action.to_params();
-    }
+    let c = jitnode_console::click_of(&last.client_id, &last.card_id, last.kind, &action);
     let ack = ctl.ctl.click(&c).await.map_err(|e| ctl.explain(e))?;
     if ack.code != Some(200) {
         return Err(format!(
@@ -569,6 +553,7 @@ mod tests {
     use super::*;
     use jitnode_robot::cards::StandardCards;
     use jitnode_robot::config::Lang;
+    use jitnode_sandbox::CardState;
     use serde_json::{json, Value};
 
     fn card_text(card: &CardState) -> String {

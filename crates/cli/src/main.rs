@@ -102,6 +102,16 @@ enum Command {
         #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true,
               default_missing_value = "auto", conflicts_with = "from_dist")]
         watch: Option<jitnode_host::WatchMode>,
+        /// Serve the web console (and /healthz, /readyz, /metrics) at ADDR. Default: a
+        /// free port on 127.0.0.1. Beyond loopback it demands a token, printed at start.
+        #[arg(long, value_name = "ADDR", conflicts_with = "no_console")]
+        console: Option<std::net::SocketAddr>,
+        /// Do not serve the console.
+        #[arg(long)]
+        no_console: bool,
+        /// With --no-console: serve only /healthz, /readyz and /metrics, at ADDR.
+        #[arg(long, value_name = "ADDR", requires = "no_console")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Call one function of one element, in-process.
     ///
@@ -237,13 +247,25 @@ async fn main() -> ExitCode {
             sandbox,
             stop_deadline,
             watch,
+            console,
+            no_console,
+            metrics,
         } => {
+            let console = match (no_console, metrics) {
+                (true, None) => None,
+                (true, Some(addr)) => Some((addr, true)),
+                (false, _) => Some((
+                    console.unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                    false,
+                )),
+            };
             run(
                 &app,
                 from_dist,
                 sandbox,
                 Duration::from_secs(stop_deadline),
                 watch,
+                console,
             )
             .await
         }
@@ -527,6 +549,7 @@ async fn run(
     sandbox: bool,
     stop_deadline: Duration,
     watch: Option<jitnode_host::WatchMode>,
+    console: Option<(std::net::SocketAddr, bool)>,
 ) -> Result<ExitCode, String> {
     let mut signals = jitnode_host::ShutdownSignal::install()
         .map_err(|e| format!("cannot listen for signals: {e}"))?;
@@ -544,6 +567,13 @@ async fn run(
     if let Some(demo) = &demo {
         demo.attach(&app)?;
     }
+    // Up before the elements start, so /readyz answers (503) while they do.
+    let _console = match console {
+        Some((bind, operators_only)) => {
+            Some(start_console(app_dir, bind, operators_only, &app, demo.as_ref()).await?)
+        }
+        None => None,
+    };
     // A signal during start-up (an element slow to load) stops what has started so far.
     let report = tokio::select! {
         r = app.start() => r,
@@ -612,6 +642,45 @@ async fn run(
     };
     tracing::info!("{signal} received; stopping (a second signal exits at once)");
     stop(&app, &mut signals, stop_deadline).await
+}
+
+/// Serves the console of `app`; prints its URL (and, beyond loopback, its token) once.
+async fn start_console(
+    app_dir: &Path,
+    bind: std::net::SocketAddr,
+    operators_only: bool,
+    app: &App,
+    demo: Option<&ask_cmd::DemoSandbox>,
+) -> Result<jitnode_console::Console, String> {
+    let mut options = jitnode_console::ConsoleOptions::new(app_dir);
+    options.bind = bind;
+    options.operators_only = operators_only;
+    options.agent_entry = format!(
+        "{}{}",
+        jitnode_host::BUILTIN_SCHEME,
+        jitnode_agent::LOADER_NAME
+    );
+    let link = demo.map(ask_cmd::DemoSandbox::console_link);
+    let console = jitnode_console::Console::start(options, app.clone(), link)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The log names the URL without the token, for whoever reads the log.
+    let what = match operators_only {
+        true => "Operator endpoints (/healthz, /readyz, /metrics)",
+        false => "Console",
+    };
+    // "console serving" / "operator endpoints ... serving": what tests and people grep for.
+    tracing::info!(url = %console.url(), "{} serving", what.to_lowercase());
+    match console.token() {
+        None => println!("{what}: {}", console.url()),
+        Some(_) => println!(
+            "{what}: {} (bound beyond loopback: open {} once; API clients send Authorization: Bearer <the token in that URL>)",
+            console.url(),
+            console.login_url()
+        ),
+    }
+    let _ = std::io::stdout().flush();
+    Ok(console)
 }
 
 /// Logs each element's readiness as it changes after the run summary (a robot connecting

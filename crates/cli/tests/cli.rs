@@ -25,37 +25,7 @@ fn native_target() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-native")
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// A private copy of the demo app (its elements/ and .env), so tests never write dist/
-/// into the repository or race each other on it. Its crates/ links to the repository's, as
-/// in a clone: the native demo plugin depends on crates/plugin by relative path.
-fn demo_app() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&repo_root().join("elements"), &dir.path().join("elements"));
-    std::fs::copy(repo_root().join(".env"), dir.path().join(".env")).unwrap();
-    std::os::unix::fs::symlink(
-        repo_root().canonicalize().unwrap().join("crates"),
-        dir.path().join("crates"),
-    )
-    .unwrap();
-    dir
-}
+use jitnode_test_kit::demo::{copy_dir, demo_app};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -916,4 +886,143 @@ fn run_names_a_robot_whose_credentials_are_refused() {
     assert!(!log.contains("sandbox-client-secret"), "{log}");
     assert!(status.success(), "{log}");
     rt.block_on(sb.shutdown());
+}
+
+// ------------------------------------------------------------------ the console in Chromium
+
+/// The console of `run --sandbox` in a real headless Chromium: the tree, a question whose
+/// card streams, a click on "helpful" and its feedback row. Saves screenshots under
+/// target/.
+#[test]
+fn the_console_in_chromium_chats_with_the_robot_and_records_feedback() {
+    use jitnode_test_kit::webdriver::Browser;
+    use std::time::Duration;
+
+    let app = demo_app();
+    let mut running = Running::start(jitnode().current_dir(app.path()).args([
+        "run",
+        "--sandbox",
+        "--console",
+        "127.0.0.1:0",
+    ]));
+    let line = running.wait_for("the console's URL", |l| l.contains("console serving"));
+    let url = line
+        .split("url=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("url= in the log line")
+        .to_string();
+    running.wait_for("the app running", |l| l.contains("is running"));
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target/tmp has a parent")
+        .to_path_buf();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let texts = rt.block_on(async {
+        let b = Browser::start(1280, 900)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let wait = Duration::from_secs(60);
+        b.goto(&url).await.unwrap();
+        // 1. The tree shows the robot instance.
+        let row = b
+            .wait_for(r#"tr[data-name="imRobots.dingTalkDemo"]"#, wait)
+            .await
+            .unwrap();
+        let text = b.text(&row).await.unwrap();
+        assert!(
+            text.contains("imRobots.dingTalkDemo") && text.contains("running"),
+            "{text}"
+        );
+        b.click(&row).await.unwrap();
+        b.wait_for("#config", wait).await.unwrap();
+        b.screenshot(&shots.join("console-elements.png"))
+            .await
+            .unwrap();
+
+        // 2. Ask a question as a DingTalk user.
+        let tab = b
+            .wait_for(r#"nav button[data-pane="chat"]"#, wait)
+            .await
+            .unwrap();
+        b.click(&tab).await.unwrap();
+        let q = b.wait_for("#question", wait).await.unwrap();
+        b.type_into(&q, "How do I reset my password?")
+            .await
+            .unwrap();
+        let send = b.wait_for("#send", wait).await.unwrap();
+        b.click(&send).await.unwrap();
+
+        // 3. The card streams, then ends with its buttons.
+        b.wait_for(
+            r#".card[data-progress="done"] button[data-button="helpful"]"#,
+            wait,
+        )
+        .await
+        .unwrap();
+        let seen = b
+            .execute("return Object.values(window.jitnodeCardTexts)[0] || [];")
+            .await
+            .unwrap();
+        let card = b.text_of(".card").await.unwrap();
+        assert!(card.contains("password"), "{card}");
+        b.screenshot(&shots.join("console.png")).await.unwrap();
+
+        // 4. Click "helpful"; 5. the feedback row appears.
+        let helpful = b
+            .wait_for(r#"button[data-button="helpful"]"#, wait)
+            .await
+            .unwrap();
+        b.click(&helpful).await.unwrap();
+        let tab = b
+            .wait_for(r#"nav button[data-pane="feedback"]"#, wait)
+            .await
+            .unwrap();
+        b.click(&tab).await.unwrap();
+        let row = b.wait_for("tr.feedback-row", wait).await.unwrap();
+        let text = b.text(&row).await.unwrap();
+        assert!(
+            text.contains("helpful") && text.contains("How do I reset my password?"),
+            "{text}"
+        );
+        b.screenshot(&shots.join("console-feedback.png"))
+            .await
+            .unwrap();
+
+        // The Wire pane: the question's frame, ACKed by the robot, and the fault buttons.
+        let tab = b
+            .wait_for(r#"nav button[data-pane="wire"]"#, wait)
+            .await
+            .unwrap();
+        b.click(&tab).await.unwrap();
+        b.wait_for("#acks tr:nth-child(2)", wait).await.unwrap();
+        let acks = b.text_of("#acks").await.unwrap();
+        assert!(
+            acks.contains("/v1.0/im/bot/messages/get") && acks.contains("200"),
+            "{acks}"
+        );
+        b.wait_for(r#"#faults button[data-fault="drop"]"#, wait)
+            .await
+            .unwrap();
+        b.screenshot(&shots.join("console-wire.png")).await.unwrap();
+        b.close().await;
+        seen
+    });
+    let texts: Vec<String> = texts
+        .as_array()
+        .expect("the page's list of card texts")
+        .iter()
+        .map(|t| t.as_str().unwrap_or_default().to_string())
+        .collect();
+    let (last, before) = texts.split_last().expect("the card was seen");
+    let mut distinct: Vec<&String> = before.iter().filter(|t| *t != last).collect();
+    distinct.dedup();
+    assert!(
+        distinct.len() >= 2,
+        "the card did not stream: texts seen {texts:#?}"
+    );
+    let (status, log) = running.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("sandbox-client-secret"), "{log}");
 }

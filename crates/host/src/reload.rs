@@ -348,6 +348,7 @@ impl Reloader {
             failed = report.failed.len(),
             "reloaded"
         );
+        jitnode_metrics::global().reloads.inc();
         report
     }
 

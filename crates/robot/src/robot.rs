@@ -225,6 +225,7 @@ impl Robot {
         shutdown: Option<CancellationToken>,
     ) -> bool {
         let _guard = self.in_flight.enter();
+        let asked_at = std::time::Instant::now();
         let texts = Texts::for_lang(self.lang_of(&ask.question));
         let api = &replier.openapi;
         let record_id = new_record_id();
@@ -277,7 +278,14 @@ impl Robot {
 
         let agent = async {
             let args = json!({"question": ask.question, "chatId": ask.chat_id});
-            let call = self.app.call(&self.config.agent, "run", args, sink);
+            let call = async {
+                let started = std::time::Instant::now();
+                let r = self.app.call(&self.config.agent, "run", args, sink).await;
+                jitnode_metrics::global()
+                    .llm_latency
+                    .observe(started.elapsed());
+                r
+            };
             let stop = async {
                 match &shutdown {
                     Some(s) => tokio::select! {
@@ -323,6 +331,15 @@ impl Robot {
         };
 
         let (report, (outcome, partial)) = tokio::join!(driver, agent);
+        let metrics = jitnode_metrics::global();
+        match &outcome {
+            Outcome::Answer(_) => {
+                metrics.messages_answered.inc();
+                metrics.answer_latency.observe(asked_at.elapsed());
+            }
+            Outcome::Failed(_) | Outcome::TimedOut => metrics.messages_failed.inc(),
+            Outcome::Stopped => {}
+        }
         match outcome {
             Outcome::Answer(text) => {
                 let shown = report.as_ref().is_some_and(|r| r.final_published);
@@ -387,6 +404,7 @@ impl Robot {
         }
         m.check()
             .map_err(|e| HandlerError::failed(format!("{}: {e}", self.name)))?;
+        jitnode_metrics::global().messages_received.inc();
         self.remember_webhook(&m);
         let webhook = m.webhook().map(str::to_string);
         if let Some(text) = m.polite_reply(self.config.language) {

@@ -162,6 +162,7 @@ impl Shared {
             .begin(key);
         if !fresh {
             Stats::bump(&self.stats.duplicates);
+            jitnode_metrics::global().dedupe_hits.inc();
             tracing::debug!(message = key, "duplicate delivery dropped");
         }
         fresh
@@ -444,6 +445,9 @@ async fn supervise(shared: Arc<Shared>, status: watch::Sender<Status>, jobs: mps
                     rejected_in_a_row = 0;
                     delay = Duration::ZERO;
                     Stats::bump(&shared.stats.connections);
+                    if next_id > 1 {
+                        jitnode_metrics::global().reconnects.inc();
+                    }
                     tracing::info!(client_id = %cfg.client_id, connection = next_id, "stream connected");
                     status.send_replace(Status::Connected {
                         connection: next_id,
@@ -534,7 +538,9 @@ struct ConnTx {
 
 impl ConnTx {
     async fn ack(&self, ack: Ack) {
-        if self.acks.send(Message::text(ack.to_text())).await.is_err() {
+        if self.acks.send(Message::text(ack.to_text())).await.is_ok() {
+            jitnode_metrics::global().messages_acked.inc();
+        } else {
             Stats::bump(&self.stats.acks_lost);
             tracing::warn!(
                 connection = self.id,

@@ -393,8 +393,10 @@ impl OpenApi {
             .json(body)
             .send()
             .await
+            .inspect_err(|_| jitnode_metrics::global().card_calls.inc(0))
             .map_err(|e| transport(&what, e))?;
         let status = resp.status().as_u16();
+        jitnode_metrics::global().card_calls.inc(status);
         let text = resp.text().await.map_err(|e| transport(&what, e))?;
         let v: Value = if text.trim().is_empty() {
             Value::Null
