@@ -761,20 +761,17 @@ impl KnowledgeBase {
 
 /// The share of the question's words the knowledge knows. Bigrams are not words, and a
 /// camelCase part or search-mode sub-word ("ding" of "dingtalk") is its whole word said
-/// again: it does not count on its own, and the whole is known when a part is.
+/// again, so it does not count on its own. A whole the knowledge does not know stays
+/// unknown even when a part is known: "iphone" is not "phone".
 fn known_share(qterms: &[String], known_term: &[bool]) -> f64 {
     let inside = |part: &str, whole: &str| whole.len() > part.len() && whole.contains(part);
     let (mut words, mut known) = (0usize, 0usize);
-    for (i, t) in qterms.iter().enumerate() {
+    for (t, &k) in qterms.iter().zip(known_term) {
         if is_bigram(t) || qterms.iter().any(|u| !is_bigram(u) && inside(t, u)) {
             continue;
         }
         words += 1;
-        let part_known = qterms
-            .iter()
-            .zip(known_term)
-            .any(|(p, &k)| k && !is_bigram(p) && inside(p, t));
-        known += usize::from(known_term[i] || part_known);
+        known += usize::from(k);
     }
     known as f64 / words.max(1) as f64
 }
@@ -985,10 +982,15 @@ mod tests {
 
     #[test]
     fn a_camel_case_name_counts_as_one_known_word() {
-        // "HotReload" is indexed whole and as "hot" + "reload"; with "pizza" and "price"
-        // unknown, one of three words is known, not three of five.
-        let kb = kb();
-        let f = kb.gate_features("HotReload pizza price").expect("matches a.md");
+        // "clientSecret" is indexed whole and as "client" + "secret"; with "pizza" and
+        // "price" unknown, one of three words is known, not three of five.
+        let kb = KnowledgeBase::from_documents(vec![(
+            "d.md".to_string(),
+            "# Robot\n\nPut the clientSecret in .env.".to_string(),
+        )]);
+        let f = kb
+            .gate_features("clientSecret pizza price")
+            .expect("matches d.md");
         assert!((f[2] - 1.0 / 3.0).abs() < 1e-9, "{f:?}");
     }
 
