@@ -17,7 +17,7 @@ use std::time::Duration;
 use jitnode_dingtalk_wire::{CallKind, CardKind};
 use jitnode_element::{AppTree, Env};
 use jitnode_robot::callback::{Action, FeedbackKind};
-use jitnode_robot::cards::view::CardView;
+use jitnode_robot::cards::{self, view::CardView};
 use jitnode_robot::config::DEFAULT_STREAMING_KEY;
 use jitnode_sandbox::{
     CardState, Click, ControlClient, PostMessage, Sandbox, SandboxConfig, Transcript,
@@ -57,6 +57,9 @@ struct LastCard {
     client_id: String,
     kind: CardKind,
     record: Option<String>,
+    /// The public AI card: its clicks carry a button id, not params.
+    #[serde(default)]
+    ai: bool,
 }
 
 fn data_dir(app: &Path) -> PathBuf {
@@ -353,6 +356,9 @@ fn view(card: &CardState) -> CardView {
     // Standard cards carry their whole JSON; template cards their variables.
     match &card.card_data {
         Some(data) => CardView::standard(data),
+        None if cards::is_ai_card(&card.template_id) => {
+            CardView::ai(&card.card_param_map, &card.streams)
+        }
         None => CardView::template(&card.card_param_map, &card.streams, DEFAULT_STREAMING_KEY),
     }
 }
@@ -429,6 +435,7 @@ async fn follow(
                     client_id: ctl.robot.client_id.clone(),
                     kind: card.card_kind().unwrap_or(CardKind::Advanced),
                     record: shown_card.record().map(str::to_string),
+                    ai: cards::is_ai_card(&card.template_id),
                 };
                 let text = serde_json::to_string_pretty(&last).expect("plain strings serialize");
                 write_atomic(&last_card_file(app, &ctl.robot), &text)?;
@@ -516,6 +523,8 @@ pub async fn click(app: &Path, robot: Option<&str>, button: &str) -> Result<(), 
     };
     if last.kind == CardKind::Standard {
         c.value = Some(action.to_value_string());
+    } else if last.ai {
+        c.action_ids = vec![action.to_action_id()];
     } else {
         c.params = action.to_params();
     }

@@ -10,6 +10,10 @@
 //! | final | PUT interactiveCards (answer + buttons) | PUT streaming (finalize), PUT instances (flowStatus 3, record, buttons) |
 //! | failed | PUT interactiveCards (message, no spinner) | PUT instances (flowStatus 5, message) |
 //! | thanks | PUT interactiveCards (answer, thanks, next buttons) | PUT instances (thanks, next buttons) |
+//!
+//! AI card mode sends what template mode sends, with the public template's variables
+//! ([`cards::ai`]). Standard-mode final cards carry no buttons: their clicks would go to an
+//! HTTP callback this robot does not serve.
 
 use jitnode_dingtalk_wire::api::{
     At, Mention, Method, WebhookMessage, WebhookResponse, PATH_CARD_INSTANCES, PATH_CARD_STREAMING,
@@ -18,7 +22,7 @@ use jitnode_dingtalk_wire::api::{
 use serde_json::Value;
 
 use crate::callback::FeedbackKind;
-use crate::cards::{self, template, StandardCards};
+use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
 use crate::message::ReplyTarget;
 
@@ -154,8 +158,12 @@ impl AnswerCard {
                 .unwrap_or(Value::Null);
                 CardCall::post(PATH_STANDARD_SEND, body)
             }
-            CardMode::Template => {
-                let params = template::thinking(&self.question, &self.streaming_key, self.lang);
+            CardMode::Template | CardMode::Ai => {
+                let params = if self.mode == CardMode::Ai {
+                    ai::thinking(&self.question)
+                } else {
+                    template::thinking(&self.question, &self.streaming_key, self.lang)
+                };
                 let body = template::create_and_deliver_body(
                     &self.template_id,
                     &self.card_id,
@@ -177,7 +185,7 @@ impl AnswerCard {
             CardMode::Standard => {
                 vec![self.standard_update(&self.standard().streaming(&self.question, text))]
             }
-            CardMode::Template => {
+            CardMode::Template | CardMode::Ai => {
                 let mut calls = Vec::new();
                 if first {
                     let mut params = jitnode_dingtalk_wire::ParamMap::new();
@@ -210,6 +218,10 @@ impl AnswerCard {
                     &self.streaming_key,
                 )),
             ],
+            CardMode::Ai => vec![
+                self.streaming(answer, true),
+                self.template_update(&ai::final_answer(&self.question, answer, record, self.lang)),
+            ],
         }
     }
 
@@ -227,6 +239,9 @@ impl AnswerCard {
                 message,
                 &self.streaming_key,
             ))],
+            CardMode::Ai => {
+                vec![self.template_update(&ai::failed(&self.question, partial_answer, message))]
+            }
         }
     }
 
@@ -240,6 +255,9 @@ impl AnswerCard {
             ))],
             CardMode::Template => {
                 vec![self.template_update(&template::thanks(kind, record, self.lang))]
+            }
+            CardMode::Ai => {
+                vec![self.template_update(&ai::thanks(&self.question, answer, record, self.lang))]
             }
         }
     }

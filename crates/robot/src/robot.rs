@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::callback::{Action, CallbackError};
-use crate::cards::{self, template, StandardCards};
+use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
 use crate::message::{webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
 use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, Records};
@@ -456,6 +456,12 @@ impl Robot {
                     CardMode::Template => Ok(template::callback_response(&template::thanks(
                         kind, &record, lang,
                     ))),
+                    CardMode::Ai => Ok(template::callback_response(&ai::thanks(
+                        &row.question,
+                        &row.answer,
+                        &record,
+                        lang,
+                    ))),
                     CardMode::Standard => {
                         if let Some(card_id) = Some(&cb.out_track_id).filter(|c| !c.is_empty()) {
                             if let Some(card) = AnswerCard::new(
@@ -524,6 +530,11 @@ impl Robot {
                     }
                 }
                 match self.config.card.mode {
+                    CardMode::Ai => Ok(template::callback_response(&ai::invitation(
+                        &row.question,
+                        &row.answer,
+                        lang,
+                    ))),
                     CardMode::Template => {
                         let mut notice = ParamMap::new();
                         notice.insert("notice".into(), texts.invitation.into());

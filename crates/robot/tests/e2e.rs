@@ -748,3 +748,200 @@ async fn a_regenerate_storm_is_rate_limited_per_user() {
     assert_eq!(records.list_answers(None).unwrap().len(), allowed + 1);
     assert_eq!(calls.load(Ordering::SeqCst), allowed + 1);
 }
+
+/// The public AI card: its variables, a button per action, clicks as the template sends
+/// them (`cardPrivateData.actionIds[0]`, delivered by the sandbox only for shown buttons).
+fn ai_view(card: &CardState) -> CardView {
+    CardView::ai(&card.card_param_map, &card.streams)
+}
+
+fn ai_click(card: &str, action: &Action) -> Click {
+    Click {
+        client_id: APP_A.into(),
+        out_track_id: card.into(),
+        action_ids: vec![action.to_action_id()],
+        ..Click::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ai_card_mode_streams_and_every_button_works() {
+    let h = start(
+        quick(),
+        &[(
+            "bot",
+            APP_A,
+            json!({"card": {"mode": "ai", "minIntervalMs": 50}}),
+        )],
+    )
+    .await;
+    h.sb.post_message(&PostMessage::text(APP_A, "Where is the VPN guide?"))
+        .unwrap();
+    let t = h
+        .wait_for("final AI card", |t| {
+            t.cards.values().any(|c| ai_view(c).buttons.len() == 4)
+        })
+        .await;
+    let card = t.cards.values().next().unwrap().clone();
+    assert_eq!(
+        card.template_id,
+        jitnode_dingtalk_wire::api::ai_card::TEMPLATE_ID
+    );
+    assert_eq!(card.callback_type.as_deref(), Some("STREAM"));
+    // Streamed into msgContent, then finished.
+    assert_eq!(card.streams["msgContent"], quick().answer());
+    assert!(card.updates >= 3, "{card:?}");
+    let view = ai_view(&card);
+    assert_eq!(view.text, quick().answer());
+    assert!(view.is_done());
+    let record = view.record().unwrap().to_string();
+
+    // A button the card does not show is not delivered.
+    let ghost = Action::Regenerate {
+        record: record.clone(),
+    };
+    assert!(h.sb.click(&ai_click(&card.id, &ghost)).await.is_err());
+
+    // Feedback: stored, and the card thanks.
+    let ack =
+        h.sb.click(&ai_click(
+            &card.id,
+            &Action::Feedback {
+                kind: FeedbackKind::VeryHelpful,
+                record: record.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ack.code, Some(200), "{ack:?}");
+    let fb = h
+        .records()
+        .list_feedback(&FeedbackFilter::default())
+        .unwrap();
+    assert_eq!(fb.len(), 1);
+    assert_eq!(
+        (fb[0].rating, fb[0].record_id.as_str()),
+        (FeedbackKind::VeryHelpful, record.as_str())
+    );
+    let thanked = ai_view(&h.sb.transcript().cards[&card.id]);
+    assert!(thanked.text.contains(texts().thanks), "{thanked:?}");
+    assert!(thanked.text.starts_with(&quick().answer()));
+    assert_eq!(
+        thanked.buttons,
+        [
+            Action::Regenerate {
+                record: record.clone()
+            },
+            Action::ContinueChat {
+                record: record.clone()
+            }
+        ]
+    );
+
+    // Regenerate: a second answer card, stored as regenerated from the first.
+    let ack = h.sb.click(&ai_click(&card.id, &ghost)).await.unwrap();
+    assert_eq!(ack.code, Some(200));
+    h.wait_for("regenerated AI card", |t| {
+        t.cards
+            .values()
+            .any(|c| c.id != card.id && ai_view(c).buttons.len() == 4)
+    })
+    .await;
+    let answers = h.records().list_answers(None).unwrap();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(
+        answers[1].regenerated_from.as_deref(),
+        Some(record.as_str())
+    );
+
+    // Continue: the invitation.
+    let ack =
+        h.sb.click(&ai_click(&card.id, &Action::ContinueChat { record }))
+            .await
+            .unwrap();
+    assert_eq!(ack.code, Some(200));
+    h.wait_for("invitation", |t| {
+        t.replies().iter().any(|r| r == texts().invitation)
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ai_card_feedback_stores_each_of_the_four_levels() {
+    let h = start(
+        quick(),
+        &[(
+            "bot",
+            APP_A,
+            json!({"card": {"mode": "ai", "minIntervalMs": 50}}),
+        )],
+    )
+    .await;
+    let mut clicked: Vec<String> = Vec::new();
+    for (i, kind) in FeedbackKind::ALL.into_iter().enumerate() {
+        h.sb.post_message(&PostMessage::text(APP_A, &format!("VPN question {i}?")))
+            .unwrap();
+        let t = h
+            .wait_for("a new final AI card", |t| {
+                t.cards
+                    .values()
+                    .any(|c| !clicked.contains(&c.id) && ai_view(c).buttons.len() == 4)
+            })
+            .await;
+        let card = t
+            .cards
+            .values()
+            .find(|c| !clicked.contains(&c.id) && ai_view(c).buttons.len() == 4)
+            .unwrap();
+        let action = ai_view(card).buttons[i].clone();
+        let record = action.record().to_string();
+        assert_eq!(
+            action,
+            Action::Feedback {
+                kind,
+                record: record.clone()
+            }
+        );
+        let ack = h.sb.click(&ai_click(&card.id, &action)).await.unwrap();
+        assert_eq!(ack.code, Some(200), "{ack:?}");
+        let fb = h
+            .records()
+            .list_feedback(&FeedbackFilter::default())
+            .unwrap();
+        let stored = fb.iter().find(|f| f.record_id == record).unwrap();
+        assert_eq!(stored.rating, kind);
+        clicked.push(card.id.clone());
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_refuses_variables_the_ai_card_does_not_have() {
+    let h = start(
+        quick(),
+        &[(
+            "bot",
+            APP_A,
+            json!({"card": {"mode": "template",
+            "templateId": jitnode_dingtalk_wire::api::ai_card::TEMPLATE_ID}}),
+        )],
+    )
+    .await;
+    // Custom-template variables sent to the public AI template: refused, not rendered.
+    h.sb.post_message(&PostMessage::text(APP_A, "Where is the VPN guide?"))
+        .unwrap();
+    let t = h
+        .wait_for("refused card", |t| {
+            t.entries
+                .iter()
+                .any(|e| e.error.as_deref() == Some("invalidParameter.cardParamMap"))
+                && !t.replies().is_empty()
+        })
+        .await;
+    assert!(t.cards.is_empty());
+    // The answer still reaches the user, as markdown.
+    assert!(t.replies()[0].contains(&quick().answer()));
+    h.app.stop(Duration::from_secs(5)).await;
+    h.sb.shutdown().await;
+}

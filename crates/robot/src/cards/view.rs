@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use jitnode_dingtalk_wire::api::ai_card;
 use jitnode_dingtalk_wire::{FlowStatus, ParamMap};
 use serde_json::Value;
 
@@ -124,6 +125,42 @@ impl CardView {
         }
     }
 
+    /// A public AI card: its three variables (the answer may still be in the streams).
+    pub fn ai(params: &ParamMap, streams: &BTreeMap<String, String>) -> CardView {
+        let flow = params
+            .get(ai_card::KEY_FLOW_STATUS)
+            .and_then(|f| FlowStatus::parse(f));
+        // A finished card's text is set with its state (and may add a notice to what was
+        // streamed); while working, the stream is ahead.
+        let set = params.get(ai_card::KEY_CONTENT).filter(|s| !s.is_empty());
+        let streamed = streams.get(ai_card::KEY_CONTENT).filter(|s| !s.is_empty());
+        let text = match flow {
+            Some(f) if f.is_terminal() => set.or(streamed),
+            _ => streamed.or(set),
+        }
+        .cloned()
+        .unwrap_or_default();
+        let buttons: Vec<Action> = params
+            .get(ai_card::KEY_SYS)
+            .and_then(|s| ai_card::SysObject::from_param(s))
+            .map(|sys| sys.msg_buttons)
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| b.request)
+            .filter_map(|b| Action::from_action_id(&b.id).ok())
+            .collect();
+        let progress = match flow {
+            Some(FlowStatus::Failed) => Progress::Failed,
+            Some(FlowStatus::Finished) => Progress::Done,
+            _ => Progress::Working,
+        };
+        CardView {
+            text: text.replace("\n\n---\n", SEPARATOR),
+            buttons,
+            progress,
+        }
+    }
+
     /// Finished or failed: the card no longer changes by itself.
     pub fn is_done(&self) -> bool {
         self.progress != Progress::Working
@@ -187,6 +224,30 @@ mod tests {
                 }
             ]
         );
+        assert!(thanks.text.starts_with("Because.\n---\n"));
+    }
+
+    #[test]
+    fn ai_cards_read_back_as_built() {
+        use crate::cards::ai;
+        let none = BTreeMap::new();
+        let thinking = CardView::ai(&ai::thinking("Why?"), &none);
+        assert_eq!(thinking.progress, Progress::Working);
+        let mut streams = BTreeMap::new();
+        streams.insert("msgContent".to_string(), "Bec".to_string());
+        assert_eq!(CardView::ai(&ai::thinking("Why?"), &streams).text, "Bec");
+        let done = CardView::ai(&ai::final_answer("Why?", "Because.", "r9", Lang::En), &none);
+        assert_eq!(
+            (done.text.as_str(), done.progress),
+            ("Because.", Progress::Done)
+        );
+        assert_eq!(done.buttons.len(), 4);
+        assert_eq!(done.record(), Some("r9"));
+        let failed = CardView::ai(&ai::failed("Why?", "Bec", "Sorry."), &none);
+        assert_eq!(failed.progress, Progress::Failed);
+        assert_eq!(failed.text, "Bec\n---\nSorry.");
+        let thanks = CardView::ai(&ai::thanks("Why?", "Because.", "r9", Lang::En), &none);
+        assert!(matches!(thanks.buttons[0], Action::Regenerate { .. }));
         assert!(thanks.text.starts_with("Because.\n---\n"));
     }
 
