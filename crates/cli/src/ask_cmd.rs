@@ -619,15 +619,11 @@ mod tests {
         assert!(card_text(&thinking).contains("Analysing"));
         assert!(!card_done(&thinking));
 
-        let done = standard(cards.final_answer("Why?", "Because.", "rec1"));
-        assert_eq!(card_text(&done), "Because.");
+        // Standard final cards carry no (dead) buttons.
+        let done = standard(cards.final_answer("Why?", "Because."));
+        assert!(card_text(&done).starts_with("Because."));
         assert!(card_done(&done));
-        let names: Vec<_> = card_buttons(&done).iter().map(button_name).collect();
-        assert_eq!(
-            names,
-            ["very_helpful", "helpful", "unhelpful", "very_unhelpful"]
-        );
-        assert_eq!(card_buttons(&done)[0].record(), "rec1");
+        assert!(card_buttons(&done).is_empty());
 
         let failed = standard(cards.failed("Why?", "Bec", "Sorry."));
         assert!(card_done(&failed));

@@ -41,6 +41,10 @@ pub mod view;
 /// `<cardBizId>_notice`); [`view`] reads a card with a notice and no buttons as failed.
 pub(crate) const ROLE_NOTICE: &str = "notice";
 
+/// Role of the closing line of a finished standard answer (`<cardBizId>_end`); [`view`]
+/// reads a card with it as done.
+pub(crate) const ROLE_END: &str = "end";
+
 /// Longest header title; longer questions are cut with an ellipsis (the full question is in
 /// the records database).
 pub const MAX_TITLE_CHARS: usize = 60;
@@ -158,28 +162,16 @@ impl StandardCards {
         self.card(question, vec![self.markdown("body", body)])
     }
 
-    /// The answer, a divider and the four feedback buttons.
-    pub fn final_answer(&self, question: &str, answer: &str, record: &str) -> Value {
-        let buttons = FeedbackKind::ALL
-            .into_iter()
-            .map(|kind| {
-                let action = Action::Feedback {
-                    kind,
-                    record: record.to_string(),
-                };
-                self.button(
-                    &format!("btn_{}", kind.as_str()),
-                    feedback_label(self.texts, kind),
-                    &action,
-                )
-            })
-            .collect();
+    /// The answer, a divider and an invitation to ask on; no buttons. A standard card's
+    /// clicks go to an HTTP callback URL, which this robot does not serve, so buttons here
+    /// would do nothing (use card mode `ai` or `template` for feedback buttons).
+    pub fn final_answer(&self, question: &str, answer: &str) -> Value {
         self.card(
             question,
             vec![
                 self.markdown("body", answer),
                 self.divider("divider"),
-                self.actions("feedback", buttons),
+                self.markdown(ROLE_END, self.texts.invitation),
             ],
         )
     }
@@ -617,41 +609,27 @@ mod tests {
     }
 
     #[test]
-    fn final_card_has_answer_divider_and_four_feedback_buttons() {
+    fn final_standard_card_has_the_answer_and_no_dead_buttons() {
         let b = StandardCards::new("card1", Lang::En);
-        let card = b.final_answer("q", "The **answer**", "rec42");
+        let card = b.final_answer("q", "The **answer**");
         let contents = card["contents"].as_array().unwrap();
         assert_eq!(contents[0]["text"], "The **answer**");
         assert_eq!(contents[1]["type"], "divider");
-        let got = buttons(&card);
-        let labels: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
-        assert_eq!(
-            labels,
-            ["Very helpful", "Helpful", "Not much help", "Not helpful"]
-        );
-        let kinds: Vec<FeedbackKind> = got
-            .iter()
-            .map(|(_, a)| match a {
-                Action::Feedback { kind, record } => {
-                    assert_eq!(record, "rec42");
-                    *kind
-                }
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect();
-        assert_eq!(kinds, FeedbackKind::ALL);
+        assert_eq!(contents[2]["text"], Texts::for_lang(Lang::En).invitation);
+        assert_eq!(contents[2]["id"], "card1_end");
+        assert!(buttons(&card).is_empty());
+        assert!(!card.to_string().contains("\"button\""));
     }
 
     #[test]
     fn button_values_never_carry_the_answer() {
         let long_answer = "secret-ish answer text ".repeat(200);
-        let card =
-            StandardCards::new("c", Lang::Zh).final_answer("the question", &long_answer, "r1");
+        let card = StandardCards::new("c", Lang::Zh).thanks("the question", None, "r1");
         for c in card["contents"].as_array().unwrap() {
             if c["type"] == "action" {
                 for b in c["actions"].as_array().unwrap() {
                     let v = b["value"].as_str().unwrap();
-                    assert!(!v.contains("answer text"));
+                    assert!(!v.contains(&long_answer[..20]));
                     assert!(!v.contains("the question"));
                     assert!(v.len() < 100);
                 }
@@ -664,7 +642,7 @@ mod tests {
         let a = StandardCards::new("cardA", Lang::Zh);
         let b = StandardCards::new("cardB", Lang::Zh);
         let cards = [
-            a.final_answer("q", "x", "r"),
+            a.final_answer("q", "x"),
             a.thanks("q", Some("x"), "r"),
             a.failed("q", "part", "oops"),
         ];
@@ -676,9 +654,9 @@ mod tests {
             assert!(ids.len() >= 2);
         }
         let mut ids_a = Vec::new();
-        collect_ids(&a.final_answer("q", "x", "r"), &mut ids_a);
+        collect_ids(&a.final_answer("q", "x"), &mut ids_a);
         let mut ids_b = Vec::new();
-        collect_ids(&b.final_answer("q", "x", "r"), &mut ids_b);
+        collect_ids(&b.final_answer("q", "x"), &mut ids_b);
         assert!(ids_a.iter().all(|id| !ids_b.contains(id)));
         assert_ne!(new_card_id(), new_card_id());
         assert_eq!(new_card_id().len(), 32);

@@ -26,6 +26,9 @@ use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
 use crate::message::ReplyTarget;
 
+/// Logged once when a robot runs in standard card mode.
+pub const STANDARD_MODE_NOTE: &str = "card.mode is \"standard\": answer cards carry no feedback, regenerate or continue buttons, because DingTalk sends standard-card clicks to an HTTP callback URL, which this robot does not serve; set card.mode to \"ai\" (DingTalk's public AI card, nothing to author) or \"template\" (your own published template) for buttons that work over Stream";
+
 /// One card API request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CardCall {
@@ -204,11 +207,9 @@ impl AnswerCard {
     /// The whole answer with the feedback buttons for `record`.
     pub fn final_answer(&self, answer: &str, record: &str) -> Vec<CardCall> {
         match self.mode {
-            CardMode::Standard => vec![self.standard_update(&self.standard().final_answer(
-                &self.question,
-                answer,
-                record,
-            ))],
+            CardMode::Standard => {
+                vec![self.standard_update(&self.standard().final_answer(&self.question, answer))]
+            }
             CardMode::Template => vec![
                 self.streaming(answer, true),
                 self.template_update(&template::final_answer(
@@ -372,7 +373,9 @@ mod tests {
         assert_eq!(f.len(), 1);
         let data = card_data(&f[0]);
         let s = data.to_string();
-        assert!(s.contains("Because.") && s.contains("rec1") && s.contains("Not helpful"));
+        // No dead buttons: standard clicks would need an HTTP callback.
+        assert!(s.contains("Because.") && !s.contains("rec1") && !s.contains("Not helpful"));
+        assert!(!s.contains("\"button\""));
 
         let x = card.failed("Bec", "Sorry.");
         assert!(card_data(&x[0]).to_string().contains("Sorry."));

@@ -151,6 +151,10 @@ impl Robot {
         app: AppHandle,
         records: Arc<Records>,
     ) -> Robot {
+        if config.card.mode == CardMode::Standard {
+            // Once per robot instance, at load: why its cards have no buttons.
+            tracing::warn!(robot = %name, "{}", reply::STANDARD_MODE_NOTE);
+        }
         Robot {
             name,
             config,

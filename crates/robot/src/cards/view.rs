@@ -13,7 +13,7 @@ use jitnode_dingtalk_wire::{FlowStatus, ParamMap};
 use serde_json::Value;
 
 use super::template::Stage;
-use super::ROLE_NOTICE;
+use super::{ROLE_END, ROLE_NOTICE};
 use crate::callback::{Action, FeedbackKind};
 
 /// Where an answer's card is.
@@ -63,7 +63,12 @@ impl CardView {
                 .as_str()
                 .is_some_and(|id| id.ends_with(&notice_suffix))
         });
+        let end_suffix = format!("_{ROLE_END}");
+        let has_end = contents
+            .iter()
+            .any(|c| c["id"].as_str().is_some_and(|id| id.ends_with(&end_suffix)));
         let progress = match (buttons.is_empty(), has_notice) {
+            _ if has_end => Progress::Done,
             (false, _) => Progress::Done,
             (true, true) => Progress::Failed,
             (true, false) => Progress::Working,
@@ -192,19 +197,11 @@ mod tests {
             ("Bec", Progress::Working)
         );
 
-        let done = CardView::standard(&cards.final_answer("Why?", "Because.", "rec1"));
-        assert_eq!(done.text, "Because.");
+        let done = CardView::standard(&cards.final_answer("Why?", "Because."));
+        assert!(done.text.starts_with("Because.\n---\n"));
         assert_eq!(done.progress, Progress::Done);
-        assert_eq!(done.record(), Some("rec1"));
-        let kinds: Vec<_> = done
-            .buttons
-            .iter()
-            .map(|a| match a {
-                Action::Feedback { kind, .. } => *kind,
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(kinds, FeedbackKind::ALL);
+        assert!(done.buttons.is_empty());
+        assert_eq!(done.record(), None);
 
         let failed = CardView::standard(&cards.failed("Why?", "Bec", "Sorry."));
         assert_eq!(failed.progress, Progress::Failed);
