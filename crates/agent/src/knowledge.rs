@@ -988,9 +988,7 @@ mod tests {
         // "HotReload" is indexed whole and as "hot" + "reload"; with "pizza" and "price"
         // unknown, one of three words is known, not three of five.
         let kb = kb();
-        let f = kb
-            .gate_features("HotReload pizza price")
-            .expect("matches a.md");
+        let f = kb.gate_features("HotReload pizza price").expect("matches a.md");
         assert!((f[2] - 1.0 / 3.0).abs() < 1e-9, "{f:?}");
     }
 
