@@ -89,6 +89,16 @@ fn robot_entry() -> String {
     )
 }
 
+/// The robot instances of `tree`: elements whose loader is `builtin:dingTalkStream`.
+pub(crate) fn robot_instances(tree: &AppTree) -> impl Iterator<Item = &jitnode_element::Element> {
+    let entry = robot_entry();
+    tree.elements.values().filter(move |el| {
+        tree.loader_of(&el.full_name)
+            .and_then(|l| l.def.backend_bundle_entry.as_deref())
+            == Some(entry.as_str())
+    })
+}
+
 /// A robot instance's credentials and endpoint, rendered from its config.json.
 struct RobotCredentials {
     entry: RobotEntry,
@@ -100,14 +110,7 @@ struct RobotCredentials {
 /// whose config renders with a clientId and clientSecret. One that does not render is left
 /// to fail its own start, which names the problem.
 fn robots_of(tree: &AppTree, env: &Env) -> Vec<RobotCredentials> {
-    let entry = robot_entry();
-    tree.elements
-        .values()
-        .filter(|el| {
-            tree.loader_of(&el.full_name)
-                .and_then(|l| l.def.backend_bundle_entry.as_deref())
-                == Some(entry.as_str())
-        })
+    robot_instances(tree)
         .filter_map(|el| {
             let config = jitnode_element::render_config(el, env).ok()??;
             let field = |k: &str| config.get(k).and_then(|v| v.as_str()).map(str::to_string);
