@@ -188,6 +188,15 @@ mod tests {
         check_robot(el, &env).await
     }
 
+    /// A sandbox that knows app `dingapp` with secret `right-secret`.
+    async fn sandbox_with_app() -> Sandbox {
+        let sb = Sandbox::start(SandboxConfig::default())
+            .await
+            .expect("sandbox");
+        sb.register_app("dingapp", "right-secret");
+        sb
+    }
+
     fn robot(sb: &Sandbox, secret: &str) -> serde_json::Value {
         json!({"clientId": "dingapp", "clientSecret": secret, "agent": "aiagents.cs",
                "openApiEndpoint": sb.base_url(), "oapiEndpoint": sb.base_url(),
@@ -196,10 +205,7 @@ mod tests {
 
     #[tokio::test]
     async fn healthy_robot_passes_every_line() {
-        let sb = Sandbox::start(SandboxConfig::default())
-            .await
-            .expect("sandbox");
-        sb.register_app("dingapp", "right-secret");
+        let sb = sandbox_with_app().await;
         let lines = lines_for(robot(&sb, "right-secret")).await;
         assert!(lines.iter().all(|l| l.ok), "{lines:?}");
         let names: Vec<&str> = lines.iter().map(|l| l.what.as_str()).collect();
@@ -219,10 +225,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_credentials_fail_with_the_fix_and_no_secret() {
-        let sb = Sandbox::start(SandboxConfig::default())
-            .await
-            .expect("sandbox");
-        sb.register_app("dingapp", "right-secret");
+        let sb = sandbox_with_app().await;
         let lines = lines_for(robot(&sb, "wrong-secret")).await;
         let failed: Vec<&Line> = lines.iter().filter(|l| !l.ok).collect();
         assert_eq!(failed.len(), 2, "{lines:?}");

@@ -10,7 +10,7 @@ use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, FunctionError, Reg
 use jitnode_robot::callback::{Action, FeedbackKind};
 use jitnode_robot::cards::view::{CardView, Progress};
 use jitnode_robot::config::Lang;
-use jitnode_robot::records::{FeedbackFilter, Records};
+use jitnode_robot::records::{FeedbackFilter, FeedbackRow, Records};
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, Click, PostMessage, Sandbox, SandboxConfig, Transcript};
 use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
@@ -129,6 +129,26 @@ impl Harness {
 
     async fn wait_for(&self, what: &str, cond: impl Fn(&Transcript) -> bool) -> Transcript {
         wait_for(&self.sb, what, Duration::from_secs(10), cond).await
+    }
+
+    /// Every stored rating.
+    fn feedback(&self) -> Vec<FeedbackRow> {
+        self.records()
+            .list_feedback(&FeedbackFilter::default())
+            .unwrap()
+    }
+
+    /// Clicks, expecting the robot's 200 ACK.
+    async fn click_ok(&self, c: &Click) {
+        let ack = self.sb.click(c).await.unwrap();
+        assert_eq!(ack.code, Some(200), "{ack:?}");
+    }
+
+    async fn wait_for_invitation(&self) {
+        self.wait_for("invitation", |t| {
+            t.replies().iter().any(|r| r == texts().invitation)
+        })
+        .await;
     }
 
     async fn stop(self) {
@@ -344,19 +364,13 @@ async fn each_button_has_its_effect() {
     assert_eq!(h.log.calls.load(Ordering::SeqCst), 2);
 
     // Continue: the invitation text.
-    let ack =
-        h.sb.click(&click_params(
-            APP_A,
-            &card.id,
-            &Action::ContinueChat { record },
-        ))
-        .await
-        .unwrap();
-    assert_eq!(ack.code, Some(200));
-    h.wait_for("invitation", |t| {
-        t.replies().iter().any(|r| r == texts().invitation)
-    })
+    h.click_ok(&click_params(
+        APP_A,
+        &card.id,
+        &Action::ContinueChat { record },
+    ))
     .await;
+    h.wait_for_invitation().await;
     h.stop().await;
 }
 
@@ -758,6 +772,10 @@ fn ai_view(card: &CardState) -> CardView {
     CardView::ai(&card.card_param_map, &card.streams)
 }
 
+fn ai_mode() -> Value {
+    json!({"card": {"mode": "ai", "minIntervalMs": 50}})
+}
+
 fn ai_click(card: &str, action: &Action) -> Click {
     Click {
         client_id: APP_A.into(),
@@ -769,15 +787,7 @@ fn ai_click(card: &str, action: &Action) -> Click {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ai_card_mode_streams_and_every_button_works() {
-    let h = start(
-        quick(),
-        &[(
-            "bot",
-            APP_A,
-            json!({"card": {"mode": "ai", "minIntervalMs": 50}}),
-        )],
-    )
-    .await;
+    let h = start(quick(), &[("bot", APP_A, ai_mode())]).await;
     h.sb.post_message(&PostMessage::text(APP_A, "Where is the VPN guide?"))
         .unwrap();
     let t = h
@@ -806,21 +816,15 @@ async fn ai_card_mode_streams_and_every_button_works() {
     assert!(h.sb.click(&ai_click(&card.id, &ghost)).await.is_err());
 
     // Feedback: stored, and the card thanks.
-    let ack =
-        h.sb.click(&ai_click(
-            &card.id,
-            &Action::Feedback {
-                kind: FeedbackKind::VeryHelpful,
-                record: record.clone(),
-            },
-        ))
-        .await
-        .unwrap();
-    assert_eq!(ack.code, Some(200), "{ack:?}");
-    let fb = h
-        .records()
-        .list_feedback(&FeedbackFilter::default())
-        .unwrap();
+    h.click_ok(&ai_click(
+        &card.id,
+        &Action::Feedback {
+            kind: FeedbackKind::VeryHelpful,
+            record: record.clone(),
+        },
+    ))
+    .await;
+    let fb = h.feedback();
     assert_eq!(fb.len(), 1);
     assert_eq!(
         (fb[0].rating, fb[0].record_id.as_str()),
@@ -842,8 +846,7 @@ async fn ai_card_mode_streams_and_every_button_works() {
     );
 
     // Regenerate: a second answer card, stored as regenerated from the first.
-    let ack = h.sb.click(&ai_click(&card.id, &ghost)).await.unwrap();
-    assert_eq!(ack.code, Some(200));
+    h.click_ok(&ai_click(&card.id, &ghost)).await;
     h.wait_for("regenerated AI card", |t| {
         t.cards
             .values()
@@ -858,29 +861,15 @@ async fn ai_card_mode_streams_and_every_button_works() {
     );
 
     // Continue: the invitation.
-    let ack =
-        h.sb.click(&ai_click(&card.id, &Action::ContinueChat { record }))
-            .await
-            .unwrap();
-    assert_eq!(ack.code, Some(200));
-    h.wait_for("invitation", |t| {
-        t.replies().iter().any(|r| r == texts().invitation)
-    })
-    .await;
+    h.click_ok(&ai_click(&card.id, &Action::ContinueChat { record }))
+        .await;
+    h.wait_for_invitation().await;
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ai_card_feedback_stores_each_of_the_four_levels() {
-    let h = start(
-        quick(),
-        &[(
-            "bot",
-            APP_A,
-            json!({"card": {"mode": "ai", "minIntervalMs": 50}}),
-        )],
-    )
-    .await;
+    let h = start(quick(), &[("bot", APP_A, ai_mode())]).await;
     let mut clicked: Vec<String> = Vec::new();
     for (i, kind) in FeedbackKind::ALL.into_iter().enumerate() {
         h.sb.post_message(&PostMessage::text(APP_A, &format!("VPN question {i}?")))
@@ -906,12 +895,8 @@ async fn ai_card_feedback_stores_each_of_the_four_levels() {
                 record: record.clone()
             }
         );
-        let ack = h.sb.click(&ai_click(&card.id, &action)).await.unwrap();
-        assert_eq!(ack.code, Some(200), "{ack:?}");
-        let fb = h
-            .records()
-            .list_feedback(&FeedbackFilter::default())
-            .unwrap();
+        h.click_ok(&ai_click(&card.id, &action)).await;
+        let fb = h.feedback();
         let stored = fb.iter().find(|f| f.record_id == record).unwrap();
         assert_eq!(stored.rating, kind);
         clicked.push(card.id.clone());
