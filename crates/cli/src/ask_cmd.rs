@@ -18,6 +18,7 @@ use jitnode_console::{button_name, card_view as view};
 use jitnode_dingtalk_wire::{CallKind, CardKind};
 use jitnode_element::{AppTree, Env};
 use jitnode_robot::callback::Action;
+use jitnode_robot::cards;
 use jitnode_sandbox::{ControlClient, PostMessage, Sandbox, SandboxConfig, Transcript};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +55,9 @@ struct LastCard {
     client_id: String,
     kind: CardKind,
     record: Option<String>,
+    /// The public AI card: its clicks carry a button id, not params.
+    #[serde(default)]
+    ai: bool,
 }
 
 fn data_dir(app: &Path) -> PathBuf {
@@ -83,6 +87,16 @@ fn robot_entry() -> String {
     )
 }
 
+/// The robot instances of `tree`: elements whose loader is `builtin:dingTalkStream`.
+pub(crate) fn robot_instances(tree: &AppTree) -> impl Iterator<Item = &jitnode_element::Element> {
+    let entry = robot_entry();
+    tree.elements.values().filter(move |el| {
+        tree.loader_of(&el.full_name)
+            .and_then(|l| l.def.backend_bundle_entry.as_deref())
+            == Some(entry.as_str())
+    })
+}
+
 /// A robot instance's credentials and endpoint, rendered from its config.json.
 struct RobotCredentials {
     entry: RobotEntry,
@@ -94,14 +108,7 @@ struct RobotCredentials {
 /// whose config renders with a clientId and clientSecret. One that does not render is left
 /// to fail its own start, which names the problem.
 fn robots_of(tree: &AppTree, env: &Env) -> Vec<RobotCredentials> {
-    let entry = robot_entry();
-    tree.elements
-        .values()
-        .filter(|el| {
-            tree.loader_of(&el.full_name)
-                .and_then(|l| l.def.backend_bundle_entry.as_deref())
-                == Some(entry.as_str())
-        })
+    robot_instances(tree)
         .filter_map(|el| {
             let config = jitnode_element::render_config(el, env).ok()??;
             let field = |k: &str| config.get(k).and_then(|v| v.as_str()).map(str::to_string);
@@ -433,6 +440,7 @@ async fn follow(
                     client_id: ctl.robot.client_id.clone(),
                     kind: card.card_kind().unwrap_or(CardKind::Advanced),
                     record: shown_card.record().map(str::to_string),
+                    ai: cards::is_ai_card(&card.template_id),
                 };
                 let text = serde_json::to_string_pretty(&last).expect("plain strings serialize");
                 write_atomic(&last_card_file(app, &ctl.robot), &text)?;
@@ -502,7 +510,7 @@ pub async fn click(app: &Path, robot: Option<&str>, button: &str) -> Result<(), 
         .ok_or_else(|| "the last card has no buttons".to_string())?;
     let action = jitnode_console::action_named(button, record)?;
     let since = ctl.transcript().await?.last_seq();
-    let c = jitnode_console::click_of(&last.client_id, &last.card_id, last.kind, &action);
+    let c = jitnode_console::click_of(&last.client_id, &last.card_id, last.kind, last.ai, &action);
     let ack = ctl.ctl.click(&c).await.map_err(|e| ctl.explain(e))?;
     if ack.code != Some(200) {
         return Err(format!(
@@ -595,15 +603,11 @@ mod tests {
         assert!(card_text(&thinking).contains("Analysing"));
         assert!(!card_done(&thinking));
 
-        let done = standard(cards.final_answer("Why?", "Because.", "rec1"));
-        assert_eq!(card_text(&done), "Because.");
+        // Standard final cards carry no (dead) buttons.
+        let done = standard(cards.final_answer("Why?", "Because."));
+        assert!(card_text(&done).starts_with("Because."));
         assert!(card_done(&done));
-        let names: Vec<_> = card_buttons(&done).iter().map(button_name).collect();
-        assert_eq!(
-            names,
-            ["very_helpful", "helpful", "unhelpful", "very_unhelpful"]
-        );
-        assert_eq!(card_buttons(&done)[0].record(), "rec1");
+        assert!(card_buttons(&done).is_empty());
 
         let failed = standard(cards.failed("Why?", "Bec", "Sorry."));
         assert!(card_done(&failed));

@@ -2,6 +2,7 @@
 //! crates; this file parses arguments, sets up logging and prints results.
 
 mod ask_cmd;
+mod doctor_cmd;
 mod feedback_cmd;
 mod sandbox_cmd;
 
@@ -40,6 +41,13 @@ enum Command {
     /// variables (from the environment and the app's .env), and every instance's rendered
     /// config against its Type's schema (native Types' plugins are built to read theirs).
     Check {
+        /// The app directory (holds elements/, dist/, .env).
+        #[arg(default_value = ".")]
+        app: PathBuf,
+    },
+    /// Check each robot instance before going live: config, endpoint, credentials (token
+    /// and Stream connection), card permissions. Each failure prints its fix; exit 1 on any.
+    Doctor {
         /// The app directory (holds elements/, dist/, .env).
         #[arg(default_value = ".")]
         app: PathBuf,
@@ -240,6 +248,7 @@ async fn main() -> ExitCode {
             json,
         } => schema(&app, &full_name, json).await,
         Command::Tree { app } => tree(&app),
+        Command::Doctor { app } => doctor_cmd::doctor(&app).await,
         Command::Build { app } => build(&app).await,
         Command::Run {
             app,

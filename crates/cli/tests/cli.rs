@@ -356,6 +356,24 @@ fn run_sandbox_answers_a_question_and_a_click_is_stored() {
     assert!(!log.contains("sandbox-client-secret"), "{log}");
 }
 
+/// Standard card mode: the log says once why its cards have no buttons and what to switch to.
+#[test]
+fn standard_card_mode_says_once_why_cards_have_no_buttons() {
+    let app = demo_app();
+    let env = app.path().join(".env");
+    let mut text = std::fs::read_to_string(&env).unwrap();
+    text.push_str("DINGTALK_CARD_MODE=standard\n");
+    std::fs::write(&env, text).unwrap();
+    let (status, log) = run_until_signal(&["--sandbox"], app.path(), "-TERM");
+    assert!(status.success(), "{log}");
+    assert_eq!(
+        log.matches(jitnode_robot::reply::STANDARD_MODE_NOTE)
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
 #[test]
 fn run_from_dist_needs_no_sources_and_stops_on_sigint() {
     let app = demo_app();

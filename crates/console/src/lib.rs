@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use jitnode_dingtalk_wire::CardKind;
 use jitnode_robot::callback::{Action, FeedbackKind};
-use jitnode_robot::cards::view::CardView;
+use jitnode_robot::cards::{self, view::CardView};
 use jitnode_robot::config::DEFAULT_STREAMING_KEY;
 use jitnode_sandbox::{CardState, Click, ControlClient};
 
@@ -179,8 +179,12 @@ impl Console {
 /// their whole JSON, template cards their variables. One reader for `jitnode ask` and the
 /// console.
 pub fn card_view(card: &CardState) -> CardView {
+    // Standard cards carry their whole JSON; template cards their variables.
     match &card.card_data {
         Some(data) => CardView::standard(data),
+        None if cards::is_ai_card(&card.template_id) => {
+            CardView::ai(&card.card_param_map, &card.streams)
+        }
         None => CardView::template(&card.card_param_map, &card.streams, DEFAULT_STREAMING_KEY),
     }
 }
@@ -209,8 +213,14 @@ pub fn action_named(button: &str, record: String) -> Result<Action, String> {
 }
 
 /// The sandbox click that presses `action` on a card: a standard card's button carries a
-/// value string, a template card's its params.
-pub fn click_of(client_id: &str, card_id: &str, kind: CardKind, action: &Action) -> Click {
+/// value string, the public AI card's its action id, a custom template card's its params.
+pub fn click_of(
+    client_id: &str,
+    card_id: &str,
+    kind: CardKind,
+    ai: bool,
+    action: &Action,
+) -> Click {
     let mut c = Click {
         client_id: client_id.to_string(),
         out_track_id: card_id.to_string(),
@@ -218,6 +228,8 @@ pub fn click_of(client_id: &str, card_id: &str, kind: CardKind, action: &Action)
     };
     if kind == CardKind::Standard {
         c.value = Some(action.to_value_string());
+    } else if ai {
+        c.action_ids = vec![action.to_action_id()];
     } else {
         c.params = action.to_params();
     }

@@ -238,7 +238,8 @@ async fn click(State(s): State<Shared>, Json(body): Json<ClickBody>) -> Response
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let kind = card.card_kind().unwrap_or(CardKind::Advanced);
-    let c = click_of(&card.client_id, &card.id, kind, &action);
+    let ai = jitnode_robot::cards::is_ai_card(&card.template_id);
+    let c = click_of(&card.client_id, &card.id, kind, ai, &action);
     match sb.control.click(&c).await {
         Ok(ack) => Json(json!({"code": ack.code, "message": ack.message})).into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),

@@ -650,3 +650,56 @@ pub fn to_value<T: Serialize>(body: &T) -> serde_json::Value {
 pub fn to_json_string<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).expect("wire bodies serialize")
 }
+
+/// DingTalk's public AI card template, the one the official SDKs use; usable without
+/// authoring a template (dingtalk-stream.md §5.5).
+pub mod ai_card {
+    use serde::{Deserialize, Serialize};
+
+    /// Its `cardTemplateId`.
+    pub const TEMPLATE_ID: &str = "382e4302-551d-4880-bf29-a30acfab2e71.schema";
+    /// The variable the answer is streamed into (`PUT /v1.0/card/streaming` key).
+    pub const KEY_CONTENT: &str = "msgContent";
+    /// The card state, `flowStatus` "1".."5".
+    pub const KEY_FLOW_STATUS: &str = "flowStatus";
+    /// A JSON string of [`SysObject`]: title and buttons.
+    pub const KEY_SYS: &str = "sys_full_json_obj";
+    /// The only variables the template has; anything else is not rendered.
+    pub const VARIABLES: [&str; 3] = [KEY_FLOW_STATUS, KEY_CONTENT, KEY_SYS];
+
+    /// The decoded `sys_full_json_obj`.
+    #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SysObject {
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        pub msg_title: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub msg_buttons: Vec<Button>,
+    }
+
+    /// One button under the answer. With `request: true` a click is sent back over Stream
+    /// as a card callback whose `cardPrivateData.actionIds` is `[id]`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Button {
+        pub text: String,
+        /// `blue` (primary) or `gray`.
+        #[serde(default)]
+        pub color: String,
+        pub id: String,
+        #[serde(default)]
+        pub request: bool,
+    }
+
+    impl SysObject {
+        /// The string value of `sys_full_json_obj`.
+        pub fn to_param(&self) -> String {
+            // Serializing plain strings and bools into JSON cannot fail.
+            serde_json::to_string(self).expect("SysObject serializes")
+        }
+
+        /// Reads `sys_full_json_obj`; `None` when it is not this shape.
+        pub fn from_param(s: &str) -> Option<SysObject> {
+            serde_json::from_str(s).ok()
+        }
+    }
+}

@@ -11,11 +11,17 @@
 //! `kind` is one of `very_helpful`, `helpful`, `unhelpful`, `very_unhelpful`. The record id is
 //! the answer's id in [`crate::records`].
 //!
+//! **Button id format** (the public AI card's `msgButtons[].id`, sent back as
+//! `cardPrivateData.actionIds[0]`): `feedback.<kind>.<record>`, `regenerate.<record>`,
+//! `continue_chat.<record>`.
+//!
 //! Where a callback carries the action, first match wins:
 //! 1. `content` (a JSON string, or an object) -> `cardPrivateData.params`: either the fields
 //!    above directly (`{"action": .., "kind": .., "record": ..}`, a template button's params),
 //!    or a `value` param holding the encoded string;
-//! 2. the top-level `value`: the encoded string (or the same fields as an object).
+//! 2. `content` -> `cardPrivateData.actionIds[0]`, a button id (public AI card);
+//! 3. the top-level `value`: the encoded string (or the same fields as an object), or the
+//!    same `cardPrivateData` shape again (the AI card sends `value` like `content`).
 //!
 //! Anything else is a [`CallbackError`] whose message is fit for a 400 ACK.
 
@@ -124,7 +130,40 @@ impl Action {
         let obj = v
             .as_object()
             .ok_or(CallbackError::InvalidJson { field: "value" })?;
+        if !obj.contains_key("action") {
+            if let Ok(Some(action)) = action_of_private_data(&v) {
+                return Ok(action);
+            }
+        }
         Action::from_params(obj)
+    }
+
+    /// The button id of the public AI card (see the module doc).
+    pub fn to_action_id(&self) -> String {
+        match self {
+            Action::Feedback { kind, record } => format!("feedback.{kind}.{record}"),
+            other => format!("{}.{}", other.name(), other.record()),
+        }
+    }
+
+    /// Reads a button id written by [`Action::to_action_id`].
+    pub fn from_action_id(id: &str) -> Result<Action, CallbackError> {
+        let (action, rest) = id
+            .split_once('.')
+            .ok_or_else(|| CallbackError::UnknownAction {
+                action: shorten(id),
+            })?;
+        let mut m = Map::new();
+        m.insert("action".into(), json!(action));
+        let record = if action == "feedback" {
+            let (kind, record) = rest.split_once('.').unwrap_or((rest, ""));
+            m.insert("kind".into(), json!(kind));
+            record
+        } else {
+            rest
+        };
+        m.insert("record".into(), json!(record));
+        Action::from_params(&m)
     }
 
     /// Reads the action fields from an object (`action`, `kind`, `record`).
@@ -274,10 +313,38 @@ fn action_of(
             Err(e) => content_error = Some(e),
         },
     }
+    if let Some(content) = content {
+        match action_of_private_data(content) {
+            Ok(Some(action)) => return Ok(action),
+            Ok(None) => {}
+            Err(e) => content_error = Some(e),
+        }
+    }
     match value {
         Some(Value::String(v)) if !v.trim().is_empty() => Action::from_value_str(v),
         Some(Value::Object(params)) => Action::from_params(params),
         _ => Err(content_error.unwrap_or(CallbackError::NoAction)),
+    }
+}
+
+fn is_action_id(id: &str) -> bool {
+    ["feedback.", "regenerate.", "continue_chat."]
+        .iter()
+        .any(|p| id.starts_with(p))
+}
+
+/// `cardPrivateData.actionIds[0]` as a button id; `Ok(None)` when there is none.
+fn action_of_private_data(content: &Value) -> Result<Option<Action>, CallbackError> {
+    let ids = content.pointer("/cardPrivateData/actionIds");
+    match ids.and_then(Value::as_array).and_then(|a| a.first()) {
+        // A custom template's own button ids (no `<action>.` prefix) are not ours: the
+        // action is then looked for in `value`.
+        Some(Value::String(id)) if is_action_id(id) => Action::from_action_id(id).map(Some),
+        Some(Value::String(_)) => Ok(None),
+        Some(_) => Err(CallbackError::InvalidJson {
+            field: "content.cardPrivateData.actionIds",
+        }),
+        None => Ok(None),
     }
 }
 
@@ -353,6 +420,40 @@ mod tests {
             .to_value_string(),
             r#"{"action":"feedback","kind":"helpful","record":"r9"}"#
         );
+    }
+
+    #[test]
+    fn action_ids_round_trip_and_are_read_from_ai_card_clicks() {
+        let all = [
+            Action::Feedback {
+                kind: FeedbackKind::VeryUnhelpful,
+                record: "r.1".into(),
+            },
+            Action::Regenerate {
+                record: "r2".into(),
+            },
+            Action::ContinueChat {
+                record: "r3".into(),
+            },
+        ];
+        for a in &all {
+            let id = a.to_action_id();
+            assert_eq!(&Action::from_action_id(&id).unwrap(), a, "{id}");
+            // The AI card's click: content and value both carry cardPrivateData.
+            let private = json!({"cardPrivateData": {"actionIds": [id], "params": {}}}).to_string();
+            let data = json!({"type": "actionCallback", "outTrackId": "t",
+                              "content": private, "value": private});
+            assert_eq!(&Action::from_data(&data).unwrap(), a);
+            let only_value = json!({"type": "actionCallback", "value": private});
+            assert_eq!(&Action::from_data(&only_value).unwrap(), a);
+        }
+        assert_eq!(a_id_err("feedback.great.r1"), "unknown feedback kind \"great\" (expected very_helpful, helpful, unhelpful or very_unhelpful)");
+        assert!(a_id_err("nodot").contains("unknown card action"));
+        assert!(a_id_err("regenerate.").contains("record"));
+    }
+
+    fn a_id_err(id: &str) -> String {
+        Action::from_action_id(id).unwrap_err().to_string()
     }
 
     #[test]

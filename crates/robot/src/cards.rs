@@ -20,8 +20,14 @@
 //! | `record` | the answer's record id, for button params `{"action":..,"kind":..,"record":"${record}"}` |
 //! | `valueVeryHelpful`, `valueHelpful`, `valueUnhelpful`, `valueVeryUnhelpful`, `valueRegenerate`, `valueContinue` | ready-made button values, for templates whose buttons send `{"value": "${valueHelpful}"}` |
 //! | `feedback` | the kind the user chose (after feedback) |
+//!
+//! **AI card mode** ([`ai`]): DingTalk's public AI card template
+//! ([`ai_card::TEMPLATE_ID`]), nothing to author. It has three variables only: `flowStatus`,
+//! `msgContent` (the answer, streamed) and `sys_full_json_obj` (title and buttons; each
+//! button id is an [`Action::to_action_id`]). Notices are appended to the answer text, since
+//! the template has no other place for them.
 
-use jitnode_dingtalk_wire::api::{self, Mention, StandardCardSend, StandardCardUpdate};
+use jitnode_dingtalk_wire::api::{self, ai_card, Mention, StandardCardSend, StandardCardUpdate};
 use serde_json::{json, Value};
 
 use crate::callback::{Action, FeedbackKind};
@@ -34,6 +40,10 @@ pub mod view;
 /// Role of the standard card element that carries a failure or thanks notice (its id is
 /// `<cardBizId>_notice`); [`view`] reads a card with a notice and no buttons as failed.
 pub(crate) const ROLE_NOTICE: &str = "notice";
+
+/// Role of the closing line of a finished standard answer (`<cardBizId>_end`); [`view`]
+/// reads a card with it as done.
+pub(crate) const ROLE_END: &str = "end";
 
 /// Longest header title; longer questions are cut with an ellipsis (the full question is in
 /// the records database).
@@ -152,28 +162,16 @@ impl StandardCards {
         self.card(question, vec![self.markdown("body", body)])
     }
 
-    /// The answer, a divider and the four feedback buttons.
-    pub fn final_answer(&self, question: &str, answer: &str, record: &str) -> Value {
-        let buttons = FeedbackKind::ALL
-            .into_iter()
-            .map(|kind| {
-                let action = Action::Feedback {
-                    kind,
-                    record: record.to_string(),
-                };
-                self.button(
-                    &format!("btn_{}", kind.as_str()),
-                    feedback_label(self.texts, kind),
-                    &action,
-                )
-            })
-            .collect();
+    /// The answer, a divider and an invitation to ask on; no buttons. A standard card's
+    /// clicks go to an HTTP callback URL, which this robot does not serve, so buttons here
+    /// would do nothing (use card mode `ai` or `template` for feedback buttons).
+    pub fn final_answer(&self, question: &str, answer: &str) -> Value {
         self.card(
             question,
             vec![
                 self.markdown("body", answer),
                 self.divider("divider"),
-                self.actions("feedback", buttons),
+                self.markdown(ROLE_END, self.texts.invitation),
             ],
         )
     }
@@ -237,6 +235,130 @@ pub fn standard_send_body(
 /// The body of `PUT /v1.0/im/robots/interactiveCards` (the whole card again).
 pub fn standard_update_body(card_biz_id: &str, card: &Value) -> Value {
     api::to_value(&StandardCardUpdate::new(card_biz_id, card))
+}
+
+/// The public AI card's parameter maps (bodies as in [`template`]).
+pub mod ai {
+    use jitnode_dingtalk_wire::api::ai_card::{self, Button, SysObject};
+    use jitnode_dingtalk_wire::{FlowStatus, ParamMap};
+
+    use super::{feedback_label, title_of};
+    use crate::callback::{Action, FeedbackKind};
+    use crate::config::Lang;
+    use crate::texts::Texts;
+
+    fn button(text: &str, primary: bool, action: &Action) -> Button {
+        Button {
+            text: text.into(),
+            color: if primary { "blue" } else { "gray" }.into(),
+            id: action.to_action_id(),
+            request: true,
+        }
+    }
+
+    /// The four feedback buttons of `record`.
+    pub fn feedback_buttons(record: &str, lang: Lang) -> Vec<Button> {
+        let texts = Texts::for_lang(lang);
+        FeedbackKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let action = Action::Feedback {
+                    kind,
+                    record: record.into(),
+                };
+                let primary = matches!(kind, FeedbackKind::VeryHelpful | FeedbackKind::Helpful);
+                button(feedback_label(texts, kind), primary, &action)
+            })
+            .collect()
+    }
+
+    /// "Regenerate" and "continue asking" for `record`.
+    pub fn next_buttons(record: &str, lang: Lang) -> Vec<Button> {
+        let texts = Texts::for_lang(lang);
+        let regenerate = Action::Regenerate {
+            record: record.into(),
+        };
+        let continue_chat = Action::ContinueChat {
+            record: record.into(),
+        };
+        vec![
+            button(texts.regenerate, true, &regenerate),
+            button(texts.continue_chat, false, &continue_chat),
+        ]
+    }
+
+    fn params(question: &str, status: FlowStatus, content: &str, buttons: Vec<Button>) -> ParamMap {
+        let sys = SysObject {
+            msg_title: title_of(question),
+            msg_buttons: buttons,
+        };
+        let mut m = ParamMap::new();
+        m.insert(ai_card::KEY_FLOW_STATUS.into(), status.as_str().into());
+        m.insert(ai_card::KEY_CONTENT.into(), content.into());
+        m.insert(ai_card::KEY_SYS.into(), sys.to_param());
+        m
+    }
+
+    /// The answer text with a notice under it.
+    pub fn with_notice(answer: &str, notice: &str) -> String {
+        if answer.trim().is_empty() {
+            notice.to_string()
+        } else {
+            format!("{answer}\n\n---\n{notice}")
+        }
+    }
+
+    /// Delivered at once: processing, no text yet.
+    pub fn thinking(question: &str) -> ParamMap {
+        params(question, FlowStatus::Processing, "", Vec::new())
+    }
+
+    /// The finished answer with the feedback buttons.
+    pub fn final_answer(question: &str, answer: &str, record: &str, lang: Lang) -> ParamMap {
+        params(
+            question,
+            FlowStatus::Finished,
+            answer,
+            feedback_buttons(record, lang),
+        )
+    }
+
+    /// A failed answer: the partial text and a human message, no buttons.
+    pub fn failed(question: &str, partial_answer: &str, message: &str) -> ParamMap {
+        params(
+            question,
+            FlowStatus::Failed,
+            &with_notice(partial_answer, message),
+            Vec::new(),
+        )
+    }
+
+    /// After feedback: the answer, the thanks, and the next-step buttons.
+    pub fn thanks(question: &str, answer: &str, record: &str, lang: Lang) -> ParamMap {
+        let texts = Texts::for_lang(lang);
+        params(
+            question,
+            FlowStatus::Finished,
+            &with_notice(answer, texts.thanks),
+            next_buttons(record, lang),
+        )
+    }
+
+    /// "Continue asking" without a session webhook: the invitation on the card itself.
+    pub fn invitation(question: &str, answer: &str, lang: Lang) -> ParamMap {
+        let texts = Texts::for_lang(lang);
+        params(
+            question,
+            FlowStatus::Finished,
+            &with_notice(answer, texts.invitation),
+            Vec::new(),
+        )
+    }
+}
+
+/// Whether `template_id` is the public AI card (then [`ai`] builds its variables).
+pub fn is_ai_card(template_id: &str) -> bool {
+    template_id == ai_card::TEMPLATE_ID
 }
 
 /// Template (advanced / AI) cards: parameter maps and request bodies.
@@ -487,41 +609,27 @@ mod tests {
     }
 
     #[test]
-    fn final_card_has_answer_divider_and_four_feedback_buttons() {
+    fn final_standard_card_has_the_answer_and_no_dead_buttons() {
         let b = StandardCards::new("card1", Lang::En);
-        let card = b.final_answer("q", "The **answer**", "rec42");
+        let card = b.final_answer("q", "The **answer**");
         let contents = card["contents"].as_array().unwrap();
         assert_eq!(contents[0]["text"], "The **answer**");
         assert_eq!(contents[1]["type"], "divider");
-        let got = buttons(&card);
-        let labels: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
-        assert_eq!(
-            labels,
-            ["Very helpful", "Helpful", "Not much help", "Not helpful"]
-        );
-        let kinds: Vec<FeedbackKind> = got
-            .iter()
-            .map(|(_, a)| match a {
-                Action::Feedback { kind, record } => {
-                    assert_eq!(record, "rec42");
-                    *kind
-                }
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect();
-        assert_eq!(kinds, FeedbackKind::ALL);
+        assert_eq!(contents[2]["text"], Texts::for_lang(Lang::En).invitation);
+        assert_eq!(contents[2]["id"], "card1_end");
+        assert!(buttons(&card).is_empty());
+        assert!(!card.to_string().contains("\"button\""));
     }
 
     #[test]
     fn button_values_never_carry_the_answer() {
         let long_answer = "secret-ish answer text ".repeat(200);
-        let card =
-            StandardCards::new("c", Lang::Zh).final_answer("the question", &long_answer, "r1");
+        let card = StandardCards::new("c", Lang::Zh).thanks("the question", None, "r1");
         for c in card["contents"].as_array().unwrap() {
             if c["type"] == "action" {
                 for b in c["actions"].as_array().unwrap() {
                     let v = b["value"].as_str().unwrap();
-                    assert!(!v.contains("answer text"));
+                    assert!(!v.contains(&long_answer[..20]));
                     assert!(!v.contains("the question"));
                     assert!(v.len() < 100);
                 }
@@ -534,7 +642,7 @@ mod tests {
         let a = StandardCards::new("cardA", Lang::Zh);
         let b = StandardCards::new("cardB", Lang::Zh);
         let cards = [
-            a.final_answer("q", "x", "r"),
+            a.final_answer("q", "x"),
             a.thanks("q", Some("x"), "r"),
             a.failed("q", "part", "oops"),
         ];
@@ -546,9 +654,9 @@ mod tests {
             assert!(ids.len() >= 2);
         }
         let mut ids_a = Vec::new();
-        collect_ids(&a.final_answer("q", "x", "r"), &mut ids_a);
+        collect_ids(&a.final_answer("q", "x"), &mut ids_a);
         let mut ids_b = Vec::new();
-        collect_ids(&b.final_answer("q", "x", "r"), &mut ids_b);
+        collect_ids(&b.final_answer("q", "x"), &mut ids_b);
         assert!(ids_a.iter().all(|id| !ids_b.contains(id)));
         assert_ne!(new_card_id(), new_card_id());
         assert_eq!(new_card_id().len(), 32);
@@ -717,6 +825,60 @@ mod tests {
         .map(|s| s.as_str())
         .collect();
         assert_eq!(statuses, ["1", "2", "3", "4", "5"]);
+    }
+
+    #[test]
+    fn ai_card_params_use_only_its_variables_and_encode_buttons() {
+        let thinking = ai::thinking("How?");
+        let done = ai::final_answer("How?", "Like so.", "rec1", Lang::En);
+        let thanks = ai::thanks("How?", "Like so.", "rec1", Lang::En);
+        let failed = ai::failed("How?", "Li", "Sorry.");
+        for m in [&thinking, &done, &thanks, &failed] {
+            assert!(
+                m.keys().all(|k| ai_card::VARIABLES.contains(&k.as_str())),
+                "{m:?}"
+            );
+            assert_eq!(m.len(), 3);
+        }
+        assert_eq!(thinking["flowStatus"], "1");
+        assert_eq!(done["flowStatus"], "3");
+        assert_eq!(failed["flowStatus"], "5");
+        assert_eq!(done["msgContent"], "Like so.");
+        assert_eq!(failed["msgContent"], "Li\n\n---\nSorry.");
+        let sys = ai_card::SysObject::from_param(&done["sys_full_json_obj"]).unwrap();
+        assert_eq!(sys.msg_title, "How?");
+        let actions: Vec<Action> = sys
+            .msg_buttons
+            .iter()
+            .map(|b| {
+                assert!(b.request);
+                Action::from_action_id(&b.id).unwrap()
+            })
+            .collect();
+        let kinds: Vec<FeedbackKind> = actions
+            .iter()
+            .map(|a| match a {
+                Action::Feedback { kind, record } if record == "rec1" => *kind,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, FeedbackKind::ALL);
+        assert_eq!(sys.msg_buttons[0].text, "Very helpful");
+        let sys = ai_card::SysObject::from_param(&thanks["sys_full_json_obj"]).unwrap();
+        assert_eq!(
+            Action::from_action_id(&sys.msg_buttons[0].id).unwrap(),
+            Action::Regenerate {
+                record: "rec1".into()
+            }
+        );
+        assert!(thanks["msgContent"].starts_with("Like so."));
+        assert!(
+            ai_card::SysObject::from_param(&thinking["sys_full_json_obj"])
+                .unwrap()
+                .msg_buttons
+                .is_empty()
+        );
+        assert!(is_ai_card(ai_card::TEMPLATE_ID) && !is_ai_card("x.schema"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use jitnode_dingtalk_wire::api::ai_card;
 use jitnode_host::{ConfigSchema, ViolationKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -67,6 +68,9 @@ pub enum CardMode {
     /// An advanced (AI) card from a published template; streaming via `/v1.0/card/streaming`
     /// and button clicks over Stream.
     Template,
+    /// DingTalk's public AI card template: nothing to author, streaming and button clicks
+    /// over Stream. `card.templateId` and `card.streamingKey` are fixed by the template.
+    Ai,
 }
 
 impl CardMode {
@@ -74,6 +78,7 @@ impl CardMode {
         match self {
             CardMode::Standard => "standard",
             CardMode::Template => "template",
+            CardMode::Ai => "ai",
         }
     }
 }
@@ -243,7 +248,17 @@ impl RobotConfig {
         let client_id = raw.client_id.trim().to_string();
         let mode = match raw.card.mode.as_str() {
             "template" => CardMode::Template,
+            "ai" => CardMode::Ai,
             _ => CardMode::Standard,
+        };
+        let (template_id, streaming_key) = match mode {
+            CardMode::Ai => (
+                Some(ai_card::TEMPLATE_ID.to_string()),
+                ai_card::KEY_CONTENT.to_string(),
+            ),
+            // A template id without template mode is harmless; keep it out of the way.
+            CardMode::Template => (blank(raw.card.template_id), raw.card.streaming_key),
+            CardMode::Standard => (None, raw.card.streaming_key),
         };
         Ok(RobotConfig {
             robot_code: blank(raw.robot_code).unwrap_or_else(|| client_id.clone()),
@@ -254,9 +269,8 @@ impl RobotConfig {
             oapi_endpoint: endpoint(raw.oapi_endpoint, DEFAULT_OAPI_ENDPOINT),
             card: CardConfig {
                 mode,
-                // A template id without template mode is harmless; keep it out of the way.
-                template_id: blank(raw.card.template_id).filter(|_| mode == CardMode::Template),
-                streaming_key: raw.card.streaming_key,
+                template_id,
+                streaming_key,
                 min_interval: Duration::from_millis(raw.card.min_interval_ms),
                 max_updates: raw.card.max_updates,
             },
@@ -353,8 +367,8 @@ pub fn config_schema() -> Arc<ConfigSchema> {
                         "additionalProperties": false,
                         "description": "How answers are shown.",
                         "properties": {
-                            "mode": {"enum": ["standard", "template"], "default": "standard",
-                                     "description": "standard: StandardCard, clicks over HTTP; template: an AI card template, streaming, clicks over Stream."},
+                            "mode": {"enum": ["standard", "template", "ai"], "default": "standard",
+                                     "description": "ai: DingTalk's public AI card template (nothing to author), streaming, clicks over Stream; template: your own published card template, streaming, clicks over Stream; standard: StandardCard, no buttons (its clicks need an HTTP callback)."},
                             "templateId": {"type": "string", "description": "Published card template; required in template mode.",
                                            "allOf": [{"not": {"pattern": "\\{\\{"}, "x-expected": "still holds an unrendered {{...}} placeholder"}]},
                             "streamingKey": {"type": "string", "default": "content", "pattern": "^[A-Za-z0-9_]+$",
@@ -501,6 +515,19 @@ mod tests {
         let e = RobotConfig::from_value(&v).unwrap_err();
         assert_eq!(e.field(), Some("card.templateId"));
         assert!(e.to_string().contains("template"), "{e}");
+    }
+
+    #[test]
+    fn ai_mode_uses_the_public_template() {
+        let v = with(
+            minimal(),
+            "card",
+            json!({"mode": "ai", "templateId": "x.schema"}),
+        );
+        let c = RobotConfig::from_value(&v).unwrap();
+        assert_eq!(c.card.mode, CardMode::Ai);
+        assert_eq!(c.card.template_id.as_deref(), Some(ai_card::TEMPLATE_ID));
+        assert_eq!(c.card.streaming_key, "msgContent");
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! | final | PUT interactiveCards (answer + buttons) | PUT streaming (finalize), PUT instances (flowStatus 3, record, buttons) |
 //! | failed | PUT interactiveCards (message, no spinner) | PUT instances (flowStatus 5, message) |
 //! | thanks | PUT interactiveCards (answer, thanks, next buttons) | PUT instances (thanks, next buttons) |
+//!
+//! AI card mode sends what template mode sends, with the public template's variables
+//! ([`cards::ai`]). Standard-mode final cards carry no buttons: their clicks would go to an
+//! HTTP callback this robot does not serve.
 
 use jitnode_dingtalk_wire::api::{
     At, Mention, Method, WebhookMessage, WebhookResponse, PATH_CARD_INSTANCES, PATH_CARD_STREAMING,
@@ -18,9 +22,12 @@ use jitnode_dingtalk_wire::api::{
 use serde_json::Value;
 
 use crate::callback::FeedbackKind;
-use crate::cards::{self, template, StandardCards};
+use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
 use crate::message::ReplyTarget;
+
+/// Logged once when a robot runs in standard card mode.
+pub const STANDARD_MODE_NOTE: &str = "card.mode is \"standard\": answer cards carry no feedback, regenerate or continue buttons, because DingTalk sends standard-card clicks to an HTTP callback URL, which this robot does not serve; set card.mode to \"ai\" (DingTalk's public AI card, nothing to author) or \"template\" (your own published template) for buttons that work over Stream";
 
 /// One card API request.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,8 +161,12 @@ impl AnswerCard {
                 .unwrap_or(Value::Null);
                 CardCall::post(PATH_STANDARD_SEND, body)
             }
-            CardMode::Template => {
-                let params = template::thinking(&self.question, &self.streaming_key, self.lang);
+            CardMode::Template | CardMode::Ai => {
+                let params = if self.mode == CardMode::Ai {
+                    ai::thinking(&self.question)
+                } else {
+                    template::thinking(&self.question, &self.streaming_key, self.lang)
+                };
                 let body = template::create_and_deliver_body(
                     &self.template_id,
                     &self.card_id,
@@ -177,7 +188,7 @@ impl AnswerCard {
             CardMode::Standard => {
                 vec![self.standard_update(&self.standard().streaming(&self.question, text))]
             }
-            CardMode::Template => {
+            CardMode::Template | CardMode::Ai => {
                 let mut calls = Vec::new();
                 if first {
                     let mut params = jitnode_dingtalk_wire::ParamMap::new();
@@ -196,11 +207,9 @@ impl AnswerCard {
     /// The whole answer with the feedback buttons for `record`.
     pub fn final_answer(&self, answer: &str, record: &str) -> Vec<CardCall> {
         match self.mode {
-            CardMode::Standard => vec![self.standard_update(&self.standard().final_answer(
-                &self.question,
-                answer,
-                record,
-            ))],
+            CardMode::Standard => {
+                vec![self.standard_update(&self.standard().final_answer(&self.question, answer))]
+            }
             CardMode::Template => vec![
                 self.streaming(answer, true),
                 self.template_update(&template::final_answer(
@@ -209,6 +218,10 @@ impl AnswerCard {
                     record,
                     &self.streaming_key,
                 )),
+            ],
+            CardMode::Ai => vec![
+                self.streaming(answer, true),
+                self.template_update(&ai::final_answer(&self.question, answer, record, self.lang)),
             ],
         }
     }
@@ -227,6 +240,9 @@ impl AnswerCard {
                 message,
                 &self.streaming_key,
             ))],
+            CardMode::Ai => {
+                vec![self.template_update(&ai::failed(&self.question, partial_answer, message))]
+            }
         }
     }
 
@@ -240,6 +256,9 @@ impl AnswerCard {
             ))],
             CardMode::Template => {
                 vec![self.template_update(&template::thanks(kind, record, self.lang))]
+            }
+            CardMode::Ai => {
+                vec![self.template_update(&ai::thanks(&self.question, answer, record, self.lang))]
             }
         }
     }
@@ -354,7 +373,9 @@ mod tests {
         assert_eq!(f.len(), 1);
         let data = card_data(&f[0]);
         let s = data.to_string();
-        assert!(s.contains("Because.") && s.contains("rec1") && s.contains("Not helpful"));
+        // No dead buttons: standard clicks would need an HTTP callback.
+        assert!(s.contains("Because.") && !s.contains("rec1") && !s.contains("Not helpful"));
+        assert!(!s.contains("\"button\""));
 
         let x = card.failed("Bec", "Sorry.");
         assert!(card_data(&x[0]).to_string().contains("Sorry."));

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::callback::{Action, CallbackError};
-use crate::cards::{self, template, StandardCards};
+use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
 use crate::message::{webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
 use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, Records};
@@ -151,6 +151,10 @@ impl Robot {
         app: AppHandle,
         records: Arc<Records>,
     ) -> Robot {
+        if config.card.mode == CardMode::Standard {
+            // Once per robot instance, at load: why its cards have no buttons.
+            tracing::warn!(robot = %name, "{}", reply::STANDARD_MODE_NOTE);
+        }
         Robot {
             name,
             config,
@@ -474,6 +478,12 @@ impl Robot {
                     CardMode::Template => Ok(template::callback_response(&template::thanks(
                         kind, &record, lang,
                     ))),
+                    CardMode::Ai => Ok(template::callback_response(&ai::thanks(
+                        &row.question,
+                        &row.answer,
+                        &record,
+                        lang,
+                    ))),
                     CardMode::Standard => {
                         if let Some(card_id) = Some(&cb.out_track_id).filter(|c| !c.is_empty()) {
                             if let Some(card) = AnswerCard::new(
@@ -542,6 +552,11 @@ impl Robot {
                     }
                 }
                 match self.config.card.mode {
+                    CardMode::Ai => Ok(template::callback_response(&ai::invitation(
+                        &row.question,
+                        &row.answer,
+                        lang,
+                    ))),
                     CardMode::Template => {
                         let mut notice = ParamMap::new();
                         notice.insert("notice".into(), texts.invitation.into());

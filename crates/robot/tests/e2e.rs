@@ -10,9 +10,9 @@ use tokio::sync::Semaphore;
 
 use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, FunctionError, Registry};
 use jitnode_robot::callback::{Action, FeedbackKind};
-use jitnode_robot::cards::view::CardView;
+use jitnode_robot::cards::view::{CardView, Progress};
 use jitnode_robot::config::Lang;
-use jitnode_robot::records::{FeedbackFilter, Records};
+use jitnode_robot::records::{FeedbackFilter, FeedbackRow, Records};
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, Click, PostMessage, Sandbox, SandboxConfig, Transcript};
 use jitnode_test_kit::robot::{robot_config, wait_for, wait_for_call, AppDir};
@@ -155,6 +155,26 @@ impl Harness {
         wait_for(&self.sb, what, Duration::from_secs(10), cond).await
     }
 
+    /// Every stored rating.
+    fn feedback(&self) -> Vec<FeedbackRow> {
+        self.records()
+            .list_feedback(&FeedbackFilter::default())
+            .unwrap()
+    }
+
+    /// Clicks, expecting the robot's 200 ACK.
+    async fn click_ok(&self, c: &Click) {
+        let ack = self.sb.click(c).await.unwrap();
+        assert_eq!(ack.code, Some(200), "{ack:?}");
+    }
+
+    async fn wait_for_invitation(&self) {
+        self.wait_for("invitation", |t| {
+            t.replies().iter().any(|r| r == texts().invitation)
+        })
+        .await;
+    }
+
     async fn stop(self) {
         self.app.stop(Duration::from_secs(5)).await;
         assert!(self.sb.problems().is_empty(), "{:?}", self.sb.problems());
@@ -177,8 +197,16 @@ fn card_text(card: &CardState) -> String {
         .unwrap_or_default()
 }
 
+/// Finished standard cards (they carry no buttons).
 fn final_cards(t: &Transcript) -> Vec<&CardState> {
-    t.cards.values().filter(|c| buttons(c).len() == 4).collect()
+    t.cards
+        .values()
+        .filter(|c| {
+            c.card_data
+                .as_ref()
+                .is_some_and(|d| CardView::standard(d).progress == Progress::Done)
+        })
+        .collect()
 }
 
 /// Card buttons call back over Stream only on advanced (template) cards: standard cards
@@ -270,14 +298,9 @@ async fn question_streams_into_card_then_final_with_four_buttons() {
         "{text}"
     );
     assert!(!text.contains("SECRET-REASONING"));
-    let kinds: Vec<_> = buttons(card)
-        .into_iter()
-        .map(|a| match a {
-            Action::Feedback { kind, .. } => kind,
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(kinds, FeedbackKind::ALL.to_vec());
+    // Standard mode: no dead buttons on the final card.
+    assert!(buttons(card).is_empty());
+    assert!(!text.contains("\"button\""), "{text}");
 
     let answers = h.records().list_answers(None).unwrap();
     assert_eq!(answers.len(), 1);
@@ -368,19 +391,13 @@ async fn each_button_has_its_effect() {
     assert_eq!(h.log.calls.load(Ordering::SeqCst), 2);
 
     // Continue: the invitation text.
-    let ack =
-        h.sb.click(&click_params(
-            APP_A,
-            &card.id,
-            &Action::ContinueChat { record },
-        ))
-        .await
-        .unwrap();
-    assert_eq!(ack.code, Some(200));
-    h.wait_for("invitation", |t| {
-        t.replies().iter().any(|r| r == texts().invitation)
-    })
+    h.click_ok(&click_params(
+        APP_A,
+        &card.id,
+        &Action::ContinueChat { record },
+    ))
     .await;
+    h.wait_for_invitation().await;
     h.stop().await;
 }
 
@@ -802,4 +819,172 @@ async fn a_regenerate_storm_is_rate_limited_per_user() {
     h.stop().await;
     assert_eq!(records.list_answers(None).unwrap().len(), allowed + 1);
     assert_eq!(calls.load(Ordering::SeqCst), allowed + 1);
+}
+
+/// The public AI card: its variables, a button per action, clicks as the template sends
+/// them (`cardPrivateData.actionIds[0]`, delivered by the sandbox only for shown buttons).
+fn ai_view(card: &CardState) -> CardView {
+    CardView::ai(&card.card_param_map, &card.streams)
+}
+
+fn ai_mode() -> Value {
+    json!({"card": {"mode": "ai", "minIntervalMs": 50}})
+}
+
+fn ai_click(card: &str, action: &Action) -> Click {
+    Click {
+        client_id: APP_A.into(),
+        out_track_id: card.into(),
+        action_ids: vec![action.to_action_id()],
+        ..Click::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ai_card_mode_streams_and_every_button_works() {
+    let h = start(quick(), &[("bot", APP_A, ai_mode())]).await;
+    h.sb.post_message(&PostMessage::text(APP_A, "Where is the VPN guide?"))
+        .unwrap();
+    let t = h
+        .wait_for("final AI card", |t| {
+            t.cards.values().any(|c| ai_view(c).buttons.len() == 4)
+        })
+        .await;
+    let card = t.cards.values().next().unwrap().clone();
+    assert_eq!(
+        card.template_id,
+        jitnode_dingtalk_wire::api::ai_card::TEMPLATE_ID
+    );
+    assert_eq!(card.callback_type.as_deref(), Some("STREAM"));
+    // Streamed into msgContent, then finished.
+    assert_eq!(card.streams["msgContent"], quick().answer());
+    assert!(card.updates >= 3, "{card:?}");
+    let view = ai_view(&card);
+    assert_eq!(view.text, quick().answer());
+    assert!(view.is_done());
+    let record = view.record().unwrap().to_string();
+
+    // A button the card does not show is not delivered.
+    let ghost = Action::Regenerate {
+        record: record.clone(),
+    };
+    assert!(h.sb.click(&ai_click(&card.id, &ghost)).await.is_err());
+
+    // Feedback: stored, and the card thanks.
+    h.click_ok(&ai_click(
+        &card.id,
+        &Action::Feedback {
+            kind: FeedbackKind::VeryHelpful,
+            record: record.clone(),
+        },
+    ))
+    .await;
+    let fb = h.feedback();
+    assert_eq!(fb.len(), 1);
+    assert_eq!(
+        (fb[0].rating, fb[0].record_id.as_str()),
+        (FeedbackKind::VeryHelpful, record.as_str())
+    );
+    let thanked = ai_view(&h.sb.transcript().cards[&card.id]);
+    assert!(thanked.text.contains(texts().thanks), "{thanked:?}");
+    assert!(thanked.text.starts_with(&quick().answer()));
+    assert_eq!(
+        thanked.buttons,
+        [
+            Action::Regenerate {
+                record: record.clone()
+            },
+            Action::ContinueChat {
+                record: record.clone()
+            }
+        ]
+    );
+
+    // Regenerate: a second answer card, stored as regenerated from the first.
+    h.click_ok(&ai_click(&card.id, &ghost)).await;
+    h.wait_for("regenerated AI card", |t| {
+        t.cards
+            .values()
+            .any(|c| c.id != card.id && ai_view(c).buttons.len() == 4)
+    })
+    .await;
+    let answers = h.records().list_answers(None).unwrap();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(
+        answers[1].regenerated_from.as_deref(),
+        Some(record.as_str())
+    );
+
+    // Continue: the invitation.
+    h.click_ok(&ai_click(&card.id, &Action::ContinueChat { record }))
+        .await;
+    h.wait_for_invitation().await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ai_card_feedback_stores_each_of_the_four_levels() {
+    let h = start(quick(), &[("bot", APP_A, ai_mode())]).await;
+    let mut clicked: Vec<String> = Vec::new();
+    for (i, kind) in FeedbackKind::ALL.into_iter().enumerate() {
+        h.sb.post_message(&PostMessage::text(APP_A, &format!("VPN question {i}?")))
+            .unwrap();
+        let t = h
+            .wait_for("a new final AI card", |t| {
+                t.cards
+                    .values()
+                    .any(|c| !clicked.contains(&c.id) && ai_view(c).buttons.len() == 4)
+            })
+            .await;
+        let card = t
+            .cards
+            .values()
+            .find(|c| !clicked.contains(&c.id) && ai_view(c).buttons.len() == 4)
+            .unwrap();
+        let action = ai_view(card).buttons[i].clone();
+        let record = action.record().to_string();
+        assert_eq!(
+            action,
+            Action::Feedback {
+                kind,
+                record: record.clone()
+            }
+        );
+        h.click_ok(&ai_click(&card.id, &action)).await;
+        let fb = h.feedback();
+        let stored = fb.iter().find(|f| f.record_id == record).unwrap();
+        assert_eq!(stored.rating, kind);
+        clicked.push(card.id.clone());
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_refuses_variables_the_ai_card_does_not_have() {
+    let h = start(
+        quick(),
+        &[(
+            "bot",
+            APP_A,
+            json!({"card": {"mode": "template",
+            "templateId": jitnode_dingtalk_wire::api::ai_card::TEMPLATE_ID}}),
+        )],
+    )
+    .await;
+    // Custom-template variables sent to the public AI template: refused, not rendered.
+    h.sb.post_message(&PostMessage::text(APP_A, "Where is the VPN guide?"))
+        .unwrap();
+    let t = h
+        .wait_for("refused card", |t| {
+            t.entries
+                .iter()
+                .any(|e| e.error.as_deref() == Some("invalidParameter.cardParamMap"))
+                && !t.replies().is_empty()
+        })
+        .await;
+    assert!(t.cards.is_empty());
+    // The answer still reaches the user, as markdown.
+    assert!(t.replies()[0].contains(&quick().answer()));
+    h.app.stop(Duration::from_secs(5)).await;
+    h.sb.shutdown().await;
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jitnode_host::{App, Registry};
+use jitnode_robot::cards::view::{CardView, Progress};
 use jitnode_robot::config::Lang;
 use jitnode_robot::records::Records;
 use jitnode_robot::texts::Texts;
@@ -292,13 +293,19 @@ async fn streamed_llm_answer_fills_a_standard_card_without_reasoning() {
     h.llm.release();
     let t = h
         .wait_for("final card", |t| {
-            t.cards.values().any(|c| button_count(c) == 4)
+            t.cards.values().any(|c| {
+                c.card_data
+                    .as_ref()
+                    .is_some_and(|d| CardView::standard(d).progress == Progress::Done)
+            })
         })
         .await;
     h.assert_one_streaming_request_with_question_and_passage();
 
     assert_eq!(t.cards.len(), 1);
     let card = t.cards.values().next().unwrap();
+    // Standard mode: no dead buttons.
+    assert_eq!(button_count(card), 0);
     let text = card_text(card);
     assert!(text.contains(&full), "full answer missing: {text}");
     assert!(!text.contains(texts().thinking), "{text}");

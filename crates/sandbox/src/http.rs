@@ -5,7 +5,7 @@
 // the error path, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -16,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use jitnode_dingtalk_wire::api::ai_card;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -590,6 +591,35 @@ fn need<'a>(v: &'a Value, name: &str) -> Result<&'a str, CardErr> {
     str_field(v, name).ok_or_else(|| ("invalidParameter", format!("{name} is required")))
 }
 
+/// The public AI card template has three variables; a real account ignores others, so the
+/// sandbox refuses them to make the mistake visible. `sys_full_json_obj` must decode.
+fn check_ai_card_params(map: &BTreeMap<String, String>) -> Result<(), CardErr> {
+    if let Some(k) = map
+        .keys()
+        .find(|k| !ai_card::VARIABLES.contains(&k.as_str()))
+    {
+        return Err((
+            "invalidParameter.cardParamMap",
+            format!(
+                "the AI card template has no variable {k:?} (it has {})",
+                ai_card::VARIABLES.join(", ")
+            ),
+        ));
+    }
+    if let Some(sys) = map.get(ai_card::KEY_SYS) {
+        if ai_card::SysObject::from_param(sys).is_none() {
+            return Err((
+                "invalidParameter.cardParamMap",
+                format!(
+                    "{} is not a JSON object of msgTitle and msgButtons",
+                    ai_card::KEY_SYS
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn apply_card(
     st: &mut crate::state::State,
     op: CardOp,
@@ -699,6 +729,9 @@ fn apply_card(
                 )
             })?;
             let map = string_map(map).map_err(|e| ("invalidParameter.cardParamMap", e))?;
+            if tpl == ai_card::TEMPLATE_ID {
+                check_ai_card_params(&map)?;
+            }
             let space = need(v, "openSpaceId")?;
             let conversation = if let Some(cid) = space.strip_prefix("dtv1.card//IM_GROUP.") {
                 let robot = v
@@ -778,6 +811,9 @@ fn apply_card(
                 .get_mut(track)
                 .filter(|c| c.kind == "advanced" && c.client_id == client_id)
                 .ok_or_else(|| ("invalidParameter.outTrackId", format!("no card {track:?}")))?;
+            if c.template_id == ai_card::TEMPLATE_ID {
+                check_ai_card_params(&map)?;
+            }
             apply_param_map(c, map, by_key);
             Ok(json!({"success": true, "result": true}))
         }
@@ -804,6 +840,15 @@ fn apply_card(
                 .get_mut(track)
                 .filter(|c| c.kind == "advanced" && c.client_id == client_id)
                 .ok_or_else(|| ("invalidParameter.outTrackId", format!("no card {track:?}")))?;
+            if c.template_id == ai_card::TEMPLATE_ID && key != ai_card::KEY_CONTENT {
+                return Err((
+                    "invalidParameter.key",
+                    format!(
+                        "the AI card template streams into {:?} only, not {key:?}",
+                        ai_card::KEY_CONTENT
+                    ),
+                ));
+            }
             let s = c.streams.entry(key.to_string()).or_default();
             if is_full {
                 *s = content.to_string();

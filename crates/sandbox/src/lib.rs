@@ -100,6 +100,8 @@ pub enum SandboxError {
     UnknownCard(String),
     #[error("sandbox: clicks on card {id:?} do not come over Stream: {why}")]
     NotStreamCard { id: String, why: &'static str },
+    #[error("sandbox: AI card {id:?} shows no request button with id {button:?}")]
+    NoSuchButton { id: String, button: String },
     #[error("sandbox: no posted message with messageId {0:?}")]
     UnknownMessage(String),
     #[error("sandbox: no ACK for messageId {0:?} in time")]

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use jitnode_dingtalk_wire::api::ai_card;
 use jitnode_dingtalk_wire::frame::{
     Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_DISCONNECT, TOPIC_ROBOT,
 };
@@ -854,14 +855,36 @@ impl Shared {
             "extension".into(),
             json!(c.extension.clone().unwrap_or_else(|| "{}".into())),
         );
-        if let Some(v) = &c.value {
-            data.insert("value".into(), json!(v));
+        let private =
+            json!({"cardPrivateData": {"actionIds": c.action_ids, "params": c.params}}).to_string();
+        let ai = card.template_id == ai_card::TEMPLATE_ID;
+        if ai {
+            // Only a shown button with `request: true` calls back.
+            let id = c.action_ids.first().map(String::as_str).unwrap_or("");
+            let shown = card
+                .card_param_map
+                .get(ai_card::KEY_SYS)
+                .and_then(|s| ai_card::SysObject::from_param(s))
+                .is_some_and(|sys| sys.msg_buttons.iter().any(|b| b.request && b.id == id));
+            if !shown {
+                return Err(SandboxError::NoSuchButton {
+                    id: c.out_track_id.clone(),
+                    button: id.to_string(),
+                });
+            }
+        }
+        match &c.value {
+            Some(v) => {
+                data.insert("value".into(), json!(v));
+            }
+            // The AI card sends `value` as the same cardPrivateData string as `content`.
+            None if ai => {
+                data.insert("value".into(), json!(private));
+            }
+            None => {}
         }
         if !c.omit_content {
-            let content = c.raw_content.clone().unwrap_or_else(|| {
-                json!({"cardPrivateData": {"actionIds": c.action_ids, "params": c.params}})
-                    .to_string()
-            });
+            let content = c.raw_content.clone().unwrap_or(private);
             data.insert("content".into(), json!(content));
         }
         let message_id = self.next_message_id();

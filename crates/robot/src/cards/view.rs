@@ -8,11 +8,12 @@
 
 use std::collections::BTreeMap;
 
+use jitnode_dingtalk_wire::api::ai_card;
 use jitnode_dingtalk_wire::{FlowStatus, ParamMap};
 use serde_json::Value;
 
 use super::template::Stage;
-use super::ROLE_NOTICE;
+use super::{ROLE_END, ROLE_NOTICE};
 use crate::callback::{Action, FeedbackKind};
 
 /// Where an answer's card is.
@@ -62,7 +63,12 @@ impl CardView {
                 .as_str()
                 .is_some_and(|id| id.ends_with(&notice_suffix))
         });
+        let end_suffix = format!("_{ROLE_END}");
+        let has_end = contents
+            .iter()
+            .any(|c| c["id"].as_str().is_some_and(|id| id.ends_with(&end_suffix)));
         let progress = match (buttons.is_empty(), has_notice) {
+            _ if has_end => Progress::Done,
             (false, _) => Progress::Done,
             (true, true) => Progress::Failed,
             (true, false) => Progress::Working,
@@ -124,6 +130,42 @@ impl CardView {
         }
     }
 
+    /// A public AI card: its three variables (the answer may still be in the streams).
+    pub fn ai(params: &ParamMap, streams: &BTreeMap<String, String>) -> CardView {
+        let flow = params
+            .get(ai_card::KEY_FLOW_STATUS)
+            .and_then(|f| FlowStatus::parse(f));
+        // A finished card's text is set with its state (and may add a notice to what was
+        // streamed); while working, the stream is ahead.
+        let set = params.get(ai_card::KEY_CONTENT).filter(|s| !s.is_empty());
+        let streamed = streams.get(ai_card::KEY_CONTENT).filter(|s| !s.is_empty());
+        let text = match flow {
+            Some(f) if f.is_terminal() => set.or(streamed),
+            _ => streamed.or(set),
+        }
+        .cloned()
+        .unwrap_or_default();
+        let buttons: Vec<Action> = params
+            .get(ai_card::KEY_SYS)
+            .and_then(|s| ai_card::SysObject::from_param(s))
+            .map(|sys| sys.msg_buttons)
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| b.request)
+            .filter_map(|b| Action::from_action_id(&b.id).ok())
+            .collect();
+        let progress = match flow {
+            Some(FlowStatus::Failed) => Progress::Failed,
+            Some(FlowStatus::Finished) => Progress::Done,
+            _ => Progress::Working,
+        };
+        CardView {
+            text: text.replace("\n\n---\n", SEPARATOR),
+            buttons,
+            progress,
+        }
+    }
+
     /// Finished or failed: the card no longer changes by itself.
     pub fn is_done(&self) -> bool {
         self.progress != Progress::Working
@@ -155,19 +197,11 @@ mod tests {
             ("Bec", Progress::Working)
         );
 
-        let done = CardView::standard(&cards.final_answer("Why?", "Because.", "rec1"));
-        assert_eq!(done.text, "Because.");
+        let done = CardView::standard(&cards.final_answer("Why?", "Because."));
+        assert!(done.text.starts_with("Because.\n---\n"));
         assert_eq!(done.progress, Progress::Done);
-        assert_eq!(done.record(), Some("rec1"));
-        let kinds: Vec<_> = done
-            .buttons
-            .iter()
-            .map(|a| match a {
-                Action::Feedback { kind, .. } => *kind,
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(kinds, FeedbackKind::ALL);
+        assert!(done.buttons.is_empty());
+        assert_eq!(done.record(), None);
 
         let failed = CardView::standard(&cards.failed("Why?", "Bec", "Sorry."));
         assert_eq!(failed.progress, Progress::Failed);
@@ -187,6 +221,30 @@ mod tests {
                 }
             ]
         );
+        assert!(thanks.text.starts_with("Because.\n---\n"));
+    }
+
+    #[test]
+    fn ai_cards_read_back_as_built() {
+        use crate::cards::ai;
+        let none = BTreeMap::new();
+        let thinking = CardView::ai(&ai::thinking("Why?"), &none);
+        assert_eq!(thinking.progress, Progress::Working);
+        let mut streams = BTreeMap::new();
+        streams.insert("msgContent".to_string(), "Bec".to_string());
+        assert_eq!(CardView::ai(&ai::thinking("Why?"), &streams).text, "Bec");
+        let done = CardView::ai(&ai::final_answer("Why?", "Because.", "r9", Lang::En), &none);
+        assert_eq!(
+            (done.text.as_str(), done.progress),
+            ("Because.", Progress::Done)
+        );
+        assert_eq!(done.buttons.len(), 4);
+        assert_eq!(done.record(), Some("r9"));
+        let failed = CardView::ai(&ai::failed("Why?", "Bec", "Sorry."), &none);
+        assert_eq!(failed.progress, Progress::Failed);
+        assert_eq!(failed.text, "Bec\n---\nSorry.");
+        let thanks = CardView::ai(&ai::thanks("Why?", "Because.", "r9", Lang::En), &none);
+        assert!(matches!(thanks.buttons[0], Action::Regenerate { .. }));
         assert!(thanks.text.starts_with("Because.\n---\n"));
     }
 
