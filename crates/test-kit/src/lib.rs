@@ -2,8 +2,10 @@
 //!
 //! - [`llm`]: an OpenAI-compatible stand-in on loopback that records each request and
 //!   answers it the way a test scripts (SSE streams, cut-offs, HTTP errors);
+//! - [`postgres`]: a throwaway PostgreSQL cluster on a loopback port (initdb + postgres);
 //! - [`robot`]: an app directory with the robot family and instances pointed at a
 //!   sandbox, and a wait on the sandbox's transcript.
 
 pub mod llm;
+pub mod postgres;
 pub mod robot;
