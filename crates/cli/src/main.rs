@@ -4,6 +4,7 @@
 mod ask_cmd;
 mod feedback_cmd;
 mod sandbox_cmd;
+mod store_cmd;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -102,6 +103,10 @@ enum Command {
         #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true,
               default_missing_value = "auto", conflicts_with = "from_dist")]
         watch: Option<jitnode_host::WatchMode>,
+        /// The shared store (`sqlite:PATH` or `postgres://user@host:port/db`); overrides
+        /// JITNODE_STORE_URL (default `sqlite:data/jitnode.sqlite3`).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Call one function of one element, in-process.
     ///
@@ -161,6 +166,24 @@ enum Command {
         app: PathBuf,
         #[arg(long, value_enum, default_value = "table")]
         format: feedback_cmd::Format,
+    },
+    /// The shared store (claims, cards, records): `jitnode store status`.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Backend, schema version, counts, open claims and open cards (migrates first).
+    Status {
+        /// The app directory.
+        #[arg(long, default_value = ".")]
+        app: PathBuf,
+        /// The store URL; overrides JITNODE_STORE_URL.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
 }
 
@@ -237,16 +260,21 @@ async fn main() -> ExitCode {
             sandbox,
             stop_deadline,
             watch,
-        } => {
-            run(
-                &app,
-                from_dist,
-                sandbox,
-                Duration::from_secs(stop_deadline),
-                watch,
-            )
-            .await
-        }
+            store,
+        } => match store_cmd::open(&app, store.as_deref()).await {
+            Ok(store) => {
+                tracing::info!("store: {}", store.url());
+                run(
+                    &app,
+                    from_dist,
+                    sandbox,
+                    Duration::from_secs(stop_deadline),
+                    watch,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        },
         Command::Call {
             app,
             from_dist,
@@ -269,6 +297,11 @@ async fn main() -> ExitCode {
         Command::Feedback { app, format } => {
             feedback_cmd::run(&app, format).map(|()| ExitCode::SUCCESS)
         }
+        Command::Store {
+            command: StoreCommand::Status { app, store },
+        } => store_cmd::status(&app, store.as_deref())
+            .await
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
