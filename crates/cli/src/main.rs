@@ -264,6 +264,7 @@ async fn main() -> ExitCode {
         } => match store_cmd::open(&app, store.as_deref()).await {
             Ok(store) => {
                 tracing::info!("store: {}", store.url());
+                jitnode_store::set_process_store(store);
                 run(
                     &app,
                     from_dist,

@@ -667,3 +667,48 @@ fn read_legacy(path: &Path) -> Result<LegacyRows, StoreError> {
     .map_err(err)?;
     Ok((answers, feedback))
 }
+
+/// How long a claim or an open card stays this host's without a heartbeat; after it, another
+/// host (a redelivery or the sweeper) may take the message or finalize the card.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+static PROCESS_STORE: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
+
+/// Registers the store `jitnode run` opened, for the elements it loads (the robot). Only the
+/// first call counts: one process, one store.
+pub fn set_process_store(store: Store) {
+    let _ = PROCESS_STORE.set(store);
+}
+
+/// The store registered by [`set_process_store`], if any.
+pub fn process_store() -> Option<Store> {
+    PROCESS_STORE.get().cloned()
+}
+
+/// This process's host id in claims and cards: host name, pid and a random part (a host
+/// restarted with the same pid is still a different owner).
+pub fn host_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "host".into());
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!("{host}-{}-{nanos:08x}", std::process::id())
+    })
+}
+
+impl Store {
+    /// Drops this host's claim on a message it could not answer, so a redelivery may claim
+    /// it at once.
+    pub async fn release_claim(&self, msg_key: &str, host: &str) -> Result<(), StoreError> {
+        self.exec(
+            "DELETE FROM inbox WHERE msg_key = $1 AND host = $2 AND state <> 'answered'",
+            vec![t(msg_key), t(host)],
+        )
+        .await?;
+        Ok(())
+    }
+}
