@@ -23,9 +23,15 @@ async fn host(sb: &Sandbox, calls: Arc<AtomicUsize>) -> (App, AppDir) {
         "aiagents/testAgentType/e.json",
         r#"{"type": "aiagents.meta", "title": "test agent", "backendBundleEntry": "builtin:countingAgent"}"#,
     );
-    dir.write("aiagents/customerService/e.json", r#"{"type": "aiagents.testAgentType", "title": "cs"}"#);
+    dir.write(
+        "aiagents/customerService/e.json",
+        r#"{"type": "aiagents.testAgentType", "title": "cs"}"#,
+    );
     dir.robot_family();
-    dir.robot("bot", &robot_config(sb, APP, "dingreplica-secret", &json!({})));
+    dir.robot(
+        "bot",
+        &robot_config(sb, APP, "dingreplica-secret", &json!({})),
+    );
     let mut registry = Registry::with_builtins();
     registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
     registry.register(
@@ -38,7 +44,9 @@ async fn host(sb: &Sandbox, calls: Arc<AtomicUsize>) -> (App, AppDir) {
                     async move {
                         calls.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        chunks.send(json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": "Once."}}));
+                        chunks.send(
+                            json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": "Once."}}),
+                        );
                         Ok(json!({"answer": "Once.", "sources": []}))
                     }
                 });
@@ -55,7 +63,12 @@ async fn host(sb: &Sandbox, calls: Arc<AtomicUsize>) -> (App, AppDir) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redeliveries_across_two_hosts_give_one_answer() {
     let store_dir = tempfile::tempdir().unwrap();
-    let url = StoreUrl::parse("sqlite:shared.sqlite3", "JITNODE_STORE_URL", store_dir.path()).unwrap();
+    let url = StoreUrl::parse(
+        "sqlite:shared.sqlite3",
+        "JITNODE_STORE_URL",
+        store_dir.path(),
+    )
+    .unwrap();
     let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
     jitnode_store::set_process_store(store.clone());
 
@@ -63,9 +76,15 @@ async fn redeliveries_across_two_hosts_give_one_answer() {
     let calls = Arc::new(AtomicUsize::new(0));
     let (a, _da) = host(&sb, calls.clone()).await;
     let (b, _db) = host(&sb, calls.clone()).await;
-    assert!(sb.wait_for_connections(APP, 2, Duration::from_secs(10)).await, "both hosts connect");
+    assert!(
+        sb.wait_for_connections(APP, 2, Duration::from_secs(10))
+            .await,
+        "both hosts connect"
+    );
 
-    let posted = sb.post_message(&PostMessage::text(APP, "Answer me once")).unwrap();
+    let posted = sb
+        .post_message(&PostMessage::text(APP, "Answer me once"))
+        .unwrap();
     // Redeliveries while answering and after: each lands on either connection.
     let mut id = posted.message_id.clone();
     for _ in 0..4 {
@@ -82,12 +101,22 @@ async fn redeliveries_across_two_hosts_give_one_answer() {
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     let t = sb.transcript();
-    assert_eq!(t.entries.iter().filter(|e| e.kind == "card.send").count(), 1, "one card");
+    assert_eq!(
+        t.entries.iter().filter(|e| e.kind == "card.send").count(),
+        1,
+        "one card"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the agent ran once");
     // The claim is recorded answered in the shared store; a third host would not answer.
     assert_eq!(
-        store.claim(&posted.msg_id, "host-c", jitnode_store::DEFAULT_LEASE).await.unwrap(),
-        Claim::Duplicate { host: jitnode_store::host_id().to_string(), state: ClaimState::Answered }
+        store
+            .claim(&posted.msg_id, "host-c", jitnode_store::DEFAULT_LEASE)
+            .await
+            .unwrap(),
+        Claim::Duplicate {
+            host: jitnode_store::host_id().to_string(),
+            state: ClaimState::Answered
+        }
     );
     a.stop(Duration::from_secs(5)).await;
     b.stop(Duration::from_secs(5)).await;
