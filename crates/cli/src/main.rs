@@ -5,6 +5,7 @@ mod ask_cmd;
 mod doctor_cmd;
 mod feedback_cmd;
 mod sandbox_cmd;
+mod store_cmd;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -120,6 +121,10 @@ enum Command {
         /// With --no-console: serve only /healthz, /readyz and /metrics, at ADDR.
         #[arg(long, value_name = "ADDR", requires = "no_console")]
         metrics: Option<std::net::SocketAddr>,
+        /// The shared store (`sqlite:PATH` or `postgres://user@host:port/db`); overrides
+        /// JITNODE_STORE_URL (default `sqlite:data/jitnode.sqlite3`).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Call one function of one element, in-process.
     ///
@@ -179,6 +184,24 @@ enum Command {
         app: PathBuf,
         #[arg(long, value_enum, default_value = "table")]
         format: feedback_cmd::Format,
+    },
+    /// The shared store (claims, cards, records): `jitnode store status`.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Backend, schema version, counts, open claims and open cards (migrates first).
+    Status {
+        /// The app directory.
+        #[arg(long, default_value = ".")]
+        app: PathBuf,
+        /// The store URL; overrides JITNODE_STORE_URL.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
 }
 
@@ -259,6 +282,7 @@ async fn main() -> ExitCode {
             console,
             no_console,
             metrics,
+            store,
         } => {
             let console = match (no_console, metrics) {
                 (true, None) => None,
@@ -268,15 +292,22 @@ async fn main() -> ExitCode {
                     false,
                 )),
             };
-            run(
-                &app,
-                from_dist,
-                sandbox,
-                Duration::from_secs(stop_deadline),
-                watch,
-                console,
-            )
-            .await
+            match store_cmd::open(&app, store.as_deref()).await {
+                Ok(store) => {
+                    tracing::info!("store: {}", store.url());
+                    jitnode_store::set_process_store(store);
+                    run(
+                        &app,
+                        from_dist,
+                        sandbox,
+                        Duration::from_secs(stop_deadline),
+                        watch,
+                        console,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::Call {
             app,
@@ -300,6 +331,11 @@ async fn main() -> ExitCode {
         Command::Feedback { app, format } => {
             feedback_cmd::run(&app, format).map(|()| ExitCode::SUCCESS)
         }
+        Command::Store {
+            command: StoreCommand::Status { app, store },
+        } => store_cmd::status(&app, store.as_deref())
+            .await
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -96,6 +96,8 @@ pub(crate) struct Robot {
     pub(crate) in_flight: Arc<InFlight>,
     webhooks: Mutex<HashMap<String, KnownWebhook>>,
     regenerations: Regenerations,
+    /// The shared store `jitnode run` opened: message claims across hosts.
+    store: Option<jitnode_store::Store>,
 }
 
 /// What one answer is for, whether asked in a message or by a "regenerate" click.
@@ -164,6 +166,7 @@ impl Robot {
             in_flight: Arc::new(InFlight::default()),
             regenerations: Regenerations::default(),
             webhooks: Mutex::new(HashMap::new()),
+            store: jitnode_store::process_store(),
         }
     }
 
@@ -429,6 +432,31 @@ impl Robot {
             Ok(None) => {}
             Err(e) => tracing::warn!(robot = %self.name, "records not readable: {e}"),
         }
+        // The claim in the shared store decides which host answers: a push that another
+        // host claimed (a redelivery that landed here) is not answered again. The stream
+        // client has ACKed the push already, so DingTalk will not redeliver it: with the
+        // store unreachable the robot answers unclaimed (a rare duplicate beats a lost
+        // question), and says so in the log.
+        let host = jitnode_store::host_id();
+        let lease = jitnode_store::DEFAULT_LEASE;
+        let mut claimed = false;
+        if let Some(store) = &self.store {
+            match store.claim(&m.msg_id, host, lease).await {
+                Ok(jitnode_store::Claim::Won { takeover }) => {
+                    claimed = true;
+                    if takeover {
+                        tracing::info!(robot = %self.name, "claim of a dead host taken over");
+                    }
+                }
+                Ok(jitnode_store::Claim::Duplicate { host, state }) => {
+                    tracing::info!(robot = %self.name, owner = %host, state = state.as_str(),
+                        "message claimed by another host; not answering it here");
+                    return Ok(());
+                }
+                Err(e) => tracing::warn!(robot = %self.name,
+                    "store unavailable; answering without a claim: {e}"),
+            }
+        }
         let row = NewAnswer::for_message(&m, &self.name, "", &question, "");
         let ask = Ask {
             chat_id: m.chat_id(),
@@ -438,7 +466,22 @@ impl Robot {
             row,
             question,
         };
-        if self.answer(&replier, ask, Some(shutdown)).await {
+        let answered = self.answer(&replier, ask, Some(shutdown)).await;
+        if let Some(store) = self.store.as_ref().filter(|_| claimed) {
+            let done = match answered {
+                true => store
+                    .set_claim(&m.msg_id, host, jitnode_store::ClaimState::Answered, lease)
+                    .await
+                    .map(drop),
+                // Nothing reached the user: free the claim so the redelivery is answered at
+                // once instead of after the lease.
+                false => store.release_claim(&m.msg_id, host).await,
+            };
+            if let Err(e) = done {
+                tracing::warn!(robot = %self.name, "could not record the claim's end: {e}");
+            }
+        }
+        if answered {
             Ok(())
         } else {
             // Nothing reached the user: let a redelivery try again.

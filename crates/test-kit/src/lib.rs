@@ -4,10 +4,12 @@
 //!   answers it the way a test scripts (SSE streams, cut-offs, HTTP errors);
 //! - [`demo`]: private copies of the repository's demo app;
 //! - [`webdriver`]: a small WebDriver client, to drive a real headless Chromium;
+//! - [`postgres`]: a throwaway PostgreSQL cluster on a loopback port (initdb + postgres);
 //! - [`robot`]: an app directory with the robot family and instances pointed at a
 //!   sandbox, and a wait on the sandbox's transcript.
 
 pub mod demo;
 pub mod llm;
+pub mod postgres;
 pub mod robot;
 pub mod webdriver;

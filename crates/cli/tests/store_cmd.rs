@@ -1,0 +1,108 @@
+//! `jitnode store status` end to end: the setting's sources (flag, .env, default), the
+//! import of today's records file, and errors that name the setting without the password.
+
+use std::process::Command;
+
+use jitnode_robot::message::ConversationKind;
+use jitnode_robot::records::{NewAnswer, Records};
+use jitnode_test_kit::postgres::PgCluster;
+
+fn status(app: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_jitnode"))
+        .env_remove("JITNODE_STORE_URL")
+        .args(["store", "status", "--app"])
+        .arg(app)
+        .args(extra)
+        .output()
+        .expect("jitnode runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn old_records(app: &std::path::Path, n: usize) {
+    let r = Records::open_in(&app.join("data")).expect("old records file");
+    for i in 0..n {
+        r.record_answer(&NewAnswer {
+            record_id: format!("r{i}"),
+            message_id: format!("m{i}"),
+            robot: "demo.robot".into(),
+            conversation_id: "c".into(),
+            conversation_kind: ConversationKind::OneToOne,
+            user_id: "u".into(),
+            staff_id: Some("u".into()),
+            user_nick: "U".into(),
+            question: "q".into(),
+            answer: "a".into(),
+            regenerated_from: None,
+            answered_at_ms: 1,
+        })
+        .expect("answer stored");
+    }
+}
+
+#[test]
+fn default_sqlite_store_imports_the_old_records_file() {
+    let app = tempfile::tempdir().unwrap();
+    old_records(app.path(), 3);
+    let (ok, out, err) = status(app.path(), &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("backend         sqlite"), "{out}");
+    assert!(out.contains("data/jitnode.sqlite3"), "{out}");
+    assert!(out.contains("answers         3"), "{out}");
+    // Again: migrations and the import are idempotent.
+    let (ok, out, _) = status(app.path(), &[]);
+    assert!(ok && out.contains("answers         3"), "{out}");
+}
+
+#[test]
+fn env_file_selects_postgres_and_flag_overrides_it() {
+    let pg = PgCluster::start();
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(
+        app.path().join(".env"),
+        format!("JITNODE_STORE_URL={}\n", pg.url()),
+    )
+    .unwrap();
+    let (ok, out, err) = status(app.path(), &[]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("backend         postgres") && out.contains("schema version  2"),
+        "{out}"
+    );
+    let (ok, out, _) = status(app.path(), &["--store", "sqlite:other.sqlite3"]);
+    assert!(
+        ok && out.contains("backend         sqlite") && out.contains("other.sqlite3"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_or_unreachable_store_is_one_error_naming_the_setting() {
+    let app = tempfile::tempdir().unwrap();
+    let (ok, _, err) = status(app.path(), &["--store", "postgres//me:hunter2@x/db"]);
+    assert!(
+        !ok && err.contains("--store") && !err.contains("hunter2"),
+        "{err}"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        app.path().join(".env"),
+        format!("JITNODE_STORE_URL=postgres://me:hunter2@127.0.0.1:{port}/db\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = status(app.path(), &[]);
+    assert!(!ok, "unreachable store fails");
+    assert!(
+        err.contains("JITNODE_STORE_URL") && err.contains("cannot reach"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one error: {err}");
+}

@@ -1,0 +1,320 @@
+//! The store on both backends: a real SQLite file and a real PostgreSQL cluster (started by
+//! jitnode-test-kit). Each scenario runs on both.
+
+use std::path::Path;
+use std::time::Duration;
+
+use jitnode_store::{
+    latest_schema_version, ChatTurn, Claim, ClaimState, Store, StoreError, StoreOptions, StoreUrl,
+};
+use jitnode_test_kit::postgres::PgCluster;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+async fn open(url: &str, dir: &Path) -> Store {
+    let url = StoreUrl::parse(url, "JITNODE_STORE_URL", dir).expect("valid url");
+    Store::open(&url, &StoreOptions::default())
+        .await
+        .expect("store opens")
+}
+
+/// Two hosts' stores on the same backend.
+async fn two_hosts(url: &str, dir: &Path) -> (Store, Store) {
+    (open(url, dir).await, open(url, dir).await)
+}
+
+async fn race_exactly_one_winner(url: &str, dir: &Path) {
+    let (a, b) = two_hosts(url, dir).await;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        for (store, host) in [(a.clone(), "host-a"), (b.clone(), "host-b")] {
+            tasks.push(tokio::spawn(async move {
+                (
+                    i,
+                    store
+                        .claim(&format!("msg-{i}"), host, LEASE)
+                        .await
+                        .expect("claim"),
+                )
+            }));
+        }
+    }
+    let mut wins = vec![0; 100];
+    for t in tasks {
+        let (i, c) = t.await.expect("task");
+        if matches!(c, Claim::Won { .. }) {
+            wins[i] += 1;
+        }
+    }
+    assert!(
+        wins.iter().all(|&w| w == 1),
+        "each message claimed exactly once: {wins:?}"
+    );
+}
+
+async fn redelivery_on_other_host(url: &str, dir: &Path) {
+    let (a, b) = two_hosts(url, dir).await;
+    assert_eq!(
+        a.claim("m1", "host-a", LEASE).await.unwrap(),
+        Claim::Won { takeover: false }
+    );
+    assert!(a
+        .set_claim("m1", "host-a", ClaimState::Answered, LEASE)
+        .await
+        .unwrap());
+    assert_eq!(
+        b.claim("m1", "host-b", LEASE).await.unwrap(),
+        Claim::Duplicate {
+            host: "host-a".into(),
+            state: ClaimState::Answered
+        }
+    );
+    // Still in flight on A (lease alive): B must not answer either.
+    assert_eq!(
+        a.claim("m2", "host-a", LEASE).await.unwrap(),
+        Claim::Won { takeover: false }
+    );
+    assert!(matches!(
+        b.claim("m2", "host-b", LEASE).await.unwrap(),
+        Claim::Duplicate {
+            state: ClaimState::Claimed,
+            ..
+        }
+    ));
+}
+
+async fn dead_host_lease_runs_out(url: &str, dir: &Path) {
+    let (a, b) = two_hosts(url, dir).await;
+    let short = Duration::from_millis(1);
+    assert_eq!(
+        a.claim("m", "host-a", short).await.unwrap(),
+        Claim::Won { takeover: false }
+    );
+    a.open_card("card-1", "m", "host-a", "thinking…", short)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Two sweepers: one gets the card, and its claim turns failed.
+    let (s1, s2) = tokio::join!(
+        a.take_stale_cards("host-b", LEASE),
+        b.take_stale_cards("host-c", LEASE)
+    );
+    let mut taken = s1.unwrap();
+    taken.extend(s2.unwrap());
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0].dead_host, "host-a");
+    assert_eq!(taken[0].last_text, "thinking…");
+    assert_eq!(
+        b.claim_of("m").await.unwrap().unwrap().1,
+        ClaimState::Failed
+    );
+    b.close_card("card-1", true).await.unwrap();
+    assert_eq!(b.status().await.unwrap().open_cards, 0);
+    // A claim without a card whose lease ran out is taken over by the redelivery's host.
+    assert_eq!(
+        a.claim("m3", "host-a", short).await.unwrap(),
+        Claim::Won { takeover: false }
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        b.claim("m3", "host-b", LEASE).await.unwrap(),
+        Claim::Won { takeover: true }
+    );
+    assert!(
+        !a.set_claim("m3", "host-a", ClaimState::Answered, LEASE)
+            .await
+            .unwrap(),
+        "old owner lost it"
+    );
+    assert_eq!(
+        b.claim_of("m3").await.unwrap().unwrap(),
+        ("host-b".into(), ClaimState::Claimed, 2)
+    );
+}
+
+async fn callback_and_memory(url: &str, dir: &Path) {
+    let (a, b) = two_hosts(url, dir).await;
+    assert!(a.first_callback("cb-1", "host-a").await.unwrap());
+    assert!(
+        !b.first_callback("cb-1", "host-b").await.unwrap(),
+        "second delivery recorded once"
+    );
+    for i in 0..5 {
+        let turn = ChatTurn {
+            question: format!("q{i}"),
+            answer: format!("a{i}"),
+        };
+        a.push_turn("chat", &turn, 3).await.unwrap();
+    }
+    b.push_turn(
+        "other",
+        &ChatTurn {
+            question: "x".into(),
+            answer: "y".into(),
+        },
+        3,
+    )
+    .await
+    .unwrap();
+    let qs: Vec<String> = b
+        .turns("chat")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.question)
+        .collect();
+    assert_eq!(qs, ["q2", "q3", "q4"]);
+    assert_eq!(a.turns("other").await.unwrap().len(), 1);
+}
+
+async fn concurrent_migrations(url: &str, dir: &Path) {
+    let u = StoreUrl::parse(url, "JITNODE_STORE_URL", dir).unwrap();
+    let opts = StoreOptions::default();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (u, o) = (u.clone(), opts.clone());
+            tokio::spawn(async move { Store::open(&u, &o).await })
+        })
+        .collect();
+    for h in handles {
+        let s = h
+            .await
+            .expect("task")
+            .expect("every host migrates without error");
+        assert_eq!(
+            s.status().await.unwrap().schema_version,
+            latest_schema_version()
+        );
+        assert_eq!(
+            s.migrate().await.unwrap(),
+            latest_schema_version(),
+            "idempotent"
+        );
+    }
+}
+
+async fn legacy_import(url: &str, dir: &Path) {
+    use jitnode_robot::callback::FeedbackKind;
+    use jitnode_robot::message::ConversationKind;
+    use jitnode_robot::records::{NewAnswer, Records};
+    let old = dir.join("robot-records.sqlite3");
+    {
+        let r = Records::open(&old).unwrap();
+        for i in 0..3 {
+            r.record_answer(&NewAnswer {
+                record_id: format!("r{i}"),
+                message_id: format!("m{i}"),
+                robot: "demo".into(),
+                conversation_id: "c".into(),
+                conversation_kind: ConversationKind::Group,
+                user_id: "u".into(),
+                staff_id: None,
+                user_nick: "U".into(),
+                question: format!("q{i}"),
+                answer: format!("a{i}"),
+                regenerated_from: (i == 2).then(|| "r0".to_string()),
+                answered_at_ms: 1000 + i,
+            })
+            .unwrap();
+        }
+        r.record_feedback("r0", "u2", FeedbackKind::Helpful, 2000)
+            .unwrap();
+    }
+    let s = open(url, dir).await;
+    assert_eq!(s.import_legacy_records(&old).await.unwrap(), Some(4));
+    assert_eq!(
+        s.import_legacy_records(&old).await.unwrap(),
+        None,
+        "imported once"
+    );
+    let st = s.status().await.unwrap();
+    assert_eq!((st.answers, st.feedback), (3, 1));
+}
+
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                super::$name("sqlite:data/jitnode.sqlite3", dir.path()).await;
+            } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let pg = super::PgCluster::start();
+                super::$name(&pg.url(), dir.path()).await;
+            } )*
+        }
+    };
+}
+
+both!(
+    race_exactly_one_winner,
+    redelivery_on_other_host,
+    dead_host_lease_runs_out,
+    callback_and_memory,
+    concurrent_migrations,
+    legacy_import
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_recovers_without_host_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg = PgCluster::start();
+    let s = open(&pg.url(), dir.path()).await;
+    assert!(matches!(
+        s.claim("before", "h", LEASE).await.unwrap(),
+        Claim::Won { .. }
+    ));
+    pg.stop();
+    let err = s
+        .claim("during", "h", LEASE)
+        .await
+        .expect_err("store down is an error, not a panic");
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
+    pg.run();
+    assert!(matches!(
+        s.claim("during", "h", LEASE).await.unwrap(),
+        Claim::Won { takeover: false }
+    ));
+    assert!(
+        matches!(
+            s.claim("before", "h", LEASE).await.unwrap(),
+            Claim::Duplicate { .. }
+        ),
+        "data kept"
+    );
+}
+
+#[tokio::test]
+async fn bad_and_unreachable_urls_name_the_setting_and_hide_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = StoreUrl::parse("mysql://u:hunter2@h/db", "JITNODE_STORE_URL", dir.path()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("JITNODE_STORE_URL") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+    // A port nobody listens on (bound then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let raw = format!("postgres://me:hunter2@127.0.0.1:{port}/db?password=hunter2");
+    let u = StoreUrl::parse(&raw, "--store", dir.path()).unwrap();
+    assert!(!format!("{u} {u:?}").contains("hunter2"));
+    let opts = StoreOptions {
+        setting: "--store".into(),
+        timeout: Duration::from_secs(2),
+    };
+    let e: StoreError = Store::open(&u, &opts).await.unwrap_err();
+    let msg = format!("{e} {e:?}");
+    assert!(
+        msg.contains("--store") && msg.contains("cannot reach") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+}
