@@ -856,9 +856,9 @@ async fn ai_card_mode_streams_and_every_button_works() {
         jitnode_dingtalk_wire::api::ai_card::TEMPLATE_ID
     );
     assert_eq!(card.callback_type.as_deref(), Some("STREAM"));
-    // Streamed into msgContent, then finished.
+    // Streamed into msgContent (the quick agent's answer comes as one chunk), then finished.
     assert_eq!(card.streams["msgContent"], quick().answer());
-    assert!(card.updates >= 3, "{card:?}");
+    assert!(card.updates >= 2, "{card:?}");
     let view = ai_view(&card);
     assert_eq!(view.text, quick().answer());
     assert!(view.is_done());
