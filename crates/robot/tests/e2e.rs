@@ -79,15 +79,7 @@ fn texts() -> &'static Texts {
 async fn start(script: AgentScript, robots: &[(&str, &str, Value)]) -> Harness {
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let dir = AppDir::new();
-    dir.meta("aiagents", "agents");
-    dir.write(
-        "aiagents/testAgentType/e.json",
-        r#"{"type": "aiagents.meta", "title": "test agent", "backendBundleEntry": "builtin:testAgent"}"#,
-    );
-    dir.write(
-        "aiagents/customerService/e.json",
-        r#"{"type": "aiagents.testAgentType", "title": "cs"}"#,
-    );
+    dir.test_agent("testAgent");
     dir.robot_family();
     for (name, client_id, extra) in robots {
         let secret = format!("{client_id}-secret");

@@ -18,15 +18,7 @@ const APP: &str = "dingreplica";
 /// One host: its own app directory (own data/ and in-memory dedupe), the shared sandbox.
 async fn host(sb: &Sandbox, calls: Arc<AtomicUsize>) -> (App, AppDir) {
     let dir = AppDir::new();
-    dir.meta("aiagents", "agents");
-    dir.write(
-        "aiagents/testAgentType/e.json",
-        r#"{"type": "aiagents.meta", "title": "test agent", "backendBundleEntry": "builtin:countingAgent"}"#,
-    );
-    dir.write(
-        "aiagents/customerService/e.json",
-        r#"{"type": "aiagents.testAgentType", "title": "cs"}"#,
-    );
+    dir.test_agent("countingAgent");
     dir.robot_family();
     dir.robot(
         "bot",

@@ -48,6 +48,21 @@ impl AppDir {
         );
     }
 
+    /// The agent the robots call, `aiagents.customerService`, of a Type
+    /// `aiagents.testAgentType` whose backend is the registered loader `entry`.
+    pub fn test_agent(&self, entry: &str) {
+        self.meta("aiagents", "agents");
+        self.write(
+            "aiagents/testAgentType/e.json",
+            &json!({"type": "aiagents.meta", "title": "test agent", "backendBundleEntry": format!("builtin:{entry}")})
+                .to_string(),
+        );
+        self.write(
+            "aiagents/customerService/e.json",
+            r#"{"type": "aiagents.testAgentType", "title": "cs"}"#,
+        );
+    }
+
     /// The robot family: `imRobots.meta` and `imRobots.dingTalkStreamType`
     /// (`builtin:dingTalkStream`).
     pub fn robot_family(&self) {
