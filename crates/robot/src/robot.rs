@@ -438,10 +438,9 @@ impl Robot {
         // store unreachable the robot answers unclaimed (a rare duplicate beats a lost
         // question), and says so in the log.
         let host = jitnode_store::host_id();
-        let lease = jitnode_store::DEFAULT_LEASE;
         let mut claimed = false;
         if let Some(store) = &self.store {
-            match store.claim(&m.msg_id, host, lease).await {
+            match store.claim(&m.msg_id, host, store.lease()).await {
                 Ok(jitnode_store::Claim::Won { takeover }) => {
                     claimed = true;
                     if takeover {
@@ -470,7 +469,12 @@ impl Robot {
         if let Some(store) = self.store.as_ref().filter(|_| claimed) {
             let done = match answered {
                 true => store
-                    .set_claim(&m.msg_id, host, jitnode_store::ClaimState::Answered, lease)
+                    .set_claim(
+                        &m.msg_id,
+                        host,
+                        jitnode_store::ClaimState::Answered,
+                        store.lease(),
+                    )
                     .await
                     .map(drop),
                 // Nothing reached the user: free the claim so the redelivery is answered at

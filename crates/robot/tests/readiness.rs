@@ -69,6 +69,9 @@ async fn a_robot_is_ready_only_while_connected_and_says_why_not() {
     assert!(!report.is_ready());
 
     // A connection that drops makes the robot not ready until it is back.
+    // The robot is ready once its side of the socket is open; the gateway may list the
+    // connection a moment later.
+    assert!(sb.wait_for_connections("good-id", 1, WAIT).await);
     let conn = sb.connections_of("good-id")[0].connection_id.clone();
     sb.drop_connection(&conn).unwrap();
     let lost = wait(&app, "the lost connection", |r| {

@@ -136,6 +136,8 @@ pub struct StoreOptions {
     pub setting: String,
     /// Connect, checkout and statement timeout (PostgreSQL).
     pub timeout: Duration,
+    /// How long a claim stays this host's before another host may take it over.
+    pub lease: Duration,
 }
 
 impl Default for StoreOptions {
@@ -143,6 +145,7 @@ impl Default for StoreOptions {
         StoreOptions {
             setting: STORE_URL_VAR.to_string(),
             timeout: Duration::from_secs(5),
+            lease: DEFAULT_LEASE,
         }
     }
 }
@@ -152,6 +155,7 @@ impl Default for StoreOptions {
 pub struct Store {
     url: StoreUrl,
     backend: Backend,
+    lease: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -250,9 +254,15 @@ impl Store {
         let store = Store {
             url: url.clone(),
             backend,
+            lease: opts.lease,
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The lease of this host's claims ([`StoreOptions::lease`]).
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
     /// The store's URL (displays without password).
@@ -671,6 +681,10 @@ fn read_legacy(path: &Path) -> Result<LegacyRows, StoreError> {
 /// How long a claim or an open card stays this host's without a heartbeat; after it, another
 /// host (a redelivery or the sweeper) may take the message or finalize the card.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// The setting (process environment or the app's `.env`) that overrides [`DEFAULT_LEASE`],
+/// in whole seconds.
+pub const LEASE_VAR: &str = "JITNODE_STORE_LEASE_SECS";
 
 static PROCESS_STORE: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
 

@@ -310,6 +310,7 @@ async fn bad_and_unreachable_urls_name_the_setting_and_hide_the_password() {
     let opts = StoreOptions {
         setting: "--store".into(),
         timeout: Duration::from_secs(2),
+        ..StoreOptions::default()
     };
     let e: StoreError = Store::open(&u, &opts).await.unwrap_err();
     let msg = format!("{e} {e:?}");
