@@ -526,11 +526,20 @@ const FOLLOW_UP_EN: &[&str] = &[
 ];
 const FOLLOW_UP_ZH: &[&str] = &["那", "那么", "还有", "另外", "同样"];
 
+/// Most content words a follow-up has (search-mode sub-words count too: 群聊 gives 群聊).
+const FOLLOW_UP_MAX_WORDS: usize = 3;
+
 /// A short question opening with a follow-up word, or a short Chinese one ending in 呢.
 fn is_follow_up(question: &str) -> bool {
     let q = question.trim().to_lowercase();
     let short = q.chars().filter(|c| c.is_alphanumeric()).count() <= 24;
-    if !short {
+    // A follow-up leans on the previous question because it names little itself; one that
+    // names more ("also, how do I reset my password?") is a question of its own.
+    let words = crate::text::tokenize(&q)
+        .iter()
+        .filter(|t| !crate::text::is_bigram(t))
+        .count();
+    if !short || words > FOLLOW_UP_MAX_WORDS {
         return false;
     }
     let en = FOLLOW_UP_EN.iter().any(|cue| {
@@ -612,6 +621,8 @@ mod tests {
             "那个 dist 文件夹删掉以后重新启动会自动重新打包所有的元素吗，还是要手动执行 build 命令",
             "theory",
             "那个配置文件在哪",
+            "also, how do I reset my password and change my email?",
+            "热更新的监听模式怎么切换成轮询呢",
         ] {
             assert!(!is_follow_up(q), "{q}");
         }

@@ -7,7 +7,7 @@
 //! The stopword lists are generic function words and politeness fillers of each language,
 //! not words picked from any question set.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use jieba_rs::Jieba;
@@ -32,6 +32,43 @@ fn jieba() -> &'static Jieba {
 /// Warms the segmenter so the first question does not pay for loading the dictionary.
 pub fn warm_up() {
     let _ = jieba();
+    let _ = common_words();
+}
+
+/// How common words are in general text (Zipf scale x 10), from `data/common-words.tsv`,
+/// keyed by term as [`tokenize`] makes it (English words stemmed; a stem takes its most
+/// common word's figure).
+fn common_words() -> &'static HashMap<String, u8> {
+    static COMMON: OnceLock<HashMap<String, u8>> = OnceLock::new();
+    COMMON.get_or_init(|| {
+        let mut map: HashMap<String, u8> = HashMap::new();
+        for line in include_str!("../data/common-words.tsv").lines() {
+            let Some((word, zipf)) = line.split_once('\t') else {
+                continue; // the header comment
+            };
+            let Ok(zipf) = zipf.parse::<u8>() else {
+                continue;
+            };
+            let key = if word.is_ascii() {
+                stem(word)
+            } else {
+                word.to_string()
+            };
+            let e = map.entry(key).or_insert(0);
+            *e = (*e).max(zipf);
+        }
+        map
+    })
+}
+
+/// How common a term is in general text, on the Zipf scale (log10 of occurrences per
+/// billion words; "the" is about 7.7, "refund" 3.9); 0 for a term the table does not hold,
+/// which is rarer than 3.5 or names something no general text uses ("dingtalk").
+pub(crate) fn commonness(term: &str) -> f64 {
+    let key = term.strip_prefix(BIGRAM_MARK).unwrap_or(term);
+    common_words()
+        .get(key)
+        .map_or(0.0, |&z| f64::from(z) / 10.0)
 }
 
 pub(crate) fn is_han(c: char) -> bool {
@@ -720,6 +757,19 @@ pub(crate) fn edit_distance(a: &str, b: &str, max: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commonness_tells_everyday_words_from_topic_words() {
+        // Stemmed keys: "meaning" and "days" find their stems' figures.
+        assert!(commonness(&stem("days")) >= 5.5, "day is an everyday word");
+        assert!(commonness("怎么") >= 5.5);
+        assert!(commonness("refund") < 4.5 && commonness("refund") > 3.5);
+        assert_eq!(commonness("dingtalk"), 0.0, "no general text names it");
+        assert_eq!(commonness("钉钉"), 0.0);
+        // A bigram term is looked up by its two characters.
+        let bigram = format!("{BIGRAM_MARK}今天");
+        assert_eq!(commonness(&bigram), commonness("今天"));
+    }
 
     #[test]
     fn stems_are_consistent() {
