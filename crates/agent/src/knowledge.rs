@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::AgentError;
 use crate::ingest::{self, Format, IngestProblem};
-use crate::text::{commonness, detect_lang, edit_distance, is_bigram, tokenize, Lang};
+use crate::text::{commonness, detect_lang, edit_distance, is_bigram, reading_key, tokenize, Lang};
 
 pub use crate::ingest::MAX_PASSAGE_CHARS;
 
@@ -135,6 +135,9 @@ pub struct KnowledgeBase {
     avg_len: [f64; 3],
     /// Spelling index: (hash of a term with one character deleted, term), sorted.
     deletes: Vec<(u64, u32)>,
+    /// Chinese terms of two to four characters by their toneless reading, for questions
+    /// typed with a homophone slip of a pinyin input method.
+    homophones: HashMap<String, Vec<u32>, FastHash>,
     synonyms: Synonyms,
     problems: Vec<IngestProblem>,
     /// Per passage, its file's index in `file_len`.
@@ -465,6 +468,13 @@ impl KnowledgeBase {
         deletes.sort_unstable();
         deletes.dedup();
         self.deletes = deletes;
+        let mut homophones: HashMap<String, Vec<u32>, FastHash> = HashMap::default();
+        for (id, t) in self.term_text.iter().enumerate() {
+            if let Some(key) = reading_key(t) {
+                homophones.entry(key).or_default().push(id as u32);
+            }
+        }
+        self.homophones = homophones;
     }
 
     /// Files and rows that could not be loaded, each naming the file and line.
@@ -494,8 +504,16 @@ impl KnowledgeBase {
     }
 
     /// The indexed term closest in spelling to an unknown `term` (one edit, two for long
-    /// words), preferring the most frequent; `None` when there is none.
+    /// words; for Chinese, a term read the same), preferring the most frequent; `None` when
+    /// there is none.
     fn correct(&self, term: &str) -> Option<u32> {
+        if let Some(key) = reading_key(term) {
+            // A word before a bigram of the same characters, then the most frequent.
+            return self.homophones.get(&key)?.iter().copied().max_by_key(|&t| {
+                let text = &self.term_text[t as usize];
+                (!is_bigram(text), self.postings[t as usize].len())
+            });
+        }
         if !typo_candidate(term) {
             return None;
         }

@@ -33,6 +33,97 @@ fn jieba() -> &'static Jieba {
 pub fn warm_up() {
     let _ = jieba();
     let _ = common_words();
+    let _ = han_chars();
+}
+
+/// Per character of the main CJK block (U+4E00..U+9FFF), its simplified form and its
+/// toneless reading, from `data/han-chars.tsv`: an array, since indexing folds every Han
+/// character of the knowledge through it.
+struct HanChars {
+    simplified: Vec<char>,
+    reading: Vec<u16>,
+    readings: Vec<&'static str>,
+}
+
+const HAN_BASE: u32 = 0x4E00;
+const HAN_END: u32 = 0xA000;
+const NO_READING: u16 = u16::MAX;
+
+fn han_chars() -> &'static HanChars {
+    static HAN: OnceLock<HanChars> = OnceLock::new();
+    HAN.get_or_init(|| {
+        let n = (HAN_END - HAN_BASE) as usize;
+        let mut t = HanChars {
+            simplified: (HAN_BASE..HAN_END).filter_map(char::from_u32).collect(),
+            reading: vec![NO_READING; n],
+            readings: Vec::new(),
+        };
+        let mut ids: HashMap<&'static str, u16> = HashMap::new();
+        for line in include_str!("../data/han-chars.tsv").lines() {
+            let mut cols = line.split('\t');
+            let (Some(c), Some(simple), Some(reading)) = (cols.next(), cols.next(), cols.next())
+            else {
+                continue; // the header comment
+            };
+            let Some(c) = c
+                .chars()
+                .next()
+                .filter(|c| (HAN_BASE..HAN_END).contains(&(*c as u32)))
+            else {
+                continue;
+            };
+            let i = (c as u32 - HAN_BASE) as usize;
+            if let Some(s) = simple.chars().next().filter(|_| simple != "-") {
+                t.simplified[i] = s;
+            }
+            let next = ids.len() as u16;
+            let id = *ids.entry(reading).or_insert_with(|| {
+                t.readings.push(reading);
+                next
+            });
+            t.reading[i] = id;
+        }
+        t
+    })
+}
+
+fn han_index(c: char) -> Option<usize> {
+    let cp = c as u32;
+    (HAN_BASE..HAN_END)
+        .contains(&cp)
+        .then(|| (cp - HAN_BASE) as usize)
+}
+
+/// Traditional characters to their simplified forms (裝 to 装), everything else unchanged:
+/// the pages and the segmenter's dictionary are simplified, users in Taiwan and Hong Kong
+/// type traditional.
+pub fn fold_traditional(text: &str) -> String {
+    let t = han_chars();
+    text.chars()
+        .map(|c| han_index(c).map_or(c, |i| t.simplified[i]))
+        .collect()
+}
+
+/// The toneless readings of a Chinese word of two to four characters, joined ("bian yi"
+/// for both 编译 and the input-method slip 编绎); `None` for anything else.
+pub(crate) fn reading_key(term: &str) -> Option<String> {
+    let word = term.strip_prefix(BIGRAM_MARK).unwrap_or(term);
+    if !(2..=4).contains(&word.chars().count()) {
+        return None;
+    }
+    let t = han_chars();
+    let mut key = String::with_capacity(word.len() * 2);
+    for c in word.chars() {
+        let r = t.reading[han_index(c)?];
+        if r == NO_READING {
+            return None;
+        }
+        if !key.is_empty() {
+            key.push(' ');
+        }
+        key.push_str(t.readings[r as usize]);
+    }
+    Some(key)
 }
 
 /// How common words are in general text (Zipf scale x 10), from `data/common-words.tsv`,
@@ -687,7 +778,7 @@ fn tokenize_han(run: &str, out: &mut Vec<String>) {
 
 /// Terms of `text` for indexing and querying (the same function on both sides).
 pub fn tokenize(text: &str) -> Vec<String> {
-    let text = fold_width(text);
+    let text = fold_traditional(&fold_width(text));
     let mut out = Vec::new();
     let mut start = 0;
     let mut han: Option<bool> = None;
@@ -757,6 +848,25 @@ pub(crate) fn edit_distance(a: &str, b: &str, max: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traditional_folds_and_homophones_share_a_reading() {
+        assert_eq!(fold_traditional("怎麼安裝 jitnode"), "怎么安装 jitnode");
+        assert_eq!(tokenize("怎麼安裝"), tokenize("怎么安装"));
+        assert_eq!(reading_key("编译"), reading_key("编绎"));
+        assert_eq!(reading_key("编译").as_deref(), Some("bian yi"));
+        assert_ne!(reading_key("编译"), reading_key("部署"));
+        assert_eq!(
+            reading_key(&format!("{BIGRAM_MARK}编译")),
+            reading_key("编译")
+        );
+        assert_eq!(
+            reading_key("编"),
+            None,
+            "one character is too little to match by sound"
+        );
+        assert_eq!(reading_key("dist"), None);
+    }
 
     #[test]
     fn commonness_tells_everyday_words_from_topic_words() {
