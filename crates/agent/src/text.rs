@@ -94,14 +94,19 @@ fn han_index(c: char) -> Option<usize> {
         .then(|| (cp - HAN_BASE) as usize)
 }
 
-/// Traditional characters to their simplified forms (裝 to 装), everything else unchanged:
-/// the pages and the segmenter's dictionary are simplified, users in Taiwan and Hong Kong
-/// type traditional.
-pub fn fold_traditional(text: &str) -> String {
-    let t = han_chars();
+/// A question or passage with full-width ASCII folded to ASCII and traditional characters
+/// to simplified ones (裝 to 装): the pages and the segmenter's dictionary are simplified,
+/// users in Taiwan and Hong Kong type traditional. Case is kept (camelCase splitting
+/// needs it). One pass, since this runs on every passage indexed.
+pub(crate) fn normalize(text: &str) -> String {
+    let han = han_chars();
     text.chars()
-        .map(|c| han_index(c).map_or(c, |i| t.simplified[i]))
+        .map(|c| simplified(han, half_width(c)))
         .collect()
+}
+
+fn simplified(t: &HanChars, c: char) -> char {
+    han_index(c).map_or(c, |i| t.simplified[i])
 }
 
 /// The toneless readings of a Chinese word of two to four characters, joined ("bian yi"
@@ -177,15 +182,13 @@ pub fn detect_lang(text: &str) -> Lang {
 }
 
 /// Full-width ASCII forms (Ａ, ｅ, ０, ＃ …) and the ideographic space to their ASCII
-/// equivalents; everything else unchanged. Case is kept (camelCase splitting needs it).
-pub fn fold_width(text: &str) -> String {
-    text.chars()
-        .map(|c| match c as u32 {
-            0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            0x3000 => ' ',
-            _ => c,
-        })
-        .collect()
+/// equivalents.
+fn half_width(c: char) -> char {
+    match c as u32 {
+        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        0x3000 => ' ',
+        _ => c,
+    }
 }
 
 const EN_STOP: &[&str] = &[
@@ -778,7 +781,7 @@ fn tokenize_han(run: &str, out: &mut Vec<String>) {
 
 /// Terms of `text` for indexing and querying (the same function on both sides).
 pub fn tokenize(text: &str) -> Vec<String> {
-    let text = fold_traditional(&fold_width(text));
+    let text = normalize(text);
     let mut out = Vec::new();
     let mut start = 0;
     let mut han: Option<bool> = None;
@@ -851,7 +854,7 @@ mod tests {
 
     #[test]
     fn traditional_folds_and_homophones_share_a_reading() {
-        assert_eq!(fold_traditional("怎麼安裝 jitnode"), "怎么安装 jitnode");
+        assert_eq!(normalize("怎麼安裝 ｊｉｔｎｏｄｅ"), "怎么安装 jitnode");
         assert_eq!(tokenize("怎麼安裝"), tokenize("怎么安装"));
         assert_eq!(reading_key("编译"), reading_key("编绎"));
         assert_eq!(reading_key("编译").as_deref(), Some("bian yi"));
