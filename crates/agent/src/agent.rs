@@ -53,6 +53,12 @@ impl RunArgs {
     }
 }
 
+/// Told to the LLM when even the best passage is a weak match (below `threshold`, above
+/// `llmThreshold`), so that a question the knowledge does not cover is still refused.
+pub const WEAK_MATCH_NOTE: &str = "\nThese passages match the question only weakly: use them \
+     only if they really answer it; otherwise say that the knowledge base does not cover the \
+     question, and name no source.";
+
 /// The fixed answer when nothing in the knowledge base passes the threshold.
 pub fn not_covered(lang: Lang) -> &'static str {
     match lang {
@@ -209,10 +215,21 @@ impl Agent {
             question,
             SearchParams {
                 top_k: r.top_k,
-                threshold: r.threshold,
+                threshold: self.threshold(),
                 relative: r.relative,
             },
         )
+    }
+
+    /// The least relevance a passage needs to be used: lower with an LLM, which is told
+    /// when the match is weak (see [`crate::config::RetrievalConfig::llm_threshold`]).
+    fn threshold(&self) -> f64 {
+        let r = &self.config.retrieval;
+        if self.client.is_some() && self.config.llm.is_some() {
+            r.llm_threshold
+        } else {
+            r.threshold
+        }
     }
 
     /// Retrieval for a question in a conversation: a short follow-up ("and in a group?",
@@ -269,7 +286,7 @@ impl Agent {
             &query,
             SearchParams {
                 top_k: r.top_k * 3,
-                threshold: r.threshold,
+                threshold: self.threshold(),
                 relative: r.relative,
             },
         );
@@ -426,6 +443,12 @@ impl Agent {
             "\nEnd the answer with the file names of the passages you used, like \
              (source: reload.en.md). If the passages do not answer the question, say so.",
         );
+        if hits
+            .first()
+            .is_some_and(|h| h.relevance < self.config.retrieval.threshold)
+        {
+            system.push_str(WEAK_MATCH_NOTE);
+        }
         system.push_str(match lang {
             Lang::Zh => "\nAnswer in Chinese.",
             Lang::En => "\nAnswer in English.",

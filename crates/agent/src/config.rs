@@ -76,6 +76,11 @@ pub struct RetrievalConfig {
     /// Passages scoring below this share of the best passage's score are not used
     /// (`relative`, 0..=1).
     pub relative: f64,
+    /// With an LLM, the minimum relevance instead of `threshold` (`llmThreshold`, capped at
+    /// `threshold`): a weak match still reaches the model, which is told so and says "not
+    /// covered" itself when the passages do not answer. Without an LLM a weak match would
+    /// be quoted as it stands, so there `threshold` holds.
+    pub llm_threshold: f64,
 }
 
 /// OpenAI-compatible embeddings endpoint settings (`embedding` section).
@@ -136,6 +141,7 @@ impl Default for RetrievalConfig {
             top_k: 3,
             threshold: 0.55,
             relative: 0.5,
+            llm_threshold: 0.35,
         }
     }
 }
@@ -251,7 +257,9 @@ fn schema_json() -> Value {
                     "threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.55,
                                   "description": "Minimum relevance in 0..1: the calibrated probability that a passage answers the question."},
                     "relative": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5,
-                                 "description": "Passages scoring below this share of the best one are not used."}
+                                 "description": "Passages scoring below this share of the best one are not used."},
+                    "llmThreshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.35,
+                                     "description": "With an LLM, the minimum relevance instead of threshold (capped at threshold): weak matches reach the model, which says when they do not answer."}
                 }
             },
             "embedding": {
@@ -338,6 +346,7 @@ struct RawRetrieval {
     top_k: f64,
     threshold: f64,
     relative: f64,
+    llm_threshold: f64,
 }
 
 #[derive(Deserialize)]
@@ -417,6 +426,8 @@ impl AgentConfig {
                 top_k: raw.retrieval.top_k as usize,
                 threshold: raw.retrieval.threshold,
                 relative: raw.retrieval.relative,
+                // Never stricter with an LLM than without one.
+                llm_threshold: raw.retrieval.llm_threshold.min(raw.retrieval.threshold),
             },
             embedding,
             memory: MemoryConfig {
@@ -457,6 +468,8 @@ mod tests {
         assert!(e.to_string().contains("llm.model"), "{e}");
         let e = AgentConfig::from_value(&json!({"knowledge": "../etc"})).unwrap_err();
         assert!(e.to_string().contains("knowledge"), "{e}");
+        let c = AgentConfig::from_value(&json!({"retrieval": {"threshold": 0.3}})).unwrap();
+        assert_eq!(c.retrieval.llm_threshold, 0.3, "never stricter with an LLM");
         let e = AgentConfig::from_value(&json!({"retrieval": {"threshold": 3}})).unwrap_err();
         assert!(e.to_string().contains("retrieval.threshold"), "{e}");
     }

@@ -24,7 +24,7 @@ mod llm;
 mod memory;
 mod text;
 
-pub use agent::{not_covered, split_for_streaming, Agent, RunArgs, SEARCH_TOOL};
+pub use agent::{not_covered, split_for_streaming, Agent, RunArgs, SEARCH_TOOL, WEAK_MATCH_NOTE};
 pub use chunk::{Answer, Chunk, Source};
 pub use config::{
     config_schema, AgentConfig, EmbeddingConfig, LlmConfig, MemoryConfig, OfflineConfig,

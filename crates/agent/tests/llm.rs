@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jitnode_agent::{Agent, AgentError, Answer, CancellationToken, Chunk, LlmError};
+use jitnode_agent::{
+    not_covered, Agent, AgentError, Answer, CancellationToken, Chunk, Lang, LlmError,
+    WEAK_MATCH_NOTE,
+};
 use jitnode_test_kit::llm::{delta_event, error_response, LlmStandIn, Request, SSE_HEAD};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -257,6 +260,41 @@ async fn no_api_key_sends_no_authorization_and_off_topic_skips_the_llm() {
         1,
         "an uncovered question must not reach the LLM"
     );
+}
+
+#[tokio::test]
+async fn a_weak_match_reaches_the_llm_with_a_warning_and_stays_refused_offline() {
+    // Short questions match weakly: relevance between llmThreshold and threshold.
+    const Q_WEAK: &str = "元素是啥";
+    let s = StandIn::start(Script::Normal).await;
+    let a = agent(&s.base_url, json!({}));
+    let hits = a.retrieve(Q_WEAK);
+    let relevance = hits.first().map(|h| h.relevance).unwrap_or(0.0);
+    assert!(
+        (0.35..0.55).contains(&relevance),
+        "the test needs a weak match, got {relevance}"
+    );
+    let (r, _) = run(&a, Q_WEAK, "w1").await;
+    let answer = r.expect("the LLM answers");
+    assert_eq!(answer.sources[0].file, "elements.zh.md");
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "a weak match reaches the LLM");
+    let system = reqs[0].body["messages"][0]["content"].as_str().unwrap();
+    assert!(system.contains(WEAK_MATCH_NOTE), "{system}");
+    // A strong match carries no such note.
+    run(&a, Q_RELOAD, "w2").await.0.unwrap();
+    let system = s.requests()[1].body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!system.contains(WEAK_MATCH_NOTE), "{system}");
+
+    // Without an LLM a weak match would be quoted as it stands: it is refused instead.
+    let offline = Agent::load(&demo_dir(), &json!({"offline": {"chunkDelayMs": 0}})).unwrap();
+    let (r, _) = run(&offline, Q_WEAK, "w3").await;
+    let r = r.unwrap();
+    assert!(r.sources.is_empty(), "{:?}", r.sources);
+    assert_eq!(r.answer, not_covered(Lang::Zh));
 }
 
 fn user_and_assistant(body: &Value) -> Vec<(String, String)> {
