@@ -1,7 +1,7 @@
 //! One running robot instance: the Stream [`Handler`] that turns messages and card clicks
 //! into cards, agent calls and records, using the building blocks of this crate.
 //!
-//! Per question: (the client has ACKed already) thinking card @-mentioning the asker, the
+//! Per question: the claim in the shared store (then the client ACKs), thinking card @-mentioning the asker, the
 //! agent's `run` with the question and chat id, its `TEXT_MESSAGE_CONTENT` chunks streamed
 //! into the card through the [`throttle`], the answer stored, the final card with the
 //! feedback buttons. Every card that was started ends finished or failed: on agent error,
@@ -16,7 +16,7 @@ use std::time::Duration;
 use jitnode_dingtalk_wire::api::{Mention, Method, WebhookMessage, PATH_STANDARD_SEND};
 use jitnode_dingtalk_wire::{CardCallback, ParamMap, RobotMessage};
 use jitnode_host::{AppHandle, ChunkSink};
-use jitnode_stream::handler::{BoxFuture, Handler, HandlerError, Replier};
+use jitnode_stream::handler::{Accept, BoxFuture, Handler, HandlerError, Replier};
 use jitnode_stream::reply::{OpenApi, ReplyError};
 use jitnode_stream::ReplyContext;
 use serde_json::{json, Value};
@@ -399,16 +399,86 @@ impl Robot {
         }
     }
 
+    /// Decides before the ACK whether this host answers `m`: with a shared store, by
+    /// claiming its `msgId` there (an insert on a unique key), so the ACK follows the claim.
+    /// A message another host claimed is ACKed and skipped. While the store is unreachable
+    /// the message is left un-ACKed: DingTalk redelivers it, to this host once the store is
+    /// back or to another that reaches it (see ARCHITECTURE.md).
+    pub(crate) async fn accept(&self, m: &RobotMessage) -> Accept {
+        if self.cancel.is_cancelled() {
+            // Stopping: leave the message to a redelivery (to this app's next connection).
+            return Accept::Refuse(format!("{}: the robot is stopping", self.name));
+        }
+        let Some(store) = self.claim_store(m) else {
+            return Accept::Take;
+        };
+        match store
+            .claim(&m.msg_id, jitnode_store::host_id(), store.lease())
+            .await
+        {
+            Ok(jitnode_store::Claim::Won { takeover }) => {
+                if takeover {
+                    tracing::info!(robot = %self.name, "claim of a dead host taken over");
+                }
+                Accept::Take
+            }
+            Ok(jitnode_store::Claim::Duplicate { host, state }) => {
+                tracing::info!(robot = %self.name, owner = %host, state = state.as_str(),
+                    "message claimed by another host; not answering it here");
+                Accept::Skip
+            }
+            Err(e) => {
+                jitnode_metrics::global().messages_failed.inc();
+                tracing::error!(robot = %self.name,
+                    "store unreachable; message left un-ACKed for DingTalk to redeliver: {e}");
+                Accept::Refuse(format!("{}: store unreachable", self.name))
+            }
+        }
+    }
+
+    /// The store that claims `m`, if there is one and `m` has a key to claim by.
+    fn claim_store(&self, m: &RobotMessage) -> Option<&jitnode_store::Store> {
+        self.store.as_ref().filter(|_| !m.msg_id.is_empty())
+    }
+
+    /// Handles a message [`Robot::accept`] took, then records the claim's end: answered, or
+    /// released when nothing reached the user so the redelivery is answered at once
+    /// instead of after the lease.
     async fn on_message(
         &self,
         m: RobotMessage,
         replier: Replier,
         shutdown: CancellationToken,
     ) -> Result<(), HandlerError> {
-        if self.cancel.is_cancelled() {
-            // Stopping: leave the message to a redelivery (to this app's next connection).
-            return Err(HandlerError::failed("the robot is stopping"));
+        let claim = self.claim_store(&m).cloned().map(|s| (s, m.msg_id.clone()));
+        let result = self.handle_message(m, replier, shutdown).await;
+        if let Some((store, key)) = claim {
+            let host = jitnode_store::host_id();
+            let done = match &result {
+                Ok(()) => store
+                    .set_claim(
+                        &key,
+                        host,
+                        jitnode_store::ClaimState::Answered,
+                        store.lease(),
+                    )
+                    .await
+                    .map(drop),
+                Err(_) => store.release_claim(&key, host).await,
+            };
+            if let Err(e) = done {
+                tracing::warn!(robot = %self.name, "could not record the claim's end: {e}");
+            }
         }
+        result
+    }
+
+    async fn handle_message(
+        &self,
+        m: RobotMessage,
+        replier: Replier,
+        shutdown: CancellationToken,
+    ) -> Result<(), HandlerError> {
         m.check()
             .map_err(|e| HandlerError::failed(format!("{}: {e}", self.name)))?;
         jitnode_metrics::global().messages_received.inc();
@@ -432,30 +502,6 @@ impl Robot {
             Ok(None) => {}
             Err(e) => tracing::warn!(robot = %self.name, "records not readable: {e}"),
         }
-        // The claim in the shared store decides which host answers: a push that another
-        // host claimed (a redelivery that landed here) is not answered again. The stream
-        // client has ACKed the push already, so DingTalk will not redeliver it: with the
-        // store unreachable the robot answers unclaimed (a rare duplicate beats a lost
-        // question), and says so in the log.
-        let host = jitnode_store::host_id();
-        let mut claimed = false;
-        if let Some(store) = &self.store {
-            match store.claim(&m.msg_id, host, store.lease()).await {
-                Ok(jitnode_store::Claim::Won { takeover }) => {
-                    claimed = true;
-                    if takeover {
-                        tracing::info!(robot = %self.name, "claim of a dead host taken over");
-                    }
-                }
-                Ok(jitnode_store::Claim::Duplicate { host, state }) => {
-                    tracing::info!(robot = %self.name, owner = %host, state = state.as_str(),
-                        "message claimed by another host; not answering it here");
-                    return Ok(());
-                }
-                Err(e) => tracing::warn!(robot = %self.name,
-                    "store unavailable; answering without a claim: {e}"),
-            }
-        }
         let row = NewAnswer::for_message(&m, &self.name, "", &question, "");
         let ask = Ask {
             chat_id: m.chat_id(),
@@ -465,27 +511,7 @@ impl Robot {
             row,
             question,
         };
-        let answered = self.answer(&replier, ask, Some(shutdown)).await;
-        if let Some(store) = self.store.as_ref().filter(|_| claimed) {
-            let done = match answered {
-                true => store
-                    .set_claim(
-                        &m.msg_id,
-                        host,
-                        jitnode_store::ClaimState::Answered,
-                        store.lease(),
-                    )
-                    .await
-                    .map(drop),
-                // Nothing reached the user: free the claim so the redelivery is answered at
-                // once instead of after the lease.
-                false => store.release_claim(&m.msg_id, host).await,
-            };
-            if let Err(e) = done {
-                tracing::warn!(robot = %self.name, "could not record the claim's end: {e}");
-            }
-        }
-        if answered {
+        if self.answer(&replier, ask, Some(shutdown)).await {
             Ok(())
         } else {
             // Nothing reached the user: let a redelivery try again.
@@ -644,6 +670,10 @@ impl Robot {
 pub(crate) struct RobotHandler(pub(crate) Arc<Robot>);
 
 impl Handler for RobotHandler {
+    fn accept_robot_message<'a>(&'a self, msg: &'a RobotMessage) -> BoxFuture<'a, Accept> {
+        Box::pin(self.0.accept(msg))
+    }
+
     fn on_robot_message(
         &self,
         msg: RobotMessage,
