@@ -120,6 +120,7 @@ impl Loader for DingTalkStreamLoader {
                 client_config(&config),
                 Arc::new(RobotHandler(robot.clone())),
             );
+            tokio::spawn(sweep_cards(robot.clone(), client.replier().openapi.clone()));
             tokio::spawn(report_readiness(
                 client.status(),
                 cx.readiness("connecting"),
@@ -135,6 +136,24 @@ impl Loader for DingTalkStreamLoader {
             );
             Ok(Box::new(RobotRuntime { robot, client }) as Box<dyn ElementRuntime>)
         })
+    }
+}
+
+/// Runs the robot's sweeper at start and then every half lease (with a shared store),
+/// until the robot stops: dead hosts' cards, and this host's own from before a restart,
+/// are finalized within 1.5 leases.
+async fn sweep_cards(robot: Arc<Robot>, api: jitnode_stream::OpenApi) {
+    let Some(lease) = robot.store_lease() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(crate::robot::sweep_interval(lease));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = robot.cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        robot.sweep(&api).await;
     }
 }
 

@@ -170,6 +170,11 @@ impl Robot {
         }
     }
 
+    /// The lease of the shared store's claims and cards, if there is a store.
+    pub(crate) fn store_lease(&self) -> Option<Duration> {
+        self.store.as_ref().map(jitnode_store::Store::lease)
+    }
+
     /// The fixed texts in the language of the user's words (`question`), the configured
     /// language when they have none.
     fn lang_of(&self, question: &str) -> Lang {
@@ -250,8 +255,17 @@ impl Robot {
                 Err(e) => tracing::warn!(robot = %self.name, "thinking card not sent: {e}"),
             }
         }
+        let open_card = match (&card, card_ok) {
+            (Some(card), true) => self.record_open_card(card.card_id(), &ask).await,
+            _ => None,
+        };
 
         let (feed, rx) = throttle::feed();
+        // While the answer runs, its card and claim stay this host's (lease renewed with
+        // the text so far); a host that dies stops renewing and the sweeper takes over.
+        let heartbeat = open_card.clone().map(|(store, card_id)| {
+            self.heartbeat(store, card_id, ask.row.message_id.clone(), rx.clone())
+        });
         let feed = Arc::new(feed);
         let weak = Arc::downgrade(&feed);
         let sink = ChunkSink::new(move |chunk| {
@@ -338,6 +352,17 @@ impl Robot {
         };
 
         let (report, (outcome, partial)) = tokio::join!(driver, agent);
+        if let Some(h) = heartbeat {
+            h.abort();
+        }
+        let shown = matches!(&outcome, Outcome::Answer(_))
+            && report.as_ref().is_some_and(|r| r.final_published);
+        if let Some((store, card_id)) = &open_card {
+            // Finished either way: the final answer, or a failure notice tried below.
+            if let Err(e) = store.close_card(card_id, !shown).await {
+                tracing::warn!(robot = %self.name, "open card not closed in the store: {e}");
+            }
+        }
         let metrics = jitnode_metrics::global();
         match &outcome {
             Outcome::Answer(_) => {
@@ -349,7 +374,6 @@ impl Robot {
         }
         match outcome {
             Outcome::Answer(text) => {
-                let shown = report.as_ref().is_some_and(|r| r.final_published);
                 if shown {
                     return true;
                 }
@@ -397,6 +421,104 @@ impl Robot {
                     .await
             }
         }
+    }
+
+    /// Records a sent card as open in the shared store, so another host can finish it if
+    /// this one dies. Returns the store and card id to renew and close it with.
+    async fn record_open_card(
+        &self,
+        card_id: &str,
+        ask: &Ask,
+    ) -> Option<(jitnode_store::Store, String)> {
+        let store = self.store.clone()?;
+        let card = jitnode_store::OpenCard {
+            card_id,
+            msg_key: &ask.row.message_id,
+            robot: &self.name,
+            question: &ask.question,
+        };
+        match store
+            .open_card(&card, jitnode_store::host_id(), store.lease())
+            .await
+        {
+            Ok(()) => Some((store, card_id.to_string())),
+            Err(e) => {
+                tracing::warn!(robot = %self.name, "open card not recorded: {e}");
+                None
+            }
+        }
+    }
+
+    /// Renews the card's and the claim's lease every third of it with the text so far,
+    /// until aborted.
+    fn heartbeat(
+        &self,
+        store: jitnode_store::Store,
+        card_id: String,
+        msg_key: String,
+        text: tokio::sync::watch::Receiver<throttle::Snapshot>,
+    ) -> tokio::task::JoinHandle<()> {
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            let lease = store.lease();
+            let host = jitnode_store::host_id();
+            let mut tick = tokio::time::interval(heartbeat_interval(lease));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let last = text.borrow().text.clone();
+                let renewed = async {
+                    store.update_card(&card_id, host, &last, lease).await?;
+                    store
+                        .set_claim(&msg_key, host, jitnode_store::ClaimState::Answering, lease)
+                        .await
+                };
+                if let Err(e) = renewed.await {
+                    tracing::warn!(robot = %name, "card lease not renewed: {e}");
+                }
+            }
+        })
+    }
+
+    /// Finalizes every card of this robot left open past its lease by a host that died
+    /// mid-answer: failed, with the text it had shown and the "could not be finished"
+    /// notice in the question's language (not re-answered, see ARCHITECTURE.md). Returns how
+    /// many were finalized.
+    pub(crate) async fn sweep(&self, api: &OpenApi) -> usize {
+        let Some(store) = &self.store else {
+            return 0;
+        };
+        let host = jitnode_store::host_id();
+        let stale = match store
+            .take_stale_cards(&self.name, host, store.lease())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(robot = %self.name, "sweeper: store unavailable: {e}");
+                return 0;
+            }
+        };
+        let mut done = 0;
+        for c in stale {
+            let card = AnswerCard::existing(&self.config, &c.card_id, &c.question);
+            let texts = Texts::for_lang(self.lang_of(&c.question));
+            match send_calls(api, &card.failed(&c.last_text, texts.stopped)).await {
+                Ok(()) => {
+                    done += 1;
+                    tracing::info!(robot = %self.name, card = %c.card_id, dead_host = %c.dead_host,
+                        "finalized a card left open by a host that stopped mid-answer");
+                    if let Err(e) = store.close_card(&c.card_id, true).await {
+                        tracing::warn!(robot = %self.name, "swept card not closed: {e}");
+                    }
+                }
+                // Left `finalizing` under this host's lease: the next sweep retries it.
+                Err(e) => {
+                    tracing::warn!(robot = %self.name, card = %c.card_id, "sweeper: card not finalized: {e}")
+                }
+            }
+        }
+        done
     }
 
     /// Decides before the ACK whether this host answers `m`: with a shared store, by
@@ -691,6 +813,18 @@ impl Handler for RobotHandler {
     ) -> BoxFuture<'_, Result<Value, HandlerError>> {
         Box::pin(self.0.clone().on_callback(cb, replier))
     }
+}
+
+/// How often a running answer renews its card's lease: three times per lease, so one
+/// missed renewal does not let a sweeper take a live card.
+pub(crate) fn heartbeat_interval(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(100))
+}
+
+/// How often the sweeper looks for dead hosts' cards: twice per lease, so a card is
+/// finalized within 1.5 leases of its host's death.
+pub(crate) fn sweep_interval(lease: Duration) -> Duration {
+    (lease / 2).max(Duration::from_millis(200))
 }
 
 /// How long `stop` waits for running answers to finalize their cards.
