@@ -14,7 +14,7 @@ use jitnode_stream::{Client, ClientConfig, Status};
 use serde_json::{json, Value};
 
 use crate::config::RobotConfig;
-use crate::records::Records;
+use crate::records::{Records, RecordsAt};
 use crate::robot::{Robot, RobotHandler, FINALIZE_BUDGET};
 
 /// The name to register the loader under: Types say `"backendBundleEntry":
@@ -105,11 +105,16 @@ impl Loader for DingTalkStreamLoader {
                 element: element.clone(),
                 source,
             })?;
-            let data_dir = cx.data_dir();
-            let records = shared_records(&data_dir).map_err(|source| LoadError::Records {
-                element: element.clone(),
-                source,
-            })?;
+            // On the shared store when `jitnode run` opened one; else the app's own file.
+            let records = match jitnode_store::process_store() {
+                Some(store) => RecordsAt::Store(store),
+                None => RecordsAt::File(shared_records(&cx.data_dir()).map_err(|source| {
+                    LoadError::Records {
+                        element: element.clone(),
+                        source,
+                    }
+                })?),
+            };
             let robot = Arc::new(Robot::new(
                 element.clone(),
                 config.clone(),
@@ -224,7 +229,7 @@ impl ElementRuntime for RobotRuntime {
                     "clientId": self.robot.config.client_id,
                     "status": format!("{:?}", *self.client.status().borrow()),
                     "answering": self.robot.in_flight.running(),
-                    "records": self.robot.records.path().display().to_string(),
+                    "records": self.robot.records.location(),
                 })),
                 other => Err(FunctionError::failed(format!("no function \"{other}\""))),
             }

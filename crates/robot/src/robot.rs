@@ -27,7 +27,7 @@ use crate::callback::{Action, CallbackError};
 use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
 use crate::message::{webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
-use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, Records};
+use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, RecordsAt};
 use crate::regen::Regenerations;
 use crate::reply::{self, AnswerCard, CardCall};
 use crate::texts::Texts;
@@ -90,7 +90,8 @@ pub(crate) struct Robot {
     pub(crate) name: String,
     pub(crate) config: RobotConfig,
     pub(crate) app: AppHandle,
-    pub(crate) records: Arc<Records>,
+    /// Answers and feedback: on the shared store when there is one.
+    pub(crate) records: RecordsAt,
     /// Cancelled by `stop`: running answers finalize their cards and return.
     pub(crate) cancel: CancellationToken,
     pub(crate) in_flight: Arc<InFlight>,
@@ -151,7 +152,7 @@ impl Robot {
         name: String,
         config: RobotConfig,
         app: AppHandle,
-        records: Arc<Records>,
+        records: RecordsAt,
     ) -> Robot {
         if config.card.mode == CardMode::Standard {
             // Once per robot instance, at load: why its cards have no buttons.
@@ -339,7 +340,7 @@ impl Robot {
                 row.record_id = record_id.clone();
                 row.answer = text.clone();
                 row.answered_at_ms = now_ms();
-                if let Err(e) = self.records.record_answer(&row) {
+                if let Err(e) = self.records.record_answer(&row).await {
                     tracing::error!(robot = %self.name, "answer not stored: {e}");
                 }
                 feed.complete(text.clone());
@@ -616,7 +617,7 @@ impl Robot {
             return Ok(());
         };
         // A redelivery that outlived the client's dedupe window (or a restart).
-        match self.records.answer_by_message(&m.msg_id) {
+        match self.records.answer_by_message(&m.msg_id).await {
             Ok(Some(_)) => {
                 tracing::info!(robot = %self.name, "message answered before; not answering again");
                 return Ok(());
@@ -641,8 +642,8 @@ impl Robot {
         }
     }
 
-    fn answer_row(&self, record: &str) -> Result<AnswerRow, HandlerError> {
-        match self.records.answer(record) {
+    async fn answer_row(&self, record: &str) -> Result<AnswerRow, HandlerError> {
+        match self.records.answer(record).await {
             Ok(Some(row)) => Ok(row),
             Ok(None) => Err(bad_request(format!("no answer with record id {record:?}"))),
             Err(e) => Err(HandlerError::failed(e)),
@@ -658,7 +659,23 @@ impl Robot {
             tracing::warn!(robot = %self.name, "bad card callback: {e}");
             bad_request(e)
         })?;
-        let row = self.answer_row(action.record())?;
+        // A click redelivered to another host is acted on once: the first host to record
+        // its id in the shared store wins (feedback is idempotent anyway; a regeneration
+        // is not). With the store unreachable the click is acted on.
+        if let Some(store) = &self.store {
+            match store
+                .first_callback(&cb.message_id, jitnode_store::host_id())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(robot = %self.name, "card click seen before; not acted on again");
+                    return Ok(Value::Null);
+                }
+                Err(e) => tracing::warn!(robot = %self.name, "click not deduplicated: {e}"),
+            }
+        }
+        let row = self.answer_row(action.record()).await?;
         let lang = self.lang_of(&row.question);
         let texts = Texts::for_lang(lang);
         match action {
@@ -668,6 +685,7 @@ impl Robot {
                     .unwrap_or(&row.user_id);
                 self.records
                     .record_feedback(&record, user, kind, now_ms())
+                    .await
                     .map_err(HandlerError::failed)?;
                 match self.config.card.mode {
                     CardMode::Template => Ok(template::callback_response(&template::thanks(

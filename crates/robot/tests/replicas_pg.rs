@@ -101,6 +101,13 @@ async fn postgres_restart_mid_run_loses_nothing() {
         2,
         "the agent ran once per question"
     );
+    // The answers are recorded on the shared store, where every host and
+    // `jitnode feedback` read them.
+    let records = jitnode_robot::records::RecordsAt::Store(store.clone());
+    for m in [&before, &during] {
+        let row = records.answer_by_message(&m.msg_id).await.unwrap();
+        assert_eq!(row.map(|r| r.answer).as_deref(), Some("Once."));
+    }
     let problems = sb.problems();
     assert!(problems.is_empty(), "{problems:?}");
     app.stop(Duration::from_secs(5)).await;

@@ -9,6 +9,7 @@
 //! run unchanged on both backends (positional `$n` parameters work in both dialects).
 
 mod pg;
+mod records;
 mod schema;
 mod sqlite;
 mod url;
@@ -16,6 +17,7 @@ mod url;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use crate::records::{StoredAnswer, StoredFeedback};
 pub use crate::url::{redact, StoreUrl, DEFAULT_STORE_URL, STORE_URL_VAR};
 pub use schema::latest as latest_schema_version;
 
