@@ -1,11 +1,12 @@
 //! `jitnode feedback`: the robot's stored feedback (with question and answer), listed or
-//! exported as CSV / JSON, from `<app>/data/robot-records.sqlite3`.
+//! exported as CSV / JSON, from the configured store (`--store` over `JITNODE_STORE_URL`,
+//! default `sqlite:data/jitnode.sqlite3`; an old `data/robot-records.sqlite3` is imported
+//! into it once).
 
 use std::path::Path;
 
 use jitnode_robot::records::{
-    feedback_csv, feedback_json, feedback_summary, format_utc, FeedbackFilter, Records,
-    DB_FILE_NAME,
+    feedback_csv, feedback_json, feedback_summary, format_utc, FeedbackFilter, RecordsAt,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -16,32 +17,14 @@ pub enum Format {
     Json,
 }
 
-/// Lists (or exports) the feedback of the app at `app`.
-pub fn run(app: &Path, format: Format) -> Result<(), String> {
-    let data = app.join(jitnode_robot::loader::DATA_DIR);
-    let db = data.join(DB_FILE_NAME);
-    if !db.exists() {
-        return match format {
-            Format::Json => {
-                println!("[]");
-                Ok(())
-            }
-            Format::Csv => {
-                print!("{}", feedback_csv(&[]));
-                Ok(())
-            }
-            Format::Table => {
-                println!(
-                    "no records yet ({} does not exist; the robot creates it on its first answer)",
-                    db.display()
-                );
-                Ok(())
-            }
-        };
-    }
-    let records = Records::open_in(&data).map_err(|e| e.to_string())?;
+/// Lists (or exports) the feedback of the app at `app`, from its store.
+pub async fn run(app: &Path, store: Option<&str>, format: Format) -> Result<(), String> {
+    let store = crate::store_cmd::open(app, store).await?;
+    let shown = store.url().to_string();
+    let records = RecordsAt::Store(store);
     let rows = records
         .list_feedback(&FeedbackFilter::default())
+        .await
         .map_err(|e| e.to_string())?;
     match format {
         Format::Csv => print!("{}", feedback_csv(&rows)),
@@ -50,7 +33,14 @@ pub fn run(app: &Path, format: Format) -> Result<(), String> {
             serde_json::to_string_pretty(&feedback_json(&rows)).expect("JSON values serialize")
         ),
         Format::Table => {
-            let answers = records.list_answers(None).map_err(|e| e.to_string())?;
+            let answers = records
+                .list_answers(None)
+                .await
+                .map_err(|e| e.to_string())?;
+            if answers.is_empty() {
+                println!("no records yet in {shown} (the robot stores its first answer there)");
+                return Ok(());
+            }
             for r in &rows {
                 println!(
                     "{}  {:<14} {}  Q: {}",

@@ -184,6 +184,9 @@ enum Command {
         app: PathBuf,
         #[arg(long, value_enum, default_value = "table")]
         format: feedback_cmd::Format,
+        /// The store URL; overrides JITNODE_STORE_URL.
+        #[arg(long)]
+        store: Option<String>,
     },
     /// The shared store (claims, cards, records): `jitnode store status`.
     Store {
@@ -328,8 +331,10 @@ async fn main() -> ExitCode {
         Command::Click { app, robot, button } => ask_cmd::click(&app, robot.as_deref(), &button)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Feedback { app, format } => {
-            feedback_cmd::run(&app, format).map(|()| ExitCode::SUCCESS)
+        Command::Feedback { app, format, store } => {
+            feedback_cmd::run(&app, store.as_deref(), format)
+                .await
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Store {
             command: StoreCommand::Status { app, store },

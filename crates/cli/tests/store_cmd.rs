@@ -69,7 +69,7 @@ fn env_file_selects_postgres_and_flag_overrides_it() {
     let (ok, out, err) = status(app.path(), &[]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("backend         postgres") && out.contains("schema version  2"),
+        out.contains("backend         postgres") && out.contains("schema version  3"),
         "{out}"
     );
     let (ok, out, _) = status(app.path(), &["--store", "sqlite:other.sqlite3"]);
@@ -77,6 +77,57 @@ fn env_file_selects_postgres_and_flag_overrides_it() {
         ok && out.contains("backend         sqlite") && out.contains("other.sqlite3"),
         "{out}"
     );
+}
+
+/// `jitnode feedback` reads the configured store (here PostgreSQL): feedback written there
+/// by any host, on answers imported from the old file, and a rating clicked twice is one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_reads_the_configured_store() {
+    use jitnode_robot::callback::FeedbackKind;
+    use jitnode_robot::records::RecordsAt;
+    let pg = PgCluster::start();
+    let app = tempfile::tempdir().unwrap();
+    old_records(app.path(), 2);
+    std::fs::write(
+        app.path().join(".env"),
+        format!("JITNODE_STORE_URL={}\n", pg.url()),
+    )
+    .unwrap();
+    // Opening it the way `jitnode run` does imports the old answers.
+    let (ok, out, err) = status(app.path(), &[]);
+    assert!(ok && out.contains("answers         2"), "{err}{out}");
+    let url = jitnode_store::StoreUrl::parse(&pg.url(), "test", app.path()).unwrap();
+    let store = jitnode_store::Store::open(&url, &jitnode_store::StoreOptions::default())
+        .await
+        .unwrap();
+    let records = RecordsAt::Store(store);
+    for kind in [FeedbackKind::Helpful, FeedbackKind::Unhelpful] {
+        records
+            .record_feedback("r1", "rater", kind, 5)
+            .await
+            .unwrap();
+    }
+    assert!(records
+        .record_feedback("nope", "rater", FeedbackKind::Helpful, 5)
+        .await
+        .is_err());
+    let out = Command::new(env!("CARGO_BIN_EXE_jitnode"))
+        .env_remove("JITNODE_STORE_URL")
+        .args(["feedback", "--format", "json", "--app"])
+        .arg(app.path())
+        .output()
+        .expect("jitnode runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{stdout}");
+    assert!(stdout.contains("\"unhelpful\""), "{stdout}");
+    assert!(stdout.contains("r1"), "{stdout}");
 }
 
 #[test]

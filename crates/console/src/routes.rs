@@ -334,18 +334,13 @@ async fn feedback_json(State(s): State<Shared>) -> Response {
             header::CONTENT_DISPOSITION,
             "attachment; filename=\"feedback.json\"",
         )],
-        Json(snapshot::feedback(&s)),
+        Json(snapshot::feedback(&s).await),
     )
         .into_response()
 }
 
 async fn feedback_csv(State(s): State<Shared>) -> Response {
-    let rows = snapshot::records(&s)
-        .and_then(|r| {
-            r.list_feedback(&jitnode_robot::records::FeedbackFilter::default())
-                .ok()
-        })
-        .unwrap_or_default();
+    let rows = snapshot::feedback_rows(&s).await;
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

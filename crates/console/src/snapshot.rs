@@ -9,7 +9,7 @@ use jitnode_dingtalk_wire::CallKind;
 use jitnode_element::AppTree;
 use jitnode_host::Check;
 use jitnode_robot::cards::view::Progress;
-use jitnode_robot::records::{FeedbackFilter, Records, DB_FILE_NAME};
+use jitnode_robot::records::{FeedbackFilter, RecordsAt};
 use jitnode_sandbox::Transcript;
 use serde_json::{json, Map, Value};
 
@@ -285,11 +285,11 @@ pub fn chat_from_transcript(posted: &[PostedItem], t: &Transcript) -> Vec<Value>
 }
 
 /// Without the sandbox: a read-only transcript of the answers the robot stored.
-pub fn chat_from_records(state: &Shared) -> Vec<Value> {
+pub async fn chat_from_records(state: &Shared) -> Vec<Value> {
     let Some(records) = records(state) else {
         return Vec::new();
     };
-    let mut rows = records.list_answers(Some(50)).unwrap_or_default();
+    let mut rows = records.list_answers(Some(50)).await.unwrap_or_default();
     rows.reverse();
     rows.iter()
         .flat_map(|r| {
@@ -301,21 +301,26 @@ pub fn chat_from_records(state: &Shared) -> Vec<Value> {
         .collect()
 }
 
-/// The robot's records, when it has stored any.
-pub fn records(state: &Shared) -> Option<Records> {
-    let data = state.options.app_dir.join(jitnode_host::DATA_DIR);
-    if !data.join(DB_FILE_NAME).exists() {
-        return None;
+/// The robot's records: on the store of this `jitnode run`, else the app's own file when
+/// it has stored any.
+pub fn records(state: &Shared) -> Option<RecordsAt> {
+    RecordsAt::for_app(&state.options.app_dir.join(jitnode_host::DATA_DIR))
+}
+
+/// The feedback rows (all of them, oldest first).
+pub async fn feedback_rows(state: &Shared) -> Vec<jitnode_robot::records::FeedbackRow> {
+    match records(state) {
+        Some(r) => r
+            .list_feedback(&FeedbackFilter::default())
+            .await
+            .unwrap_or_default(),
+        None => Vec::new(),
     }
-    Records::open_in(&data).ok()
 }
 
 /// The feedback rows as JSON (the same export as `jitnode feedback --format json`).
-pub fn feedback(state: &Shared) -> Value {
-    match records(state).and_then(|r| r.list_feedback(&FeedbackFilter::default()).ok()) {
-        Some(rows) => jitnode_robot::records::feedback_json(&rows),
-        None => json!([]),
-    }
+pub async fn feedback(state: &Shared) -> Value {
+    jitnode_robot::records::feedback_json(&feedback_rows(state).await)
 }
 
 /// The robot's calls to DingTalk as the sandbox saw them (newest last), for the Wire pane.
@@ -390,7 +395,7 @@ pub async fn snapshot(state: &Shared) -> Value {
         .clone();
     let chat = match &transcript {
         Some(t) => chat_from_transcript(&posted, t),
-        None => chat_from_records(state),
+        None => chat_from_records(state).await,
     };
     let robots = state
         .sandbox
@@ -435,7 +440,7 @@ pub async fn snapshot(state: &Shared) -> Value {
         "wire": transcript.as_ref().map(wire_from_transcript).unwrap_or_default(),
         "gateway": state.sandbox.as_ref().and_then(|s| s.local.as_deref()).map(gateway),
         "counters": counters(),
-        "feedback": feedback(state),
+        "feedback": feedback(state).await,
     })
 }
 

@@ -14,7 +14,7 @@ use jitnode_stream::{Client, ClientConfig, Status};
 use serde_json::{json, Value};
 
 use crate::config::RobotConfig;
-use crate::records::Records;
+use crate::records::{Records, RecordsAt};
 use crate::robot::{Robot, RobotHandler, FINALIZE_BUDGET};
 
 /// The name to register the loader under: Types say `"backendBundleEntry":
@@ -105,11 +105,16 @@ impl Loader for DingTalkStreamLoader {
                 element: element.clone(),
                 source,
             })?;
-            let data_dir = cx.data_dir();
-            let records = shared_records(&data_dir).map_err(|source| LoadError::Records {
-                element: element.clone(),
-                source,
-            })?;
+            // On the shared store when `jitnode run` opened one; else the app's own file.
+            let records = match jitnode_store::process_store() {
+                Some(store) => RecordsAt::Store(store),
+                None => RecordsAt::File(shared_records(&cx.data_dir()).map_err(|source| {
+                    LoadError::Records {
+                        element: element.clone(),
+                        source,
+                    }
+                })?),
+            };
             let robot = Arc::new(Robot::new(
                 element.clone(),
                 config.clone(),
@@ -120,6 +125,7 @@ impl Loader for DingTalkStreamLoader {
                 client_config(&config),
                 Arc::new(RobotHandler(robot.clone())),
             );
+            tokio::spawn(sweep_cards(robot.clone(), client.replier().openapi.clone()));
             tokio::spawn(report_readiness(
                 client.status(),
                 cx.readiness("connecting"),
@@ -135,6 +141,24 @@ impl Loader for DingTalkStreamLoader {
             );
             Ok(Box::new(RobotRuntime { robot, client }) as Box<dyn ElementRuntime>)
         })
+    }
+}
+
+/// Runs the robot's sweeper at start and then every half lease (with a shared store),
+/// until the robot stops: dead hosts' cards, and this host's own from before a restart,
+/// are finalized within 1.5 leases.
+async fn sweep_cards(robot: Arc<Robot>, api: jitnode_stream::OpenApi) {
+    let Some(lease) = robot.store_lease() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(crate::robot::sweep_interval(lease));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = robot.cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        robot.sweep(&api).await;
     }
 }
 
@@ -205,7 +229,7 @@ impl ElementRuntime for RobotRuntime {
                     "clientId": self.robot.config.client_id,
                     "status": format!("{:?}", *self.client.status().borrow()),
                     "answering": self.robot.in_flight.running(),
-                    "records": self.robot.records.path().display().to_string(),
+                    "records": self.robot.records.location(),
                 })),
                 other => Err(FunctionError::failed(format!("no function \"{other}\""))),
             }

@@ -81,6 +81,10 @@ pub enum RecordsError {
     NoWal { path: PathBuf, mode: String },
     #[error("no answer with record id {record_id:?}")]
     UnknownRecord { record_id: String },
+    #[error(transparent)]
+    Store(#[from] jitnode_store::StoreError),
+    #[error("stored rating {0:?} is not one this build knows")]
+    UnknownRating(String),
 }
 
 /// An answer to store.
@@ -674,6 +678,193 @@ pub fn feedback_summary(rows: &[FeedbackRow]) -> String {
         let _ = write!(out, "{}={n}", kind.as_str());
     }
     out
+}
+
+/// Where a robot keeps its records: the shared store `jitnode run` opened (so every host of
+/// an app sees the same answers and feedback), or, for a robot hosted without one (tests,
+/// embedders), its own file in the app's data folder.
+#[derive(Debug, Clone)]
+pub enum RecordsAt {
+    Store(jitnode_store::Store),
+    File(std::sync::Arc<Records>),
+}
+
+impl RecordsAt {
+    /// The records of the app whose data folder is `data_dir`, as a reader in this process
+    /// finds them: the process's store (`jitnode run`), else the app's own file if it has
+    /// one.
+    pub fn for_app(data_dir: &Path) -> Option<RecordsAt> {
+        if let Some(store) = jitnode_store::process_store() {
+            return Some(RecordsAt::Store(store));
+        }
+        if !data_dir.join(DB_FILE_NAME).exists() {
+            return None;
+        }
+        Records::open_in(data_dir)
+            .ok()
+            .map(|r| RecordsAt::File(std::sync::Arc::new(r)))
+    }
+
+    /// Where they are, for status output (the store's URL shows no password).
+    pub fn location(&self) -> String {
+        match self {
+            RecordsAt::Store(s) => s.url().to_string(),
+            RecordsAt::File(r) => r.path().display().to_string(),
+        }
+    }
+
+    /// Stores an answer; a message id stored before is not stored again.
+    pub async fn record_answer(&self, a: &NewAnswer) -> Result<Inserted, RecordsError> {
+        match self {
+            RecordsAt::File(r) => r.record_answer(a),
+            RecordsAt::Store(s) => {
+                if let Some(from) = &a.regenerated_from {
+                    if s.answer_by_record(from).await?.is_none() {
+                        return Err(RecordsError::UnknownRecord {
+                            record_id: from.clone(),
+                        });
+                    }
+                }
+                let row = jitnode_store::StoredAnswer {
+                    record_id: a.record_id.clone(),
+                    message_id: a.message_id.clone(),
+                    robot: a.robot.clone(),
+                    conversation_id: a.conversation_id.clone(),
+                    conversation_type: kind_code(a.conversation_kind).to_string(),
+                    user_id: a.user_id.clone(),
+                    staff_id: a.staff_id.clone(),
+                    user_nick: a.user_nick.clone(),
+                    question: a.question.clone(),
+                    answer: a.answer.clone(),
+                    regenerated_from: a.regenerated_from.clone(),
+                    answered_at_ms: a.answered_at_ms,
+                };
+                Ok(match s.insert_answer(&row).await? {
+                    None => Inserted::New,
+                    Some(record_id) => Inserted::AlreadyStored { record_id },
+                })
+            }
+        }
+    }
+
+    /// The answer with this record id.
+    pub async fn answer(&self, record_id: &str) -> Result<Option<AnswerRow>, RecordsError> {
+        match self {
+            RecordsAt::File(r) => r.answer(record_id),
+            RecordsAt::Store(s) => Ok(s.answer_by_record(record_id).await?.map(stored_answer)),
+        }
+    }
+
+    /// The answer to this message id.
+    pub async fn answer_by_message(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<AnswerRow>, RecordsError> {
+        match self {
+            RecordsAt::File(r) => r.answer_by_message(message_id),
+            RecordsAt::Store(s) => Ok(s.answer_by_message(message_id).await?.map(stored_answer)),
+        }
+    }
+
+    /// All answers, oldest first (at most `limit`).
+    pub async fn list_answers(&self, limit: Option<u32>) -> Result<Vec<AnswerRow>, RecordsError> {
+        match self {
+            RecordsAt::File(r) => r.list_answers(limit),
+            RecordsAt::Store(s) => Ok(s
+                .list_answers(limit)
+                .await?
+                .into_iter()
+                .map(stored_answer)
+                .collect()),
+        }
+    }
+
+    /// Stores a user's rating of an answer, replacing their earlier rating of it.
+    pub async fn record_feedback(
+        &self,
+        record_id: &str,
+        user_id: &str,
+        rating: FeedbackKind,
+        rated_at_ms: i64,
+    ) -> Result<(), RecordsError> {
+        match self {
+            RecordsAt::File(r) => r.record_feedback(record_id, user_id, rating, rated_at_ms),
+            RecordsAt::Store(s) => {
+                let row = jitnode_store::StoredFeedback {
+                    record_id: record_id.to_string(),
+                    user_id: user_id.to_string(),
+                    rating: rating.as_str().to_string(),
+                    rated_at_ms,
+                };
+                match s.upsert_feedback(&row).await? {
+                    true => Ok(()),
+                    false => Err(RecordsError::UnknownRecord {
+                        record_id: record_id.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Feedback joined with question and answer, oldest first.
+    pub async fn list_feedback(
+        &self,
+        filter: &FeedbackFilter,
+    ) -> Result<Vec<FeedbackRow>, RecordsError> {
+        let s = match self {
+            RecordsAt::File(r) => return r.list_feedback(filter),
+            RecordsAt::Store(s) => s,
+        };
+        let mut out = Vec::new();
+        for (a, f) in s.list_feedback().await? {
+            let rating = FeedbackKind::parse(&f.rating)
+                .ok_or_else(|| RecordsError::UnknownRating(f.rating.clone()))?;
+            let keep = filter.robot.as_ref().is_none_or(|r| *r == a.robot)
+                && filter.since_ms.is_none_or(|t| f.rated_at_ms >= t)
+                && filter.rating.is_none_or(|k| k == rating);
+            if keep {
+                out.push(FeedbackRow {
+                    record_id: a.record_id,
+                    message_id: a.message_id,
+                    robot: a.robot,
+                    conversation_id: a.conversation_id,
+                    asked_by: a.user_id,
+                    rated_by: f.user_id,
+                    rating,
+                    question: a.question,
+                    answer: a.answer,
+                    answered_at_ms: a.answered_at_ms,
+                    rated_at_ms: f.rated_at_ms,
+                });
+            }
+            if filter.limit.is_some_and(|l| out.len() >= l as usize) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn stored_answer(a: jitnode_store::StoredAnswer) -> AnswerRow {
+    AnswerRow {
+        record_id: a.record_id,
+        message_id: a.message_id,
+        robot: a.robot,
+        conversation_id: a.conversation_id,
+        // The CHECK constraint allows only "1" and "2".
+        conversation_kind: if a.conversation_type == "1" {
+            ConversationKind::OneToOne
+        } else {
+            ConversationKind::Group
+        },
+        user_id: a.user_id,
+        staff_id: a.staff_id,
+        user_nick: a.user_nick,
+        question: a.question,
+        answer: a.answer,
+        regenerated_from: a.regenerated_from,
+        answered_at_ms: a.answered_at_ms,
+    }
 }
 
 #[cfg(test)]

@@ -101,6 +101,22 @@ impl AnswerCard {
         })
     }
 
+    /// A card sent before (by a host that died mid-answer), to update or finish: it has no
+    /// target, so [`thinking`](Self::thinking) must not be sent for it.
+    pub(crate) fn existing(config: &RobotConfig, card_id: &str, question: &str) -> AnswerCard {
+        AnswerCard {
+            card_id: card_id.to_string(),
+            question: question.to_string(),
+            mode: config.card.mode,
+            template_id: config.card.template_id.clone().unwrap_or_default(),
+            streaming_key: config.card.streaming_key.clone(),
+            robot_code: config.robot_code.clone(),
+            lang: Lang::of_text(question, config.language),
+            target: ReplyTarget::SessionOnly,
+            at: None,
+        }
+    }
+
     /// `cardBizId` (standard) or `outTrackId` (template).
     pub fn card_id(&self) -> &str {
         &self.card_id

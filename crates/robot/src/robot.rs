@@ -1,7 +1,7 @@
 //! One running robot instance: the Stream [`Handler`] that turns messages and card clicks
 //! into cards, agent calls and records, using the building blocks of this crate.
 //!
-//! Per question: (the client has ACKed already) thinking card @-mentioning the asker, the
+//! Per question: the claim in the shared store (then the client ACKs), thinking card @-mentioning the asker, the
 //! agent's `run` with the question and chat id, its `TEXT_MESSAGE_CONTENT` chunks streamed
 //! into the card through the [`throttle`], the answer stored, the final card with the
 //! feedback buttons. Every card that was started ends finished or failed: on agent error,
@@ -16,7 +16,7 @@ use std::time::Duration;
 use jitnode_dingtalk_wire::api::{Mention, Method, WebhookMessage, PATH_STANDARD_SEND};
 use jitnode_dingtalk_wire::{CardCallback, ParamMap, RobotMessage};
 use jitnode_host::{AppHandle, ChunkSink};
-use jitnode_stream::handler::{BoxFuture, Handler, HandlerError, Replier};
+use jitnode_stream::handler::{Accept, BoxFuture, Handler, HandlerError, Replier};
 use jitnode_stream::reply::{OpenApi, ReplyError};
 use jitnode_stream::ReplyContext;
 use serde_json::{json, Value};
@@ -27,7 +27,7 @@ use crate::callback::{Action, CallbackError};
 use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
 use crate::message::{webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
-use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, Records};
+use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, RecordsAt};
 use crate::regen::Regenerations;
 use crate::reply::{self, AnswerCard, CardCall};
 use crate::texts::Texts;
@@ -90,7 +90,8 @@ pub(crate) struct Robot {
     pub(crate) name: String,
     pub(crate) config: RobotConfig,
     pub(crate) app: AppHandle,
-    pub(crate) records: Arc<Records>,
+    /// Answers and feedback: on the shared store when there is one.
+    pub(crate) records: RecordsAt,
     /// Cancelled by `stop`: running answers finalize their cards and return.
     pub(crate) cancel: CancellationToken,
     pub(crate) in_flight: Arc<InFlight>,
@@ -151,7 +152,7 @@ impl Robot {
         name: String,
         config: RobotConfig,
         app: AppHandle,
-        records: Arc<Records>,
+        records: RecordsAt,
     ) -> Robot {
         if config.card.mode == CardMode::Standard {
             // Once per robot instance, at load: why its cards have no buttons.
@@ -168,6 +169,11 @@ impl Robot {
             webhooks: Mutex::new(HashMap::new()),
             store: jitnode_store::process_store(),
         }
+    }
+
+    /// The lease of the shared store's claims and cards, if there is a store.
+    pub(crate) fn store_lease(&self) -> Option<Duration> {
+        self.store.as_ref().map(jitnode_store::Store::lease)
     }
 
     /// The fixed texts in the language of the user's words (`question`), the configured
@@ -250,8 +256,17 @@ impl Robot {
                 Err(e) => tracing::warn!(robot = %self.name, "thinking card not sent: {e}"),
             }
         }
+        let open_card = match (&card, card_ok) {
+            (Some(card), true) => self.record_open_card(card.card_id(), &ask).await,
+            _ => None,
+        };
 
         let (feed, rx) = throttle::feed();
+        // While the answer runs, its card and claim stay this host's (lease renewed with
+        // the text so far); a host that dies stops renewing and the sweeper takes over.
+        let heartbeat = open_card.clone().map(|(store, card_id)| {
+            self.heartbeat(store, card_id, ask.row.message_id.clone(), rx.clone())
+        });
         let feed = Arc::new(feed);
         let weak = Arc::downgrade(&feed);
         let sink = ChunkSink::new(move |chunk| {
@@ -325,7 +340,7 @@ impl Robot {
                 row.record_id = record_id.clone();
                 row.answer = text.clone();
                 row.answered_at_ms = now_ms();
-                if let Err(e) = self.records.record_answer(&row) {
+                if let Err(e) = self.records.record_answer(&row).await {
                     tracing::error!(robot = %self.name, "answer not stored: {e}");
                 }
                 feed.complete(text.clone());
@@ -338,6 +353,17 @@ impl Robot {
         };
 
         let (report, (outcome, partial)) = tokio::join!(driver, agent);
+        if let Some(h) = heartbeat {
+            h.abort();
+        }
+        let shown = matches!(&outcome, Outcome::Answer(_))
+            && report.as_ref().is_some_and(|r| r.final_published);
+        if let Some((store, card_id)) = &open_card {
+            // Finished either way: the final answer, or a failure notice tried below.
+            if let Err(e) = store.close_card(card_id, !shown).await {
+                tracing::warn!(robot = %self.name, "open card not closed in the store: {e}");
+            }
+        }
         let metrics = jitnode_metrics::global();
         match &outcome {
             Outcome::Answer(_) => {
@@ -349,7 +375,6 @@ impl Robot {
         }
         match outcome {
             Outcome::Answer(text) => {
-                let shown = report.as_ref().is_some_and(|r| r.final_published);
                 if shown {
                     return true;
                 }
@@ -399,16 +424,184 @@ impl Robot {
         }
     }
 
+    /// Records a sent card as open in the shared store, so another host can finish it if
+    /// this one dies. Returns the store and card id to renew and close it with.
+    async fn record_open_card(
+        &self,
+        card_id: &str,
+        ask: &Ask,
+    ) -> Option<(jitnode_store::Store, String)> {
+        let store = self.store.clone()?;
+        let card = jitnode_store::OpenCard {
+            card_id,
+            msg_key: &ask.row.message_id,
+            robot: &self.name,
+            question: &ask.question,
+        };
+        match store
+            .open_card(&card, jitnode_store::host_id(), store.lease())
+            .await
+        {
+            Ok(()) => Some((store, card_id.to_string())),
+            Err(e) => {
+                tracing::warn!(robot = %self.name, "open card not recorded: {e}");
+                None
+            }
+        }
+    }
+
+    /// Renews the card's and the claim's lease every third of it with the text so far,
+    /// until aborted.
+    fn heartbeat(
+        &self,
+        store: jitnode_store::Store,
+        card_id: String,
+        msg_key: String,
+        text: tokio::sync::watch::Receiver<throttle::Snapshot>,
+    ) -> tokio::task::JoinHandle<()> {
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            let lease = store.lease();
+            let host = jitnode_store::host_id();
+            let mut tick = tokio::time::interval(heartbeat_interval(lease));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let last = text.borrow().text.clone();
+                let renewed = async {
+                    store.update_card(&card_id, host, &last, lease).await?;
+                    store
+                        .set_claim(&msg_key, host, jitnode_store::ClaimState::Answering, lease)
+                        .await
+                };
+                if let Err(e) = renewed.await {
+                    tracing::warn!(robot = %name, "card lease not renewed: {e}");
+                }
+            }
+        })
+    }
+
+    /// Finalizes every card of this robot left open past its lease by a host that died
+    /// mid-answer: failed, with the text it had shown and the "could not be finished"
+    /// notice in the question's language (not re-answered, see ARCHITECTURE.md). Returns how
+    /// many were finalized.
+    pub(crate) async fn sweep(&self, api: &OpenApi) -> usize {
+        let Some(store) = &self.store else {
+            return 0;
+        };
+        let host = jitnode_store::host_id();
+        let stale = match store
+            .take_stale_cards(&self.name, host, store.lease())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(robot = %self.name, "sweeper: store unavailable: {e}");
+                return 0;
+            }
+        };
+        let mut done = 0;
+        for c in stale {
+            let card = AnswerCard::existing(&self.config, &c.card_id, &c.question);
+            let texts = Texts::for_lang(self.lang_of(&c.question));
+            match send_calls(api, &card.failed(&c.last_text, texts.stopped)).await {
+                Ok(()) => {
+                    done += 1;
+                    tracing::info!(robot = %self.name, card = %c.card_id, dead_host = %c.dead_host,
+                        "finalized a card left open by a host that stopped mid-answer");
+                    if let Err(e) = store.close_card(&c.card_id, true).await {
+                        tracing::warn!(robot = %self.name, "swept card not closed: {e}");
+                    }
+                }
+                // Left `finalizing` under this host's lease: the next sweep retries it.
+                Err(e) => {
+                    tracing::warn!(robot = %self.name, card = %c.card_id, "sweeper: card not finalized: {e}")
+                }
+            }
+        }
+        done
+    }
+
+    /// Decides before the ACK whether this host answers `m`: with a shared store, by
+    /// claiming its `msgId` there (an insert on a unique key), so the ACK follows the claim.
+    /// A message another host claimed is ACKed and skipped. While the store is unreachable
+    /// the message is left un-ACKed: DingTalk redelivers it, to this host once the store is
+    /// back or to another that reaches it (see ARCHITECTURE.md).
+    pub(crate) async fn accept(&self, m: &RobotMessage) -> Accept {
+        if self.cancel.is_cancelled() {
+            // Stopping: leave the message to a redelivery (to this app's next connection).
+            return Accept::Refuse(format!("{}: the robot is stopping", self.name));
+        }
+        let Some(store) = self.claim_store(m) else {
+            return Accept::Take;
+        };
+        match store
+            .claim(&m.msg_id, jitnode_store::host_id(), store.lease())
+            .await
+        {
+            Ok(jitnode_store::Claim::Won { takeover }) => {
+                if takeover {
+                    tracing::info!(robot = %self.name, "claim of a dead host taken over");
+                }
+                Accept::Take
+            }
+            Ok(jitnode_store::Claim::Duplicate { host, state }) => {
+                tracing::info!(robot = %self.name, owner = %host, state = state.as_str(),
+                    "message claimed by another host; not answering it here");
+                Accept::Skip
+            }
+            Err(e) => {
+                jitnode_metrics::global().messages_failed.inc();
+                tracing::error!(robot = %self.name,
+                    "store unreachable; message left un-ACKed for DingTalk to redeliver: {e}");
+                Accept::Refuse(format!("{}: store unreachable", self.name))
+            }
+        }
+    }
+
+    /// The store that claims `m`, if there is one and `m` has a key to claim by.
+    fn claim_store(&self, m: &RobotMessage) -> Option<&jitnode_store::Store> {
+        self.store.as_ref().filter(|_| !m.msg_id.is_empty())
+    }
+
+    /// Handles a message [`Robot::accept`] took, then records the claim's end: answered, or
+    /// released when nothing reached the user so the redelivery is answered at once
+    /// instead of after the lease.
     async fn on_message(
         &self,
         m: RobotMessage,
         replier: Replier,
         shutdown: CancellationToken,
     ) -> Result<(), HandlerError> {
-        if self.cancel.is_cancelled() {
-            // Stopping: leave the message to a redelivery (to this app's next connection).
-            return Err(HandlerError::failed("the robot is stopping"));
+        let claim = self.claim_store(&m).cloned().map(|s| (s, m.msg_id.clone()));
+        let result = self.handle_message(m, replier, shutdown).await;
+        if let Some((store, key)) = claim {
+            let host = jitnode_store::host_id();
+            let done = match &result {
+                Ok(()) => store
+                    .set_claim(
+                        &key,
+                        host,
+                        jitnode_store::ClaimState::Answered,
+                        store.lease(),
+                    )
+                    .await
+                    .map(drop),
+                Err(_) => store.release_claim(&key, host).await,
+            };
+            if let Err(e) = done {
+                tracing::warn!(robot = %self.name, "could not record the claim's end: {e}");
+            }
         }
+        result
+    }
+
+    async fn handle_message(
+        &self,
+        m: RobotMessage,
+        replier: Replier,
+        shutdown: CancellationToken,
+    ) -> Result<(), HandlerError> {
         m.check()
             .map_err(|e| HandlerError::failed(format!("{}: {e}", self.name)))?;
         jitnode_metrics::global().messages_received.inc();
@@ -424,37 +617,13 @@ impl Robot {
             return Ok(());
         };
         // A redelivery that outlived the client's dedupe window (or a restart).
-        match self.records.answer_by_message(&m.msg_id) {
+        match self.records.answer_by_message(&m.msg_id).await {
             Ok(Some(_)) => {
                 tracing::info!(robot = %self.name, "message answered before; not answering again");
                 return Ok(());
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(robot = %self.name, "records not readable: {e}"),
-        }
-        // The claim in the shared store decides which host answers: a push that another
-        // host claimed (a redelivery that landed here) is not answered again. The stream
-        // client has ACKed the push already, so DingTalk will not redeliver it: with the
-        // store unreachable the robot answers unclaimed (a rare duplicate beats a lost
-        // question), and says so in the log.
-        let host = jitnode_store::host_id();
-        let mut claimed = false;
-        if let Some(store) = &self.store {
-            match store.claim(&m.msg_id, host, store.lease()).await {
-                Ok(jitnode_store::Claim::Won { takeover }) => {
-                    claimed = true;
-                    if takeover {
-                        tracing::info!(robot = %self.name, "claim of a dead host taken over");
-                    }
-                }
-                Ok(jitnode_store::Claim::Duplicate { host, state }) => {
-                    tracing::info!(robot = %self.name, owner = %host, state = state.as_str(),
-                        "message claimed by another host; not answering it here");
-                    return Ok(());
-                }
-                Err(e) => tracing::warn!(robot = %self.name,
-                    "store unavailable; answering without a claim: {e}"),
-            }
         }
         let row = NewAnswer::for_message(&m, &self.name, "", &question, "");
         let ask = Ask {
@@ -465,27 +634,7 @@ impl Robot {
             row,
             question,
         };
-        let answered = self.answer(&replier, ask, Some(shutdown)).await;
-        if let Some(store) = self.store.as_ref().filter(|_| claimed) {
-            let done = match answered {
-                true => store
-                    .set_claim(
-                        &m.msg_id,
-                        host,
-                        jitnode_store::ClaimState::Answered,
-                        store.lease(),
-                    )
-                    .await
-                    .map(drop),
-                // Nothing reached the user: free the claim so the redelivery is answered at
-                // once instead of after the lease.
-                false => store.release_claim(&m.msg_id, host).await,
-            };
-            if let Err(e) = done {
-                tracing::warn!(robot = %self.name, "could not record the claim's end: {e}");
-            }
-        }
-        if answered {
+        if self.answer(&replier, ask, Some(shutdown)).await {
             Ok(())
         } else {
             // Nothing reached the user: let a redelivery try again.
@@ -493,8 +642,8 @@ impl Robot {
         }
     }
 
-    fn answer_row(&self, record: &str) -> Result<AnswerRow, HandlerError> {
-        match self.records.answer(record) {
+    async fn answer_row(&self, record: &str) -> Result<AnswerRow, HandlerError> {
+        match self.records.answer(record).await {
             Ok(Some(row)) => Ok(row),
             Ok(None) => Err(bad_request(format!("no answer with record id {record:?}"))),
             Err(e) => Err(HandlerError::failed(e)),
@@ -510,7 +659,23 @@ impl Robot {
             tracing::warn!(robot = %self.name, "bad card callback: {e}");
             bad_request(e)
         })?;
-        let row = self.answer_row(action.record())?;
+        // A click redelivered to another host is acted on once: the first host to record
+        // its id in the shared store wins (feedback is idempotent anyway; a regeneration
+        // is not). With the store unreachable the click is acted on.
+        if let Some(store) = &self.store {
+            match store
+                .first_callback(&cb.message_id, jitnode_store::host_id())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(robot = %self.name, "card click seen before; not acted on again");
+                    return Ok(Value::Null);
+                }
+                Err(e) => tracing::warn!(robot = %self.name, "click not deduplicated: {e}"),
+            }
+        }
+        let row = self.answer_row(action.record()).await?;
         let lang = self.lang_of(&row.question);
         let texts = Texts::for_lang(lang);
         match action {
@@ -520,6 +685,7 @@ impl Robot {
                     .unwrap_or(&row.user_id);
                 self.records
                     .record_feedback(&record, user, kind, now_ms())
+                    .await
                     .map_err(HandlerError::failed)?;
                 match self.config.card.mode {
                     CardMode::Template => Ok(template::callback_response(&template::thanks(
@@ -644,6 +810,10 @@ impl Robot {
 pub(crate) struct RobotHandler(pub(crate) Arc<Robot>);
 
 impl Handler for RobotHandler {
+    fn accept_robot_message<'a>(&'a self, msg: &'a RobotMessage) -> BoxFuture<'a, Accept> {
+        Box::pin(self.0.accept(msg))
+    }
+
     fn on_robot_message(
         &self,
         msg: RobotMessage,
@@ -661,6 +831,18 @@ impl Handler for RobotHandler {
     ) -> BoxFuture<'_, Result<Value, HandlerError>> {
         Box::pin(self.0.clone().on_callback(cb, replier))
     }
+}
+
+/// How often a running answer renews its card's lease: three times per lease, so one
+/// missed renewal does not let a sweeper take a live card.
+pub(crate) fn heartbeat_interval(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(100))
+}
+
+/// How often the sweeper looks for dead hosts' cards: twice per lease, so a card is
+/// finalized within 1.5 leases of its host's death.
+pub(crate) fn sweep_interval(lease: Duration) -> Duration {
+    (lease / 2).max(Duration::from_millis(200))
 }
 
 /// How long `stop` waits for running answers to finalize their cards.

@@ -7,62 +7,94 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, Registry};
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig};
 use jitnode_store::{Claim, ClaimState, Store, StoreOptions, StoreUrl};
-use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
-use serde_json::json;
+use jitnode_test_kit::robot::wait_for;
 
-const APP: &str = "dingreplica";
+mod common;
+use common::{host, APP};
 
-/// One host: its own app directory (own data/ and in-memory dedupe), the shared sandbox.
-async fn host(sb: &Sandbox, calls: Arc<AtomicUsize>) -> (App, AppDir) {
-    let dir = AppDir::new();
-    dir.test_agent("countingAgent");
-    dir.robot_family();
-    dir.robot(
-        "bot",
-        &robot_config(sb, APP, "dingreplica-secret", &json!({})),
+/// The store of this test binary's hosts (the process store is set once per process).
+async fn shared_store() -> (Store, std::path::PathBuf) {
+    static STORE: tokio::sync::OnceCell<(Store, std::path::PathBuf, tempfile::TempDir)> =
+        tokio::sync::OnceCell::const_new();
+    let (store, path, _) = STORE
+        .get_or_init(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let url =
+                StoreUrl::parse("sqlite:shared.sqlite3", "JITNODE_STORE_URL", dir.path()).unwrap();
+            let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+            jitnode_store::set_process_store(store.clone());
+            (store, dir.path().join("shared.sqlite3"), dir)
+        })
+        .await;
+    (store.clone(), path.clone())
+}
+
+/// The tests share the process store; one at a time keeps one test's lock from another.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ack_follows_the_claim() {
+    let _one = SERIAL.lock().await;
+    let (store, path) = shared_store().await;
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (a, _da) = host(&sb, calls.clone()).await;
+    assert!(
+        sb.wait_for_connections(APP, 1, Duration::from_secs(10))
+            .await
     );
-    let mut registry = Registry::with_builtins();
-    registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
-    registry.register(
-        "countingAgent",
-        loader_fn(move |_cx| {
-            let calls = calls.clone();
-            async move {
-                let rt = FnRuntime::new().function("run", move |_args, chunks| {
-                    let calls = calls.clone();
-                    async move {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        chunks.send(
-                            json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": "Once."}}),
-                        );
-                        Ok(json!({"answer": "Once.", "sources": []}))
-                    }
-                });
-                Ok(Box::new(rt) as Box<dyn ElementRuntime>)
-            }
-        }),
+
+    // Another writer holds the store's write lock: the claim waits, and so must the ACK.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let posted = sb
+        .post_message(&PostMessage::text(APP, "Claim me first"))
+        .unwrap();
+    assert!(
+        sb.wait_for_ack(&posted.message_id, Duration::from_millis(700))
+            .await
+            .is_none(),
+        "ACKed before the claim could be written"
     );
-    let (app, _) = App::open(dir.path(), false, registry).expect("app opens");
-    let report = app.start().await;
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
-    (app, dir)
+    // (Read through the blocker: the store's own connection is waiting on the lock.)
+    let rows: i64 = blocker
+        .query_row(
+            "SELECT COUNT(*) FROM inbox WHERE msg_key = ?1",
+            [&posted.msg_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 0, "no claim yet");
+    blocker.execute_batch("COMMIT").unwrap();
+    let ack = sb
+        .wait_for_ack(&posted.message_id, Duration::from_secs(10))
+        .await
+        .expect("ACK once the claim is written");
+    assert!(ack.valid(), "{:?}", ack.problems);
+    assert_eq!(ack.code, Some(200));
+    let (owner, _, _) = store
+        .claim_of(&posted.msg_id)
+        .await
+        .unwrap()
+        .expect("the claim row exists when the ACK arrives");
+    assert_eq!(owner, jitnode_store::host_id());
+    wait_for(&sb, "the answer", Duration::from_secs(10), |t| {
+        t.entries
+            .iter()
+            .any(|e| e.body.to_string().contains("Once."))
+    })
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    a.stop(Duration::from_secs(5)).await;
+    sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redeliveries_across_two_hosts_give_one_answer() {
-    let store_dir = tempfile::tempdir().unwrap();
-    let url = StoreUrl::parse(
-        "sqlite:shared.sqlite3",
-        "JITNODE_STORE_URL",
-        store_dir.path(),
-    )
-    .unwrap();
-    let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
-    jitnode_store::set_process_store(store.clone());
+    let _one = SERIAL.lock().await;
+    let (store, _) = shared_store().await;
 
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -77,20 +109,35 @@ async fn redeliveries_across_two_hosts_give_one_answer() {
     let posted = sb
         .post_message(&PostMessage::text(APP, "Answer me once"))
         .unwrap();
-    // Redeliveries while answering and after: each lands on either connection.
-    let mut id = posted.message_id.clone();
-    for _ in 0..4 {
-        id = sb.redeliver_now(&id).unwrap();
+    // Redeliveries while answering and after, on each connection in turn: both hosts
+    // see the message while the other holds its claim.
+    let conns: Vec<String> = sb
+        .connections_of(APP)
+        .into_iter()
+        .map(|c| c.connection_id)
+        .collect();
+    let mut ids = vec![posted.message_id.clone()];
+    for c in conns.iter().chain(&conns) {
+        ids.push(sb.redeliver_to(&posted.message_id, c).unwrap());
     }
     wait_for(&sb, "final card", Duration::from_secs(10), |t| {
         t.entries.iter().any(|e| e.kind == "card.send")
     })
     .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    for _ in 0..4 {
-        id = sb.redeliver_now(&id).unwrap();
+    for c in conns.iter().chain(&conns) {
+        ids.push(sb.redeliver_to(&posted.message_id, c).unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Every delivery, on either host, is ACKed once, on its own connection.
+    for id in &ids {
+        let ack = sb
+            .wait_for_ack(id, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("delivery {id} not ACKed"));
+        assert!(ack.valid(), "{id}: {:?}", ack.problems);
+        assert_eq!(ack.code, Some(200), "{id}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
 
     let t = sb.transcript();
     assert_eq!(

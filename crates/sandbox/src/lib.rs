@@ -390,6 +390,16 @@ impl Sandbox {
         self.shared.redeliver_now(message_id)
     }
 
+    /// Pushes a message again (same `msgId`, new messageId) on the chosen connection of its
+    /// app, e.g. to land a redelivery on another host. Returns the new messageId.
+    pub fn redeliver_to(
+        &self,
+        message_id: &str,
+        connection_id: &str,
+    ) -> Result<String, SandboxError> {
+        self.shared.redeliver_on(message_id, Some(connection_id))
+    }
+
     /// Card endpoints answer `status` (403 or 5xx) for the next `count` calls, or until
     /// cleared when `count` is None.
     pub fn fail_card_calls(&self, status: u16, count: Option<u32>) {

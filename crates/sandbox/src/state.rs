@@ -320,15 +320,47 @@ impl Shared {
         data: &Value,
         extra_headers: Vec<(String, String)>,
     ) -> Result<String, SandboxError> {
+        self.push_on(
+            None,
+            client_id,
+            kind,
+            topic,
+            message_id,
+            data,
+            extra_headers,
+        )
+    }
+
+    /// [`push`](Self::push), on connection `only` when given (it must be one of the app's
+    /// accepting connections subscribed to the topic).
+    #[allow(clippy::too_many_arguments)]
+    fn push_on(
+        &self,
+        only: Option<&str>,
+        client_id: &str,
+        kind: FrameType,
+        topic: &str,
+        message_id: &str,
+        data: &Value,
+        extra_headers: Vec<(String, String)>,
+    ) -> Result<String, SandboxError> {
         let mut st = self.lock();
         if !st.apps.contains_key(client_id) {
             return Err(SandboxError::UnknownApp(client_id.to_string()));
         }
+        if let Some(id) = only {
+            if !st.conns.contains_key(id) {
+                return Err(SandboxError::UnknownConnection(id.to_string()));
+            }
+        }
         let candidates: Vec<String> = st
             .conns
             .iter()
-            .filter(|(_, c)| {
-                c.client_id == client_id && c.accepting && c.topics.iter().any(|t| t == topic)
+            .filter(|(id, c)| {
+                c.client_id == client_id
+                    && c.accepting
+                    && c.topics.iter().any(|t| t == topic)
+                    && only.is_none_or(|o| o == id.as_str())
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -508,6 +540,15 @@ impl Shared {
     /// Pushes the same message again (same `data`, so the same `msgId`) under a new messageId,
     /// as DingTalk does when an ACK came late. Returns the new messageId.
     pub fn redeliver_now(&self, message_id: &str) -> Result<String, SandboxError> {
+        self.redeliver_on(message_id, None)
+    }
+
+    /// [`redeliver_now`](Self::redeliver_now) on a chosen connection (`None`: at random).
+    pub fn redeliver_on(
+        &self,
+        message_id: &str,
+        connection_id: Option<&str>,
+    ) -> Result<String, SandboxError> {
         let (client_id, data) = self
             .lock()
             .posted
@@ -516,7 +557,8 @@ impl Shared {
             .ok_or_else(|| SandboxError::UnknownMessage(message_id.to_string()))?;
         let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
         let new_id = self.next_message_id();
-        self.push(
+        self.push_on(
+            connection_id,
             &client_id,
             FrameType::Callback,
             TOPIC_ROBOT,

@@ -9,6 +9,7 @@
 //! run unchanged on both backends (positional `$n` parameters work in both dialects).
 
 mod pg;
+mod records;
 mod schema;
 mod sqlite;
 mod url;
@@ -16,6 +17,7 @@ mod url;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use crate::records::{StoredAnswer, StoredFeedback};
 pub use crate::url::{redact, StoreUrl, DEFAULT_STORE_URL, STORE_URL_VAR};
 pub use schema::latest as latest_schema_version;
 
@@ -201,12 +203,25 @@ pub enum Claim {
     Duplicate { host: String, state: ClaimState },
 }
 
+/// A card a host has sent and not yet finished: what another host needs to finalize it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCard<'a> {
+    pub card_id: &'a str,
+    /// The claimed message it answers.
+    pub msg_key: &'a str,
+    /// fullName of the robot instance that sent it (its credentials update it).
+    pub robot: &'a str,
+    /// The question, for the card's text and language.
+    pub question: &'a str,
+}
+
 /// A card left open past its lease, now taken by the sweeping host to finalize.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaleCard {
     pub card_id: String,
     pub msg_key: String,
     pub dead_host: String,
+    pub question: String,
     pub last_text: String,
 }
 
@@ -389,22 +404,30 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Opens (or re-owns) a card for a message, held by `host` for `lease`.
+    /// Records a card `host` has sent, held by it for `lease` (renewed by
+    /// [`Store::update_card`]).
     pub async fn open_card(
         &self,
-        card_id: &str,
-        msg_key: &str,
+        card: &OpenCard<'_>,
         host: &str,
-        text: &str,
         lease: Duration,
     ) -> Result<(), StoreError> {
         let now = now_ms();
         self.exec(
-            "INSERT INTO cards (card_id, owner_host, msg_key, state, last_text, updated_at_ms, lease_until_ms)
-             VALUES ($1, $2, $3, 'open', $4, $5, $6)
-             ON CONFLICT (card_id) DO UPDATE SET owner_host = $2, state = 'open', last_text = $4,
-                 updated_at_ms = $5, lease_until_ms = $6",
-            vec![t(card_id), t(host), t(msg_key), t(text), Val::Int(now), Val::Int(now + lease.as_millis() as i64)],
+            "INSERT INTO cards (card_id, owner_host, msg_key, state, last_text, updated_at_ms,
+                 lease_until_ms, robot, question)
+             VALUES ($1, $2, $3, 'open', '', $4, $5, $6, $7)
+             ON CONFLICT (card_id) DO UPDATE SET owner_host = $2, state = 'open',
+                 updated_at_ms = $4, lease_until_ms = $5",
+            vec![
+                t(card.card_id),
+                t(host),
+                t(card.msg_key),
+                Val::Int(now),
+                Val::Int(now + lease.as_millis() as i64),
+                t(card.robot),
+                t(card.question),
+            ],
         )
         .await?;
         Ok(())
@@ -449,19 +472,21 @@ impl Store {
         Ok(())
     }
 
-    /// Takes every card left open past its lease (its host died) for `host` to finalize; two
-    /// sweepers never get the same card. Their claims are marked failed.
+    /// Takes every card of `robot` left unfinished past its lease (its host died, or a
+    /// sweeper that took it could not finish it) for `host` to finalize; two sweepers never
+    /// get the same card. Their claims are marked failed.
     pub async fn take_stale_cards(
         &self,
+        robot: &str,
         host: &str,
         lease: Duration,
     ) -> Result<Vec<StaleCard>, StoreError> {
         let now = now_ms();
         let candidates = self
             .query(
-                "SELECT card_id, msg_key, owner_host, last_text FROM cards
-                 WHERE state = 'open' AND lease_until_ms < $1",
-                vec![Val::Int(now)],
+                "SELECT card_id, msg_key, owner_host, question, last_text FROM cards
+                 WHERE robot = $1 AND state IN ('open', 'finalizing') AND lease_until_ms < $2",
+                vec![t(robot), Val::Int(now)],
             )
             .await?;
         let mut out = Vec::new();
@@ -471,8 +496,15 @@ impl Store {
             let n = self
                 .exec(
                     "UPDATE cards SET state = 'finalizing', owner_host = $2, lease_until_ms = $3
-                     WHERE card_id = $1 AND state = 'open' AND owner_host = $4 AND lease_until_ms < $5",
-                    vec![t(&card_id), t(host), Val::Int(now + lease.as_millis() as i64), Val::Text(r[2].text()), Val::Int(now)],
+                     WHERE card_id = $1 AND state IN ('open', 'finalizing') AND owner_host = $4
+                         AND lease_until_ms < $5",
+                    vec![
+                        t(&card_id),
+                        t(host),
+                        Val::Int(now + lease.as_millis() as i64),
+                        Val::Text(r[2].text()),
+                        Val::Int(now),
+                    ],
                 )
                 .await?;
             if n == 1 {
@@ -485,7 +517,8 @@ impl Store {
                     card_id,
                     msg_key: r[1].text(),
                     dead_host: r[2].text(),
-                    last_text: r[3].text(),
+                    question: r[3].text(),
+                    last_text: r[4].text(),
                 });
             }
         }

@@ -95,7 +95,20 @@ pub const MIGRATIONS: &[Migration] = &[
         );
         CREATE INDEX chat_turns_by_chat ON chat_turns(chat_id, id);",
     },
+    // Open cards say whose they are and what was asked, so a sweeping host can finalize
+    // a dead host's card in the question's language with that robot's credentials.
+    Migration {
+        version: 3,
+        sqlite: V3_CARD_OWNER,
+        postgres: V3_CARD_OWNER,
+    },
 ];
+
+const V3_CARD_OWNER: &str = "
+ALTER TABLE cards ADD COLUMN robot TEXT NOT NULL DEFAULT '';
+ALTER TABLE cards ADD COLUMN question TEXT NOT NULL DEFAULT '';
+CREATE INDEX cards_by_robot ON cards(robot, state, lease_until_ms);
+";
 
 /// The newest schema version this build knows.
 pub fn latest() -> i64 {

@@ -90,25 +90,47 @@ async fn dead_host_lease_runs_out(url: &str, dir: &Path) {
         a.claim("m", "host-a", short).await.unwrap(),
         Claim::Won { takeover: false }
     );
-    a.open_card("card-1", "m", "host-a", "thinking…", short)
+    let card = jitnode_store::OpenCard {
+        card_id: "card-1",
+        msg_key: "m",
+        robot: "imRobots.bot",
+        question: "Where is my parcel?",
+    };
+    a.open_card(&card, "host-a", short).await.unwrap();
+    assert!(a
+        .update_card("card-1", "host-a", "thinking…", short)
         .await
-        .unwrap();
+        .unwrap());
+    // Another robot's cards are not this sweeper's.
+    a.open_card(
+        &jitnode_store::OpenCard {
+            card_id: "card-other",
+            robot: "imRobots.other",
+            ..card.clone()
+        },
+        "host-a",
+        short,
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     // Two sweepers: one gets the card, and its claim turns failed.
     let (s1, s2) = tokio::join!(
-        a.take_stale_cards("host-b", LEASE),
-        b.take_stale_cards("host-c", LEASE)
+        a.take_stale_cards("imRobots.bot", "host-b", LEASE),
+        b.take_stale_cards("imRobots.bot", "host-c", LEASE)
     );
     let mut taken = s1.unwrap();
     taken.extend(s2.unwrap());
     assert_eq!(taken.len(), 1, "{taken:?}");
     assert_eq!(taken[0].dead_host, "host-a");
     assert_eq!(taken[0].last_text, "thinking…");
+    assert_eq!(taken[0].question, "Where is my parcel?");
     assert_eq!(
         b.claim_of("m").await.unwrap().unwrap().1,
         ClaimState::Failed
     );
     b.close_card("card-1", true).await.unwrap();
+    b.close_card("card-other", true).await.unwrap();
     assert_eq!(b.status().await.unwrap().open_cards, 0);
     // A claim without a card whose lease ran out is taken over by the redelivery's host.
     assert_eq!(

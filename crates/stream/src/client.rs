@@ -5,7 +5,8 @@
 //! - the supervisor opens connections (fresh ticket each time), reconnects with backoff and
 //!   opens the next connection as soon as the gateway says `disconnect` (make-before-break);
 //! - per connection, a reader that never waits on a handler itself (it parses, ACKs via a
-//!   channel and queues the handler run), and a writer that owns the socket sink and prefers
+//!   channel and queues the handler run; a robot message's ACK follows the handler's
+//!   accept decision, which finishes in its own task when it is not ready at once), and a writer that owns the socket sink and prefers
 //!   control frames (ping replies, WebSocket pings) over ACKs;
 //! - one dispatcher that takes a handler slot (semaphore permit) for each queued run before
 //!   spawning it, and keeps the running handlers so `stop()` can await them.
@@ -13,6 +14,7 @@
 //! Backpressure: the run queue holds `max_waiting_handlers`; when it is full the reader
 //! stops reading the socket until a slot frees. The ACK and control queues are bounded too.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ClientConfig;
 use crate::dedupe::Dedupe;
-use crate::handler::{BoxFuture, Handler, HandlerError, Replier, ReplyContext};
+use crate::handler::{Accept, BoxFuture, Handler, HandlerError, Replier, ReplyContext};
 use crate::reply::{http_client, OpenApi, SessionWebhook};
 use jitnode_dingtalk_wire::frame::{
     code, Ack, Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_DISCONNECT, TOPIC_PING, TOPIC_ROBOT,
@@ -105,6 +107,8 @@ pub struct Stats {
     pub handled: AtomicU64,
     pub failed: AtomicU64,
     pub acks_lost: AtomicU64,
+    /// Robot messages the handler refused (left un-ACKed for redelivery).
+    pub refused: AtomicU64,
     /// Times the reader stopped reading because `max_waiting_handlers` runs were queued.
     pub reading_paused: AtomicU64,
 }
@@ -118,6 +122,7 @@ pub struct StatsSnapshot {
     pub handled: u64,
     pub failed: u64,
     pub acks_lost: u64,
+    pub refused: u64,
     pub reading_paused: u64,
 }
 
@@ -136,6 +141,7 @@ impl Stats {
             handled: l(&self.handled),
             failed: l(&self.failed),
             acks_lost: l(&self.acks_lost),
+            refused: l(&self.refused),
             reading_paused: l(&self.reading_paused),
         }
     }
@@ -147,7 +153,12 @@ struct Shared {
     replier: Replier,
     http: reqwest::Client,
     dedupe: Mutex<Dedupe>,
+    /// Robot messages whose accept decision is pending, by key: a redelivery of one is
+    /// ACKed only once the first delivery is taken (it may yet be refused).
+    undecided: Mutex<HashMap<String, watch::Receiver<Option<bool>>>>,
     permits: Arc<Semaphore>,
+    /// Robot messages whose accept decision is waiting (see `robot_message`).
+    deciding: Arc<Semaphore>,
     cancel: CancellationToken,
     stats: Arc<Stats>,
 }
@@ -166,6 +177,32 @@ impl Shared {
             tracing::debug!(message = key, "duplicate delivery dropped");
         }
         fresh
+    }
+
+    /// Marks `key` as being decided; the sender says taken (true) or refused (false).
+    fn undecided_begin(&self, key: &str) -> watch::Sender<Option<bool>> {
+        let (tx, rx) = watch::channel(None);
+        self.undecided
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), rx);
+        tx
+    }
+
+    fn undecided_end(&self, key: &str, decided: watch::Sender<Option<bool>>, taken: bool) {
+        self.undecided
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        decided.send_replace(Some(taken));
+    }
+
+    fn undecided_of(&self, key: &str) -> Option<watch::Receiver<Option<bool>>> {
+        self.undecided
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
     }
 
     fn dedupe_finish(&self, key: &str, ok: bool) {
@@ -209,7 +246,9 @@ impl Client {
         };
         let shared = Arc::new(Shared {
             permits: Arc::new(Semaphore::new(config.max_concurrent_handlers.max(1))),
+            deciding: Arc::new(Semaphore::new(config.max_waiting_handlers.max(1))),
             dedupe: Mutex::new(Dedupe::new(config.dedupe_window)),
+            undecided: Mutex::new(HashMap::new()),
             config,
             handler,
             replier,
@@ -737,7 +776,7 @@ async fn dispatch(shared: &Arc<Shared>, tx: &ConnTx, jobs: &mpsc::Sender<Job>, t
             None
         }
         FrameType::Callback => match frame.topic() {
-            TOPIC_ROBOT => robot_message(shared, tx, &frame).await,
+            TOPIC_ROBOT => robot_message(shared, tx, jobs, &frame).await,
             TOPIC_CARD_CALLBACK => card_callback(shared, tx, &frame).await,
             _ => other_callback(shared, tx, &frame).await,
         },
@@ -787,7 +826,12 @@ fn key_of(frame: &Frame, data_id: Option<&str>) -> String {
     }
 }
 
-async fn robot_message(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) -> Option<Job> {
+async fn robot_message(
+    shared: &Arc<Shared>,
+    tx: &ConnTx,
+    jobs: &mpsc::Sender<Job>,
+    frame: &Frame,
+) -> Option<Job> {
     let msg = match RobotMessage::from_frame(frame) {
         Ok(m) => m,
         Err(e) => {
@@ -795,11 +839,87 @@ async fn robot_message(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) -> Opti
             return None;
         }
     };
-    // ACK first: a slow answer must not make the gateway redeliver.
-    tx.ack(Ack::callback(frame.message_id(), Value::Null)).await;
     let key = key_of(frame, Some(&msg.msg_id));
+    let mid = frame.message_id().to_string();
     if !shared.dedupe_begin(&key) {
+        // Handled here already (or being handled): ACK so the gateway stops redelivering;
+        // while the first delivery is still being decided, only once it is taken (a
+        // refused one must stay redeliverable).
+        match shared.undecided_of(&key) {
+            None => tx.ack(Ack::callback(&mid, Value::Null)).await,
+            Some(mut decided) => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    // A dropped sender (the decision panicked) counts as refused.
+                    let taken = matches!(decided.wait_for(Option::is_some).await, Ok(d) if *d == Some(true));
+                    if taken {
+                        tx.ack(Ack::callback(&mid, Value::Null)).await;
+                    }
+                });
+            }
+        }
         return None;
+    }
+    let decided = shared.undecided_begin(&key);
+    // The ACK follows the handler's decision (e.g. a claim in a shared store). A decision
+    // that is ready at once (the default) is applied here, as before any handler ran; one
+    // that waits (a store round trip) finishes in its own task, so the reader keeps
+    // reading and answering pings; at most `max_waiting_handlers` wait like that.
+    let handler = shared.handler.clone();
+    let mut decide = Box::pin(async move {
+        let d = AssertUnwindSafe(handler.accept_robot_message(&msg))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Accept::Refuse("accept_robot_message panicked".into()));
+        (d, msg)
+    });
+    if let Some((d, msg)) = (&mut decide).now_or_never() {
+        return decided_robot_message(shared, tx, d, msg, key, mid, decided).await;
+    }
+    let slot = tokio::select! {
+        biased;
+        _ = shared.cancel.cancelled() => return None,
+        p = shared.deciding.clone().acquire_owned() => p.ok()?,
+    };
+    let (shared, tx, jobs) = (shared.clone(), tx.clone(), jobs.clone());
+    tokio::spawn(async move {
+        let _slot = slot;
+        let (d, msg) = decide.await;
+        if let Some(job) = decided_robot_message(&shared, &tx, d, msg, key, mid, decided).await {
+            enqueue(&shared, &tx, &jobs, job).await;
+        }
+    });
+    None
+}
+
+/// ACKs (or not) a robot message as decided; a taken one becomes a handler run.
+async fn decided_robot_message(
+    shared: &Arc<Shared>,
+    tx: &ConnTx,
+    decision: Accept,
+    msg: RobotMessage,
+    key: String,
+    mid: String,
+    decided: watch::Sender<Option<bool>>,
+) -> Option<Job> {
+    match decision {
+        Accept::Take => {
+            tx.ack(Ack::callback(&mid, Value::Null)).await;
+            shared.undecided_end(&key, decided, true);
+        }
+        Accept::Skip => {
+            tx.ack(Ack::callback(&mid, Value::Null)).await;
+            shared.undecided_end(&key, decided, true);
+            shared.dedupe_finish(&key, true);
+            return None;
+        }
+        Accept::Refuse(reason) => {
+            tracing::warn!(message = key, "left un-ACKed for redelivery: {reason}");
+            Stats::bump(&shared.stats.refused);
+            shared.dedupe_finish(&key, false);
+            shared.undecided_end(&key, decided, false);
+            return None;
+        }
     }
     let ctx = ReplyContext::new(shared.replier.clone(), &msg, shared.cancel.child_token());
     let shared = shared.clone();

@@ -2,7 +2,10 @@
 //! answers through.
 //!
 //! Delivery contract (see `client`):
-//! - Robot messages are ACKed before the handler runs; the handler may take minutes.
+//! - A robot message is ACKed after [`Handler::accept_robot_message`] decides on it (by
+//!   default at once) and before [`Handler::on_robot_message`] runs, which may take
+//!   minutes. A handler that claims messages in a shared store decides there, so the ACK
+//!   follows the claim; a refused message is left un-ACKed for the gateway to redeliver.
 //! - Card callbacks are ACKed *after* the handler returns, because the ACK carries the card
 //!   update; if the handler takes longer than `callback_timeout`, an empty response is
 //!   ACKed and the handler keeps running.
@@ -51,6 +54,19 @@ impl HandlerError {
     }
 }
 
+/// What a handler decides about a robot message before it is ACKed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accept {
+    /// ACK it, then run [`Handler::on_robot_message`].
+    Take,
+    /// ACK it and do nothing more (e.g. another host holds its claim).
+    Skip,
+    /// Leave it un-ACKed so the gateway redelivers it, perhaps to another connection (e.g.
+    /// the store that decides is unreachable). The reason is logged; the in-memory dedupe
+    /// forgets the id so the redelivery is decided afresh.
+    Refuse(String),
+}
+
 impl From<ReplyError> for HandlerError {
     fn from(e: ReplyError) -> HandlerError {
         HandlerError::Failed(e.to_string())
@@ -60,6 +76,13 @@ impl From<ReplyError> for HandlerError {
 /// The robot's side of the client. Methods borrow `self`; the client keeps the handler in
 /// an `Arc` for as long as any call runs.
 pub trait Handler: Send + Sync + 'static {
+    /// Decides whether this connection takes `msg`; the ACK (or its absence) follows the
+    /// decision. It holds a handler slot while it runs, so keep it short (one claim).
+    fn accept_robot_message<'a>(&'a self, msg: &'a RobotMessage) -> BoxFuture<'a, Accept> {
+        let _ = msg;
+        Box::pin(async { Accept::Take })
+    }
+
     fn on_robot_message(
         &self,
         msg: RobotMessage,
