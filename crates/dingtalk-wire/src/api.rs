@@ -345,6 +345,18 @@ pub struct ApiError {
     pub code: String,
     #[serde(default)]
     pub message: String,
+    /// On a missing permission (`Forbidden.AccessDenied.AccessTokenPermissionDenied`): the
+    /// permissions the call needs (see [`crate::refusal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accessdenieddetail: Option<AccessDeniedDetail>,
+}
+
+/// `accessdenieddetail` of an [`ApiError`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessDeniedDetail {
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
 }
 
 /// Where a card goes: a group or one staff member's chat with the robot.

@@ -147,6 +147,8 @@ pub(crate) struct State {
     pub cards: BTreeMap<String, CardState>,
     pub ping_mode: PingMode,
     pub card_fault: Option<CardFault>,
+    /// Injected refusals, first match wins ([`crate::refuse`]).
+    pub refusals: Vec<RefusalFault>,
     /// Posted messages by messageId, for redelivery.
     pub posted: HashMap<String, (String, String)>,
     /// Accepted session webhook replies so far.
