@@ -28,10 +28,11 @@ use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
 use crate::message::{webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
 use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, Records};
+use crate::refusal::Refusals;
 use crate::regen::Regenerations;
 use crate::reply::{self, AnswerCard, CardCall};
 use crate::texts::Texts;
-use crate::throttle::{self, Publish, ThrottleConfig};
+use crate::throttle::{self, Publish, Retry, RetryHint, ThrottleConfig};
 
 /// The chunk type whose text is the answer; reasoning and tool chunks stay out of the card.
 pub const ANSWER_CHUNK_TYPE: &str = "TEXT_MESSAGE_CONTENT";
@@ -98,6 +99,8 @@ pub(crate) struct Robot {
     regenerations: Regenerations,
     /// The shared store `jitnode run` opened: message claims across hosts.
     store: Option<jitnode_store::Store>,
+    /// The refusals DingTalk gave this instance, each explained once.
+    pub(crate) refusals: Refusals,
 }
 
 /// What one answer is for, whether asked in a message or by a "regenerate" click.
@@ -167,6 +170,41 @@ impl Robot {
             regenerations: Regenerations::default(),
             webhooks: Mutex::new(HashMap::new()),
             store: jitnode_store::process_store(),
+            refusals: Refusals::default(),
+        }
+    }
+
+    /// Sends one card call; a rate limit is retried after the throttle's backoff, up to
+    /// `fallbackAfterFailures` calls in all.
+    async fn send_backing_off(&self, api: &OpenApi, call: &CardCall) -> Result<Value, ReplyError> {
+        let mut failures = 0;
+        loop {
+            match send_call(api, call).await {
+                Err(e) if e.retry() == Retry::Backoff => {
+                    failures += 1;
+                    if failures >= self.config.fallback_after_failures.max(1) {
+                        return Err(e);
+                    }
+                    self.call_failed(&e, "the thinking card");
+                    let wait = throttle::backoff_after(failures, self.config.card.min_interval);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.cancel.cancelled() => return Err(e),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Logs a failed reply call: a refusal once per kind with its fix
+    /// ([`crate::refusal`]), anything else as a warning.
+    pub(crate) fn call_failed(&self, e: &ReplyError, during: &str) {
+        match e.refusal() {
+            Some(r) => {
+                self.refusals.note(&r, &self.name, &self.config, during);
+            }
+            None => tracing::warn!(robot = %self.name, "{during} failed: {e}"),
         }
     }
 
@@ -217,7 +255,7 @@ impl Robot {
         match replier.webhook.send(url, body).await {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!(robot = %self.name, "session webhook reply failed: {e}");
+                self.call_failed(&e, "the session webhook reply");
                 false
             }
         }
@@ -245,9 +283,9 @@ impl Robot {
         );
         let mut card_ok = false;
         if let Some(card) = &card {
-            match send_call(api, &card.thinking()).await {
+            match self.send_backing_off(api, &card.thinking()).await {
                 Ok(_) => card_ok = true,
-                Err(e) => tracing::warn!(robot = %self.name, "thinking card not sent: {e}"),
+                Err(e) => self.call_failed(&e, "the thinking card"),
             }
         }
 
@@ -354,6 +392,9 @@ impl Robot {
                     return true;
                 }
                 if let Some(r) = &report {
+                    if let Some(e) = &r.last_error {
+                        self.call_failed(e, "the answer card's updates");
+                    }
                     tracing::warn!(robot = %self.name, failures = r.failures,
                         "card API kept failing; sending the answer as a markdown reply");
                 }
@@ -389,7 +430,7 @@ impl Robot {
                 if let (Some(card), true) = (&card, card_ok) {
                     match send_calls(api, &card.failed(&partial, message)).await {
                         Ok(()) => return true,
-                        Err(e) => tracing::warn!(robot = %self.name, "failed card not sent: {e}"),
+                        Err(e) => self.call_failed(&e, "the failed card"),
                     }
                 }
                 let body = reply::webhook_text(message, ask.at.as_ref());
@@ -542,7 +583,7 @@ impl Robot {
                             ) {
                                 let calls = card.thanks(&row.answer, kind, &record);
                                 if let Err(e) = send_calls(&replier.openapi, &calls).await {
-                                    tracing::warn!(robot = %self.name, "thank-you card not sent: {e}");
+                                    self.call_failed(&e, "the thank-you card");
                                 }
                             }
                         }
@@ -629,7 +670,7 @@ impl Robot {
                                 .call(Method::Post, PATH_STANDARD_SEND, &body)
                                 .await
                             {
-                                tracing::warn!(robot = %self.name, "invitation not sent: {e}");
+                                self.call_failed(&e, "the invitation card");
                             }
                         }
                         Ok(Value::Null)

@@ -595,6 +595,8 @@ async fn card_call(
             "ServiceUnavailable".into(),
             "the service is unavailable (sandbox fault)".into(),
         )),
+        // A refused call changes nothing.
+        None if refused.is_some() => Ok(Value::Null),
         None => apply_card(&mut st, op, &client_id, &body_v)
             .map_err(|(code, msg)| (StatusCode::BAD_REQUEST, code.to_string(), msg)),
     };

@@ -97,6 +97,8 @@ async fn template_robot_and_rate_refusals_have_their_codes() {
         .unwrap();
     let e = probe(&api, api::PATH_CREATE_AND_DELIVER).await;
     assert_eq!(e.refusal(), Some(Refusal::TemplateUnpublished), "{e}");
+    // A refused call changes nothing.
+    assert!(sb.transcript().cards.is_empty());
     // DingTalk's public AI card template is always published.
     let mut params = ParamMap::new();
     params.insert("flowStatus".into(), "1".into());

@@ -34,8 +34,9 @@ pub enum ReplyError {
         code: String,
         message: String,
         request_id: String,
-        /// What the answer means, when it is one of the refusals real accounts give.
-        refusal: Option<Refusal>,
+        /// What the answer means, when it is one of the refusals real accounts give
+        /// (boxed: errors stay small).
+        refusal: Option<Box<Refusal>>,
     },
     #[error("{what} failed: {reason}")]
     Transport { what: String, reason: String },
@@ -77,7 +78,7 @@ impl ReplyError {
     /// unpublished template or robot, a rate limit, an expired session webhook.
     pub fn refusal(&self) -> Option<Refusal> {
         match self {
-            ReplyError::Api { refusal, .. } => refusal.clone(),
+            ReplyError::Api { refusal, .. } => refusal.as_deref().cloned(),
             ReplyError::Token {
                 status,
                 code,
@@ -435,7 +436,7 @@ impl OpenApi {
         };
         if status >= 400 {
             let e: ApiError = serde_json::from_value(v).unwrap_or_default();
-            let refusal = Refusal::of_api(status, &e, path);
+            let refusal = Refusal::of_api(status, &e, path).map(Box::new);
             return Err(ReplyError::Api {
                 refusal,
                 method: method.as_str(),
@@ -660,7 +661,7 @@ mod tests {
             code: "Forbidden.AccessDenied.QpsLimit".into(),
             message: "qps".into(),
             request_id: "r".into(),
-            refusal: Some(Refusal::RateLimited),
+            refusal: Some(Box::new(Refusal::RateLimited)),
         };
         assert!(e.is_forbidden());
         assert_eq!(e.status(), Some(403));
