@@ -120,6 +120,10 @@ pub struct CardConfig {
     pub max_updates: u32,
 }
 
+/// `maxQuestionChars` unless the config says otherwise: a long message, well within what
+/// the agent's prompt and retrieval handle.
+pub const DEFAULT_MAX_QUESTION_CHARS: usize = 2000;
+
 /// The template variable the answer streams into unless `card.streamingKey` says otherwise.
 pub const DEFAULT_STREAMING_KEY: &str = "content";
 
@@ -155,6 +159,9 @@ pub struct RobotConfig {
     pub fallback_after_failures: u32,
     /// Longest time an answer may take before its card is marked failed.
     pub answer_timeout: Duration,
+    /// Longest question passed to the agent, in characters; a longer one is cut and its
+    /// answer says so.
+    pub max_question_chars: usize,
     pub language: Lang,
 }
 
@@ -178,6 +185,7 @@ impl fmt::Debug for RobotConfig {
             .field("card", &self.card)
             .field("fallback_after_failures", &self.fallback_after_failures)
             .field("answer_timeout", &self.answer_timeout)
+            .field("max_question_chars", &self.max_question_chars)
             .field("language", &self.language)
             .finish()
     }
@@ -276,6 +284,7 @@ impl RobotConfig {
             },
             fallback_after_failures: raw.fallback_after_failures,
             answer_timeout: Duration::from_millis(raw.answer_timeout_ms),
+            max_question_chars: raw.max_question_chars,
             language: if raw.language == "en" {
                 Lang::En
             } else {
@@ -298,6 +307,7 @@ struct Raw {
     card: RawCard,
     fallback_after_failures: u32,
     answer_timeout_ms: u64,
+    max_question_chars: usize,
     language: String,
 }
 
@@ -387,6 +397,7 @@ pub fn config_schema() -> Arc<ConfigSchema> {
                     },
                     "fallbackAfterFailures": whole(1, 1000, 3, "Card API failures in a row before answering by markdown instead."),
                     "answerTimeoutMs": whole(1000, 3_600_000, 120_000, "Longest time an answer may take."),
+                    "maxQuestionChars": whole(1, 100_000, DEFAULT_MAX_QUESTION_CHARS as u64, "Longest question passed to the agent, in characters; a longer one is cut and its answer says so."),
                     "language": {"enum": ["zh", "en"], "default": "zh",
                                  "description": "Language of the texts the robot writes itself."}
                 }
@@ -439,6 +450,7 @@ mod tests {
         assert_eq!(c.oapi_endpoint, "https://oapi.dingtalk.com");
         assert_eq!(c.robot_code, "ding123");
         assert_eq!(c.card.mode, CardMode::Standard);
+        assert_eq!(c.max_question_chars, DEFAULT_MAX_QUESTION_CHARS);
         assert_eq!(c.card.template_id, None);
         assert_eq!(c.card.streaming_key, "content");
         assert_eq!(c.card.min_interval, Duration::from_millis(300));
@@ -532,8 +544,13 @@ mod tests {
 
     #[test]
     fn standard_mode_drops_template_id() {
-        let v = with(minimal(), "card", json!({"templateId": "x.schema"}));
+        let v = with(
+            minimal(),
+            "card",
+            json!({"mode": "standard", "templateId": "x.schema"}),
+        );
         let c = RobotConfig::from_value(&v).unwrap();
+        assert_eq!(c.card.mode, CardMode::Standard);
         assert_eq!(c.card.template_id, None);
     }
 

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::callback::{Action, CallbackError};
 use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
-use crate::message::{webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
+use crate::message::{cut_chars, webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
 use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, Records};
 use crate::refusal::Refusals;
 use crate::regen::Regenerations;
@@ -101,6 +101,8 @@ pub(crate) struct Robot {
     store: Option<jitnode_store::Store>,
     /// The refusals DingTalk gave this instance, each explained once.
     pub(crate) refusals: Refusals,
+    /// The language each chat's asker last wrote in (chat id as the agent's memory key).
+    langs: Mutex<HashMap<String, Lang>>,
 }
 
 /// What one answer is for, whether asked in a message or by a "regenerate" click.
@@ -111,6 +113,10 @@ struct Ask {
     at: Option<Mention>,
     /// Session webhook for replies that are not cards.
     webhook: Option<String>,
+    /// Context for the agent only (the text a group reply quotes); not shown on the card.
+    context: Option<String>,
+    /// Appended to the answer (the question was cut).
+    note: Option<String>,
     /// The row to store; `answer` and time are filled in when the answer is complete.
     row: NewAnswer,
 }
@@ -171,6 +177,7 @@ impl Robot {
             webhooks: Mutex::new(HashMap::new()),
             store: jitnode_store::process_store(),
             refusals: Refusals::default(),
+            langs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -212,6 +219,26 @@ impl Robot {
     /// language when they have none.
     fn lang_of(&self, question: &str) -> Lang {
         Lang::of_text(question, self.config.language)
+    }
+
+    /// Remembers the language a chat's asker last wrote in (letters only decide it).
+    fn remember_lang(&self, chat_id: &str, question: &str) {
+        if !question.chars().any(char::is_alphabetic) {
+            return;
+        }
+        let lang = Lang::of_text(question, self.config.language);
+        let mut langs = self.langs.lock().unwrap_or_else(|p| p.into_inner());
+        if langs.len() >= MAX_KNOWN_WEBHOOKS && !langs.contains_key(chat_id) {
+            langs.clear();
+        }
+        langs.insert(chat_id.to_string(), lang);
+    }
+
+    /// The language to write to a chat in when its message has no words (a picture, a
+    /// file): the asker's last question's, else the configured `language`.
+    fn sender_lang(&self, chat_id: &str) -> Lang {
+        let langs = self.langs.lock().unwrap_or_else(|p| p.into_inner());
+        langs.get(chat_id).copied().unwrap_or(self.config.language)
     }
 
     fn remember_webhook(&self, m: &RobotMessage) {
@@ -322,7 +349,11 @@ impl Robot {
         };
 
         let agent = async {
-            let args = json!({"question": ask.question, "chatId": ask.chat_id});
+            let question = match &ask.context {
+                Some(quote) => format!("{}\n\n{}: \"{quote}\"", ask.question, texts.quoting),
+                None => ask.question.clone(),
+            };
+            let args = json!({"question": question, "chatId": ask.chat_id});
             let call = async {
                 let started = std::time::Instant::now();
                 let r = self.app.call(&self.config.agent, "run", args, sink).await;
@@ -350,6 +381,8 @@ impl Robot {
                             .unwrap_or_else(|| feed.text());
                         if text.trim().is_empty() {
                             Outcome::Failed("the agent returned an empty answer".into())
+                        } else if let Some(note) = &ask.note {
+                            Outcome::Answer(format!("{text}\n\n{note}"))
                         } else {
                             Outcome::Answer(text)
                         }
@@ -455,7 +488,10 @@ impl Robot {
         jitnode_metrics::global().messages_received.inc();
         self.remember_webhook(&m);
         let webhook = m.webhook().map(str::to_string);
-        if let Some(text) = m.polite_reply(self.config.language) {
+        if let Some(question) = m.question() {
+            self.remember_lang(&m.chat_id(), &question);
+        }
+        if let Some(text) = m.polite_reply(self.sender_lang(&m.chat_id())) {
             let body = reply::webhook_text(text, m.mention().as_ref());
             self.webhook_reply(&replier, webhook.as_deref(), &body)
                 .await;
@@ -497,12 +533,21 @@ impl Robot {
                     "store unavailable; answering without a claim: {e}"),
             }
         }
+        let (question, cut) = cut_chars(&question, self.config.max_question_chars.max(1));
+        let note = cut.then(|| {
+            let texts = Texts::for_lang(self.lang_of(&question));
+            texts
+                .question_cut
+                .replace("{n}", &self.config.max_question_chars.to_string())
+        });
         let row = NewAnswer::for_message(&m, &self.name, "", &question, "");
         let ask = Ask {
             chat_id: m.chat_id(),
             target: m.reply_target(),
             at: m.mention(),
             webhook,
+            context: m.quoted(),
+            note,
             row,
             question,
         };
@@ -619,6 +664,8 @@ impl Robot {
                     target: row.reply_target(),
                     at: row.at_user(),
                     webhook,
+                    context: None,
+                    note: None,
                     row: new_row,
                 };
                 // The click is ACKed at once; the new answer card follows. Counted from

@@ -412,7 +412,12 @@ impl Shared {
             } else {
                 m.text.clone()
             };
-            data.insert("text".into(), json!({ "content": content }));
+            let mut text = json!({ "content": content });
+            if let Some(quoted) = &m.replied_msg {
+                text["isReplyMsg"] = json!(true);
+                text["repliedMsg"] = quoted.clone();
+            }
+            data.insert("text".into(), text);
         } else {
             let content = m
                 .content

@@ -91,6 +91,9 @@ pub struct PostMessage {
     pub text: String,
     /// `content` object of a non-text message; a plausible one is made when absent.
     pub content: Option<Value>,
+    /// A text message replying to (quoting) another: the `text.repliedMsg` object
+    /// (`{"msgType", "content", "msgId", ...}`); `text.isReplyMsg` is then true.
+    pub replied_msg: Option<Value>,
 }
 
 impl Default for PostMessage {
@@ -107,6 +110,7 @@ impl Default for PostMessage {
             msgtype: "text".into(),
             text: String::new(),
             content: None,
+            replied_msg: None,
         }
     }
 }
