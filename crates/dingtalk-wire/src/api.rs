@@ -221,11 +221,25 @@ impl At {
     }
 }
 
-/// `{"content": ...}`.
+/// `{"content": ...}`. A robot message that quotes another (a reply in a group) adds
+/// `isReplyMsg: true` and `repliedMsg`, the quoted message (`msgType`, `content`, `msgId`,
+/// `senderId`, `createdAt`): see docs/wire-messages.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct TextContent {
     #[serde(default)]
     pub content: String,
+    #[serde(
+        default,
+        rename = "isReplyMsg",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub is_reply_msg: bool,
+    #[serde(
+        default,
+        rename = "repliedMsg",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub replied_msg: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -257,6 +271,7 @@ impl WebhookMessage {
         WebhookMessage::Text {
             text: TextContent {
                 content: content.into(),
+                ..TextContent::default()
             },
             at,
         }
@@ -345,6 +360,18 @@ pub struct ApiError {
     pub code: String,
     #[serde(default)]
     pub message: String,
+    /// On a missing permission (`Forbidden.AccessDenied.AccessTokenPermissionDenied`): the
+    /// permissions the call needs (see [`crate::refusal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accessdenieddetail: Option<AccessDeniedDetail>,
+}
+
+/// `accessdenieddetail` of an [`ApiError`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessDeniedDetail {
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
 }
 
 /// Where a card goes: a group or one staff member's chat with the robot.

@@ -9,11 +9,14 @@
 //! - [`frame`]: frames, topics and ACKs;
 //! - [`message`]: the decoded `data` of robot messages, card callbacks and events;
 //! - [`api`]: paths, request/response bodies, and the closed sets ([`api::FlowStatus`],
-//!   [`api::CardKind`], [`api::CallKind`]).
+//!   [`api::CardKind`], [`api::CallKind`]);
+//! - [`refusal`]: what DingTalk's error answers mean ([`refusal::Refusal`]), read from their
+//!   real bodies.
 
 pub mod api;
 pub mod frame;
 pub mod message;
+pub mod refusal;
 
 pub use api::{CallKind, CardKind, CardTarget, FlowStatus, Mention, Method, ParamMap};
 pub use frame::{Ack, Frame, FrameError, FrameType};
@@ -21,6 +24,7 @@ pub use message::{
     AtUser, CardCallback, CardPrivateData, ConversationType, Event, EventStatus, MessageBody,
     ParseError, RobotMessage,
 };
+pub use refusal::{Permission, Refusal};
 
 /// A URL for Debug output and logs: scheme, host, port and path, without userinfo, query
 /// or fragment (where session keys and tokens travel).

@@ -194,3 +194,59 @@ fn closed_sets_have_their_wire_names() {
     assert_eq!(api::to_value(&CardKind::Advanced), json!("advanced"));
     assert_eq!(CardKind::Standard.as_str(), "standard");
 }
+
+/// The refusals real accounts give (`tests/fixtures/refusals/`, sources in
+/// docs/wire-refusals.md): each body reads into its [`Refusal`].
+#[test]
+fn real_refusal_bodies_read_into_their_refusal() {
+    use jitnode_dingtalk_wire::{Permission, Refusal};
+    let refusal = |name: &str| {
+        let path = format!(
+            "{}/tests/fixtures/refusals/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        if let Some(errcode) = v.get("errcode") {
+            return Refusal::of_errcode(errcode.as_i64().unwrap());
+        }
+        let body: ApiError = serde_json::from_value(v["body"].clone()).unwrap();
+        // The body reads back to the same JSON: nothing of it is lost.
+        assert_eq!(api::to_value(&body), v["body"], "{name}");
+        Refusal::of_api(
+            v["status"].as_u64().unwrap() as u16,
+            &body,
+            v["path"].as_str().unwrap(),
+        )
+    };
+    let denied = |p| {
+        Some(Refusal::PermissionDenied {
+            permissions: vec![p],
+        })
+    };
+    for (name, want) in [
+        ("auth_failed_open.json", Some(Refusal::AuthFailed)),
+        ("auth_failed_token.json", Some(Refusal::AuthFailed)),
+        (
+            "permission_streaming.json",
+            denied(Permission::CardStreamingWrite),
+        ),
+        (
+            "permission_instance.json",
+            denied(Permission::CardInstanceWrite),
+        ),
+        (
+            "permission_robot_send.json",
+            denied(Permission::RobotSendMessage),
+        ),
+        (
+            "template_unpublished.json",
+            Some(Refusal::TemplateUnpublished),
+        ),
+        ("robot_not_found.json", Some(Refusal::RobotNotFound)),
+        ("rate_limited_403.json", Some(Refusal::RateLimited)),
+        ("rate_limited_429.json", Some(Refusal::RateLimited)),
+        ("session_expired.json", Some(Refusal::SessionExpired)),
+    ] {
+        assert_eq!(refusal(name), want, "{name}");
+    }
+}

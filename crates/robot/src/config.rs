@@ -58,18 +58,20 @@ fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// How answers are shown.
+/// How answers are shown. The default, for every new robot instance, is [`CardMode::Ai`]
+/// (this `Default` is the one home of that fact: the config schema's default and the docs
+/// follow it): it works on a real account with nothing to author.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CardMode {
     /// `StandardCard`: no template; the whole card is replaced on every update. Button clicks
     /// go to an HTTP callback, not over Stream.
-    #[default]
     Standard,
     /// An advanced (AI) card from a published template; streaming via `/v1.0/card/streaming`
     /// and button clicks over Stream.
     Template,
     /// DingTalk's public AI card template: nothing to author, streaming and button clicks
     /// over Stream. `card.templateId` and `card.streamingKey` are fixed by the template.
+    #[default]
     Ai,
 }
 
@@ -120,13 +122,17 @@ pub struct CardConfig {
     pub max_updates: u32,
 }
 
+/// `maxQuestionChars` unless the config says otherwise: a long message, well within what
+/// the agent's prompt and retrieval handle.
+pub const DEFAULT_MAX_QUESTION_CHARS: usize = 2000;
+
 /// The template variable the answer streams into unless `card.streamingKey` says otherwise.
 pub const DEFAULT_STREAMING_KEY: &str = "content";
 
 impl Default for CardConfig {
     fn default() -> Self {
         CardConfig {
-            mode: CardMode::Standard,
+            mode: CardMode::default(),
             template_id: None,
             streaming_key: DEFAULT_STREAMING_KEY.to_string(),
             min_interval: Duration::from_millis(300),
@@ -155,6 +161,9 @@ pub struct RobotConfig {
     pub fallback_after_failures: u32,
     /// Longest time an answer may take before its card is marked failed.
     pub answer_timeout: Duration,
+    /// Longest question passed to the agent, in characters; a longer one is cut and its
+    /// answer says so.
+    pub max_question_chars: usize,
     pub language: Lang,
 }
 
@@ -178,6 +187,7 @@ impl fmt::Debug for RobotConfig {
             .field("card", &self.card)
             .field("fallback_after_failures", &self.fallback_after_failures)
             .field("answer_timeout", &self.answer_timeout)
+            .field("max_question_chars", &self.max_question_chars)
             .field("language", &self.language)
             .finish()
     }
@@ -211,6 +221,19 @@ impl RobotConfig {
         if !value.is_object() {
             return Err(ConfigError::NotAnObject);
         }
+        // A blank mode (`{{DINGTALK_CARD_MODE:-}}` with the variable unset) is the default
+        // one, so configs need not repeat the default.
+        let mut value = value.clone();
+        if let Some(card) = value.get_mut("card").and_then(Value::as_object_mut) {
+            if card
+                .get("mode")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m.trim().is_empty())
+            {
+                card.remove("mode");
+            }
+        }
+        let value = &value;
         let checked = config_schema().apply(Some(value)).map_err(|v| {
             let first = v
                 .into_iter()
@@ -248,8 +271,8 @@ impl RobotConfig {
         let client_id = raw.client_id.trim().to_string();
         let mode = match raw.card.mode.as_str() {
             "template" => CardMode::Template,
-            "ai" => CardMode::Ai,
-            _ => CardMode::Standard,
+            "standard" => CardMode::Standard,
+            _ => CardMode::Ai,
         };
         let (template_id, streaming_key) = match mode {
             CardMode::Ai => (
@@ -276,6 +299,7 @@ impl RobotConfig {
             },
             fallback_after_failures: raw.fallback_after_failures,
             answer_timeout: Duration::from_millis(raw.answer_timeout_ms),
+            max_question_chars: raw.max_question_chars,
             language: if raw.language == "en" {
                 Lang::En
             } else {
@@ -298,6 +322,7 @@ struct Raw {
     card: RawCard,
     fallback_after_failures: u32,
     answer_timeout_ms: u64,
+    max_question_chars: usize,
     language: String,
 }
 
@@ -367,7 +392,7 @@ pub fn config_schema() -> Arc<ConfigSchema> {
                         "additionalProperties": false,
                         "description": "How answers are shown.",
                         "properties": {
-                            "mode": {"enum": ["standard", "template", "ai"], "default": "standard",
+                            "mode": {"enum": ["standard", "template", "ai"], "default": CardMode::default().as_str(),
                                      "description": "ai: DingTalk's public AI card template (nothing to author), streaming, clicks over Stream; template: your own published card template, streaming, clicks over Stream; standard: StandardCard, no buttons (its clicks need an HTTP callback)."},
                             "templateId": {"type": "string", "description": "Published card template; required in template mode.",
                                            "allOf": [{"not": {"pattern": "\\{\\{"}, "x-expected": "still holds an unrendered {{...}} placeholder"}]},
@@ -387,6 +412,7 @@ pub fn config_schema() -> Arc<ConfigSchema> {
                     },
                     "fallbackAfterFailures": whole(1, 1000, 3, "Card API failures in a row before answering by markdown instead."),
                     "answerTimeoutMs": whole(1000, 3_600_000, 120_000, "Longest time an answer may take."),
+                    "maxQuestionChars": whole(1, 100_000, DEFAULT_MAX_QUESTION_CHARS as u64, "Longest question passed to the agent, in characters; a longer one is cut and its answer says so."),
                     "language": {"enum": ["zh", "en"], "default": "zh",
                                  "description": "Language of the texts the robot writes itself."}
                 }
@@ -438,9 +464,10 @@ mod tests {
         assert_eq!(c.open_api_endpoint, "https://api.dingtalk.com");
         assert_eq!(c.oapi_endpoint, "https://oapi.dingtalk.com");
         assert_eq!(c.robot_code, "ding123");
-        assert_eq!(c.card.mode, CardMode::Standard);
-        assert_eq!(c.card.template_id, None);
-        assert_eq!(c.card.streaming_key, "content");
+        assert_eq!(c.card.mode, CardMode::Ai);
+        assert_eq!(c.card.template_id.as_deref(), Some(ai_card::TEMPLATE_ID));
+        assert_eq!(c.max_question_chars, DEFAULT_MAX_QUESTION_CHARS);
+        assert_eq!(c.card.streaming_key, "msgContent");
         assert_eq!(c.card.min_interval, Duration::from_millis(300));
         assert_eq!(c.card.max_updates, 20);
         assert_eq!(c.fallback_after_failures, 3);
@@ -531,9 +558,25 @@ mod tests {
     }
 
     #[test]
+    fn a_blank_mode_is_the_default_ai() {
+        // What `{{DINGTALK_CARD_MODE:-}}` renders to with the variable unset.
+        let v = with(minimal(), "card", json!({"mode": " "}));
+        assert_eq!(RobotConfig::from_value(&v).unwrap().card.mode, CardMode::Ai);
+        assert_eq!(CardConfig::default().mode, CardMode::Ai);
+        let schema = config_schema();
+        let filled = schema.apply(Some(&minimal())).unwrap();
+        assert_eq!(filled["card"]["mode"], CardMode::default().as_str());
+    }
+
+    #[test]
     fn standard_mode_drops_template_id() {
-        let v = with(minimal(), "card", json!({"templateId": "x.schema"}));
+        let v = with(
+            minimal(),
+            "card",
+            json!({"mode": "standard", "templateId": "x.schema"}),
+        );
         let c = RobotConfig::from_value(&v).unwrap();
+        assert_eq!(c.card.mode, CardMode::Standard);
         assert_eq!(c.card.template_id, None);
     }
 

@@ -12,6 +12,9 @@
 //! - [`throttle`]: the card update scheduler of one streamed answer.
 //! - [`records`]: the SQLite database of answers and feedback, with CSV / JSON export.
 //! - [`texts`]: the sentences the robot writes itself, per language.
+//! - [`refusal`]: each refusal of a real account (missing permission, unpublished template
+//!   or robot, rate limit, bad credentials, expired webhook) as one sentence naming the
+//!   element, the config field and the fix, said once per instance.
 //!
 //! - [`loader`]: the `builtin:dingTalkStream` loader ([`loader()`]) that runs each robot
 //!   instance: its own Stream connection, the message and card-click handler (`robot`),
@@ -27,6 +30,7 @@ pub mod config;
 pub mod loader;
 pub mod message;
 pub mod records;
+pub mod refusal;
 pub mod regen;
 pub mod reply;
 mod robot;

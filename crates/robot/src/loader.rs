@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
+use jitnode_dingtalk_wire::Refusal;
 use jitnode_host::{
     BoxError, BoxFuture, ElementRuntime, FunctionError, FunctionSpec, LoadContext, Loader,
     ReadinessReporter,
@@ -130,6 +131,7 @@ impl Loader for DingTalkStreamLoader {
                 client.status(),
                 cx.readiness("connecting"),
                 shown_endpoint(&config),
+                robot.clone(),
             ));
             tracing::info!(
                 robot = %element,
@@ -169,6 +171,7 @@ async fn report_readiness(
     mut status: tokio::sync::watch::Receiver<Status>,
     reporter: ReadinessReporter,
     endpoint: String,
+    robot: Arc<Robot>,
 ) {
     let mut connected_once = false;
     loop {
@@ -179,7 +182,18 @@ async fn report_readiness(
                 reporter.ready();
             }
             Status::AuthFailed { error, .. } => {
-                reporter.not_ready(format!("bad credentials: {error}"));
+                // The client logged its own line once; this is the one with the fix.
+                robot.refusals.note(
+                    &Refusal::AuthFailed,
+                    &robot.name,
+                    &robot.config,
+                    "opening the Stream connection",
+                );
+                reporter.not_ready(format!(
+                    "bad credentials: {error}. Fix: set clientId / clientSecret \
+                     (DINGTALK_CLIENT_ID / DINGTALK_CLIENT_SECRET) to the app's Client ID and \
+                     Secret, and publish an app version"
+                ));
             }
             // No retry delay in the reason: a retry failing the same way changes nothing.
             Status::Backoff { error, .. } => {
@@ -230,6 +244,7 @@ impl ElementRuntime for RobotRuntime {
                     "status": format!("{:?}", *self.client.status().borrow()),
                     "answering": self.robot.in_flight.running(),
                     "records": self.robot.records.location(),
+                    "refusals": self.robot.refusals.list(),
                 })),
                 other => Err(FunctionError::failed(format!("no function \"{other}\""))),
             }

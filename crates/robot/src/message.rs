@@ -7,11 +7,17 @@
 //! - **Checked.** A message needs a `msgId` (the frame's `messageId` stands in), a
 //!   `conversationId`, a `conversationType` of "1" or "2" and a sender; see
 //!   [`Incoming::check`].
-//! - **Question.** `text.content`, trimmed. In group chats the leading `@name` tokens left over
-//!   from mentions are stripped too (DingTalk removes the robot's own mention but leaves the
-//!   space, and mentions of other people typed before the question stay). Audio with a
-//!   non-empty `content.recognition` is answered as a question; `richText` is answered with
-//!   its text parts. Every other message type gets a polite "text or voice only" reply.
+//! - **Question.** `text.content`, trimmed. DingTalk removes the robot's own `@name` from it
+//!   but leaves the space; some clients leave the name too. In groups, the leading `@name`
+//!   tokens beyond the number of *other* people @-mentioned (`atUsers` without the robot,
+//!   `chatbotUserId`) are the robot's and are stripped; the others' stay as typed
+//!   (`@王芳 can you look at the VPN?`), so the agent sees who else was addressed. Audio with
+//!   a non-empty `content.recognition` is answered as a question; `richText` is answered
+//!   with its text parts. `picture`, `file` and `video` get a polite reply naming what the
+//!   robot cannot read; other types a "text or voice only" one.
+//! - **Quote.** A group reply that quotes a message (`text.isReplyMsg`, `text.repliedMsg`)
+//!   is answered for its new text; the quoted text ([`Incoming::quoted`]) goes to the agent
+//!   as context.
 //! - **Chat id** (the agent's memory key): the asker is `senderStaffId`, or `senderId` for
 //!   external users who have no staff id. One-to-one: `user:<asker>`. Group:
 //!   `group:<conversationId>:<asker>`, so each person in a group has their own thread and a
@@ -151,6 +157,50 @@ pub trait Incoming {
     fn webhook_expires_at_ms(&self) -> Option<i64>;
     /// The text reply for a message that is not a question, `None` for a question.
     fn polite_reply(&self, lang: Lang) -> Option<&'static str>;
+    /// The words of the message this one quotes (a reply in a group), cut to
+    /// [`MAX_QUOTE_CHARS`]; `None` when it quotes nothing or nothing readable.
+    fn quoted(&self) -> Option<String>;
+    /// How many people other than the robot the message @-mentions.
+    fn others_mentioned(&self) -> usize;
+}
+
+/// The longest quote passed on as context.
+pub const MAX_QUOTE_CHARS: usize = 500;
+
+/// `text` cut to at most `max` characters (at a character boundary); whether it was cut.
+pub fn cut_chars(text: &str, max: usize) -> (String, bool) {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => (text[..at].trim_end().to_string(), true),
+        None => (text.to_string(), false),
+    }
+}
+
+/// The readable words of a quoted message's `content` (`repliedMsg.content`): its `text`
+/// (or `content`), a markdown's `text`, or the text segments of a rich text, which come as
+/// `{"msgType": "text", "content"}` or `{"text"}`.
+fn quoted_words(msgtype: &str, content: &Value) -> Option<String> {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let words = match msgtype {
+        "richText" => {
+            let parts: Vec<String> = content
+                .get("richText")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|seg| {
+                    seg.get("msgType")
+                        .and_then(Value::as_str)
+                        .is_none_or(|t| t == "text")
+                })
+                .filter_map(|seg| text(seg, "text").or_else(|| text(seg, "content")))
+                .collect();
+            Some(parts.join(""))
+        }
+        "audio" => text(content, "recognition"),
+        _ => text(content, "text").or_else(|| text(content, "content")),
+    }?;
+    let words = words.trim();
+    (!words.is_empty()).then(|| cut_chars(words, MAX_QUOTE_CHARS).0)
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -208,8 +258,9 @@ impl Incoming for RobotMessage {
 
     fn asked(&self) -> Content {
         let kind = self.kind();
+        let others = self.others_mentioned();
         let question = |raw: &str, from_voice: bool| {
-            let text = clean_question(raw, kind);
+            let text = clean_question(raw, kind, others);
             if text.is_empty() {
                 Content::Empty
             } else {
@@ -306,25 +357,60 @@ impl Incoming for RobotMessage {
         match self.asked() {
             Content::Question { .. } => None,
             Content::Empty => Some(t.empty_question),
-            Content::Unsupported { .. } => Some(t.only_text),
+            Content::Unsupported { msgtype } => Some(match msgtype.as_str() {
+                "picture" => t.no_picture,
+                "file" => t.no_file,
+                "video" => t.no_video,
+                _ => t.only_text,
+            }),
         }
+    }
+
+    fn quoted(&self) -> Option<String> {
+        let text = self.text.as_ref().filter(|t| t.is_reply_msg)?;
+        let replied = text.replied_msg.as_ref()?;
+        let msgtype = replied
+            .get("msgType")
+            .or_else(|| replied.get("msgtype"))
+            .and_then(Value::as_str)
+            .unwrap_or("text");
+        quoted_words(msgtype, replied.get("content")?)
+    }
+
+    fn others_mentioned(&self) -> usize {
+        let robot = self.chatbot_user_id.trim();
+        self.at_users
+            .iter()
+            .filter(|u| robot.is_empty() || u.dingtalk_id != robot)
+            .count()
     }
 }
 
-/// Trims, and in groups strips leading `@name` tokens. `char::is_whitespace` covers the
-/// U+2005 space DingTalk puts after a mention.
-fn clean_question(raw: &str, kind: ConversationKind) -> String {
-    let mut rest = raw.trim();
-    if kind == ConversationKind::Group {
-        while let Some(after_at) = rest.strip_prefix(['@', '＠']) {
-            match after_at.find(char::is_whitespace) {
-                Some(end) => rest = after_at[end..].trim_start(),
-                // Only a mention, nothing after it.
-                None => rest = "",
-            }
-        }
+/// Trims, and in groups strips the leading `@name` tokens beyond the `others` (the people
+/// other than the robot @-mentioned): those are the robot's. `char::is_whitespace` covers
+/// the U+2005 space DingTalk puts after a mention.
+fn clean_question(raw: &str, kind: ConversationKind, others: usize) -> String {
+    let rest = raw.trim();
+    if kind != ConversationKind::Group {
+        return rest.to_string();
     }
-    rest.trim().to_string()
+    // The leading mention tokens: where each starts.
+    let mut starts = Vec::new();
+    let mut at = rest;
+    while let Some(after) = at.strip_prefix(['@', '＠']) {
+        starts.push(rest.len() - at.len());
+        at = match after.find(char::is_whitespace) {
+            Some(end) => after[end..].trim_start(),
+            None => "",
+        };
+    }
+    let robot_tokens = starts.len().saturating_sub(others);
+    let kept = match starts.get(robot_tokens) {
+        // The first of the others' mentions onwards.
+        Some(&start) => &rest[start..],
+        None => at,
+    };
+    kept.trim().to_string()
 }
 
 #[cfg(test)]
@@ -381,6 +467,74 @@ mod tests {
         assert_eq!(m.create_at, 1774080994334);
         assert_eq!(m.webhook_expires_at_ms(), Some(1774086394522));
         assert!(m.webhook().unwrap().ends_with("TOKEN123"));
+    }
+
+    #[test]
+    fn only_the_robots_leftover_mention_is_stripped() {
+        let with_others = |content: &str, others: &[&str]| {
+            let mut v = group_text(content);
+            v["chatbotUserId"] = json!("$:LWCP_v1:$bot");
+            let mut at = vec![json!({"dingtalkId": "$:LWCP_v1:$bot"})];
+            at.extend(
+                others
+                    .iter()
+                    .map(|o| json!({"dingtalkId": format!("$:LWCP_v1:${o}"), "staffId": o})),
+            );
+            v["atUsers"] = json!(at);
+            parse(&v, "").unwrap()
+        };
+        // DingTalk removed the robot's mention: the other person's stays.
+        let m = with_others(" @王芳\u{2005}can you check the VPN?", &["wf"]);
+        assert_eq!(m.others_mentioned(), 1);
+        assert_eq!(
+            m.question().as_deref(),
+            Some("@王芳\u{2005}can you check the VPN?")
+        );
+        // A client that left the robot's name: that one goes, the other stays.
+        let m = with_others(" @Helper @王芳 @李雷 check the VPN", &["wf", "ll"]);
+        assert_eq!(m.question().as_deref(), Some("@王芳 @李雷 check the VPN"));
+        // Nobody else mentioned: every leading mention is the robot's.
+        let m = with_others(" @Helper\u{2005}check the VPN", &[]);
+        assert_eq!(m.question().as_deref(), Some("check the VPN"));
+        // Only mentions and nothing asked.
+        let m = with_others(" @王芳", &["wf"]);
+        assert_eq!(m.question().as_deref(), Some("@王芳"));
+    }
+
+    #[test]
+    fn a_quoted_reply_is_answered_for_its_new_text_with_the_quote_as_context() {
+        let mut v = group_text(" 这个怎么处理？");
+        v["text"]["isReplyMsg"] = json!(true);
+        v["text"]["repliedMsg"] = json!({"msgType": "text", "msgId": "m0",
+            "content": {"text": "打印机一直显示脱机"}});
+        let m = parse(&v, "").unwrap();
+        assert_eq!(m.question().as_deref(), Some("这个怎么处理？"));
+        assert_eq!(m.quoted().as_deref(), Some("打印机一直显示脱机"));
+        // The other shapes seen: content.content, rich text segments, a card (unreadable).
+        v["text"]["repliedMsg"] = json!({"msgType": "text", "content": {"content": "plain"}});
+        assert_eq!(parse(&v, "").unwrap().quoted().as_deref(), Some("plain"));
+        v["text"]["repliedMsg"] = json!({"msgType": "richText", "content": {"richText": [
+            {"msgType": "text", "content": "VPN error "}, {"msgType": "picture", "downloadCode": "d"},
+            {"text": "809"}]}});
+        assert_eq!(
+            parse(&v, "").unwrap().quoted().as_deref(),
+            Some("VPN error 809")
+        );
+        v["text"]["repliedMsg"] =
+            json!({"msgType": "interactiveCard", "content": {"cardContent": {}}});
+        assert_eq!(parse(&v, "").unwrap().quoted(), None);
+        let long = "长".repeat(MAX_QUOTE_CHARS + 50);
+        v["text"]["repliedMsg"] = json!({"msgType": "text", "content": {"text": long}});
+        let q = parse(&v, "").unwrap().quoted().unwrap();
+        assert_eq!(q.chars().count(), MAX_QUOTE_CHARS);
+        // Not a reply: no quote.
+        assert_eq!(parse(&group_text(" hi"), "").unwrap().quoted(), None);
+    }
+
+    #[test]
+    fn cut_chars_counts_characters_not_bytes() {
+        assert_eq!(cut_chars("打印机脱机", 3), ("打印机".to_string(), true));
+        assert_eq!(cut_chars("short", 10), ("short".to_string(), false));
     }
 
     #[test]
@@ -510,16 +664,21 @@ mod tests {
                 msgtype: "audio".into()
             }
         );
-        for t in ["picture", "video", "file", "unknownMsgType"] {
+        let zh = Texts::for_lang(Lang::Zh);
+        let en = Texts::for_lang(Lang::En);
+        for (t, reply, en_reply) in [
+            ("picture", zh.no_picture, en.no_picture),
+            ("video", zh.no_video, en.no_video),
+            ("file", zh.no_file, en.no_file),
+            ("unknownMsgType", zh.only_text, en.only_text),
+        ] {
             let mut v = one_to_one(Some("1"));
             v["msgtype"] = json!(t);
             v["content"] = json!({"downloadCode": "x"});
             let m = parse(&v, "").unwrap();
             assert_eq!(m.asked(), Content::Unsupported { msgtype: t.into() });
-            assert_eq!(
-                m.polite_reply(Lang::Zh),
-                Some(Texts::for_lang(Lang::Zh).only_text)
-            );
+            assert_eq!(m.polite_reply(Lang::Zh), Some(reply));
+            assert_eq!(m.polite_reply(Lang::En), Some(en_reply));
         }
     }
 

@@ -26,12 +26,13 @@ use tokio_util::sync::CancellationToken;
 use crate::callback::{Action, CallbackError};
 use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
-use crate::message::{webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
+use crate::message::{cut_chars, webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
 use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, RecordsAt};
+use crate::refusal::Refusals;
 use crate::regen::Regenerations;
 use crate::reply::{self, AnswerCard, CardCall};
 use crate::texts::Texts;
-use crate::throttle::{self, Publish, ThrottleConfig};
+use crate::throttle::{self, Publish, Retry, RetryHint, ThrottleConfig};
 
 /// The chunk type whose text is the answer; reasoning and tool chunks stay out of the card.
 pub const ANSWER_CHUNK_TYPE: &str = "TEXT_MESSAGE_CONTENT";
@@ -99,6 +100,10 @@ pub(crate) struct Robot {
     regenerations: Regenerations,
     /// The shared store `jitnode run` opened: message claims across hosts.
     store: Option<jitnode_store::Store>,
+    /// The refusals DingTalk gave this instance, each explained once.
+    pub(crate) refusals: Refusals,
+    /// The language each chat's asker last wrote in (chat id as the agent's memory key).
+    langs: Mutex<HashMap<String, Lang>>,
 }
 
 /// What one answer is for, whether asked in a message or by a "regenerate" click.
@@ -109,6 +114,10 @@ struct Ask {
     at: Option<Mention>,
     /// Session webhook for replies that are not cards.
     webhook: Option<String>,
+    /// Context for the agent only (the text a group reply quotes); not shown on the card.
+    context: Option<String>,
+    /// Appended to the answer (the question was cut).
+    note: Option<String>,
     /// The row to store; `answer` and time are filled in when the answer is complete.
     row: NewAnswer,
 }
@@ -168,6 +177,42 @@ impl Robot {
             regenerations: Regenerations::default(),
             webhooks: Mutex::new(HashMap::new()),
             store: jitnode_store::process_store(),
+            refusals: Refusals::default(),
+            langs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends one card call; a rate limit is retried after the throttle's backoff, up to
+    /// `fallbackAfterFailures` calls in all.
+    async fn send_backing_off(&self, api: &OpenApi, call: &CardCall) -> Result<Value, ReplyError> {
+        let mut failures = 0;
+        loop {
+            match send_call(api, call).await {
+                Err(e) if e.retry() == Retry::Backoff => {
+                    failures += 1;
+                    if failures >= self.config.fallback_after_failures.max(1) {
+                        return Err(e);
+                    }
+                    self.call_failed(&e, "the thinking card");
+                    let wait = throttle::backoff_after(failures, self.config.card.min_interval);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.cancel.cancelled() => return Err(e),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Logs a failed reply call: a refusal once per kind with its fix
+    /// ([`crate::refusal`]), anything else as a warning.
+    pub(crate) fn call_failed(&self, e: &ReplyError, during: &str) {
+        match e.refusal() {
+            Some(r) => {
+                self.refusals.note(&r, &self.name, &self.config, during);
+            }
+            None => tracing::warn!(robot = %self.name, "{during} failed: {e}"),
         }
     }
 
@@ -180,6 +225,26 @@ impl Robot {
     /// language when they have none.
     fn lang_of(&self, question: &str) -> Lang {
         Lang::of_text(question, self.config.language)
+    }
+
+    /// Remembers the language a chat's asker last wrote in (letters only decide it).
+    fn remember_lang(&self, chat_id: &str, question: &str) {
+        if !question.chars().any(char::is_alphabetic) {
+            return;
+        }
+        let lang = Lang::of_text(question, self.config.language);
+        let mut langs = self.langs.lock().unwrap_or_else(|p| p.into_inner());
+        if langs.len() >= MAX_KNOWN_WEBHOOKS && !langs.contains_key(chat_id) {
+            langs.clear();
+        }
+        langs.insert(chat_id.to_string(), lang);
+    }
+
+    /// The language to write to a chat in when its message has no words (a picture, a
+    /// file): the asker's last question's, else the configured `language`.
+    fn sender_lang(&self, chat_id: &str) -> Lang {
+        let langs = self.langs.lock().unwrap_or_else(|p| p.into_inner());
+        langs.get(chat_id).copied().unwrap_or(self.config.language)
     }
 
     fn remember_webhook(&self, m: &RobotMessage) {
@@ -223,7 +288,7 @@ impl Robot {
         match replier.webhook.send(url, body).await {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!(robot = %self.name, "session webhook reply failed: {e}");
+                self.call_failed(&e, "the session webhook reply");
                 false
             }
         }
@@ -251,9 +316,9 @@ impl Robot {
         );
         let mut card_ok = false;
         if let Some(card) = &card {
-            match send_call(api, &card.thinking()).await {
+            match self.send_backing_off(api, &card.thinking()).await {
                 Ok(_) => card_ok = true,
-                Err(e) => tracing::warn!(robot = %self.name, "thinking card not sent: {e}"),
+                Err(e) => self.call_failed(&e, "the thinking card"),
             }
         }
         let open_card = match (&card, card_ok) {
@@ -299,7 +364,11 @@ impl Robot {
         };
 
         let agent = async {
-            let args = json!({"question": ask.question, "chatId": ask.chat_id});
+            let question = match &ask.context {
+                Some(quote) => format!("{}\n\n{}: \"{quote}\"", ask.question, texts.quoting),
+                None => ask.question.clone(),
+            };
+            let args = json!({"question": question, "chatId": ask.chat_id});
             let call = async {
                 let started = std::time::Instant::now();
                 let r = self.app.call(&self.config.agent, "run", args, sink).await;
@@ -327,6 +396,8 @@ impl Robot {
                             .unwrap_or_else(|| feed.text());
                         if text.trim().is_empty() {
                             Outcome::Failed("the agent returned an empty answer".into())
+                        } else if let Some(note) = &ask.note {
+                            Outcome::Answer(format!("{text}\n\n{note}"))
                         } else {
                             Outcome::Answer(text)
                         }
@@ -379,6 +450,9 @@ impl Robot {
                     return true;
                 }
                 if let Some(r) = &report {
+                    if let Some(e) = &r.last_error {
+                        self.call_failed(e, "the answer card's updates");
+                    }
                     tracing::warn!(robot = %self.name, failures = r.failures,
                         "card API kept failing; sending the answer as a markdown reply");
                 }
@@ -414,7 +488,7 @@ impl Robot {
                 if let (Some(card), true) = (&card, card_ok) {
                     match send_calls(api, &card.failed(&partial, message)).await {
                         Ok(()) => return true,
-                        Err(e) => tracing::warn!(robot = %self.name, "failed card not sent: {e}"),
+                        Err(e) => self.call_failed(&e, "the failed card"),
                     }
                 }
                 let body = reply::webhook_text(message, ask.at.as_ref());
@@ -607,7 +681,10 @@ impl Robot {
         jitnode_metrics::global().messages_received.inc();
         self.remember_webhook(&m);
         let webhook = m.webhook().map(str::to_string);
-        if let Some(text) = m.polite_reply(self.config.language) {
+        if let Some(question) = m.question() {
+            self.remember_lang(&m.chat_id(), &question);
+        }
+        if let Some(text) = m.polite_reply(self.sender_lang(&m.chat_id())) {
             let body = reply::webhook_text(text, m.mention().as_ref());
             self.webhook_reply(&replier, webhook.as_deref(), &body)
                 .await;
@@ -625,12 +702,21 @@ impl Robot {
             Ok(None) => {}
             Err(e) => tracing::warn!(robot = %self.name, "records not readable: {e}"),
         }
+        let (question, cut) = cut_chars(&question, self.config.max_question_chars.max(1));
+        let note = cut.then(|| {
+            let texts = Texts::for_lang(self.lang_of(&question));
+            texts
+                .question_cut
+                .replace("{n}", &self.config.max_question_chars.to_string())
+        });
         let row = NewAnswer::for_message(&m, &self.name, "", &question, "");
         let ask = Ask {
             chat_id: m.chat_id(),
             target: m.reply_target(),
             at: m.mention(),
             webhook,
+            context: m.quoted(),
+            note,
             row,
             question,
         };
@@ -708,7 +794,7 @@ impl Robot {
                             ) {
                                 let calls = card.thanks(&row.answer, kind, &record);
                                 if let Err(e) = send_calls(&replier.openapi, &calls).await {
-                                    tracing::warn!(robot = %self.name, "thank-you card not sent: {e}");
+                                    self.call_failed(&e, "the thank-you card");
                                 }
                             }
                         }
@@ -744,6 +830,8 @@ impl Robot {
                     target: row.reply_target(),
                     at: row.at_user(),
                     webhook,
+                    context: None,
+                    note: None,
                     row: new_row,
                 };
                 // The click is ACKed at once; the new answer card follows. Counted from
@@ -795,7 +883,7 @@ impl Robot {
                                 .call(Method::Post, PATH_STANDARD_SEND, &body)
                                 .await
                             {
-                                tracing::warn!(robot = %self.name, "invitation not sent: {e}");
+                                self.call_failed(&e, "the invitation card");
                             }
                         }
                         Ok(Value::Null)

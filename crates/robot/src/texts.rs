@@ -18,6 +18,14 @@ pub struct Texts {
     pub continue_chat: &'static str,
     pub invitation: &'static str,
     pub only_text: &'static str,
+    /// Replies to a picture, a file and a video.
+    pub no_picture: &'static str,
+    pub no_file: &'static str,
+    pub no_video: &'static str,
+    /// Appended to the answer of a question cut to `maxQuestionChars`; `{n}` is the limit.
+    pub question_cut: &'static str,
+    /// Introduces the quoted message given to the agent as context.
+    pub quoting: &'static str,
     pub empty_question: &'static str,
     pub fallback_title: &'static str,
     /// On a card whose answer went out as a markdown reply instead.
@@ -38,6 +46,11 @@ const ZH: Texts = Texts {
     continue_chat: "继续提问",
     invitation: "请继续提出您的问题，我会尽力解答。",
     only_text: "抱歉，我目前只能理解文字和语音消息，请用文字描述您的问题。",
+    no_picture: "抱歉，我还看不懂图片。请用文字描述图片里的内容或报错信息，我来帮您解答。",
+    no_file: "抱歉，我还打不开文件。请把需要解答的内容直接用文字发给我。",
+    no_video: "抱歉，我还看不了视频。请用文字描述您遇到的问题。",
+    question_cut: "（您的问题较长，我只读了前 {n} 个字，后面的部分没有看到。）",
+    quoting: "引用的消息",
     empty_question: "您好！请直接输入您的问题。",
     fallback_title: "回答",
     sent_as_message: "回答已作为单独的消息发送。",
@@ -59,6 +72,11 @@ const EN: Texts = Texts {
     invitation: "Please go ahead with your next question.",
     only_text:
         "Sorry, I can only understand text and voice messages for now. Please type your question.",
+    no_picture: "Sorry, I cannot read pictures yet. Please describe what it shows, or type the error message, and I will help.",
+    no_file: "Sorry, I cannot open files yet. Please send the part you need help with as text.",
+    no_video: "Sorry, I cannot watch videos yet. Please describe the problem in words.",
+    question_cut: "(Your question was long: I read its first {n} characters only.)",
+    quoting: "Quoted message",
     empty_question: "Hello! Please type your question.",
     fallback_title: "Answer",
     sent_as_message: "The answer was sent as a separate message.",

@@ -18,6 +18,10 @@
 //!   After `max_consecutive_failures` failures in a row the driver stops calling the card
 //!   API (`gave_up`) and only waits for the end of the answer, so the caller can send the
 //!   whole text as a markdown reply ([`ThrottleReport::needs_fallback`]).
+//! - **Refusals.** A failure says how to retry ([`RetryHint`]): at the next slot (the
+//!   default), after a backoff that doubles with each failure in a row (a rate limit:
+//!   [`BACKOFF_BASE`] up to [`BACKOFF_MAX`], the latest text still wins), or never (a
+//!   refusal no retry fixes, such as a missing permission: the driver gives up at once).
 //! - **Abandoned.** When the feed is dropped without `finish`, nothing final is sent; the
 //!   caller turns the card into a failed one.
 //!
@@ -32,6 +36,38 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
 use crate::config::RobotConfig;
+
+/// How a failed update is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// At the next slot (`min_interval` after the failed call).
+    Next,
+    /// After a backoff that doubles with each failure in a row.
+    Backoff,
+    /// Not at all: give up the card now.
+    Never,
+}
+
+/// What a failure says about retrying; [`Retry::Next`] unless the error knows better.
+pub trait RetryHint {
+    fn retry(&self) -> Retry {
+        Retry::Next
+    }
+}
+
+impl RetryHint for String {}
+
+/// The first backoff after a rate limit (or `min_interval`, when longer).
+pub const BACKOFF_BASE: Duration = Duration::from_millis(1000);
+/// The longest backoff between two calls.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+/// The wait after the `n`th failure in a row (n >= 1) that asks for a backoff.
+pub fn backoff_after(n: u32, min_interval: Duration) -> Duration {
+    let base = BACKOFF_BASE.max(min_interval);
+    base.saturating_mul(1u32 << n.saturating_sub(1).min(8))
+        .min(BACKOFF_MAX.max(min_interval))
+}
 
 /// What the driver is publishing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +217,10 @@ pub async fn drive<U: CardUpdater>(
     mut rx: watch::Receiver<Snapshot>,
     mut updater: U,
     config: ThrottleConfig,
-) -> ThrottleReport<U::Error> {
+) -> ThrottleReport<U::Error>
+where
+    U::Error: RetryHint,
+{
     let partial_cap = config.max_updates.max(1) - 1;
     let failure_limit = config.max_consecutive_failures.max(1);
     let mut report = ThrottleReport {
@@ -197,9 +236,12 @@ pub async fn drive<U: CardUpdater>(
     };
     let mut last_call = Instant::now();
     let mut last_published: Option<String> = None;
+    // No call starts before this (a rate limit's backoff).
+    let mut not_before = last_call;
 
-    let record = |report: &mut ThrottleReport<U::Error>, result: Result<(), U::Error>| match result
-    {
+    let record = |report: &mut ThrottleReport<U::Error>,
+                  not_before: &mut Instant,
+                  result: Result<(), U::Error>| match result {
         Ok(()) => {
             report.consecutive_failures = 0;
             true
@@ -207,6 +249,14 @@ pub async fn drive<U: CardUpdater>(
         Err(e) => {
             report.failures += 1;
             report.consecutive_failures += 1;
+            match e.retry() {
+                Retry::Next => {}
+                Retry::Backoff => {
+                    *not_before = Instant::now()
+                        + backoff_after(report.consecutive_failures, config.min_interval);
+                }
+                Retry::Never => report.gave_up = true,
+            }
             report.last_error = Some(e);
             if report.consecutive_failures >= failure_limit {
                 report.gave_up = true;
@@ -233,7 +283,7 @@ pub async fn drive<U: CardUpdater>(
             && !report.text.trim().is_empty()
             && last_published.as_deref() != Some(report.text.as_str());
         if wants_partial {
-            let due = last_call + config.min_interval;
+            let due = (last_call + config.min_interval).max(not_before);
             if Instant::now() < due {
                 sleep_until(due).await;
                 // Re-read: the latest text (or the finish) wins.
@@ -244,7 +294,7 @@ pub async fn drive<U: CardUpdater>(
             report.partial_updates += 1;
             let text = report.text.clone();
             let result = updater.update(text.clone(), Publish::Partial).await;
-            if record(&mut report, result) {
+            if record(&mut report, &mut not_before, result) {
                 last_published = Some(text);
             }
             continue;
@@ -263,11 +313,11 @@ pub async fn drive<U: CardUpdater>(
 
     // Final phase: the kept-back update, retried while failures allow.
     while !report.gave_up {
-        sleep_until(last_call + config.min_interval).await;
+        sleep_until((last_call + config.min_interval).max(not_before)).await;
         last_call = Instant::now();
         report.updates += 1;
         let result = updater.update(report.text.clone(), Publish::Final).await;
-        if record(&mut report, result) {
+        if record(&mut report, &mut not_before, result) {
             report.final_published = true;
             break;
         }
@@ -384,6 +434,75 @@ mod tests {
             assert!(c.at >= prev + min, "calls too close: {calls:?}");
             prev = c.at;
         }
+    }
+
+    /// A failure that carries its retry hint.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Hinted(Retry);
+
+    impl RetryHint for Hinted {
+        fn retry(&self) -> Retry {
+            self.0
+        }
+    }
+
+    /// Records the times of its calls; answers the first `failures` with `hint`.
+    fn hinted(
+        hint: Retry,
+        failures: usize,
+        log: Arc<Mutex<Vec<(Duration, Publish)>>>,
+    ) -> impl FnMut(String, Publish) -> std::future::Ready<Result<(), Hinted>> {
+        let start = Instant::now();
+        move |_text, publish| {
+            let mut log = log.lock().unwrap();
+            log.push((start.elapsed(), publish));
+            std::future::ready(if log.len() <= failures {
+                Err(Hinted(hint))
+            } else {
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limit_backs_off_doubling_and_the_latest_text_wins() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (feed, rx) = feed();
+        let producer = tokio::spawn(produce(feed, 120, Duration::from_millis(100)));
+        let report = drive(
+            rx,
+            hinted(Retry::Backoff, 3, log.clone()),
+            config(300, 100, 5),
+        )
+        .await;
+        producer.await.unwrap();
+        let calls = log.lock().unwrap().clone();
+        let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        // After failures 1, 2 and 3: 1 s, 2 s, 4 s; then the normal 300 ms again.
+        assert!(gaps[0] >= Duration::from_millis(1000), "{calls:?}");
+        assert!(gaps[1] >= Duration::from_millis(2000), "{calls:?}");
+        assert!(gaps[2] >= Duration::from_millis(4000), "{calls:?}");
+        assert!(gaps[3] < Duration::from_millis(400), "{calls:?}");
+        assert!(report.final_published && !report.gave_up, "{report:?}");
+        // 12 s of chunks: 7 s of backoff, then one call per 300 ms; not one per chunk.
+        assert!(calls.len() < 30, "{calls:?}");
+        assert_eq!(backoff_after(20, Duration::from_millis(300)), BACKOFF_MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_no_retry_fixes_gives_up_at_once() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (feed, rx) = feed();
+        let producer = tokio::spawn(produce(feed, 10, Duration::from_millis(100)));
+        let report = drive(
+            rx,
+            hinted(Retry::Never, 100, log.clone()),
+            config(300, 20, 5),
+        )
+        .await;
+        producer.await.unwrap();
+        assert_eq!(log.lock().unwrap().len(), 1);
+        assert!(report.gave_up && report.needs_fallback(), "{report:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -647,7 +647,7 @@ async fn non_text_gets_a_polite_reply_and_voice_is_answered() {
     };
     h.sb.post_message(&picture).unwrap();
     h.wait_for("polite reply", |t| {
-        t.replies().iter().any(|r| r == texts().only_text)
+        t.replies().iter().any(|r| r == texts().no_picture)
     })
     .await;
     let voice = PostMessage {

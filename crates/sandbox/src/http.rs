@@ -16,11 +16,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use jitnode_dingtalk_wire::api::ai_card;
+use jitnode_dingtalk_wire::api::{
+    ai_card, PATH_CARD_INSTANCES, PATH_CARD_STREAMING, PATH_CREATE_AND_DELIVER, PATH_STANDARD_SEND,
+    PATH_STANDARD_UPDATE,
+};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::refuse;
 use crate::state::{apply_param_map, push_entry, string_map, Out, Shared};
 use crate::types::*;
 
@@ -47,6 +51,10 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route(
             "/control/faults/cards",
             post(ctl_card_fault).delete(ctl_card_fault_clear),
+        )
+        .route(
+            "/control/faults/refusals",
+            post(ctl_refuse).delete(ctl_refusals_clear),
         )
         .route("/control/faults/expire-webhooks", post(ctl_expire_webhooks))
         .route("/control/faults/expire-tokens", post(ctl_expire_tokens))
@@ -238,6 +246,9 @@ async fn open_connection(
             "clientId and clientSecret are required",
         );
     };
+    if let Some(r) = refuse::take(&mut sh.lock(), refuse::Call::OpenConnection) {
+        return r.into_response();
+    }
     if !sh.check_credentials(id, secret) {
         return api_error(
             StatusCode::UNAUTHORIZED,
@@ -382,6 +393,9 @@ async fn access_token(AxState(sh): AxState<Shared>, body: Bytes) -> Response {
             "appKey and appSecret are required",
         );
     };
+    if let Some(r) = refuse::take(&mut sh.lock(), refuse::Call::AccessToken) {
+        return r.into_response();
+    }
     if !sh.check_credentials(key, secret) {
         return api_error(
             StatusCode::UNAUTHORIZED,
@@ -458,8 +472,13 @@ async fn session_webhook(
         _ => None,
     }
     .map(str::to_string);
-    let (errcode, errmsg) = if expired {
-        (300001, "session webhook expired or unknown")
+    let refused = if expired {
+        None
+    } else {
+        refuse::take(&mut st, refuse::Call::SessionWebhook)
+    };
+    let (errcode, errmsg) = if expired || refused.is_some() {
+        (300001, "session 不存在")
     } else if body_v.is_null() {
         (40035, "body is not JSON")
     } else if text.is_none() {
@@ -502,6 +521,16 @@ enum CardOp {
 }
 
 impl CardOp {
+    fn path(self) -> &'static str {
+        match self {
+            CardOp::StdSend => PATH_STANDARD_SEND,
+            CardOp::StdUpdate => PATH_STANDARD_UPDATE,
+            CardOp::Create => PATH_CREATE_AND_DELIVER,
+            CardOp::Update => PATH_CARD_INSTANCES,
+            CardOp::Stream => PATH_CARD_STREAMING,
+        }
+    }
+
     fn kind(self) -> &'static str {
         match self {
             CardOp::StdSend => "card.send",
@@ -530,8 +559,16 @@ async fn card_call(
         .and_then(Value::as_str)
         .map(str::to_string);
     let mut st = sh.lock();
-    // Injected fault first: a rate-limited API does not look at the body.
+    // Injected faults first: a refused or rate-limited API does not look at the body.
+    let refused = refuse::take(
+        &mut st,
+        refuse::Call::Card {
+            path: op.path(),
+            body: &body_v,
+        },
+    );
     let fault = match st.card_fault {
+        _ if refused.is_some() => None,
         Some(f) => {
             match f.count {
                 Some(1) => st.card_fault = None,
@@ -558,6 +595,8 @@ async fn card_call(
             "ServiceUnavailable".into(),
             "the service is unavailable (sandbox fault)".into(),
         )),
+        // A refused call changes nothing.
+        None if refused.is_some() => Ok(Value::Null),
         None => apply_card(&mut st, op, &client_id, &body_v)
             .map_err(|(code, msg)| (StatusCode::BAD_REQUEST, code.to_string(), msg)),
     };
@@ -565,9 +604,12 @@ async fn card_call(
         .as_ref()
         .and_then(|id| st.cards.get(id))
         .and_then(|c| c.conversation_id.clone());
-    let (status, error, resp) = match result {
-        Ok(r) => (StatusCode::OK, None, Json(r).into_response()),
-        Err((status, code, msg)) => (status, Some(code.clone()), api_error(status, &code, &msg)),
+    let (status, error, resp) = match (refused, result) {
+        (Some(r), _) => (r.status, Some(r.code.clone()), r.into_response()),
+        (None, Ok(r)) => (StatusCode::OK, None, Json(r).into_response()),
+        (None, Err((status, code, msg))) => {
+            (status, Some(code.clone()), api_error(status, &code, &msg))
+        }
     };
     let entry = TranscriptEntry {
         seq: 0,
@@ -1043,6 +1085,23 @@ async fn ctl_card_fault(AxState(sh): AxState<Shared>, body: Bytes) -> Response {
 
 async fn ctl_card_fault_clear(AxState(sh): AxState<Shared>) -> Response {
     sh.lock().card_fault = None;
+    Json(json!({"ok": true})).into_response()
+}
+
+async fn ctl_refuse(AxState(sh): AxState<Shared>, body: Bytes) -> Response {
+    let fault = match ctl_json::<RefusalFault>(&body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(why) = refuse::check(&fault) {
+        return ctl_err(why);
+    }
+    sh.lock().refusals.push(fault);
+    Json(json!({"ok": true})).into_response()
+}
+
+async fn ctl_refusals_clear(AxState(sh): AxState<Shared>) -> Response {
+    sh.lock().refusals.clear();
     Json(json!({"ok": true})).into_response()
 }
 

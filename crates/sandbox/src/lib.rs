@@ -32,6 +32,8 @@
 //!   `POST /control/faults/pings {"mode":"normal"|"withhold"} | {"mode":"delay","ms":..}`,
 //!   `POST /control/faults/redeliver {messageId, afterSecs}`,
 //!   `POST /control/faults/cards {status: 403|5xx, count?}`, `DELETE /control/faults/cards`,
+//!   `POST /control/faults/refusals <RefusalFault>`, `DELETE /control/faults/refusals`
+//!   (a refusal a real account gives, with DingTalk's body: see [`RefusalFault`]),
 //!   `POST /control/faults/expire-webhooks`, `POST /control/faults/expire-tokens`,
 //!   `POST /control/faults/raw {connectionId? | clientId?, text}` (verbatim frame),
 //!   `POST /control/events {clientId, eventType, data}` -> `{messageId, connectionId}`.
@@ -68,6 +70,7 @@
 
 mod control;
 mod http;
+mod refuse;
 mod state;
 mod types;
 
@@ -106,6 +109,8 @@ pub enum SandboxError {
     UnknownMessage(String),
     #[error("sandbox: no ACK for messageId {0:?} in time")]
     AckTimeout(String),
+    #[error("sandbox: refusal fault not accepted: {0}")]
+    BadFault(&'static str),
     #[error("sandbox: binding {addr} (beyond loopback) needs a control_token for the control API")]
     ControlTokenRequired { addr: std::net::SocketAddr },
 }
@@ -408,6 +413,19 @@ impl Sandbox {
 
     pub fn clear_card_fault(&self) {
         self.shared.lock().card_fault = None;
+    }
+
+    /// Adds a refusal a real account gives (see [`RefusalFault`] for which calls it hits);
+    /// refusals already added stay, the first that hits a call answers it.
+    pub fn refuse(&self, fault: RefusalFault) -> Result<(), SandboxError> {
+        refuse::check(&fault).map_err(SandboxError::BadFault)?;
+        self.shared.lock().refusals.push(fault);
+        Ok(())
+    }
+
+    /// Removes every injected refusal.
+    pub fn clear_refusals(&self) {
+        self.shared.lock().refusals.clear();
     }
 
     /// Every session webhook issued so far expires now.

@@ -147,6 +147,8 @@ pub(crate) struct State {
     pub cards: BTreeMap<String, CardState>,
     pub ping_mode: PingMode,
     pub card_fault: Option<CardFault>,
+    /// Injected refusals, first match wins ([`crate::refuse`]).
+    pub refusals: Vec<RefusalFault>,
     /// Posted messages by messageId, for redelivery.
     pub posted: HashMap<String, (String, String)>,
     /// Accepted session webhook replies so far.
@@ -442,7 +444,12 @@ impl Shared {
             } else {
                 m.text.clone()
             };
-            data.insert("text".into(), json!({ "content": content }));
+            let mut text = json!({ "content": content });
+            if let Some(quoted) = &m.replied_msg {
+                text["isReplyMsg"] = json!(true);
+                text["repliedMsg"] = quoted.clone();
+            }
+            data.insert("text".into(), text);
         } else {
             let content = m
                 .content

@@ -91,6 +91,9 @@ pub struct PostMessage {
     pub text: String,
     /// `content` object of a non-text message; a plausible one is made when absent.
     pub content: Option<Value>,
+    /// A text message replying to (quoting) another: the `text.repliedMsg` object
+    /// (`{"msgType", "content", "msgId", ...}`); `text.isReplyMsg` is then true.
+    pub replied_msg: Option<Value>,
 }
 
 impl Default for PostMessage {
@@ -107,6 +110,7 @@ impl Default for PostMessage {
             msgtype: "text".into(),
             text: String::new(),
             content: None,
+            replied_msg: None,
         }
     }
 }
@@ -362,4 +366,60 @@ pub struct CardFault {
     pub status: u16,
     /// The next `count` calls; None until cleared.
     pub count: Option<u32>,
+}
+
+pub use jitnode_dingtalk_wire::refusal::{Permission, Refusal};
+
+/// A refusal a real account gives, played by the sandbox (fault injection):
+/// `POST /control/faults/refusals`, [`crate::Sandbox::refuse`]. Which calls each refusal
+/// hits, and with what body, is the sandbox's model of DingTalk (docs/wire-refusals.md):
+///
+/// | refusal | calls refused | answer |
+/// |---|---|---|
+/// | `authFailed` | connections/open, accessToken (even right credentials: an unpublished app) | 401 `authFailed` / 400 `invalidParameter.idOrSecret.notFound` |
+/// | `permissionDenied` | card calls needing one of `permissions` | 403 `Forbidden.AccessDenied.AccessTokenPermissionDenied` with `accessdenieddetail.requiredScopes` |
+/// | `templateUnpublished` | createAndDeliver of any template but the public AI card | 400 `param.templateUnpublished` |
+/// | `robotNotFound` | every card call | 400 `resource.not.found` "robot 不存在" |
+/// | `rateLimited` | every card call | 403 `Forbidden.AccessDenied.QpsLimitForApi`, or 429 with `status` |
+/// | `sessionExpired` | session webhook posts | HTTP 200, `errcode` 300001 "session 不存在" |
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusalFault {
+    pub refusal: Refusal,
+    /// `rateLimited` only: 403 (the default) or 429.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// The next `count` calls it hits; `None` until cleared.
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+impl RefusalFault {
+    /// `refusal` on every call it hits, until cleared.
+    pub fn new(refusal: Refusal) -> RefusalFault {
+        RefusalFault {
+            refusal,
+            status: None,
+            count: None,
+        }
+    }
+
+    /// The app lacks `permission`.
+    pub fn missing(permission: Permission) -> RefusalFault {
+        RefusalFault::new(Refusal::PermissionDenied {
+            permissions: vec![permission],
+        })
+    }
+
+    /// Only the next `n` calls it hits.
+    pub fn times(mut self, n: u32) -> RefusalFault {
+        self.count = Some(n);
+        self
+    }
+
+    /// The HTTP status of a rate limit (403 or 429).
+    pub fn with_status(mut self, status: u16) -> RefusalFault {
+        self.status = Some(status);
+        self
+    }
 }

@@ -462,6 +462,7 @@ async fn supervise(shared: Arc<Shared>, status: watch::Sender<Status>, jobs: mps
     let mut attempt = 0u32;
     let mut delay = Duration::ZERO;
     let mut rejected_in_a_row = 0u32;
+    let mut auth_refused = false;
     'run: loop {
         if current.is_none() {
             if !delay.is_zero() {
@@ -482,6 +483,7 @@ async fn supervise(shared: Arc<Shared>, status: watch::Sender<Status>, jobs: mps
                     next_id += 1;
                     current = Some(next_id);
                     rejected_in_a_row = 0;
+                    auth_refused = false;
                     delay = Duration::ZERO;
                     Stats::bump(&shared.stats.connections);
                     if next_id > 1 {
@@ -504,7 +506,13 @@ async fn supervise(shared: Arc<Shared>, status: watch::Sender<Status>, jobs: mps
                     match e {
                         ConnectError::AuthFailed { .. } => {
                             delay = cfg.backoff.auth_failed;
-                            tracing::error!(client_id = %cfg.client_id, retry_in = ?delay, "{error}");
+                            // Said once: the same refusal every few minutes adds nothing.
+                            if auth_refused {
+                                tracing::debug!(client_id = %cfg.client_id, retry_in = ?delay, "{error}");
+                            } else {
+                                tracing::error!(client_id = %cfg.client_id, retry_in = ?delay, "{error}");
+                            }
+                            auth_refused = true;
                             status.send_replace(Status::AuthFailed {
                                 client_id: cfg.client_id.clone(),
                                 delay,

@@ -12,7 +12,7 @@ use jitnode_dingtalk_wire::api::{
     HEADER_ACCESS_TOKEN, PATH_ACCESS_TOKEN, PATH_CARD_INSTANCES, PATH_CARD_STREAMING,
     PATH_CREATE_AND_DELIVER, PATH_STANDARD_SEND, PATH_STANDARD_UPDATE,
 };
-use jitnode_dingtalk_wire::redacted_url;
+use jitnode_dingtalk_wire::{redacted_url, Refusal};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -34,6 +34,9 @@ pub enum ReplyError {
         code: String,
         message: String,
         request_id: String,
+        /// What the answer means, when it is one of the refusals real accounts give
+        /// (boxed: errors stay small).
+        refusal: Option<Box<Refusal>>,
     },
     #[error("{what} failed: {reason}")]
     Transport { what: String, reason: String },
@@ -66,6 +69,34 @@ impl ReplyError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ReplyError::Api { status, .. } | ReplyError::Token { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The refusal this error is, when DingTalk gave one of the known ones
+    /// ([`jitnode_dingtalk_wire::refusal`]): bad credentials, a missing permission, an
+    /// unpublished template or robot, a rate limit, an expired session webhook.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            ReplyError::Api { refusal, .. } => refusal.as_deref().cloned(),
+            ReplyError::Token {
+                status,
+                code,
+                message,
+                ..
+            } => Refusal::of_api(
+                *status,
+                &ApiError {
+                    code: code.clone(),
+                    message: message.clone(),
+                    ..ApiError::default()
+                },
+                PATH_ACCESS_TOKEN,
+            )
+            // A token refused with a 401 or 403 and no known code: the credentials.
+            .or((matches!(status, 401 | 403)).then_some(Refusal::AuthFailed)),
+            ReplyError::SessionExpired { .. } => Some(Refusal::SessionExpired),
+            ReplyError::Webhook { errcode, .. } => Refusal::of_errcode(*errcode),
             _ => None,
         }
     }
@@ -405,7 +436,9 @@ impl OpenApi {
         };
         if status >= 400 {
             let e: ApiError = serde_json::from_value(v).unwrap_or_default();
+            let refusal = Refusal::of_api(status, &e, path).map(Box::new);
             return Err(ReplyError::Api {
+                refusal,
                 method: method.as_str(),
                 path: path.to_string(),
                 status,
@@ -628,6 +661,7 @@ mod tests {
             code: "Forbidden.AccessDenied.QpsLimit".into(),
             message: "qps".into(),
             request_id: "r".into(),
+            refusal: Some(Box::new(Refusal::RateLimited)),
         };
         assert!(e.is_forbidden());
         assert_eq!(e.status(), Some(403));

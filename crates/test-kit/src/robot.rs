@@ -91,7 +91,8 @@ pub fn write(path: &Path, text: &str) {
 }
 
 /// The config of a robot talking to `sb` as `client_id` (registered there with `secret`),
-/// asking `aiagents.customerService`, in English, with quick card updates; `extra`'s
+/// asking `aiagents.customerService`, in English, with quick card updates in standard card
+/// mode (what these tests were written for; a new robot's default is `ai`); `extra`'s
 /// fields replace the defaults.
 pub fn robot_config(sb: &Sandbox, client_id: &str, secret: &str, extra: &Value) -> Value {
     sb.register_app(client_id, secret);
@@ -99,7 +100,7 @@ pub fn robot_config(sb: &Sandbox, client_id: &str, secret: &str, extra: &Value) 
         "clientId": client_id, "clientSecret": secret,
         "agent": "aiagents.customerService", "openApiEndpoint": sb.base_url(),
         "oapiEndpoint": sb.base_url(), "language": "en",
-        "card": {"minIntervalMs": 50}
+        "card": {"mode": "standard", "minIntervalMs": 50}
     });
     for (k, v) in extra.as_object().into_iter().flatten() {
         config[k] = v.clone();

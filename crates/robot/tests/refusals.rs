@@ -1,0 +1,295 @@
+//! Each refusal a real DingTalk account gives, played by the sandbox with DingTalk's own
+//! bodies (`Sandbox::refuse`), met by a robot instance on the real wire: the user still gets
+//! the answer (as markdown when the card is refused), and the robot says once, in its
+//! `status` and log, what was refused, which config field is involved and the fix.
+
+use std::time::Duration;
+
+use jitnode_host::{loader_fn, App, ChunkSink, ElementRuntime, FnRuntime, Registry};
+use jitnode_sandbox::{Permission, PostMessage, Refusal, RefusalFault, Sandbox, SandboxConfig};
+use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
+use serde_json::{json, Value};
+
+const APP: &str = "dingrefused";
+const ANSWER: &str = "Open the VPN app and sign in.";
+
+struct Robot {
+    sb: Sandbox,
+    app: App,
+    _dir: AppDir,
+}
+
+/// A robot `imRobots.bot` with `extra` config, answering [`ANSWER`] in two chunks.
+async fn robot(extra: Value) -> Robot {
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let dir = AppDir::new();
+    dir.test_agent("twoChunks");
+    dir.robot_family();
+    dir.robot("bot", &robot_config(&sb, APP, "dingrefused-secret", &extra));
+    let mut registry = Registry::with_builtins();
+    registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
+    registry.register(
+        "twoChunks",
+        loader_fn(|_cx| async {
+            let rt = FnRuntime::new().function("run", |_args, chunks| async move {
+                for c in ["Open the VPN app ", "and sign in."] {
+                    tokio::time::sleep(Duration::from_millis(60)).await;
+                    chunks.send(json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": c}}));
+                }
+                Ok(json!({"answer": ANSWER, "sources": []}))
+            });
+            Ok(Box::new(rt) as Box<dyn ElementRuntime>)
+        }),
+    );
+    let (app, _) = App::open(dir.path(), false, registry).unwrap();
+    let report = app.start().await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    Robot { sb, app, _dir: dir }
+}
+
+impl Robot {
+    async fn connected(self) -> Robot {
+        assert!(
+            self.sb
+                .wait_for_connections(APP, 1, Duration::from_secs(10))
+                .await,
+            "robot did not connect"
+        );
+        self
+    }
+
+    async fn status(&self) -> Value {
+        self.app
+            .call("imRobots.bot", "status", json!({}), ChunkSink::discard())
+            .await
+            .unwrap()
+    }
+
+    /// The robot's refusals (`status.refusals`) once one of `kind` is there.
+    async fn refusal(&self, kind: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let status = self.status().await;
+            let found = status["refusals"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["refusal"]["kind"] == kind)
+                .cloned();
+            if let Some(r) = found {
+                return r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {kind} refusal: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Asks, and waits for the answer to arrive as a markdown message.
+    async fn ask_expecting_markdown(&self, question: &str) {
+        let before = self.sb.transcript().replies().len();
+        self.sb
+            .post_message(&PostMessage::text(APP, question))
+            .unwrap();
+        let t = wait_for(
+            &self.sb,
+            "the markdown answer",
+            Duration::from_secs(15),
+            |t| t.replies().len() > before,
+        )
+        .await;
+        let reply = t.replies().pop().unwrap();
+        assert!(reply.contains(ANSWER), "{reply}");
+    }
+
+    async fn stop(self) {
+        self.app.stop(Duration::from_secs(5)).await;
+        self.sb.shutdown().await;
+    }
+}
+
+fn message(r: &Value) -> String {
+    r["message"].as_str().unwrap().to_string()
+}
+
+/// The sentence names the element, its config file, the field and the fix.
+fn assert_explains(r: &Value, field: &str, fix: &str) {
+    let m = message(r);
+    assert!(m.starts_with("imRobots.bot: "), "{m}");
+    assert!(m.contains("elements/imRobots/bot/config.json"), "{m}");
+    assert!(m.contains(field), "{field} in {m}");
+    assert!(m.contains("Fix:") && m.contains(fix), "{fix} in {m}");
+    assert!(!m.contains("dingrefused-secret"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_streaming_permission_answers_as_markdown_and_says_so_once() {
+    let r = robot(json!({"card": {"mode": "ai", "minIntervalMs": 50}}))
+        .await
+        .connected()
+        .await;
+    r.sb.refuse(RefusalFault::missing(Permission::CardStreamingWrite))
+        .unwrap();
+    r.ask_expecting_markdown("How do I connect?").await;
+    let seen = r.refusal("permissionDenied").await;
+    assert_explains(&seen, "card.mode \"ai\"", "grant Card.Streaming.Write");
+    assert_eq!(
+        seen["refusal"]["permissions"],
+        json!(["Card.Streaming.Write"])
+    );
+    // No retry fixes a missing permission: one streaming call for the answer, not a loop.
+    let streamed =
+        r.sb.transcript()
+            .entries
+            .iter()
+            .filter(|e| e.kind == "card.streaming")
+            .count();
+    assert_eq!(streamed, 1);
+
+    // A second question is refused the same way: counted, not said again.
+    r.ask_expecting_markdown("And the printer?").await;
+    let status = r.status().await;
+    let refusals = status["refusals"].as_array().unwrap();
+    assert_eq!(refusals.len(), 1, "{status}");
+    assert_eq!(refusals[0]["count"], 2);
+    assert_eq!(refusals[0]["message"], seen["message"]);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_card_write_and_robot_send_permissions_name_themselves() {
+    let r = robot(json!({"card": {"mode": "ai", "minIntervalMs": 50}}))
+        .await
+        .connected()
+        .await;
+    r.sb.refuse(RefusalFault::missing(Permission::CardInstanceWrite))
+        .unwrap();
+    r.ask_expecting_markdown("How do I connect?").await;
+    let seen = r.refusal("permissionDenied").await;
+    assert_explains(&seen, "DINGTALK_CARD_MODE", "grant Card.Instance.Write");
+    r.stop().await;
+
+    let r = robot(json!({"card": {"mode": "standard", "minIntervalMs": 50}}))
+        .await
+        .connected()
+        .await;
+    r.sb.refuse(RefusalFault::missing(Permission::RobotSendMessage))
+        .unwrap();
+    r.ask_expecting_markdown("How do I connect?").await;
+    let seen = r.refusal("permissionDenied").await;
+    assert_explains(&seen, "card.mode \"standard\"", "grant qyapi_robot_sendmsg");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpublished_template_and_an_unpublished_robot_answer_as_markdown() {
+    let r = robot(
+        json!({"card": {"mode": "template", "templateId": "mine.schema", "minIntervalMs": 50}}),
+    )
+    .await
+    .connected()
+    .await;
+    r.sb.refuse(RefusalFault::new(Refusal::TemplateUnpublished))
+        .unwrap();
+    r.ask_expecting_markdown("How do I connect?").await;
+    let seen = r.refusal("templateUnpublished").await;
+    assert_explains(&seen, "card.templateId", "DINGTALK_CARD_MODE=ai");
+    assert!(message(&seen).contains("mine.schema"));
+    r.stop().await;
+
+    let r = robot(json!({"card": {"mode": "ai", "minIntervalMs": 50}}))
+        .await
+        .connected()
+        .await;
+    r.sb.refuse(RefusalFault::new(Refusal::RobotNotFound))
+        .unwrap();
+    r.ask_expecting_markdown("How do I connect?").await;
+    let seen = r.refusal("robotNotFound").await;
+    assert_explains(&seen, "robotCode", "publish the robot");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_backs_off_and_the_card_still_ends_with_the_answer() {
+    let r = robot(json!({"card": {"mode": "ai", "minIntervalMs": 50}, "fallbackAfterFailures": 4}))
+        .await
+        .connected()
+        .await;
+    // Two 429s: backed off (1 s, 2 s), then the card takes the answer.
+    r.sb.refuse(
+        RefusalFault::new(Refusal::RateLimited)
+            .with_status(429)
+            .times(2),
+    )
+    .unwrap();
+    r.sb.post_message(&PostMessage::text(APP, "How do I connect?"))
+        .unwrap();
+    let t = wait_for(&r.sb, "the finished card", Duration::from_secs(20), |t| {
+        t.cards.values().any(|c| c.finalized)
+    })
+    .await;
+    let limited: Vec<_> = t.entries.iter().filter(|e| e.status == 429).collect();
+    assert_eq!(limited.len(), 2, "{:#?}", t.entries);
+    let after = t
+        .entries
+        .iter()
+        .find(|e| e.seq > limited[1].seq && e.kind.starts_with("card."))
+        .expect("a card call after the limit");
+    // The next call came a backoff later, not at the 50 ms interval (seen in order only:
+    // the transcript has no times; the throttle's own tests measure the waits).
+    assert!(after.error.is_none(), "{after:?}");
+    assert!(
+        t.replies().is_empty(),
+        "no markdown needed: {:?}",
+        t.replies()
+    );
+    let seen = r.refusal("rateLimited").await;
+    assert_explains(&seen, "card.minIntervalMs", "raise card.minIntervalMs");
+
+    // A limit that does not lift: after fallbackAfterFailures the answer goes as markdown.
+    r.sb.refuse(RefusalFault::new(Refusal::RateLimited))
+        .unwrap();
+    r.ask_expecting_markdown("And the printer?").await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_webhook_is_explained() {
+    let r = robot(json!({"card": {"mode": "ai"}}))
+        .await
+        .connected()
+        .await;
+    r.sb.refuse(RefusalFault::new(Refusal::SessionExpired))
+        .unwrap();
+    // A picture gets a polite text reply, which only the session webhook carries.
+    r.sb.post_message(&PostMessage {
+        msgtype: "picture".into(),
+        ..PostMessage::text(APP, "")
+    })
+    .unwrap();
+    let seen = r.refusal("sessionExpired").await;
+    assert_explains(&seen, "Config: none", "next message");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_are_explained_with_the_fix_and_not_retried_fast() {
+    let r = robot(json!({"card": {"mode": "ai"}})).await;
+    r.sb.refuse(RefusalFault::new(Refusal::AuthFailed)).unwrap();
+    // Refused from the first open on (the robot started before the fault: drop its link).
+    for c in r.sb.connections_of(APP) {
+        r.sb.drop_connection(&c.connection_id).unwrap();
+    }
+    let seen = r.refusal("authFailed").await;
+    assert_explains(&seen, "DINGTALK_CLIENT_SECRET", "publish an app version");
+    let status = r.status().await;
+    let s = status["status"].as_str().unwrap();
+    // Waiting the long credentials backoff (minutes), not a fast retry loop.
+    assert!(s.starts_with("AuthFailed") && s.contains("300s"), "{s}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(r.sb.connections_of(APP).len(), 0);
+    assert_eq!(r.refusal("authFailed").await["count"], 1);
+    r.stop().await;
+}
