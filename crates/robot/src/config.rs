@@ -392,8 +392,8 @@ pub fn config_schema() -> Arc<ConfigSchema> {
                         "additionalProperties": false,
                         "description": "How answers are shown.",
                         "properties": {
-                            "mode": {"enum": ["standard", "template", "ai"], "default": CardMode::default().as_str(),
-                                     "description": "ai: DingTalk's public AI card template (nothing to author), streaming, clicks over Stream; template: your own published card template, streaming, clicks over Stream; standard: StandardCard, no buttons (its clicks need an HTTP callback)."},
+                            "mode": {"enum": ["standard", "template", "ai", ""], "default": CardMode::default().as_str(),
+                                     "description": "ai: DingTalk's public AI card template (nothing to author), streaming, clicks over Stream; template: your own published card template, streaming, clicks over Stream; standard: StandardCard, no buttons (its clicks need an HTTP callback); blank: the default."},
                             "templateId": {"type": "string", "description": "Published card template; required in template mode.",
                                            "allOf": [{"not": {"pattern": "\\{\\{"}, "x-expected": "still holds an unrendered {{...}} placeholder"}]},
                             "streamingKey": {"type": "string", "default": "content", "pattern": "^[A-Za-z0-9_]+$",
@@ -560,7 +560,7 @@ mod tests {
     #[test]
     fn a_blank_mode_is_the_default_ai() {
         // What `{{DINGTALK_CARD_MODE:-}}` renders to with the variable unset.
-        let v = with(minimal(), "card", json!({"mode": " "}));
+        let v = with(minimal(), "card", json!({"mode": ""}));
         assert_eq!(RobotConfig::from_value(&v).unwrap().card.mode, CardMode::Ai);
         assert_eq!(CardConfig::default().mode, CardMode::Ai);
         let schema = config_schema();
