@@ -20,6 +20,9 @@ use tokio::time::Instant;
 use crate::types::*;
 use crate::SandboxError;
 
+/// Tries of the redelivery of an unACKed push while the app has no connection open.
+pub const UNACKED_REDELIVERY_ATTEMPTS: u32 = 10;
+
 /// What a connection task is told to do.
 #[derive(Debug)]
 pub(crate) enum Out {
@@ -166,6 +169,17 @@ impl State {
             entries: Ring::new(max_records),
             ..State::default()
         }
+    }
+}
+
+impl State {
+    /// The kept transcript entries numbered after `seq`. Entries are numbered 1.. without
+    /// gaps, so the new ones are the last few.
+    pub fn entries_after(&self, seq: u64) -> impl Iterator<Item = &TranscriptEntry> {
+        let fresh = self.entries.total().saturating_sub(seq);
+        let kept = self.entries.len();
+        let skip = kept.saturating_sub(usize::try_from(fresh).unwrap_or(kept));
+        self.entries.iter().skip(skip)
     }
 }
 
@@ -586,6 +600,9 @@ impl Shared {
     }
 
     /// With `redeliver_unacked_after` set, pushes the message again if its ACK is late.
+    /// When the app has no open connection at that moment (a dropped link still
+    /// reconnecting), it tries again each `redeliver_unacked_after`, up to
+    /// [`UNACKED_REDELIVERY_ATTEMPTS`] times, instead of losing the message at once.
     fn watch_ack(&self, message_id: &str) {
         let Some(after) = self.0.config.redeliver_unacked_after else {
             return;
@@ -593,14 +610,30 @@ impl Shared {
         let sh = self.clone();
         let id = message_id.to_string();
         tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let acked = sh.lock().pushed.get(&id).is_some_and(|p| p.acked);
-            if !acked {
-                // No open connection any more is a lost message, as on the real service.
-                if let Ok(new_id) = sh.redeliver_now(&id) {
-                    tracing::debug!(%id, %new_id, "redelivered a message whose ACK is late");
+            for _ in 0..UNACKED_REDELIVERY_ATTEMPTS {
+                tokio::time::sleep(after).await;
+                let acked = sh.lock().pushed.get(&id).is_some_and(|p| p.acked);
+                if acked {
+                    return;
+                }
+                match sh.redeliver_now(&id) {
+                    // The new push is watched in turn.
+                    Ok(new_id) => {
+                        tracing::debug!(%id, %new_id, "redelivered a message whose ACK is late");
+                        return;
+                    }
+                    Err(SandboxError::NoConnection { .. }) => continue,
+                    Err(e) => {
+                        sh.lock()
+                            .problems
+                            .push(format!("redelivery of {id} failed: {e}"));
+                        return;
+                    }
                 }
             }
+            sh.lock().problems.push(format!(
+                "{id}: not ACKed and no connection to redeliver it on after {UNACKED_REDELIVERY_ATTEMPTS} tries; lost"
+            ));
         });
     }
 
