@@ -15,7 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-cargo build --quiet --release -p jitnode --bin jitnode -p jitnode-test-kit --example soak
+# Two builds, not one: built together, the example's dev-dependency features (tokio's
+# test-util) would be unified into jitnode's and rebuild its whole tree.
+cargo build --quiet --release -p jitnode --bin jitnode
+cargo build --quiet --release -p jitnode-test-kit --example soak
 
 app=$(mktemp -d)
 trap 'rm -rf "$app"' EXIT

@@ -213,10 +213,15 @@ pub(crate) fn epoch_ms() -> u64 {
 }
 
 fn random_hex(bytes: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut rng = rand::thread_rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.gen::<u8>()))
-        .collect()
+    let mut out = String::with_capacity(bytes * 2);
+    for _ in 0..bytes {
+        let b: u8 = rng.gen();
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 impl Shared {
@@ -334,6 +339,26 @@ impl Shared {
         data: &Value,
         extra_headers: Vec<(String, String)>,
     ) -> Result<String, SandboxError> {
+        self.push_data(
+            client_id,
+            kind,
+            topic,
+            message_id,
+            data.to_string(),
+            extra_headers,
+        )
+    }
+
+    /// [`Shared::push`] with `data` already encoded (a redelivery pushes the same text).
+    fn push_data(
+        &self,
+        client_id: &str,
+        kind: FrameType,
+        topic: &str,
+        message_id: &str,
+        data: String,
+        extra_headers: Vec<(String, String)>,
+    ) -> Result<String, SandboxError> {
         let mut st = self.lock();
         if !st.apps.contains_key(client_id) {
             return Err(SandboxError::UnknownApp(client_id.to_string()));
@@ -353,7 +378,8 @@ impl Shared {
                 client_id: client_id.to_string(),
                 topic: topic.to_string(),
             })?;
-        let mut frame = Frame::new(kind, topic, message_id, data);
+        let mut frame = Frame::new(kind, topic, message_id, &Value::Null);
+        frame.data = data;
         frame.headers.insert("appId".into(), client_id.to_string());
         frame.headers.insert("connectionId".into(), conn_id.clone());
         frame.headers.insert("time".into(), epoch_ms().to_string());
@@ -496,17 +522,19 @@ impl Shared {
             });
         }
         let message_id = self.next_message_id();
-        let conn = self.push(
+        // Encoded once: the frame carries it, and a redelivery pushes the same text.
+        let text = data.to_string();
+        let conn = self.push_data(
             &m.client_id,
             FrameType::Callback,
             TOPIC_ROBOT,
             &message_id,
-            &data,
+            text.clone(),
             Vec::new(),
         )?;
         self.lock()
             .posted
-            .insert(message_id.clone(), (m.client_id.clone(), data.to_string()));
+            .insert(message_id.clone(), (m.client_id.clone(), text));
         self.watch_ack(&message_id);
         Ok(Posted {
             msg_id,
@@ -528,19 +556,16 @@ impl Shared {
             .get(message_id)
             .cloned()
             .ok_or_else(|| SandboxError::UnknownMessage(message_id.to_string()))?;
-        let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
         let new_id = self.next_message_id();
-        self.push(
+        self.push_data(
             &client_id,
             FrameType::Callback,
             TOPIC_ROBOT,
             &new_id,
-            &data,
+            data.clone(),
             Vec::new(),
         )?;
-        self.lock()
-            .posted
-            .insert(new_id.clone(), (client_id, data.to_string()));
+        self.lock().posted.insert(new_id.clone(), (client_id, data));
         self.watch_ack(&new_id);
         Ok(new_id)
     }
