@@ -61,22 +61,30 @@ impl Frame {
             message_id: None,
             reason: format!("frame is not JSON: {e}"),
         })?;
-        let obj = value.as_object().ok_or_else(|| FrameError {
-            message_id: None,
-            reason: "frame is not a JSON object".into(),
-        })?;
-        let mut headers = BTreeMap::new();
-        if let Some(h) = obj.get("headers") {
-            let h = h.as_object().ok_or_else(|| FrameError {
+        let Value::Object(mut obj) = value else {
+            return Err(FrameError {
                 message_id: None,
-                reason: "frame headers are not an object".into(),
-            })?;
-            for (k, v) in h {
-                let s = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                headers.insert(k.clone(), s);
+                reason: "frame is not a JSON object".into(),
+            });
+        };
+        // The parts are moved out of the parsed value, not copied: `data` is most of a frame.
+        let mut headers = BTreeMap::new();
+        match obj.remove("headers") {
+            None => {}
+            Some(Value::Object(h)) => {
+                for (k, v) in h {
+                    let s = match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    headers.insert(k, s);
+                }
+            }
+            Some(_) => {
+                return Err(FrameError {
+                    message_id: None,
+                    reason: "frame headers are not an object".into(),
+                })
             }
         }
         let message_id = headers.get("messageId").cloned();
@@ -94,17 +102,16 @@ impl Frame {
             Some(other) => return Err(fail(format!("unknown frame type {other:?}"))),
             None => return Err(fail("frame has no type".into())),
         };
-        let data = match obj.get("data") {
+        let data = match obj.remove("data") {
             None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
+            Some(Value::String(s)) => s,
             // Tolerate a gateway that forgot to double-encode.
             Some(other) => other.to_string(),
         };
-        let spec_version = obj
-            .get("specVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("1.0")
-            .to_string();
+        let spec_version = match obj.remove("specVersion") {
+            Some(Value::String(s)) => s,
+            _ => "1.0".to_string(),
+        };
         Ok(Frame {
             spec_version,
             kind,

@@ -226,17 +226,15 @@ impl RobotMessage {
     /// Parses the `data` of a robot message frame; `msgId` falls back to the frame's
     /// `messageId` when absent.
     pub fn from_frame(frame: &Frame) -> Result<RobotMessage, ParseError> {
-        let value = frame
-            .data_json()
-            .map_err(|source| ParseError::DataNotJson {
-                topic: frame.topic().to_string(),
-                source,
-            })?;
-        let mut msg: RobotMessage =
-            serde_json::from_value(value).map_err(|source| ParseError::Shape {
-                topic: frame.topic().to_string(),
-                source,
-            })?;
+        // One pass from the text (no intermediate Value); the error's category tells bad
+        // JSON from JSON of the wrong shape.
+        let mut msg: RobotMessage = serde_json::from_str(&frame.data).map_err(|source| {
+            let topic = frame.topic().to_string();
+            match source.classify() {
+                serde_json::error::Category::Data => ParseError::Shape { topic, source },
+                _ => ParseError::DataNotJson { topic, source },
+            }
+        })?;
         if msg.msg_id.is_empty() {
             msg.msg_id = frame.message_id().to_string();
         }

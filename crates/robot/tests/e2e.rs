@@ -777,24 +777,45 @@ async fn an_external_user_without_staff_id_gets_the_answer_as_markdown() {
 
 /// Repeated "regenerate" clicks are bounded: a user gets PER_USER_PER_WINDOW new answers
 /// per window, and the next click is ACKed but starts no agent run.
+///
+/// Each click is on the newest answer's card. A click on the first card again could land
+/// in the instant between its regeneration's final card (what the test sees) and the end
+/// of that regeneration (when the robot frees the card), and be refused as "already being
+/// regenerated" instead of by the rate limit under test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regenerate_storm_is_rate_limited_per_user() {
     let h = start(quick(), &[("bot", APP_A, template_mode())]).await;
-    let (card, record) = first_answer(&h, "Where is the VPN guide?").await;
-    let regenerate = Action::Regenerate {
-        record: record.clone(),
-    };
+    let (mut card, mut record) = first_answer(&h, "Where is the VPN guide?").await;
+    let mut seen = std::collections::HashSet::from([card.id.clone()]);
     let allowed = jitnode_robot::regen::PER_USER_PER_WINDOW;
     for n in 1..=allowed {
+        let regenerate = Action::Regenerate {
+            record: record.clone(),
+        };
         let ack =
             h.sb.click(&click_params(APP_A, &card.id, &regenerate))
                 .await
                 .unwrap();
         assert_eq!(ack.code, Some(200), "{ack:?}");
         // Each admitted click ends in one more answer card before the next click.
-        h.wait_for("regenerated card", |t| answered_cards(t).len() == n + 1)
+        let t = h
+            .wait_for("regenerated card", |t| answered_cards(t).len() == n + 1)
             .await;
+        let newest = answered_cards(&t)
+            .into_iter()
+            .find(|c| !seen.contains(&c.id))
+            .expect("the regenerated card")
+            .clone();
+        seen.insert(newest.id.clone());
+        record = newest.card_param_map["record"].clone();
+        card = newest;
+        // Only the per-user rate can refuse the next click (the count of
+        // regenerations started so far).
+        assert_eq!(h.log.calls.load(Ordering::SeqCst), n + 1);
     }
+    let regenerate = Action::Regenerate {
+        record: record.clone(),
+    };
     let ack =
         h.sb.click(&click_params(APP_A, &card.id, &regenerate))
             .await

@@ -15,7 +15,10 @@ fn quoted() -> Vec<(Refusal, &'static str)> {
     vec![
         (Refusal::AuthFailed, "opening the Stream connection"),
         (denied(Permission::CardInstanceWrite), "the thinking card"),
-        (denied(Permission::CardStreamingWrite), "the answer card's updates"),
+        (
+            denied(Permission::CardStreamingWrite),
+            "the answer card's updates",
+        ),
         (denied(Permission::RobotSendMessage), "the thinking card"),
         (Refusal::TemplateUnpublished, "the thinking card"),
         (Refusal::RobotNotFound, "the thinking card"),
@@ -54,6 +57,9 @@ fn the_readme_quotes_each_refusal_as_the_host_prints_it() {
             missing.push(s);
         }
     }
-    assert!(missing.is_empty(), "README.md lacks:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "README.md lacks:\n{}",
+        missing.join("\n")
+    );
 }
-

@@ -16,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use futures_util::SinkExt;
 use jitnode_dingtalk_wire::api::{
     ai_card, PATH_CARD_INSTANCES, PATH_CARD_STREAMING, PATH_CREATE_AND_DELIVER, PATH_STANDARD_SEND,
     PATH_STANDARD_UPDATE,
@@ -27,6 +28,9 @@ use tokio::time::Instant;
 use crate::refuse;
 use crate::state::{apply_param_map, push_entry, string_map, Out, Shared};
 use crate::types::*;
+
+/// Frames written after the first before one flush on a gateway connection.
+const WRITE_BATCH: usize = 64;
 
 /// Longest `timeoutMs` of `GET /control/wait-ack` (10 minutes).
 pub const MAX_WAIT_MS: u64 = 600_000;
@@ -331,21 +335,30 @@ async fn serve_socket(sh: Shared, client_id: String, topics: Vec<String>, mut so
     tracing::debug!(%conn_id, "stream connection opened");
     let interval = sh.config().ping_interval;
     let mut next_ping = Instant::now() + interval;
-    loop {
+    // What ends the connection, once the frames queued before it are written.
+    let mut end: Option<Option<Out>> = None;
+    while end.is_none() {
         tokio::select! {
             out = rx.recv() => match out {
                 Some(Out::Text(t)) => {
-                    if socket.send(Message::Text(t.into())).await.is_err() {
-                        break;
+                    // Frames queued meanwhile go out with this one in a single flush: a burst
+                    // of pushes costs one write, not one each (bounded, so ACKs still get read).
+                    let mut ok = socket.feed(Message::Text(t.into())).await.is_ok();
+                    for _ in 0..WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(Out::Text(t)) => ok = ok && socket.feed(Message::Text(t.into())).await.is_ok(),
+                            Ok(other) => {
+                                end = Some(Some(other));
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if !ok || socket.flush().await.is_err() {
+                        end = Some(None);
                     }
                 }
-                Some(Out::Close(reason)) => {
-                    let _ = socket
-                        .send(Message::Close(Some(CloseFrame { code: 1000, reason: reason.into() })))
-                        .await;
-                    break;
-                }
-                Some(Out::Drop) | None => break,
+                other => end = Some(other),
             },
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(t))) => sh.record_ack(&conn_id, t.as_str()),
@@ -353,7 +366,7 @@ async fn serve_socket(sh: Shared, client_id: String, topics: Vec<String>, mut so
                     sh.lock().problems.push(format!("{conn_id}: binary frame from client"));
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => end = Some(None),
             },
             _ = tokio::time::sleep_until(next_ping) => {
                 next_ping = Instant::now() + interval;
@@ -373,6 +386,14 @@ async fn serve_socket(sh: Shared, client_id: String, topics: Vec<String>, mut so
                 }
             }
         }
+    }
+    if let Some(Some(Out::Close(reason))) = end {
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code: 1000,
+                reason: reason.into(),
+            })))
+            .await;
     }
     // Dropping the socket without a close frame is what a dropped link looks like.
     sh.remove_conn(&conn_id);

@@ -80,6 +80,7 @@ use std::time::Duration;
 
 pub use control::{ControlClient, ControlError};
 pub use http::{MAX_REDELIVERY_SECS, MAX_WAIT_MS};
+pub use state::UNACKED_REDELIVERY_ATTEMPTS;
 pub use types::*;
 
 use state::{Inner, Shared};
@@ -202,6 +203,27 @@ impl Sandbox {
         self.shared.lock().entries.total()
     }
 
+    /// Copies of the transcript entries numbered after `after_seq` that are still kept, in
+    /// order: a reader that follows a long run (the soak) copies each entry once.
+    pub fn entries_after(&self, after_seq: u64) -> Vec<TranscriptEntry> {
+        self.shared
+            .lock()
+            .entries_after(after_seq)
+            .cloned()
+            .collect()
+    }
+
+    /// Copies of the cards for which `keep` holds (the transcript copies all of them).
+    pub fn cards_where(&self, keep: impl Fn(&CardState) -> bool) -> Vec<CardState> {
+        self.shared
+            .lock()
+            .cards
+            .values()
+            .filter(|c| keep(c))
+            .cloned()
+            .collect()
+    }
+
     /// Waits for the first transcript entry numbered after `after_seq` that `matches`
     /// (looking only at the new entries, once per change; the transcript is not copied).
     /// `None` at the deadline, or when that entry has already dropped out of the records.
@@ -220,11 +242,7 @@ impl Sandbox {
             notified.as_mut().enable();
             {
                 let st = self.shared.lock();
-                // Entries are numbered 1.. without gaps, so the new ones are the last few.
-                let fresh = st.entries.total().saturating_sub(seen);
-                let kept = st.entries.len();
-                let skip = kept.saturating_sub(usize::try_from(fresh).unwrap_or(kept));
-                if let Some(e) = st.entries.iter().skip(skip).find(|e| matches(e)) {
+                if let Some(e) = st.entries_after(seen).find(|e| matches(e)) {
                     return Some(e.clone());
                 }
                 seen = st.entries.total();

@@ -20,6 +20,9 @@ use tokio::time::Instant;
 use crate::types::*;
 use crate::SandboxError;
 
+/// Tries of the redelivery of an unACKed push while the app has no connection open.
+pub const UNACKED_REDELIVERY_ATTEMPTS: u32 = 10;
+
 /// What a connection task is told to do.
 #[derive(Debug)]
 pub(crate) enum Out {
@@ -171,6 +174,17 @@ impl State {
     }
 }
 
+impl State {
+    /// The kept transcript entries numbered after `seq`. Entries are numbered 1.. without
+    /// gaps, so the new ones are the last few.
+    pub fn entries_after(&self, seq: u64) -> impl Iterator<Item = &TranscriptEntry> {
+        let fresh = self.entries.total().saturating_sub(seq);
+        let kept = self.entries.len();
+        let skip = kept.saturating_sub(usize::try_from(fresh).unwrap_or(kept));
+        self.entries.iter().skip(skip)
+    }
+}
+
 /// `now + timeout`, saturating: a huge timeout (`Duration::MAX`) means "practically
 /// never", not an overflow panic.
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
@@ -201,10 +215,15 @@ pub(crate) fn epoch_ms() -> u64 {
 }
 
 fn random_hex(bytes: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut rng = rand::thread_rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.gen::<u8>()))
-        .collect()
+    let mut out = String::with_capacity(bytes * 2);
+    for _ in 0..bytes {
+        let b: u8 = rng.gen();
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 impl Shared {
@@ -328,13 +347,14 @@ impl Shared {
             kind,
             topic,
             message_id,
-            data,
+            data.to_string(),
             extra_headers,
         )
     }
 
-    /// [`push`](Self::push), on connection `only` when given (it must be one of the app's
-    /// accepting connections subscribed to the topic).
+    /// [`push`](Self::push) with `data` already encoded (a redelivery pushes the same
+    /// text), on connection `only` when given (it must be one of the app's accepting
+    /// connections subscribed to the topic).
     #[allow(clippy::too_many_arguments)]
     fn push_on(
         &self,
@@ -343,7 +363,7 @@ impl Shared {
         kind: FrameType,
         topic: &str,
         message_id: &str,
-        data: &Value,
+        data: String,
         extra_headers: Vec<(String, String)>,
     ) -> Result<String, SandboxError> {
         let mut st = self.lock();
@@ -373,7 +393,8 @@ impl Shared {
                 client_id: client_id.to_string(),
                 topic: topic.to_string(),
             })?;
-        let mut frame = Frame::new(kind, topic, message_id, data);
+        let mut frame = Frame::new(kind, topic, message_id, &Value::Null);
+        frame.data = data;
         frame.headers.insert("appId".into(), client_id.to_string());
         frame.headers.insert("connectionId".into(), conn_id.clone());
         frame.headers.insert("time".into(), epoch_ms().to_string());
@@ -521,17 +542,20 @@ impl Shared {
             });
         }
         let message_id = self.next_message_id();
-        let conn = self.push(
+        // Encoded once: the frame carries it, and a redelivery pushes the same text.
+        let text = data.to_string();
+        let conn = self.push_on(
+            None,
             &m.client_id,
             FrameType::Callback,
             TOPIC_ROBOT,
             &message_id,
-            &data,
+            text.clone(),
             Vec::new(),
         )?;
         self.lock()
             .posted
-            .insert(message_id.clone(), (m.client_id.clone(), data.to_string()));
+            .insert(message_id.clone(), (m.client_id.clone(), text));
         self.watch_ack(&message_id);
         Ok(Posted {
             msg_id,
@@ -562,7 +586,6 @@ impl Shared {
             .get(message_id)
             .cloned()
             .ok_or_else(|| SandboxError::UnknownMessage(message_id.to_string()))?;
-        let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
         let new_id = self.next_message_id();
         self.push_on(
             connection_id,
@@ -570,12 +593,10 @@ impl Shared {
             FrameType::Callback,
             TOPIC_ROBOT,
             &new_id,
-            &data,
+            data.clone(),
             Vec::new(),
         )?;
-        self.lock()
-            .posted
-            .insert(new_id.clone(), (client_id, data.to_string()));
+        self.lock().posted.insert(new_id.clone(), (client_id, data));
         self.watch_ack(&new_id);
         Ok(new_id)
     }
@@ -635,6 +656,9 @@ impl Shared {
     }
 
     /// With `redeliver_unacked_after` set, pushes the message again if its ACK is late.
+    /// When the app has no open connection at that moment (a dropped link still
+    /// reconnecting), it tries again each `redeliver_unacked_after`, up to
+    /// [`UNACKED_REDELIVERY_ATTEMPTS`] times, instead of losing the message at once.
     fn watch_ack(&self, message_id: &str) {
         let Some(after) = self.0.config.redeliver_unacked_after else {
             return;
@@ -642,14 +666,30 @@ impl Shared {
         let sh = self.clone();
         let id = message_id.to_string();
         tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let acked = sh.lock().pushed.get(&id).is_some_and(|p| p.acked);
-            if !acked {
-                // No open connection any more is a lost message, as on the real service.
-                if let Ok(new_id) = sh.redeliver_now(&id) {
-                    tracing::debug!(%id, %new_id, "redelivered a message whose ACK is late");
+            for _ in 0..UNACKED_REDELIVERY_ATTEMPTS {
+                tokio::time::sleep(after).await;
+                let acked = sh.lock().pushed.get(&id).is_some_and(|p| p.acked);
+                if acked {
+                    return;
+                }
+                match sh.redeliver_now(&id) {
+                    // The new push is watched in turn.
+                    Ok(new_id) => {
+                        tracing::debug!(%id, %new_id, "redelivered a message whose ACK is late");
+                        return;
+                    }
+                    Err(SandboxError::NoConnection { .. }) => continue,
+                    Err(e) => {
+                        sh.lock()
+                            .problems
+                            .push(format!("redelivery of {id} failed: {e}"));
+                        return;
+                    }
                 }
             }
+            sh.lock().problems.push(format!(
+                "{id}: not ACKed and no connection to redeliver it on after {UNACKED_REDELIVERY_ATTEMPTS} tries; lost"
+            ));
         });
     }
 

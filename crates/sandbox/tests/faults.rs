@@ -173,3 +173,36 @@ async fn late_ack_causes_redelivery_when_enabled() {
     assert_eq!(robot_acks, 2);
     sb.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn unacked_push_lost_with_its_link_is_redelivered_once_the_app_reconnects() {
+    let sb = sandbox(jitnode_sandbox::SandboxConfig {
+        redeliver_unacked_after: Some(Duration::from_secs(5)),
+        ..quiet()
+    })
+    .await;
+    let mut ws = connect(&sb).await;
+    assert!(
+        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
+            .await
+    );
+    let p = sb.post_message(&PostMessage::text(APP, "lost")).unwrap();
+    let f = next_non_ping(&mut ws).await.unwrap();
+    assert_eq!(f.message_id(), p.message_id);
+    // The link dies before the ACK; the app stays away past the first redelivery try.
+    sb.drop_connection(p.connection_id.as_deref().unwrap())
+        .unwrap();
+    drop(ws);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(sb.connections_of(APP).is_empty());
+    let mut ws = connect(&sb).await;
+    let again = tokio::time::timeout(Duration::from_secs(30), next_non_ping(&mut ws))
+        .await
+        .expect("the message comes again on the new connection")
+        .unwrap();
+    assert_eq!(again.data_json().unwrap()["msgId"], p.msg_id.as_str());
+    assert_ne!(again.message_id(), p.message_id);
+    ack_ok(&mut ws, &again).await;
+    assert!(sb.problems().is_empty(), "{:?}", sb.problems());
+    sb.shutdown().await;
+}

@@ -202,6 +202,18 @@ async fn advanced_card_update_and_streaming_state() {
         card.card_param_map.contains_key("msgContent"),
         "merged by key"
     );
+    // A follower reads only what is new since the seq it saw last.
+    let all = sb.transcript().entries;
+    let mark = all[all.len() - 3].seq;
+    let fresh = sb.entries_after(mark);
+    assert_eq!(fresh, all[all.len() - 2..].to_vec());
+    assert!(sb.entries_after(sb.last_seq()).is_empty());
+    create_ai_card(&sb, &tok, "card2").await;
+    let open = sb.cards_where(|c| c.flow_status.as_deref() != Some("3"));
+    assert_eq!(
+        open.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["card2"]
+    );
     sb.shutdown().await;
 }
 

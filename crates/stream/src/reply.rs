@@ -257,9 +257,10 @@ impl SessionWebhook {
             .await
             .map_err(|e| transport(what, e))?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| transport(what, e))?;
+        // Bytes, not text: no UTF-8 pass and copy before the JSON reader's own check.
+        let body = resp.bytes().await.map_err(|e| transport(what, e))?;
         let answer: WebhookResponse =
-            serde_json::from_str(&text).map_err(|_| ReplyError::InvalidResponse {
+            serde_json::from_slice(&body).map_err(|_| ReplyError::InvalidResponse {
                 what: what.into(),
                 reason: format!("HTTP {status}, body is not JSON"),
             })?;

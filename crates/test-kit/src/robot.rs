@@ -1,5 +1,5 @@
 //! The robot's test harness pieces: an app directory with the DingTalk robot family and
-//! robot instances pointed at a sandbox, and a wait on the sandbox's transcript.
+//! robot instances pointed at a sandbox, and waits on the sandbox's transcript.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,24 +108,18 @@ pub fn robot_config(sb: &Sandbox, client_id: &str, secret: &str, extra: &Value) 
     config
 }
 
-/// Polls the sandbox's transcript until `cond` holds; panics with the transcript after
-/// `timeout`.
+/// Waits until `cond` holds for the sandbox's transcript, looking once now and once per
+/// new transcript entry (every card or reply call makes one; nothing is polled); panics
+/// with the transcript after `timeout`.
 pub async fn wait_for(
     sb: &Sandbox,
     what: &str,
     timeout: Duration,
     cond: impl Fn(&Transcript) -> bool,
 ) -> Transcript {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let t = sb.transcript();
-        if cond(&t) {
-            return t;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}; transcript: {:#?}", t.entries);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    match sb.wait_for_transcript(timeout, cond).await {
+        Ok(t) => t,
+        Err(t) => panic!("timed out waiting for {what}; transcript: {:#?}", t.entries),
     }
 }
 
