@@ -120,19 +120,6 @@ fn question_set(json: &str) -> QuestionSet {
 /// are listed only when `show` is set: the held-out half is scored, never looked at.
 fn evaluate(agent: &Agent, set: &QuestionSet, show: bool) -> (f64, f64) {
     let kb = agent.knowledge();
-    if show && std::env::var_os("AGENT_BENCH_FIT").is_some() {
-        // Calibration data for the relevance gate: the tune half only.
-        for (label, q) in set
-            .covered
-            .iter()
-            .map(|(q, _)| (1, q))
-            .chain(set.off_topic.iter().map(|q| (0, q)))
-        {
-            let f = kb.gate_features(q).unwrap_or_default();
-            let f: Vec<String> = f.iter().map(|x| format!("{x:.5}")).collect();
-            println!("feat {label} {}", f.join(" "));
-        }
-    }
     let mut hits = 0;
     for (q, want) in &set.covered {
         let h = agent.retrieve(q);

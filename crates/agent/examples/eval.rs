@@ -1,7 +1,9 @@
 //! Scores a question set file (the shape of tests/eval/*.json) against the demo agent and
 //! prints each miss with its top three passages below the threshold too (a tuning aid;
 //! never point it at the held-out half). `EVAL_THRESHOLD` overrides the demo's threshold.
-//! The gate's features for fitting come from bench/agent.sh with `AGENT_BENCH_FIT=1`.
+//! `EVAL_FEATURES=FILE` also writes the relevance gate's features of each question's
+//! best-ranked passage, for bench/fit-gate.py: a line per question, its label first
+//! (1: covered and that passage is on the right page, 2: covered but it is not, 0: off-topic).
 use jitnode_agent::{Agent, Hit};
 use serde_json::{json, Value};
 
@@ -33,6 +35,28 @@ fn main() {
     };
 
     let covered = set["covered"].as_array().expect("covered");
+    if let Some(out) = std::env::var_os("EVAL_FEATURES") {
+        let mut lines = String::new();
+        let kb = probe.knowledge();
+        let off = set["off_topic"].as_array().expect("off_topic").iter();
+        let questions = covered
+            .iter()
+            .map(|q| (q["q"].as_str(), q["file"].as_str()))
+            .chain(off.map(|q| (q.as_str(), None)));
+        for (q, want) in questions {
+            let Some((p, f)) = kb.gate_features(q.expect("a question is a string")) else {
+                continue; // no passage shares a word: refused whatever the gate says
+            };
+            let label = match want {
+                None => 0,
+                Some(w) if kb.passage(p).file == w => 1,
+                Some(_) => 2,
+            };
+            let f: Vec<String> = f.iter().map(|x| format!("{x:.5}")).collect();
+            lines.push_str(&format!("{label} {}\n", f.join(" ")));
+        }
+        std::fs::write(&out, lines).expect("features file writable");
+    }
     let mut ok = 0;
     for q in covered {
         let (text, want) = (

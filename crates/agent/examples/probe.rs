@@ -10,10 +10,24 @@ fn main() {
     .expect("loads");
     for q in std::env::args().skip(1) {
         println!("{q}: {:?}", tokenize(&q));
+        // The gate's inputs for the best-ranked passage (GateFeatures order).
+        if let Some((_, f)) = agent.knowledge().gate_features(&q) {
+            let f: Vec<String> = f.iter().map(|x| format!("{x:.3}")).collect();
+            println!("  features {}", f.join(" "));
+        }
+        let qterms = tokenize(&q);
         for h in agent.retrieve(&q) {
             let p = agent.knowledge().passage(h.passage);
+            // Which query terms the passage holds as they are (no synonyms or spelling).
+            let own = tokenize(&format!(
+                "{}\n{}\n{}",
+                p.heading,
+                p.aliases.join("\n"),
+                p.text
+            ));
+            let shared: Vec<&String> = qterms.iter().filter(|t| own.contains(t)).collect();
             println!(
-                "  {:.3} rel {:.3} {} / {}",
+                "  {:.3} rel {:.3} {} / {} {shared:?}",
                 h.score, h.relevance, p.file, p.heading
             );
         }

@@ -586,8 +586,16 @@ impl KnowledgeBase {
 
     /// [`search`](Self::search) with every parameter.
     pub fn search_with(&self, query: &str, params: SearchParams) -> Vec<Hit> {
-        let mut hits: Vec<Hit> = self
-            .rank(query)
+        let ranked = self.rank(query);
+        // The best-ranked passage decides whether the question is covered at all: the gate
+        // was fitted on it, and letting any lower one pass instead would give each
+        // question several tries at a chance match ("real human" finding the page on
+        // human handover).
+        match ranked.first() {
+            Some(c) if gate(&c.features) >= params.threshold => {}
+            _ => return Vec::new(),
+        }
+        let mut hits: Vec<Hit> = ranked
             .into_iter()
             .map(|c| Hit {
                 passage: c.passage,
@@ -603,11 +611,11 @@ impl KnowledgeBase {
         hits
     }
 
-    /// The features the relevance gate weighs, for the best-ranked passage of `query`
-    /// (calibration data for bench/agent.sh).
+    /// The best-ranked passage for `query` and the features the relevance gate weighs for
+    /// it (calibration data for examples/eval.rs).
     #[doc(hidden)]
-    pub fn gate_features(&self, query: &str) -> Option<GateFeatures> {
-        self.rank(query).first().map(|c| c.features)
+    pub fn gate_features(&self, query: &str) -> Option<(usize, GateFeatures)> {
+        self.rank(query).first().map(|c| (c.passage, c.features))
     }
 
     /// Every passage matching `query`, best first, with its gate features.
@@ -831,13 +839,15 @@ fn specificity(term: &str) -> f64 {
     }
 }
 
-/// Logistic weights of the relevance gate over [`GateFeatures`], then the bias; fitted
-/// (class-balanced, L2 0.01) on the tune half of the evaluation set from the features
-/// bench/agent.sh prints with `AGENT_BENCH_FIT=1`. 5-fold cross-validation within the tune
-/// half chose these features over the others tried (matched-word count, score margin over
-/// the next page, the top score's share, the best word's share); the bias puts the
+/// Logistic weights of the relevance gate over [`GateFeatures`], then the bias; fitted by
+/// bench/fit-gate.py (class-balanced, L2 0.01) on the tune half of the evaluation set, from
+/// the best-ranked passage of each question (the one the gate decides on), leaving out
+/// covered questions whose best passage is on the wrong page. 5-fold cross-validation
+/// within the tune half chose these features over the others tried (matched-word count and
+/// share, score margin over the next page, the top score's share, the best word's share,
+/// unknown words' weight, the specific words' coverage, same language); the bias puts the
 /// balanced point of that cross-validation at the default threshold, 0.55.
-const GATE: [f64; 6] = [2.709, 1.932, 1.544, 1.045, -0.760, -2.432];
+const GATE: [f64; 6] = [2.815, 1.912, 1.604, 1.121, -0.476, -4.106];
 
 /// The probability that a passage answers the question, by the logistic gate.
 fn gate(f: &GateFeatures) -> f64 {
@@ -1033,7 +1043,7 @@ mod tests {
             "d.md".to_string(),
             "# Robot\n\nPut the clientSecret in .env.".to_string(),
         )]);
-        let f = kb
+        let (_, f) = kb
             .gate_features("clientSecret pizza price")
             .expect("matches d.md");
         assert!((f[2] - 1.0 / 3.0).abs() < 1e-9, "{f:?}");

@@ -278,7 +278,10 @@ async fn an_expired_session_webhook_is_explained() {
 async fn refused_credentials_are_explained_with_the_fix_and_not_retried_fast() {
     // Connected first: a connect under way while the fault is set would still succeed, and
     // its link would not be among those dropped below.
-    let r = robot(json!({"card": {"mode": "ai"}})).await.connected().await;
+    let r = robot(json!({"card": {"mode": "ai"}}))
+        .await
+        .connected()
+        .await;
     r.sb.refuse(RefusalFault::new(Refusal::AuthFailed)).unwrap();
     // Refused from the next open on (the robot connected before the fault: drop its link).
     for c in r.sb.connections_of(APP) {
