@@ -12,6 +12,10 @@
 //!   [`api::CardKind`], [`api::CallKind`]);
 //! - [`refusal`]: what DingTalk's error answers mean ([`refusal::Refusal`]), read from their
 //!   real bodies.
+//!
+//! Which fields are required and where each shape comes from (with sources):
+//! `docs/wire-messages.md` (messages, webhooks, cards, the callback response),
+//! `docs/wire-ai-card.md` (the public AI card and its clicks), `docs/wire-refusals.md`.
 
 pub mod api;
 pub mod frame;

@@ -1,5 +1,8 @@
 //! Benchmark of the robot through the sandbox on loopback (run by `bench/robot.sh`).
 //!
+//! The robot runs with its default card settings: DingTalk's public AI card, created at once
+//! and streamed into.
+//!
 //! - thinking card latency: message pushed -> the sandbox has the thinking-card request
 //!   (the sandbox wakes the bench on each new transcript entry; nothing is polled or
 //!   copied), over sequential questions;
@@ -9,55 +12,30 @@
 //!
 //! The last line is `key=value` pairs.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use jitnode_dingtalk_wire::{CallKind, FlowStatus};
 use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, Registry};
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig, Transcript, TranscriptEntry};
+use jitnode_test_kit::robot::{start_app, wait_connected, AppDir};
 use serde_json::json;
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
-    std::fs::write(path, text).expect("write");
-}
 
 /// Chunk delay of the agent in microseconds, changeable between phases.
 static DELAY_US: AtomicU64 = AtomicU64::new(0);
 static CHUNKS: AtomicU64 = AtomicU64::new(20);
 
-async fn start(sb: &Sandbox, dir: &Path) -> App {
-    let el = dir.join("elements");
-    write(
-        &el.join("aiagents/meta/e.json"),
-        r#"{"type": "", "title": "a"}"#,
-    );
-    write(
-        &el.join("aiagents/t/e.json"),
-        r#"{"type": "aiagents.meta", "title": "t", "backendBundleEntry": "builtin:benchAgent"}"#,
-    );
-    write(
-        &el.join("aiagents/cs/e.json"),
-        r#"{"type": "aiagents.t", "title": "cs"}"#,
-    );
-    write(
-        &el.join("imRobots/meta/e.json"),
-        r#"{"type": "", "title": "r"}"#,
-    );
-    write(
-        &el.join("imRobots/type/e.json"),
-        r#"{"type": "imRobots.meta", "title": "t", "backendBundleEntry": "builtin:dingTalkStream"}"#,
-    );
-    write(
-        &el.join("imRobots/bot/e.json"),
-        r#"{"type": "imRobots.type", "title": "b", "backendLoadTime": "afterAppInit"}"#,
-    );
+/// The bench app in `dir`: a robot with the default card settings (DingTalk's public AI
+/// card, streamed), asking the bench agent.
+async fn start(sb: &Sandbox, dir: &AppDir) -> App {
+    dir.test_agent("benchAgent");
+    dir.robot_family();
     sb.register_app("benchapp", "benchsecret");
     let config = json!({
-        "clientId": "benchapp", "clientSecret": "benchsecret", "agent": "aiagents.cs",
+        "clientId": "benchapp", "clientSecret": "benchsecret", "agent": "aiagents.customerService",
         "openApiEndpoint": sb.base_url(), "oapiEndpoint": sb.base_url(), "language": "en"
     });
-    write(&el.join("imRobots/bot/config.json"), &config.to_string());
+    dir.robot("bot", &config);
 
     let mut registry = Registry::with_builtins();
     registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
@@ -82,29 +60,27 @@ async fn start(sb: &Sandbox, dir: &Path) -> App {
             Ok(Box::new(rt) as Box<dyn ElementRuntime>)
         }),
     );
-    let (app, _) = App::open(dir, false, registry).expect("bench app opens");
-    let report = app.start().await;
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
-    assert!(
-        sb.wait_for_connections("benchapp", 1, Duration::from_secs(10))
-            .await,
-        "robot did not connect"
-    );
+    let app = start_app(dir, registry).await;
+    wait_connected(sb, "benchapp", 1).await;
     app
 }
 
-fn sends(t: &Transcript) -> usize {
-    t.entries.iter().filter(|e| e.kind == "card.send").count()
+/// The thinking card: the AI card's creation (the default card mode).
+fn is_thinking(e: &TranscriptEntry) -> bool {
+    e.kind == CallKind::CardCreateAndDeliver.as_str()
 }
 
-/// A card call giving a card its buttons: the answer is final.
+fn sends(t: &Transcript) -> usize {
+    t.entries.iter().filter(|e| is_thinking(e)).count()
+}
+
+/// The call that finishes an answer: the AI card's variables set to "finished".
 fn is_final(e: &TranscriptEntry) -> bool {
-    // A standard card's cardData is JSON text inside the request body.
-    e.kind.starts_with("card.")
+    e.kind == CallKind::CardInstancesUpdate.as_str()
         && e.body
-            .get("cardData")
+            .pointer("/cardData/cardParamMap/flowStatus")
             .and_then(serde_json::Value::as_str)
-            .is_some_and(|d| d.contains("\"type\":\"action\""))
+            == Some(FlowStatus::Finished.as_str())
 }
 
 /// Waits for the answers of the next `n` questions after `mark`, one final card call each.
@@ -120,13 +96,10 @@ async fn wait_final(sb: &Sandbox, mark: u64, n: usize, timeout: Duration) {
 }
 
 fn finished_cards(t: &Transcript) -> usize {
+    let finished = Some(FlowStatus::Finished.as_str());
     t.cards
         .values()
-        .filter(|c| {
-            c.card_data
-                .as_ref()
-                .is_some_and(|d| d.to_string().contains("\"type\":\"action\""))
-        })
+        .filter(|c| c.flow_status.as_deref() == finished)
         .count()
 }
 
@@ -155,8 +128,8 @@ async fn main() {
     let sb = Sandbox::start(SandboxConfig::default())
         .await
         .expect("sandbox");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = start(&sb, dir.path()).await;
+    let dir = AppDir::new();
+    let app = start(&sb, &dir).await;
 
     // 1. Thinking card latency, one question at a time.
     let mut lat = Vec::with_capacity(questions);
@@ -167,7 +140,7 @@ async fn main() {
         let t0 = Instant::now();
         sb.post_message(&PostMessage::text("benchapp", &format!("question {i}")))
             .expect("post");
-        sb.wait_for_entry(mark, Duration::from_secs(10), |e| e.kind == "card.send")
+        sb.wait_for_entry(mark, Duration::from_secs(10), is_thinking)
             .await
             .expect("a thinking card within 10 s");
         lat.push(t0.elapsed().as_secs_f64() * 1000.0);

@@ -422,6 +422,21 @@ pub fn config_schema() -> Arc<ConfigSchema> {
         .clone()
 }
 
+/// A robot config for unit tests: app `dingapp` (secret `s3cr3t`), English, card mode
+/// `mode` (template mode with template `tpl.schema`).
+#[cfg(test)]
+pub(crate) fn test_config(mode: &str) -> RobotConfig {
+    let mut card = serde_json::json!({"mode": mode});
+    if mode == "template" {
+        card["templateId"] = serde_json::json!("tpl.schema");
+    }
+    RobotConfig::from_value(&serde_json::json!({
+        "clientId": "dingapp", "clientSecret": "s3cr3t", "agent": "aiagents.helpdesk",
+        "language": "en", "card": card
+    }))
+    .expect("the test config is valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

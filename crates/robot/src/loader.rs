@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use jitnode_dingtalk_wire::Refusal;
 use jitnode_host::{
@@ -224,28 +225,43 @@ pub struct RobotRuntime {
     client: Client,
 }
 
+impl RobotRuntime {
+    fn status(&self) -> Value {
+        json!({
+            "robot": self.robot.name,
+            "clientId": self.robot.config.client_id,
+            "status": format!("{:?}", *self.client.status().borrow()),
+            "answering": self.robot.in_flight.running(),
+            "records": self.robot.records.location(),
+            "refusals": self.robot.refusals.list(),
+        })
+    }
+}
+
 impl ElementRuntime for RobotRuntime {
     fn functions(&self) -> Vec<FunctionSpec> {
         vec![FunctionSpec::any_args("status")]
     }
 
-    /// `status`: connection state, answers running, where records go.
+    /// `status`: connection state, answers running, where records go. With
+    /// `{"idleWithinMs": n}` it first waits up to n ms for running answers to end, so a
+    /// caller who wants "done?" is woken by the last answer instead of polling.
     fn call<'a>(
         &'a self,
         function: &'a str,
-        _args: Value,
+        args: Value,
         _chunks: jitnode_host::ChunkSink,
     ) -> BoxFuture<'a, Result<Value, FunctionError>> {
         Box::pin(async move {
             match function {
-                "status" => Ok(json!({
-                    "robot": self.robot.name,
-                    "clientId": self.robot.config.client_id,
-                    "status": format!("{:?}", *self.client.status().borrow()),
-                    "answering": self.robot.in_flight.running(),
-                    "records": self.robot.records.location(),
-                    "refusals": self.robot.refusals.list(),
-                })),
+                "status" => {
+                    if let Some(ms) = args.get("idleWithinMs").and_then(Value::as_u64) {
+                        let idle = self.robot.in_flight.wait_idle();
+                        // Timing out is an answer too: `answering` says what still runs.
+                        let _ = tokio::time::timeout(Duration::from_millis(ms), idle).await;
+                    }
+                    Ok(self.status())
+                }
                 other => Err(FunctionError::failed(format!("no function \"{other}\""))),
             }
         })

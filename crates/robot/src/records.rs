@@ -33,33 +33,6 @@ pub const DB_FILE_NAME: &str = "robot-records.sqlite3";
 
 const SCHEMA_VERSION: i64 = 1;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS answers (
-    record_id        TEXT PRIMARY KEY NOT NULL,
-    message_id       TEXT NOT NULL UNIQUE,
-    robot            TEXT NOT NULL,
-    conversation_id  TEXT NOT NULL,
-    conversation_type TEXT NOT NULL CHECK (conversation_type IN ('1', '2')),
-    user_id          TEXT NOT NULL,
-    staff_id         TEXT,
-    user_nick        TEXT NOT NULL DEFAULT '',
-    question         TEXT NOT NULL,
-    answer           TEXT NOT NULL,
-    regenerated_from TEXT REFERENCES answers(record_id),
-    answered_at_ms   INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS answers_by_time ON answers(answered_at_ms);
-CREATE TABLE IF NOT EXISTS feedback (
-    record_id   TEXT NOT NULL REFERENCES answers(record_id) ON DELETE CASCADE,
-    user_id     TEXT NOT NULL,
-    rating      TEXT NOT NULL
-                CHECK (rating IN ('very_helpful', 'helpful', 'unhelpful', 'very_unhelpful')),
-    rated_at_ms INTEGER NOT NULL,
-    PRIMARY KEY (record_id, user_id)
-);
-CREATE INDEX IF NOT EXISTS feedback_by_time ON feedback(rated_at_ms);
-";
-
 /// A records database problem, with the file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordsError {
@@ -87,28 +60,10 @@ pub enum RecordsError {
     UnknownRating(String),
 }
 
-/// An answer to store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewAnswer {
-    pub record_id: String,
-    pub message_id: String,
-    /// fullName of the robot instance.
-    pub robot: String,
-    pub conversation_id: String,
-    /// One-to-one or group: needed to send a regenerated answer to the same place.
-    pub conversation_kind: ConversationKind,
-    /// The asker: staff id, or DingTalk id for external users (`Incoming::asker`).
-    pub user_id: String,
-    /// The asker's staff id, when they have one (cards and @-mentions need it).
-    pub staff_id: Option<String>,
-    pub user_nick: String,
-    pub question: String,
-    pub answer: String,
-    pub regenerated_from: Option<String>,
-    pub answered_at_ms: i64,
-}
+/// An answer to store: the same fields as a stored one ([`AnswerRow`]).
+pub type NewAnswer = AnswerRow;
 
-impl NewAnswer {
+impl AnswerRow {
     /// The answer to a robot message, answered now.
     pub fn for_message(
         message: &RobotMessage,
@@ -116,8 +71,8 @@ impl NewAnswer {
         record_id: &str,
         question: &str,
         answer: &str,
-    ) -> NewAnswer {
-        NewAnswer {
+    ) -> AnswerRow {
+        AnswerRow {
             record_id: record_id.to_string(),
             message_id: message.msg_id.clone(),
             robot: robot.to_string(),
@@ -140,8 +95,8 @@ impl NewAnswer {
         record_id: &str,
         message_id: &str,
         answer: &str,
-    ) -> NewAnswer {
-        NewAnswer {
+    ) -> AnswerRow {
+        AnswerRow {
             record_id: record_id.to_string(),
             message_id: message_id.to_string(),
             robot: first.robot.clone(),
@@ -168,7 +123,7 @@ pub enum Inserted {
     },
 }
 
-/// A stored answer.
+/// An answer, stored or to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerRow {
     pub record_id: String,
@@ -269,21 +224,19 @@ impl Records {
         }
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(sql)?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sql)?;
-        if version > SCHEMA_VERSION {
-            return Err(RecordsError::NewerSchema {
-                path: path.to_path_buf(),
-                found: version,
-            });
-        }
         // IMMEDIATE takes the write lock up front, so a second process (or instance) opening
-        // the file at the same moment waits on the busy timeout instead of failing.
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        ))
-        .map_err(sql)?;
+        // the file at the same moment waits on the busy timeout, then finds the tables made.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+        let made = create_tables(&conn).map_err(|e| match e {
+            SchemaError::Newer(found) => RecordsError::NewerSchema {
+                path: path.to_path_buf(),
+                found,
+            },
+            SchemaError::Sqlite(e) => sql(e),
+        });
+        conn.execute_batch(if made.is_ok() { "COMMIT" } else { "ROLLBACK" })
+            .map_err(sql)?;
+        made?;
         Ok(Records {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
@@ -494,6 +447,30 @@ impl AnswerRow {
             user_id: staff_id.clone(),
         })
     }
+}
+
+enum SchemaError {
+    Newer(i64),
+    Sqlite(rusqlite::Error),
+}
+
+/// Creates the tables in a new file (inside the caller's transaction). Their DDL is the
+/// shared store's ([`jitnode_store::RECORDS_TABLES`]): one schema for both homes.
+fn create_tables(conn: &Connection) -> Result<(), SchemaError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(SchemaError::Sqlite)?;
+    if version > SCHEMA_VERSION {
+        return Err(SchemaError::Newer(version));
+    }
+    if version == 0 {
+        conn.execute_batch(&format!(
+            "{} PRAGMA user_version = {SCHEMA_VERSION};",
+            jitnode_store::RECORDS_TABLES
+        ))
+        .map_err(SchemaError::Sqlite)?;
+    }
+    Ok(())
 }
 
 const ANSWER_COLUMNS: &str = "record_id, message_id, robot, conversation_id, conversation_type,
@@ -888,6 +865,13 @@ mod tests {
         }
     }
 
+    /// Stores each (record, user, rating, time).
+    fn rate(db: &Records, ratings: &[(&str, &str, FeedbackKind, i64)]) {
+        for &(record, user, rating, at) in ratings {
+            db.record_feedback(record, user, rating, at).unwrap();
+        }
+    }
+
     fn open() -> (tempfile::TempDir, Records) {
         let dir = tempfile::tempdir().unwrap();
         let db = Records::open_in(&dir.path().join("data")).unwrap();
@@ -1038,16 +1022,17 @@ mod tests {
         let (_dir, db) = open();
         db.record_answer(&answer("r1", "m1", 1000)).unwrap();
         db.record_answer(&answer("r2", "m2", 2000)).unwrap();
-        db.record_feedback("r1", "0326", FeedbackKind::Helpful, 5000)
-            .unwrap();
-        db.record_feedback("r2", "0326", FeedbackKind::VeryUnhelpful, 6000)
-            .unwrap();
-        // The same user changes their mind: one row, the new rating.
-        db.record_feedback("r1", "0326", FeedbackKind::VeryHelpful, 7000)
-            .unwrap();
-        // Another user rates the same answer.
-        db.record_feedback("r1", "0999", FeedbackKind::Unhelpful, 8000)
-            .unwrap();
+        rate(
+            &db,
+            &[
+                ("r1", "0326", FeedbackKind::Helpful, 5000),
+                ("r2", "0326", FeedbackKind::VeryUnhelpful, 6000),
+                // The same user changes their mind: one row, the new rating.
+                ("r1", "0326", FeedbackKind::VeryHelpful, 7000),
+                // Another user rates the same answer.
+                ("r1", "0999", FeedbackKind::Unhelpful, 8000),
+            ],
+        );
 
         let rows = db.list_feedback(&FeedbackFilter::default()).unwrap();
         let got: Vec<(&str, &str, FeedbackKind, i64)> = rows
@@ -1086,12 +1071,14 @@ mod tests {
         let mut other = answer("r2", "m2", 1000);
         other.robot = "imRobots.second".into();
         db.record_answer(&other).unwrap();
-        db.record_feedback("r1", "u1", FeedbackKind::Helpful, 10)
-            .unwrap();
-        db.record_feedback("r1", "u2", FeedbackKind::Unhelpful, 20)
-            .unwrap();
-        db.record_feedback("r2", "u1", FeedbackKind::Helpful, 30)
-            .unwrap();
+        rate(
+            &db,
+            &[
+                ("r1", "u1", FeedbackKind::Helpful, 10),
+                ("r1", "u2", FeedbackKind::Unhelpful, 20),
+                ("r2", "u1", FeedbackKind::Helpful, 30),
+            ],
+        );
         let count = |f: FeedbackFilter| db.list_feedback(&f).unwrap().len();
         assert_eq!(
             count(FeedbackFilter {

@@ -190,17 +190,7 @@ impl Refusals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn config(mode: &str) -> RobotConfig {
-        let mut card = json!({"mode": mode});
-        if mode == "template" {
-            card["templateId"] = json!("tpl1.schema");
-        }
-        RobotConfig::from_value(&json!({"clientId": "dingabc", "clientSecret": "s3cr3t",
-            "agent": "aiagents.cs", "card": card}))
-        .unwrap()
-    }
+    use crate::config::test_config as config;
 
     #[test]
     fn each_sentence_names_element_field_and_fix() {

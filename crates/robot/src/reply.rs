@@ -88,8 +88,18 @@ impl AnswerCard {
         if target == ReplyTarget::SessionOnly {
             return None;
         }
-        Some(AnswerCard {
-            card_id: card_id.into(),
+        Some(AnswerCard::of(config, card_id.into(), question, target, at))
+    }
+
+    fn of(
+        config: &RobotConfig,
+        card_id: String,
+        question: &str,
+        target: ReplyTarget,
+        at: Option<Mention>,
+    ) -> AnswerCard {
+        AnswerCard {
+            card_id,
             question: question.to_string(),
             mode: config.card.mode,
             template_id: config.card.template_id.clone().unwrap_or_default(),
@@ -98,23 +108,19 @@ impl AnswerCard {
             lang: Lang::of_text(question, config.language),
             target,
             at,
-        })
+        }
     }
 
     /// A card sent before (by a host that died mid-answer), to update or finish: it has no
     /// target, so [`thinking`](Self::thinking) must not be sent for it.
     pub(crate) fn existing(config: &RobotConfig, card_id: &str, question: &str) -> AnswerCard {
-        AnswerCard {
-            card_id: card_id.to_string(),
-            question: question.to_string(),
-            mode: config.card.mode,
-            template_id: config.card.template_id.clone().unwrap_or_default(),
-            streaming_key: config.card.streaming_key.clone(),
-            robot_code: config.robot_code.clone(),
-            lang: Lang::of_text(question, config.language),
-            target: ReplyTarget::SessionOnly,
-            at: None,
-        }
+        AnswerCard::of(
+            config,
+            card_id.to_string(),
+            question,
+            ReplyTarget::SessionOnly,
+            None,
+        )
     }
 
     /// `cardBizId` (standard) or `outTrackId` (template).
@@ -314,17 +320,7 @@ mod tests {
     use jitnode_dingtalk_wire::api;
     use serde_json::json;
 
-    fn config(mode: &str) -> RobotConfig {
-        let mut card = json!({"mode": mode});
-        if mode == "template" {
-            card["templateId"] = json!("tpl.schema");
-        }
-        RobotConfig::from_value(&json!({
-            "clientId": "dingapp", "clientSecret": "s", "agent": "aiagents.helpdesk",
-            "language": "en", "card": card
-        }))
-        .unwrap()
-    }
+    use crate::config::test_config as config;
 
     fn group() -> ReplyTarget {
         ReplyTarget::Group {

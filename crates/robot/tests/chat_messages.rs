@@ -12,7 +12,7 @@ use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, Registry};
 use jitnode_robot::config::Lang;
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig};
-use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
+use jitnode_test_kit::robot::{robot_config, start_app, wait_connected, wait_for, AppDir};
 use serde_json::{json, Value};
 
 const APP: &str = "dingchat";
@@ -68,13 +68,8 @@ async fn chat(language: &str, extra: Value) -> Chat {
             }
         }),
     );
-    let (app, _) = App::open(dir.path(), false, registry).unwrap();
-    let report = app.start().await;
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(10))
-            .await
-    );
+    let app = start_app(&dir, registry).await;
+    wait_connected(&sb, APP, 1).await;
     Chat {
         sb,
         app,

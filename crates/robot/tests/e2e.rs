@@ -15,7 +15,9 @@ use jitnode_robot::config::Lang;
 use jitnode_robot::records::{FeedbackFilter, FeedbackRow, Records};
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, Click, PostMessage, Sandbox, SandboxConfig, Transcript};
-use jitnode_test_kit::robot::{robot_config, wait_for, wait_for_call, AppDir};
+use jitnode_test_kit::robot::{
+    idle_status, robot_config, start_app, wait_connected, wait_for, wait_for_call, AppDir,
+};
 use serde_json::{json, Value};
 
 /// How the test agent answers.
@@ -125,15 +127,9 @@ async fn start(script: AgentScript, robots: &[(&str, &str, Value)]) -> Harness {
             }
         }),
     );
-    let (app, _) = App::open(dir.path(), false, registry).unwrap();
-    let report = app.start().await;
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let app = start_app(&dir, registry).await;
     for (_, client_id, _) in robots {
-        assert!(
-            sb.wait_for_connections(client_id, 1, Duration::from_secs(10))
-                .await,
-            "robot {client_id} did not connect"
-        );
+        wait_connected(&sb, client_id, 1).await;
     }
     Harness { sb, app, dir, log }
 }
@@ -302,27 +298,8 @@ async fn question_streams_into_card_then_final_with_four_buttons() {
     let args = h.log.args.lock().unwrap().clone();
     assert_eq!(args[0]["question"], "How do I connect to the VPN?");
     assert_eq!(args[0]["chatId"], "user:user001");
-    // The final card is on the wire a moment before the answer task ends (it still closes
-    // its open card on the store): wait for the robot to report itself idle.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        let status = h
-            .app
-            .call(
-                "imRobots.bot",
-                "status",
-                json!({}),
-                jitnode_host::ChunkSink::discard(),
-            )
-            .await
-            .unwrap();
-        if status["answering"] == 0 || tokio::time::Instant::now() > deadline {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let status = idle_status(&h.app, "imRobots.bot", Duration::from_secs(10)).await;
     assert_eq!(status["clientId"], APP_A);
-    assert_eq!(status["answering"], 0, "the answer task never ended");
     assert!(!status.to_string().contains("secret"), "{status}");
     h.stop().await;
 }

@@ -12,7 +12,9 @@ use jitnode_robot::records::Records;
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, PostMessage, Sandbox, SandboxConfig, Transcript};
 use jitnode_test_kit::llm::{delta_event, error_response, finish_events, LlmStandIn, SSE_HEAD};
-use jitnode_test_kit::robot::{robot_config, wait_for, wait_for_call, AppDir};
+use jitnode_test_kit::robot::{
+    idle_status, robot_config, start_app, wait_connected, wait_for, wait_for_call, AppDir,
+};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -187,14 +189,8 @@ async fn start(script: Script, robot_extra: Value) -> Harness {
     let mut registry = Registry::with_builtins();
     registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
     registry.register(jitnode_agent::LOADER_NAME, jitnode_agent::loader());
-    let (app, _) = App::open(dir.path(), false, registry).unwrap();
-    let report = app.start().await;
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(10))
-            .await,
-        "robot did not connect"
-    );
+    let app = start_app(&dir, registry).await;
+    wait_connected(&sb, APP, 1).await;
     Harness { sb, app, dir, llm }
 }
 
@@ -401,18 +397,8 @@ async fn llm_connection_cut_mid_stream_ends_the_card_failed() {
     );
     assert!(!everything_sent(&t).contains(REASONING));
     assert!(h.records().list_answers(None).unwrap().is_empty());
-    // The robot is not still working on it.
-    let status = h
-        .app
-        .call(
-            "imRobots.bot",
-            "status",
-            json!({}),
-            jitnode_host::ChunkSink::discard(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status["answering"], 0, "{status}");
+    // The robot is not still working on it (its task ends a moment after the card).
+    idle_status(&h.app, "imRobots.bot", Duration::from_secs(10)).await;
     h.stop().await;
 }
 

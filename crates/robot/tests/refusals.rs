@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use jitnode_host::{loader_fn, App, ChunkSink, ElementRuntime, FnRuntime, Registry};
+use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, Registry};
 use jitnode_sandbox::{Permission, PostMessage, Refusal, RefusalFault, Sandbox, SandboxConfig};
-use jitnode_test_kit::robot::{robot_config, wait_for, AppDir};
+use jitnode_test_kit::robot::{robot_config, start_app, status, wait_connected, wait_for, AppDir};
 use serde_json::{json, Value};
 
 const APP: &str = "dingrefused";
@@ -41,28 +41,28 @@ async fn robot(extra: Value) -> Robot {
             Ok(Box::new(rt) as Box<dyn ElementRuntime>)
         }),
     );
-    let (app, _) = App::open(dir.path(), false, registry).unwrap();
-    let report = app.start().await;
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let app = start_app(&dir, registry).await;
     Robot { sb, app, _dir: dir }
+}
+
+/// A connected robot with `extra` config that meets `fault` on its first question: the
+/// answer still arrives (as markdown), and the robot's refusal of `kind` is there.
+async fn refused(extra: Value, fault: RefusalFault, kind: &str) -> (Robot, Value) {
+    let r = robot(extra).await.connected().await;
+    r.sb.refuse(fault).unwrap();
+    r.ask_expecting_markdown("How do I connect?").await;
+    let seen = r.refusal(kind).await;
+    (r, seen)
 }
 
 impl Robot {
     async fn connected(self) -> Robot {
-        assert!(
-            self.sb
-                .wait_for_connections(APP, 1, Duration::from_secs(10))
-                .await,
-            "robot did not connect"
-        );
+        wait_connected(&self.sb, APP, 1).await;
         self
     }
 
     async fn status(&self) -> Value {
-        self.app
-            .call("imRobots.bot", "status", json!({}), ChunkSink::discard())
-            .await
-            .unwrap()
+        status(&self.app, "imRobots.bot").await
     }
 
     /// The robot's refusals (`status.refusals`) once one of `kind` is there.
@@ -110,6 +110,11 @@ impl Robot {
     }
 }
 
+/// The public AI card with quick updates.
+fn ai_mode() -> Value {
+    json!({"card": {"mode": "ai", "minIntervalMs": 50}})
+}
+
 fn message(r: &Value) -> String {
     r["message"].as_str().unwrap().to_string()
 }
@@ -126,14 +131,12 @@ fn assert_explains(r: &Value, field: &str, fix: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_streaming_permission_answers_as_markdown_and_says_so_once() {
-    let r = robot(json!({"card": {"mode": "ai", "minIntervalMs": 50}}))
-        .await
-        .connected()
-        .await;
-    r.sb.refuse(RefusalFault::missing(Permission::CardStreamingWrite))
-        .unwrap();
-    r.ask_expecting_markdown("How do I connect?").await;
-    let seen = r.refusal("permissionDenied").await;
+    let (r, seen) = refused(
+        ai_mode(),
+        RefusalFault::missing(Permission::CardStreamingWrite),
+        "permissionDenied",
+    )
+    .await;
     assert_explains(&seen, "card.mode \"ai\"", "grant Card.Streaming.Write");
     assert_eq!(
         seen["refusal"]["permissions"],
@@ -158,57 +161,69 @@ async fn missing_streaming_permission_answers_as_markdown_and_says_so_once() {
     r.stop().await;
 }
 
+/// Each case: the robot's config, the refusal played, its kind, and what the sentence must
+/// name (the config field, then the fix).
+type Case = (
+    Value,
+    RefusalFault,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// Runs each case on a robot of its own: answered as markdown, explained once.
+async fn each_refusal_is_explained(cases: Vec<Case>) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for (extra, fault, kind, field, fix) in cases {
+        let (r, refusal) = refused(extra, fault, kind).await;
+        assert_explains(&refusal, field, fix);
+        r.stop().await;
+        seen.push(refusal);
+    }
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_card_write_and_robot_send_permissions_name_themselves() {
-    let r = robot(json!({"card": {"mode": "ai", "minIntervalMs": 50}}))
-        .await
-        .connected()
-        .await;
-    r.sb.refuse(RefusalFault::missing(Permission::CardInstanceWrite))
-        .unwrap();
-    r.ask_expecting_markdown("How do I connect?").await;
-    let seen = r.refusal("permissionDenied").await;
-    assert_explains(&seen, "DINGTALK_CARD_MODE", "grant Card.Instance.Write");
-    r.stop().await;
-
-    let r = robot(json!({"card": {"mode": "standard", "minIntervalMs": 50}}))
-        .await
-        .connected()
-        .await;
-    r.sb.refuse(RefusalFault::missing(Permission::RobotSendMessage))
-        .unwrap();
-    r.ask_expecting_markdown("How do I connect?").await;
-    let seen = r.refusal("permissionDenied").await;
-    assert_explains(&seen, "card.mode \"standard\"", "grant qyapi_robot_sendmsg");
-    r.stop().await;
+    each_refusal_is_explained(vec![
+        (
+            ai_mode(),
+            RefusalFault::missing(Permission::CardInstanceWrite),
+            "permissionDenied",
+            "DINGTALK_CARD_MODE",
+            "grant Card.Instance.Write",
+        ),
+        (
+            json!({"card": {"mode": "standard", "minIntervalMs": 50}}),
+            RefusalFault::missing(Permission::RobotSendMessage),
+            "permissionDenied",
+            "card.mode \"standard\"",
+            "grant qyapi_robot_sendmsg",
+        ),
+    ])
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpublished_template_and_an_unpublished_robot_answer_as_markdown() {
-    let r = robot(
-        json!({"card": {"mode": "template", "templateId": "mine.schema", "minIntervalMs": 50}}),
-    )
-    .await
-    .connected()
+    let seen = each_refusal_is_explained(vec![
+        (
+            json!({"card": {"mode": "template", "templateId": "mine.schema", "minIntervalMs": 50}}),
+            RefusalFault::new(Refusal::TemplateUnpublished),
+            "templateUnpublished",
+            "card.templateId",
+            "DINGTALK_CARD_MODE=ai",
+        ),
+        (
+            ai_mode(),
+            RefusalFault::new(Refusal::RobotNotFound),
+            "robotNotFound",
+            "robotCode",
+            "publish the robot",
+        ),
+    ])
     .await;
-    r.sb.refuse(RefusalFault::new(Refusal::TemplateUnpublished))
-        .unwrap();
-    r.ask_expecting_markdown("How do I connect?").await;
-    let seen = r.refusal("templateUnpublished").await;
-    assert_explains(&seen, "card.templateId", "DINGTALK_CARD_MODE=ai");
-    assert!(message(&seen).contains("mine.schema"));
-    r.stop().await;
-
-    let r = robot(json!({"card": {"mode": "ai", "minIntervalMs": 50}}))
-        .await
-        .connected()
-        .await;
-    r.sb.refuse(RefusalFault::new(Refusal::RobotNotFound))
-        .unwrap();
-    r.ask_expecting_markdown("How do I connect?").await;
-    let seen = r.refusal("robotNotFound").await;
-    assert_explains(&seen, "robotCode", "publish the robot");
-    r.stop().await;
+    assert!(message(&seen[0]).contains("mine.schema"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig};
 use jitnode_store::{Claim, ClaimState, Store, StoreOptions, StoreUrl};
-use jitnode_test_kit::robot::wait_for;
+use jitnode_test_kit::robot::{wait_connected, wait_for};
 
 mod common;
 use common::{host, APP};
@@ -41,10 +41,7 @@ async fn the_ack_follows_the_claim() {
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let (a, _da) = host(&sb, calls.clone()).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(10))
-            .await
-    );
+    wait_connected(&sb, APP, 1).await;
 
     // Another writer holds the store's write lock: the claim waits, and so must the ACK.
     let blocker = rusqlite::Connection::open(&path).unwrap();
@@ -100,11 +97,7 @@ async fn redeliveries_across_two_hosts_give_one_answer() {
     let calls = Arc::new(AtomicUsize::new(0));
     let (a, _da) = host(&sb, calls.clone()).await;
     let (b, _db) = host(&sb, calls.clone()).await;
-    assert!(
-        sb.wait_for_connections(APP, 2, Duration::from_secs(10))
-            .await,
-        "both hosts connect"
-    );
+    wait_connected(&sb, APP, 2).await;
 
     let posted = sb
         .post_message(&PostMessage::text(APP, "Answer me once"))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig};
 use jitnode_store::{ClaimState, Store, StoreOptions, StoreUrl};
 use jitnode_test_kit::postgres::PgCluster;
-use jitnode_test_kit::robot::wait_for;
+use jitnode_test_kit::robot::{wait_connected, wait_for};
 
 mod common;
 use common::{host, APP};
@@ -59,10 +59,7 @@ async fn postgres_restart_mid_run_loses_nothing() {
     .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let (app, _dir) = host(&sb, calls.clone()).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(10))
-            .await
-    );
+    wait_connected(&sb, APP, 1).await;
 
     let before = sb
         .post_message(&PostMessage::text(APP, "Before the restart"))

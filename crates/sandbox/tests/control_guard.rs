@@ -173,10 +173,7 @@ async fn huge_waits_and_delays_are_400s_not_panics() {
     let sb = sandbox(quiet()).await;
     let base = sb.base_url();
     let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    wait_linked(&sb, 1).await;
     let posted = sb.post_message(&PostMessage::text(APP, "x")).unwrap();
     let f = next_non_ping(&mut ws).await.unwrap();
     ack_ok(&mut ws, &f).await;
@@ -230,16 +227,11 @@ async fn huge_waits_and_delays_are_400s_not_panics() {
 
 #[tokio::test]
 async fn record_lists_keep_only_the_newest() {
-    let sb = sandbox(SandboxConfig {
+    let (sb, mut ws) = linked(SandboxConfig {
         max_records: 3,
         ..quiet()
     })
     .await;
-    let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
     // ACKs for ids never pushed: each is an ACK record and a problem.
     for i in 0..5 {
         send(

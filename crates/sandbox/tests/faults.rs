@@ -11,12 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(start_paused = true)]
 async fn disconnect_stops_delivery_then_closes_after_grace() {
-    let sb = sandbox(quiet()).await;
-    let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    let (sb, mut ws) = linked(quiet()).await;
     let conn = sb.connections_of(APP)[0].connection_id.clone();
     sb.send_disconnect(&conn).unwrap();
     let f = next_frame(&mut ws).await.unwrap();
@@ -48,12 +43,7 @@ async fn disconnect_stops_delivery_then_closes_after_grace() {
 
 #[tokio::test]
 async fn dropped_connection_has_no_close_frame() {
-    let sb = sandbox(quiet()).await;
-    let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    let (sb, mut ws) = linked(quiet()).await;
     let conn = sb.connections_of(APP)[0].connection_id.clone();
     sb.drop_connection(&conn).unwrap();
     loop {
@@ -71,12 +61,7 @@ async fn dropped_connection_has_no_close_frame() {
 
 #[tokio::test(start_paused = true)]
 async fn redelivery_after_n_seconds_keeps_msg_id() {
-    let sb = sandbox(quiet()).await;
-    let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    let (sb, mut ws) = linked(quiet()).await;
     let p = sb
         .post_message(&PostMessage::text(APP, "slow question"))
         .unwrap();
@@ -113,10 +98,7 @@ async fn pushes_spread_randomly_over_connections() {
     let sb = sandbox(quiet()).await;
     let mut a = connect(&sb).await;
     let mut b = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 2, Duration::from_secs(5))
-            .await
-    );
+    wait_linked(&sb, 2).await;
     let n = 200;
     for i in 0..n {
         sb.post_message(&PostMessage::text(APP, &format!("m{i}")))
@@ -142,16 +124,7 @@ async fn pushes_spread_randomly_over_connections() {
 
 #[tokio::test(start_paused = true)]
 async fn late_ack_causes_redelivery_when_enabled() {
-    let sb = sandbox(jitnode_sandbox::SandboxConfig {
-        redeliver_unacked_after: Some(Duration::from_secs(20)),
-        ..quiet()
-    })
-    .await;
-    let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    let (sb, mut ws) = linked(redelivering(Duration::from_secs(20))).await;
     let acked = sb.post_message(&PostMessage::text(APP, "fast")).unwrap();
     let slow = sb.post_message(&PostMessage::text(APP, "slow")).unwrap();
     let f1 = next_non_ping(&mut ws).await.unwrap();
@@ -176,16 +149,7 @@ async fn late_ack_causes_redelivery_when_enabled() {
 
 #[tokio::test(start_paused = true)]
 async fn unacked_push_lost_with_its_link_is_redelivered_once_the_app_reconnects() {
-    let sb = sandbox(jitnode_sandbox::SandboxConfig {
-        redeliver_unacked_after: Some(Duration::from_secs(5)),
-        ..quiet()
-    })
-    .await;
-    let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    let (sb, mut ws) = linked(redelivering(Duration::from_secs(5))).await;
     let p = sb.post_message(&PostMessage::text(APP, "lost")).unwrap();
     let f = next_non_ping(&mut ws).await.unwrap();
     assert_eq!(f.message_id(), p.message_id);

@@ -70,12 +70,7 @@ async fn ticket_expires_after_90_seconds() {
 
 #[tokio::test]
 async fn posted_message_is_pushed_and_ack_recorded() {
-    let sb = sandbox(quiet()).await;
-    let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    let (sb, mut ws) = linked(quiet()).await;
     let posted = sb
         .post_message(
             &PostMessage::text(APP, "hello")
@@ -118,12 +113,7 @@ async fn posted_message_is_pushed_and_ack_recorded() {
 
 #[tokio::test]
 async fn external_one_to_one_sender_has_no_staff_id() {
-    let sb = sandbox(quiet()).await;
-    let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    let (sb, mut ws) = linked(quiet()).await;
     sb.post_message(&PostMessage::text(APP, "hi").from(None, "Guest"))
         .unwrap();
     let d = next_non_ping(&mut ws).await.unwrap().data_json().unwrap();
@@ -140,12 +130,7 @@ async fn external_one_to_one_sender_has_no_staff_id() {
 
 #[tokio::test]
 async fn bad_acks_are_noted() {
-    let sb = sandbox(quiet()).await;
-    let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    let (sb, mut ws) = linked(quiet()).await;
     let p1 = sb.post_message(&PostMessage::text(APP, "one")).unwrap();
     let f1 = next_non_ping(&mut ws).await.unwrap();
     // data not double-encoded, and no `response`.
@@ -201,10 +186,7 @@ async fn ack_on_another_connection_is_a_problem() {
     let sb = sandbox(quiet()).await;
     let mut a = connect(&sb).await;
     let mut b = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 2, Duration::from_secs(5))
-            .await
-    );
+    wait_linked(&sb, 2).await;
     let p = sb.post_message(&PostMessage::text(APP, "x")).unwrap();
     // Whichever got it, answer on the other one.
     let conns = sb.connections_of(APP);
@@ -322,10 +304,7 @@ async fn events_carry_event_headers_and_need_a_status_ack() {
     )
     .await
     .unwrap();
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    wait_linked(&sb, 1).await;
     // Not subscribed to robot messages: nothing to push them on.
     assert!(sb.post_message(&PostMessage::text(APP, "x")).is_err());
     let (id, _) = sb
@@ -363,12 +342,7 @@ async fn events_carry_event_headers_and_need_a_status_ack() {
 
 #[tokio::test]
 async fn raw_frames_are_sent_verbatim_and_their_acks_expected() {
-    let sb = sandbox(quiet()).await;
-    let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    let (sb, mut ws) = linked(quiet()).await;
     let conn = sb.connections_of(APP)[0].connection_id.clone();
     let bad = r#"{"specVersion":"1.0","type":"CALLBACK","headers":{"messageId":"raw1","topic":"/v1.0/im/bot/messages/get"},"data":"not json"}"#;
     sb.send_raw(&conn, bad).unwrap();

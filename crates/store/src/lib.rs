@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::records::{StoredAnswer, StoredFeedback};
 pub use crate::url::{redact, StoreUrl, DEFAULT_STORE_URL, STORE_URL_VAR};
-pub use schema::latest as latest_schema_version;
+pub use schema::{latest as latest_schema_version, RECORDS_TABLES};
 
 /// A store problem. Messages name the store by its redacted URL, never with a password.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,45 @@ pub struct Migration {
 /// Key of the PostgreSQL advisory lock held while migrating ("jitnode" in ASCII, truncated).
 pub const PG_MIGRATION_LOCK: i64 = 0x006a_6974_6e6f_6465;
 
-const V1_COMMON: &str = "
+/// The answers and feedback tables: the robot's records, here and in a robot's own file
+/// (`jitnode_robot::records`, for robots hosted without a store), so both have one
+/// schema. A macro, so that the released migration [`V1_COMMON`] stays the same text.
+macro_rules! records_tables {
+    () => {
+        "CREATE TABLE answers (
+    record_id        TEXT PRIMARY KEY NOT NULL,
+    message_id       TEXT NOT NULL UNIQUE,
+    robot            TEXT NOT NULL,
+    conversation_id  TEXT NOT NULL,
+    conversation_type TEXT NOT NULL CHECK (conversation_type IN ('1', '2')),
+    user_id          TEXT NOT NULL,
+    staff_id         TEXT,
+    user_nick        TEXT NOT NULL DEFAULT '',
+    question         TEXT NOT NULL,
+    answer           TEXT NOT NULL,
+    regenerated_from TEXT REFERENCES answers(record_id),
+    answered_at_ms   BIGINT NOT NULL
+);
+CREATE INDEX answers_by_time ON answers(answered_at_ms);
+CREATE TABLE feedback (
+    record_id   TEXT NOT NULL REFERENCES answers(record_id) ON DELETE CASCADE,
+    user_id     TEXT NOT NULL,
+    rating      TEXT NOT NULL
+                CHECK (rating IN ('very_helpful', 'helpful', 'unhelpful', 'very_unhelpful')),
+    rated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (record_id, user_id)
+);
+CREATE INDEX feedback_by_time ON feedback(rated_at_ms);
+"
+    };
+}
+
+/// The DDL of the answers and feedback tables (see `records_tables!`). Integer columns are
+/// `BIGINT`, which SQLite stores as INTEGER.
+pub const RECORDS_TABLES: &str = records_tables!();
+
+const V1_COMMON: &str = concat!(
+    "
 CREATE TABLE inbox (
     msg_key        TEXT PRIMARY KEY NOT NULL,
     host           TEXT NOT NULL,
@@ -38,36 +76,15 @@ CREATE TABLE cards (
     lease_until_ms BIGINT NOT NULL
 );
 CREATE INDEX cards_open ON cards(state, lease_until_ms);
-CREATE TABLE answers (
-    record_id        TEXT PRIMARY KEY NOT NULL,
-    message_id       TEXT NOT NULL UNIQUE,
-    robot            TEXT NOT NULL,
-    conversation_id  TEXT NOT NULL,
-    conversation_type TEXT NOT NULL CHECK (conversation_type IN ('1', '2')),
-    user_id          TEXT NOT NULL,
-    staff_id         TEXT,
-    user_nick        TEXT NOT NULL DEFAULT '',
-    question         TEXT NOT NULL,
-    answer           TEXT NOT NULL,
-    regenerated_from TEXT REFERENCES answers(record_id),
-    answered_at_ms   BIGINT NOT NULL
-);
-CREATE INDEX answers_by_time ON answers(answered_at_ms);
-CREATE TABLE feedback (
-    record_id   TEXT NOT NULL REFERENCES answers(record_id) ON DELETE CASCADE,
-    user_id     TEXT NOT NULL,
-    rating      TEXT NOT NULL
-                CHECK (rating IN ('very_helpful', 'helpful', 'unhelpful', 'very_unhelpful')),
-    rated_at_ms BIGINT NOT NULL,
-    PRIMARY KEY (record_id, user_id)
-);
-CREATE INDEX feedback_by_time ON feedback(rated_at_ms);
-CREATE TABLE imports (
+",
+    records_tables!(),
+    "CREATE TABLE imports (
     source      TEXT PRIMARY KEY NOT NULL,
     rows_copied BIGINT NOT NULL,
     at_ms       BIGINT NOT NULL
 );
-";
+"
+);
 
 /// All steps, oldest first. Never edit a released step; add a new one.
 pub const MIGRATIONS: &[Migration] = &[

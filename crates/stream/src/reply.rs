@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jitnode_dingtalk_wire::api::{
-    self, AccessTokenRequest, ApiError, At, CardInstanceUpdate, CardStreaming, CardTarget, Method,
-    StandardCardSend, StandardCardUpdate, WebhookMessage, WebhookResponse, ERRCODE_SESSION_EXPIRED,
-    HEADER_ACCESS_TOKEN, PATH_ACCESS_TOKEN, PATH_CARD_INSTANCES, PATH_CARD_STREAMING,
-    PATH_CREATE_AND_DELIVER, PATH_STANDARD_SEND, PATH_STANDARD_UPDATE,
+    self, AccessTokenRequest, AccessTokenResponse, ApiError, At, CardInstanceUpdate, CardStreaming,
+    CardTarget, Method, StandardCardSend, StandardCardUpdate, WebhookMessage, WebhookResponse,
+    ERRCODE_SESSION_EXPIRED, HEADER_ACCESS_TOKEN, PATH_ACCESS_TOKEN, PATH_CARD_INSTANCES,
+    PATH_CARD_STREAMING, PATH_CREATE_AND_DELIVER, PATH_STANDARD_SEND, PATH_STANDARD_UPDATE,
 };
 use jitnode_dingtalk_wire::{redacted_url, Refusal};
 use serde::Serialize;
@@ -355,29 +355,26 @@ impl OpenApi {
             .await
             .map_err(|e| transport(what, e))?;
         let status = resp.status().as_u16();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        let s = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
+        let body = resp.bytes().await.map_err(|e| transport(what, e))?;
         if status >= 400 {
+            let e: ApiError = serde_json::from_slice(&body).unwrap_or_default();
             return Err(ReplyError::Token {
                 client_id: self.client_id.to_string(),
                 status,
-                code: s("code"),
-                message: s("message"),
+                code: e.code,
+                message: e.message,
             });
         }
-        let token = s("accessToken");
-        let expire_in = v.get("expireIn").and_then(Value::as_u64).unwrap_or(0);
-        if token.is_empty() || expire_in == 0 {
-            return Err(ReplyError::InvalidResponse {
+        let AccessTokenResponse {
+            access_token: token,
+            expire_in,
+        } = serde_json::from_slice(&body)
+            .ok()
+            .filter(|t: &AccessTokenResponse| !t.access_token.is_empty() && t.expire_in > 0)
+            .ok_or_else(|| ReplyError::InvalidResponse {
                 what: what.into(),
                 reason: "no accessToken or expireIn".into(),
-            });
-        }
+            })?;
         let life = Duration::from_secs(expire_in);
         // Short-lived tokens (tests) refresh at half life rather than never being valid.
         let early = TOKEN_EARLY_REFRESH.min(life / 2);

@@ -1,9 +1,11 @@
 //! The robot's test harness pieces: an app directory with the DingTalk robot family and
-//! robot instances pointed at a sandbox, and waits on the sandbox's transcript.
+//! robot instances pointed at a sandbox, waits on the sandbox's transcript, and the robot's
+//! own `status`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jitnode_host::{App, ChunkSink, Registry};
 use jitnode_sandbox::{Sandbox, Transcript};
 use serde_json::{json, Value};
 
@@ -136,6 +138,47 @@ pub async fn wait_for_call(sb: &Sandbox, kind: &str, containing: &str, timeout: 
         "timed out waiting for a {kind} call with {containing:?}; transcript: {:#?}",
         sb.transcript().entries
     );
+}
+
+/// Opens the app in `dir` with `registry` (the loaders the test needs, the robot's among
+/// them) and starts it; asserts that every element started.
+pub async fn start_app(dir: &AppDir, registry: Registry) -> App {
+    let (app, _) = App::open(dir.path(), false, registry).expect("the app opens");
+    let report = app.start().await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    app
+}
+
+/// Waits (woken by the sandbox, not polled) until `client_id` has `n` connections open;
+/// panics after ten seconds.
+pub async fn wait_connected(sb: &Sandbox, client_id: &str, n: usize) {
+    assert!(
+        sb.wait_for_connections(client_id, n, Duration::from_secs(10))
+            .await,
+        "{client_id}: {n} connection(s) expected"
+    );
+}
+
+/// The `status` of robot instance `robot` (a fullName) in `app`.
+pub async fn status(app: &App, robot: &str) -> Value {
+    status_with(app, robot, json!({})).await
+}
+
+/// The `status` of `robot` once it answers nothing any more: it waits (woken by the robot's
+/// last running answer, nothing is polled) up to `timeout`, and asserts that it is idle. A
+/// card can be on the wire a moment before its answer task ends (it still closes the card
+/// on the store), so a test that saw the final card and checks the robot uses this.
+pub async fn idle_status(app: &App, robot: &str, timeout: Duration) -> Value {
+    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    let status = status_with(app, robot, json!({"idleWithinMs": ms})).await;
+    assert_eq!(status["answering"], 0, "{robot} still answering: {status}");
+    status
+}
+
+async fn status_with(app: &App, robot: &str, args: Value) -> Value {
+    app.call(robot, "status", args, ChunkSink::discard())
+        .await
+        .unwrap_or_else(|e| panic!("{robot} status: {e}"))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, Registry};
 use jitnode_sandbox::Sandbox;
-use jitnode_test_kit::robot::{robot_config, AppDir};
+use jitnode_test_kit::robot::{robot_config, start_app, AppDir};
 use serde_json::json;
 
 pub const APP: &str = "dingreplica";
@@ -42,8 +42,6 @@ pub async fn host(sb: &Sandbox, calls: Arc<AtomicUsize>) -> (App, AppDir) {
             }
         }),
     );
-    let (app, _) = App::open(dir.path(), false, registry).expect("app opens");
-    let report = app.start().await;
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let app = start_app(&dir, registry).await;
     (app, dir)
 }

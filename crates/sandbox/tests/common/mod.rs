@@ -76,6 +76,31 @@ pub async fn connect_with(
         .map(|(ws, _)| ws)
 }
 
+/// Waits until the sandbox counts `n` connections of [`APP`].
+pub async fn wait_linked(sb: &Sandbox, n: usize) {
+    assert!(
+        sb.wait_for_connections(APP, n, Duration::from_secs(5))
+            .await,
+        "{n} connection(s) of {APP} expected"
+    );
+}
+
+/// A sandbox with `config` and one connection of [`APP`], open and counted by it.
+pub async fn linked(config: SandboxConfig) -> (Sandbox, Ws) {
+    let sb = sandbox(config).await;
+    let ws = connect(&sb).await;
+    wait_linked(&sb, 1).await;
+    (sb, ws)
+}
+
+/// [`quiet`], with pushes not ACKed within `after` delivered again.
+pub fn redelivering(after: Duration) -> SandboxConfig {
+    SandboxConfig {
+        redeliver_unacked_after: Some(after),
+        ..quiet()
+    }
+}
+
 pub async fn connect(sb: &Sandbox) -> Ws {
     let (endpoint, ticket) = open_ticket(sb).await;
     connect_with(&endpoint, &ticket)
