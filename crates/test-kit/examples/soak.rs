@@ -10,11 +10,13 @@
 //! and its webhook replies (`cidp2psoak-<i>...`) name it. An answer is a card that reached
 //! "finished", or a markdown reply (the robot's fallback when the card API keeps failing).
 //!
-//! Faults, from the end of the warm-up until the last message is posted:
+//! Faults, from the middle of the warm-up until the last message is posted (so the
+//! warm-up's RSS already includes what the fault paths first allocate: reconnects,
+//! redeliveries, retries of the card API):
 //! - every `SOAK_DISCONNECT_SECS` (10) the gateway sends `disconnect` on the live connections;
 //! - of the connections the robot opens, `SOAK_DROP_PCT` % (1) are dropped without a close
 //!   frame at a random point of their life (frames in flight are lost; the sandbox
-//!   redelivers what stays unACKed); the first one after the warm-up always is, so every
+//!   redelivers what stays unACKed); the first one after the faults start always is, so every
 //!   run takes that path;
 //! - `SOAK_REDELIVER_PCT` % (5) of messages are pushed again (same msgId) 0-3 s later;
 //! - `SOAK_MALFORMED_PCT` % (1) of messages are followed by a malformed frame;
@@ -433,19 +435,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let started = Instant::now();
         let mut last_report = started;
         let mut posted = a.messages;
+        let faults_from = a.warmup / 2;
         for i in 0..a.messages {
-            if i == a.warmup {
-                if !tally.wait_done(i, Duration::from_secs(60)).await {
-                    return Err(format!("warm-up stalled at {} of {i}", tally.done()));
-                }
-                rss_warm = rss_kb(pid);
-                eprintln!("soak: warm-up done ({i} messages), rss {rss_warm} kB");
+            if i == faults_from {
                 clock = Some(tokio::spawn(fault_clock(
                     sb.clone(),
                     faults.clone(),
                     a.seed,
                     stop_faults.clone(),
                 )));
+            }
+            if i == a.warmup {
+                if !tally.wait_done(i, Duration::from_secs(60)).await {
+                    return Err(format!("warm-up stalled at {} of {i}", tally.done()));
+                }
+                rss_warm = rss_kb(pid);
+                eprintln!("soak: warm-up done ({i} messages), rss {rss_warm} kB");
             }
             if i >= a.window
                 && !tally
@@ -464,7 +469,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let user = format!("{USER}{i}");
             let m = PostMessage::text(APP, q).from(Some(&user), &user);
             let message_id = post(&sb, &m).await?;
-            if i >= a.warmup {
+            if i >= faults_from {
                 if rng.chance(redeliver_pct) {
                     faults.redeliveries.fetch_add(1, Ordering::Relaxed);
                     let delay = Duration::from_millis(rng.below(3000));
