@@ -23,12 +23,47 @@ unset CARGO_TARGET_DIR
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 fi
-cargo fuzz build 2>&1 | tail -n 3
+
+log_dir=target/fuzz-logs
+mkdir -p "$log_dir"
+
+# fuzz/Cargo.lock is a lock of its own (the fuzz workspace is excluded from the root one).
+# Left behind, it builds other versions of the shared crates than the ones tested, or
+# fails to resolve offline. Every crate both locks have must be at a version the root pins.
+lock_fix="fix: from the repository root, cp Cargo.lock fuzz/Cargo.lock && (cd fuzz && cargo metadata --format-version 1 >/dev/null), then commit fuzz/Cargo.lock"
+lock_pairs() {
+  awk '/^name = /{n=$3} /^version = /{v=$3; gsub(/"/, "", n); gsub(/"/, "", v); print n, v}' "$1" |
+    sort -u
+}
+if ! cargo metadata --locked --format-version 1 >/dev/null 2>"$log_dir/lock.log"; then
+  echo "fuzz.sh: fuzz/Cargo.lock does not match fuzz/Cargo.toml and the crates it uses:" >&2
+  sed 's/^/  /' "$log_dir/lock.log" >&2
+  echo "  $lock_fix" >&2
+  exit 2
+fi
+drift=$(comm -23 <(lock_pairs Cargo.lock) <(lock_pairs ../Cargo.lock) |
+  awk 'NR == FNR { root[$1]; next } $1 in root' <(lock_pairs ../Cargo.lock) -)
+if [ -n "$drift" ]; then
+  echo "fuzz.sh: fuzz/Cargo.lock pins versions the workspace's Cargo.lock does not:" >&2
+  printf '  %s\n' "$drift" >&2
+  echo "  $lock_fix" >&2
+  exit 2
+fi
+
+# The whole build log is kept; on failure its errors and its end are shown, since the
+# first error is often far from the last lines.
+echo "fuzz.sh: building the targets (log: fuzz/$log_dir/build.log)" >&2
+if ! cargo fuzz build >"$log_dir/build.log" 2>&1; then
+  echo "fuzz.sh: cargo fuzz build failed; its errors:" >&2
+  grep -n -E -A 12 '^(error|warning: build failed)|panicked|could not compile' \
+    "$log_dir/build.log" | head -n 120 | sed 's/^/  /' >&2 || true
+  echo "  ... last lines of fuzz/$log_dir/build.log:" >&2
+  tail -n 25 "$log_dir/build.log" | sed 's/^/  /' >&2
+  exit 2
+fi
 
 targets=$(cargo fuzz list)
 total_targets=0 total_execs=0 total_crashes=0
-log_dir=target/fuzz-logs
-mkdir -p "$log_dir"
 printf '%-16s %12s %8s\n' target execs crashes
 for t in $targets; do
   work="target/corpus/$t"

@@ -5,12 +5,14 @@
 # disconnects every 10 s, 1% of connections dropped, 5% of messages redelivered, 1% of
 # frames malformed, bursts of 5xx from the card API.
 # Last line: messages=.. answered_once=.. duplicates=.. lost=.. stuck_cards=..
-# rss_start_kb=.. rss_end_kb=.. (rss_start after the warm-up, the first 5% of messages, at
-# most 2000). Targets: lost=0, duplicates=0, stuck_cards=0, rss_end within 10% of
-# rss_start; exits 1 when one is missed.
+# rss_start_kb=.. rss_end_kb=.. rss_warm_kb=.. rss_growth_pct=.. (the robot process's RSS:
+# rss_start once it is connected, rss_warm after the warm-up, the first SOAK_WARMUP_PCT %
+# of the messages, default 10; rss_growth_pct is rss_end over rss_warm). Targets: lost=0,
+# duplicates=0, stuck_cards=0, rss_end within 10% of rss_warm; exits 1 when one is missed.
 #
-# Env: SOAK_MESSAGES, SOAK_WINDOW (messages awaiting their answer, default 200), SOAK_SEED,
-# SOAK_VERBOSE=1 (the robot's log on stderr), and the SOAK_* fault settings of the driver.
+# Env: SOAK_MESSAGES, SOAK_WARMUP_PCT, SOAK_WINDOW (messages awaiting their answer, default
+# 200), SOAK_SEED, SOAK_VERBOSE=1 (the robot's log on stderr), and the SOAK_* fault settings
+# of the driver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
