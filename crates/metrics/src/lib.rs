@@ -35,9 +35,16 @@ pub const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Upper bounds (seconds) of the store claim buckets: a claim is one store round trip, so
+/// its target (2 ms at p99) needs buckets well under the answer ones.
+pub const CLAIM_BUCKETS: [f64; 12] = [
+    0.0002, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
 /// A fixed-bucket histogram of durations (Prometheus `histogram`).
 #[derive(Debug)]
 pub struct Histogram {
+    bounds: &'static [f64; BUCKETS.len()],
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     /// Sum in microseconds, so it stays an atomic integer.
@@ -45,9 +52,16 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// With the answer-latency [`BUCKETS`].
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Histogram {
+        Histogram::with_bounds(&BUCKETS)
+    }
+
+    /// With other upper bounds (seconds, ascending), e.g. [`CLAIM_BUCKETS`].
+    pub const fn with_bounds(bounds: &'static [f64; BUCKETS.len()]) -> Histogram {
         Histogram {
+            bounds,
             buckets: [const { AtomicU64::new(0) }; BUCKETS.len()],
             count: AtomicU64::new(0),
             sum_micros: AtomicU64::new(0),
@@ -57,7 +71,7 @@ impl Histogram {
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         // Non-cumulative per bucket; rendering accumulates.
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -72,7 +86,7 @@ impl Histogram {
     fn render(&self, name: &str, help: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cumulative = 0;
-        for (b, c) in BUCKETS.iter().zip(&self.buckets) {
+        for (b, c) in self.bounds.iter().zip(&self.buckets) {
             cumulative += c.load(Ordering::Relaxed);
             let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
         }
@@ -132,6 +146,9 @@ pub struct Metrics {
     pub answer_latency: Histogram,
     /// One agent run (retrieval and LLM).
     pub llm_latency: Histogram,
+    /// One claim of a robot message in the shared store (the call, as the host waits on
+    /// it before the ACK), won or not.
+    pub claim_latency: Histogram,
     /// Reloads applied to a running app.
     pub reloads: Counter,
 }
@@ -149,6 +166,7 @@ impl Metrics {
             card_calls: ByCode::new(),
             answer_latency: Histogram::new(),
             llm_latency: Histogram::new(),
+            claim_latency: Histogram::with_bounds(&CLAIM_BUCKETS),
             reloads: Counter::new(),
         }
     }
@@ -218,6 +236,11 @@ impl Metrics {
             "One agent run: retrieval and LLM.",
             &mut out,
         );
+        self.claim_latency.render(
+            "jitnode_store_claim_seconds",
+            "One claim of a robot message in the shared store, before its ACK.",
+            &mut out,
+        );
         out
     }
 }
@@ -247,6 +270,30 @@ mod tests {
         assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("x_count 3\n"), "{out}");
         assert!(out.contains("x_sum 100.303\n"), "{out}");
+    }
+
+    #[test]
+    fn claim_histogram_has_sub_millisecond_buckets() {
+        let m = Metrics::new();
+        m.claim_latency.observe(Duration::from_micros(400));
+        m.claim_latency.observe(Duration::from_micros(1800));
+        let text = m.render();
+        assert!(
+            text.contains("jitnode_store_claim_seconds_bucket{le=\"0.0002\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jitnode_store_claim_seconds_bucket{le=\"0.0005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jitnode_store_claim_seconds_bucket{le=\"0.002\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jitnode_store_claim_seconds_count 2\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -609,10 +609,14 @@ impl Robot {
         let Some(store) = self.claim_store(m) else {
             return Accept::Take;
         };
-        match store
+        let started = std::time::Instant::now();
+        let claim = store
             .claim(&m.msg_id, jitnode_store::host_id(), store.lease())
-            .await
-        {
+            .await;
+        jitnode_metrics::global()
+            .claim_latency
+            .observe(started.elapsed());
+        match claim {
             Ok(jitnode_store::Claim::Won { takeover }) => {
                 if takeover {
                     tracing::info!(robot = %self.name, "claim of a dead host taken over");

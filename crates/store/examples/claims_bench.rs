@@ -45,7 +45,9 @@ async fn single_host(store: &Store, n: usize) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let pg = PgCluster::start();
+    // Off by default, as the tests run it; CLAIMS_PG_FSYNC=on adds each commit's WAL flush.
+    let fsync = std::env::var("CLAIMS_PG_FSYNC").unwrap_or_else(|_| "off".into());
+    let pg = PgCluster::start_with(&[("fsync", &fsync)]);
     let hosts: Vec<Store> = open_hosts(&pg.url(), dir.path()).await;
     let wins: Arc<Mutex<HashMap<usize, usize>>> = Arc::default();
     let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -99,7 +101,7 @@ async fn main() {
     let claim_p99 = p99(lat.lock().expect("lock").clone());
     let sqlite = single_host(&open("sqlite:solo.sqlite3", dir.path()).await, 1000).await;
     let pg_solo = single_host(&hosts[0], 1000).await;
-    println!("hosts=3 redelivered={redelivered} sqlite_single_host_claims_per_s={sqlite:.0} pg_single_host_claims_per_s={pg_solo:.0}");
+    println!("hosts=3 pg_fsync={fsync} redelivered={redelivered} sqlite_single_host_claims_per_s={sqlite:.0} pg_single_host_claims_per_s={pg_solo:.0}");
     println!(
         "questions={QUESTIONS} answered_once={answered_once} duplicates={duplicates} lost={lost} answers_per_s={:.0} claim_p99_ms={claim_p99:.2}",
         QUESTIONS as f64 / secs

@@ -125,6 +125,25 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The claim: a new row, or the takeover of a claim whose lease ran out before it was
+/// finished. Returns the row's attempts when this host won it, no row otherwise.
+const CLAIM_SQL: &str = "INSERT INTO inbox AS i
+         (msg_key, host, state, claimed_at_ms, lease_until_ms, attempts)
+     VALUES ($1, $2, 'claimed', $3, $4, 1)
+     ON CONFLICT (msg_key) DO UPDATE SET host = excluded.host, state = 'claimed',
+         claimed_at_ms = excluded.claimed_at_ms, lease_until_ms = excluded.lease_until_ms,
+         attempts = i.attempts + 1
+     WHERE i.state IN ('claimed', 'answering') AND i.lease_until_ms < excluded.claimed_at_ms
+     RETURNING attempts";
+
+const CLAIM_HOLDER_SQL: &str = "SELECT host, state FROM inbox WHERE msg_key = $1";
+
+/// Statements of every answer, prepared on each PostgreSQL connection at start.
+const HOT_STATEMENTS: &[&str] = &[CLAIM_SQL, CLAIM_HOLDER_SQL, SET_CLAIM_SQL];
+
+const SET_CLAIM_SQL: &str =
+    "UPDATE inbox SET state = $3, lease_until_ms = $4 WHERE msg_key = $1 AND host = $2";
+
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::Sqlite),
@@ -272,6 +291,9 @@ impl Store {
             lease: opts.lease,
         };
         store.migrate().await?;
+        if let Backend::Postgres(p) = &store.backend {
+            p.warm(HOT_STATEMENTS).await?;
+        }
         Ok(store)
     }
 
@@ -314,6 +336,10 @@ impl Store {
 
     /// Claims a message for `host`: an insert on the unique message key. A claim whose lease
     /// has run out while still claimed/answering (its host died) is taken over.
+    ///
+    /// Winning is one statement and one round trip: the insert, or on conflict the
+    /// takeover of an expired claim, both atomic under the key's row lock (two hosts never
+    /// both get a row back). Only a duplicate reads the holder with a second statement.
     pub async fn claim(
         &self,
         msg_key: &str,
@@ -323,32 +349,18 @@ impl Store {
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
         let won = self
-            .exec(
-                "INSERT INTO inbox (msg_key, host, state, claimed_at_ms, lease_until_ms, attempts)
-                 VALUES ($1, $2, 'claimed', $3, $4, 1) ON CONFLICT (msg_key) DO NOTHING",
-                vec![t(msg_key), t(host), Val::Int(now), Val::Int(until)],
-            )
-            .await?;
-        if won == 1 {
-            return Ok(Claim::Won { takeover: false });
-        }
-        let taken = self
-            .exec(
-                "UPDATE inbox SET host = $2, state = 'claimed', claimed_at_ms = $3,
-                     lease_until_ms = $4, attempts = attempts + 1
-                 WHERE msg_key = $1 AND state IN ('claimed', 'answering') AND lease_until_ms < $3",
-                vec![t(msg_key), t(host), Val::Int(now), Val::Int(until)],
-            )
-            .await?;
-        if taken == 1 {
-            return Ok(Claim::Won { takeover: true });
-        }
-        let rows = self
             .query(
-                "SELECT host, state FROM inbox WHERE msg_key = $1",
-                vec![t(msg_key)],
+                CLAIM_SQL,
+                vec![t(msg_key), t(host), Val::Int(now), Val::Int(until)],
             )
             .await?;
+        if let Some(attempts) = won.first().and_then(|r| r.first()) {
+            // A fresh insert has attempts 1; a takeover has counted the dead host's too.
+            return Ok(Claim::Won {
+                takeover: attempts.int() > 1,
+            });
+        }
+        let rows = self.query(CLAIM_HOLDER_SQL, vec![t(msg_key)]).await?;
         let (host, state) = rows
             .first()
             .map(|r| (r[0].text(), ClaimState::parse(&r[1].text())))
@@ -368,7 +380,7 @@ impl Store {
         let until = now_ms() + lease.as_millis() as i64;
         let n = self
             .exec(
-                "UPDATE inbox SET state = $3, lease_until_ms = $4 WHERE msg_key = $1 AND host = $2",
+                SET_CLAIM_SQL,
                 vec![t(msg_key), t(host), t(state.as_str()), Val::Int(until)],
             )
             .await?;

@@ -38,11 +38,12 @@
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use jitnode_sandbox::{
-    PostMessage, Sandbox, SandboxConfig, SandboxError, TranscriptEntry, DEFAULT_MAX_RECORDS,
+use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig, DEFAULT_MAX_RECORDS};
+use jitnode_test_kit::drive::{
+    env_f64, env_u64, follow, post, redeliver_later, rss_kb, stuck_cards, Rng, Tally, QUESTIONS,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -51,199 +52,6 @@ const APP: &str = "soak-app";
 const SECRET: &str = "soak-secret";
 /// Staff id prefix of the soak's users; the number after it is the message's index.
 const USER: &str = "soak-";
-
-/// Questions the demo's knowledge base answers, asked in turn.
-const QUESTIONS: [&str; 6] = [
-    "How do I reset my password?",
-    "What are your opening hours?",
-    "How can I get a refund for my order?",
-    "Where can I download an invoice?",
-    "How do I change my delivery address?",
-    "我的订单什么时候发货？",
-];
-
-/// A small deterministic generator (xorshift64*), so a seed replays the same faults.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// True with probability `pct` percent.
-    fn chance(&mut self, pct: f64) -> bool {
-        (self.next() % 1_000_000) as f64 / 10_000.0 < pct
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// The message index a card's or webhook's conversation id names.
-fn index_of(conversation: &str) -> Option<usize> {
-    let rest = &conversation[conversation.find(USER)? + USER.len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// What came back for one message.
-#[derive(Default, Clone, Copy)]
-struct Outcome {
-    /// Cards that reached "finished" plus markdown replies.
-    answers: u32,
-    /// Failed cards and text notices: the user saw something, not necessarily the answer.
-    notices: u32,
-}
-
-/// Follows the transcript: per message what came back, and how many are done.
-struct Tally {
-    outcomes: Mutex<Vec<Outcome>>,
-    done: AtomicU64,
-    card_errors: AtomicU64,
-    changed: Notify,
-}
-
-impl Tally {
-    fn new(n: usize) -> Tally {
-        Tally {
-            outcomes: Mutex::new(vec![Outcome::default(); n]),
-            done: AtomicU64::new(0),
-            card_errors: AtomicU64::new(0),
-            changed: Notify::new(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Outcome>> {
-        self.outcomes.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn read(&self, e: &TranscriptEntry) {
-        if e.status != 200 || e.error.is_some() {
-            if e.is_card() {
-                self.card_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            return;
-        }
-        let Some(i) = e.conversation_id.as_deref().and_then(index_of) else {
-            return;
-        };
-        let (answer, notice) = match e.kind.as_str() {
-            "webhook" if e.msgtype.as_deref() == Some("markdown") => (true, false),
-            "webhook" => (false, true),
-            "card.instances.update" => {
-                match e
-                    .body
-                    .pointer("/cardData/cardParamMap/flowStatus")
-                    .and_then(|v| v.as_str())
-                {
-                    Some("3") => (true, false),
-                    Some("5") => (false, true),
-                    _ => return,
-                }
-            }
-            _ => return,
-        };
-        let mut all = self.lock();
-        let Some(o) = all.get_mut(i) else { return };
-        let was_done = o.answers + o.notices > 0;
-        o.answers += u32::from(answer);
-        o.notices += u32::from(notice);
-        if !was_done {
-            self.done.fetch_add(1, Ordering::Relaxed);
-            self.changed.notify_waiters();
-        }
-    }
-
-    fn done(&self) -> u64 {
-        self.done.load(Ordering::Relaxed)
-    }
-
-    /// Waits until at least `n` messages are done; false after `timeout` without progress.
-    async fn wait_done(&self, n: u64, timeout: Duration) -> bool {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.done() >= n {
-                return true;
-            }
-            if tokio::time::timeout(timeout, notified).await.is_err() {
-                return self.done() >= n;
-            }
-        }
-    }
-}
-
-/// Reads every new transcript entry into the tally, woken by each change.
-async fn follow(sb: Arc<Sandbox>, tally: Arc<Tally>, stop: Arc<Notify>) {
-    let mut seen = 0u64;
-    loop {
-        let fresh = sb.entries_after(seen);
-        if let Some(last) = fresh.last() {
-            // Entries that fell out of the ring before being read would go unseen.
-            if last.seq - seen > fresh.len() as u64 {
-                eprintln!(
-                    "soak: {} transcript entries dropped before being read",
-                    last.seq - seen - fresh.len() as u64
-                );
-            }
-            seen = last.seq;
-        }
-        for e in &fresh {
-            tally.read(e);
-        }
-        tokio::select! {
-            _ = sb.wait_for_entry(seen, Duration::from_secs(1), |_| true) => {}
-            _ = stop.notified() => return,
-        }
-    }
-}
-
-/// Posts a message, waiting for a connection while the robot reconnects (DingTalk holds
-/// pushes for a client that is away).
-async fn post(sb: &Sandbox, m: &PostMessage) -> Result<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match sb.post_message(m) {
-            Ok(p) => return Ok(p.message_id),
-            Err(SandboxError::NoConnection { .. }) if Instant::now() < deadline => {
-                sb.wait_for_connections(APP, 1, Duration::from_secs(60))
-                    .await;
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
 
 /// A malformed frame of a few kinds; those with a messageId are owed an ACK.
 fn malformed_frame(kind: u64, n: u64) -> String {
@@ -327,22 +135,6 @@ async fn fault_clock(sb: Arc<Sandbox>, faults: Arc<Faults>, seed: u64, stop: Arc
     }
 }
 
-/// Pushes `message_id`'s message again after `delay`, waiting for a connection if needed.
-fn redeliver_later(sb: Arc<Sandbox>, message_id: String, delay: Duration) {
-    tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
-        for _ in 0..60 {
-            match sb.redeliver_now(&message_id) {
-                Err(SandboxError::NoConnection { .. }) => {
-                    sb.wait_for_connections(APP, 1, Duration::from_secs(1))
-                        .await;
-                }
-                Ok(_) | Err(_) => return,
-            }
-        }
-    });
-}
-
 struct Args {
     messages: u64,
     warmup: u64,
@@ -415,11 +207,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .spawn()?;
     let pid = child.id();
-    let tally = Arc::new(Tally::new(n));
+    let tally = Arc::new(Tally::new(APP, USER, n));
     let faults = Arc::new(Faults::default());
     let stop_follow = Arc::new(Notify::new());
     let stop_faults = Arc::new(Notify::new());
-    let follower = tokio::spawn(follow(sb.clone(), tally.clone(), stop_follow.clone()));
+    let follower = tokio::spawn(follow(sb.clone(), vec![tally.clone()], stop_follow.clone()));
 
     let result = async {
         if !sb
@@ -466,14 +258,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 break;
             }
             let q = QUESTIONS[i as usize % QUESTIONS.len()];
-            let user = format!("{USER}{i}");
+            let user = tally.user(i);
             let m = PostMessage::text(APP, q).from(Some(&user), &user);
-            let message_id = post(&sb, &m).await?;
+            let message_id = post(&sb, &m).await?.message_id;
             if i >= faults_from {
                 if rng.chance(redeliver_pct) {
                     faults.redeliveries.fetch_add(1, Ordering::Relaxed);
                     let delay = Duration::from_millis(rng.below(3000));
-                    redeliver_later(sb.clone(), message_id, delay);
+                    redeliver_later(sb.clone(), APP, message_id, delay, None);
                 }
                 if rng.chance(malformed_pct) {
                     if let Some(c) = sb.connections_of(APP).iter().find(|c| c.accepting) {
@@ -524,25 +316,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = follower.await;
     let (rss_start, rss_warm, rss_end, secs, posted) = result?;
 
-    let mut outcomes = tally.lock().clone();
-    outcomes.truncate(posted as usize);
-    let answered_once = outcomes.iter().filter(|o| o.answers == 1).count();
-    let duplicates = outcomes.iter().filter(|o| o.answers > 1).count();
-    let lost = outcomes.iter().filter(|o| o.answers == 0).count();
-    let only_notice = outcomes
-        .iter()
-        .filter(|o| o.answers == 0 && o.notices > 0)
-        .count();
-    // Finished ("3") or failed ("5"); anything else still spins in the user's chat.
-    let stuck = sb.cards_where(|c| {
-        c.client_id == APP && !matches!(c.flow_status.as_deref(), Some("3" | "5"))
-    });
-    for c in stuck.iter().take(5) {
-        eprintln!(
-            "soak: stuck card {} of {:?}: flowStatus {:?}, {} updates",
-            c.id, c.conversation_id, c.flow_status, c.updates
-        );
-    }
+    let counts = tally.counts(posted as usize);
+    let answered_once = counts.answered_once;
+    let duplicates = counts.duplicates;
+    // Here a question with only a failure notice counts as lost: the soak kills no host,
+    // so nothing should end that way.
+    let lost = counts.lost + counts.notice_only;
+    let only_notice = counts.notice_only;
+    let stuck = stuck_cards(&sb, APP);
     let problems = sb.problems();
     for p in problems.iter().take(5) {
         eprintln!("soak: sandbox problem: {p}");

@@ -19,6 +19,8 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     port: u16,
     as_user: Option<&'static str>,
+    /// Server settings (`-c name=value`) on every start.
+    settings: Vec<String>,
     child: Option<Child>,
 }
 
@@ -67,8 +69,15 @@ fn free_port() -> u16 {
 }
 
 impl PgCluster {
-    /// Initializes and starts a cluster, waiting until it accepts connections.
+    /// Initializes and starts a cluster, waiting until it accepts connections. Tests run
+    /// it with `fsync=off`: they check behaviour, not durability, and it saves disk flushes.
     pub fn start() -> PgCluster {
+        PgCluster::start_with(&[("fsync", "off")])
+    }
+
+    /// [`start`](Self::start) with these server settings instead (e.g. `fsync=on`, as a
+    /// real deployment runs, for a bench's latencies).
+    pub fn start_with(settings: &[(&str, &str)]) -> PgCluster {
         let bin = find_bin();
         let as_user = is_root().then_some("postgres");
         let dir = tempfile::Builder::new()
@@ -110,6 +119,7 @@ impl PgCluster {
             dir,
             port: free_port(),
             as_user,
+            settings: settings.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             child: None,
         };
         cluster.run();
@@ -125,7 +135,8 @@ impl PgCluster {
             .arg(&data)
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-k"])
             .arg(self.dir.path())
-            .args(["-c", "fsync=off", "-c", "max_connections=60"])
+            .args(["-c", "max_connections=60"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
