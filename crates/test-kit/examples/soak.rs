@@ -269,7 +269,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 if rng.chance(malformed_pct) {
                     if let Some(c) = sb.connections_of(APP).iter().find(|c| c.accepting) {
-                        let text = malformed_frame(rng.next(), i);
+                        let text = malformed_frame(rng.next_u64(), i);
                         if sb.send_raw(&c.connection_id, &text).is_ok() {
                             faults.malformed.fetch_add(1, Ordering::Relaxed);
                         }

@@ -29,7 +29,7 @@ pub const QUESTIONS: [&str; 6] = [
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -38,11 +38,11 @@ impl Rng {
 
     /// True with probability `pct` percent.
     pub fn chance(&mut self, pct: f64) -> bool {
-        (self.next() % 1_000_000) as f64 / 10_000.0 < pct
+        (self.next_u64() % 1_000_000) as f64 / 10_000.0 < pct
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 }
 
