@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||
-    apt-get install -y postgresql
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 # Two builds, as in soak.sh: together, the example's dev-dependency features would be
 # unified into jitnode's and rebuild its tree.

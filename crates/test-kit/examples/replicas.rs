@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig};
 use jitnode_test_kit::drive::{
-    env_f64, env_u64, follow, post, redeliver_later, stuck_cards, Rng, Tally, QUESTIONS,
+    env_num, follow, post, redeliver_later, stuck_cards, Rng, Tally, QUESTIONS,
 };
 use jitnode_test_kit::postgres::PgCluster;
 use tokio::process::{Child, Command};
@@ -480,14 +480,14 @@ fn args() -> Result<Args, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args()?;
-    let n = env_u64("REPLICAS_QUESTIONS", 2000);
-    let hosts_n = env_u64("REPLICAS_HOSTS", 3).max(2) as usize;
-    let window = env_u64("REPLICAS_WINDOW", 100).max(1);
-    let redeliver_pct = env_f64("REPLICAS_REDELIVER_PCT", 5.0);
-    let drop_every = Duration::from_millis(env_u64("REPLICAS_DROP_MS", 1500).max(100));
-    let lease_secs = env_u64("REPLICAS_LEASE_SECS", 3).max(1);
-    let solo_n = env_u64("REPLICAS_SOLO", 2000);
-    let seed = env_u64("REPLICAS_SEED", 10).max(1);
+    let n = env_num("REPLICAS_QUESTIONS", 2000u64)?;
+    let hosts_n = env_num("REPLICAS_HOSTS", 3u64)?.max(2) as usize;
+    let window = env_num("REPLICAS_WINDOW", 100u64)?.max(1);
+    let redeliver_pct = env_num("REPLICAS_REDELIVER_PCT", 5.0f64)?;
+    let drop_every = Duration::from_millis(env_num("REPLICAS_DROP_MS", 1500u64)?.max(100));
+    let lease_secs = env_num("REPLICAS_LEASE_SECS", 3u64)?.max(1);
+    let solo_n = env_num("REPLICAS_SOLO", 2000u64)?;
+    let seed = env_num("REPLICAS_SEED", 10u64)?.max(1);
     let verbose = std::env::var_os("REPLICAS_VERBOSE").is_some();
     // Off by default, as the tests run it. With it on, each claim's commit also waits for
     // its WAL flush, which is the disk's time, not the host's (about 5 ms on a plain VM

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig, DEFAULT_MAX_RECORDS};
 use jitnode_test_kit::drive::{
-    env_f64, env_u64, follow, post, redeliver_later, rss_kb, stuck_cards, Rng, Tally, QUESTIONS,
+    env_num, follow, post, redeliver_later, rss_kb, stuck_cards, Rng, Tally, QUESTIONS,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -81,11 +81,39 @@ struct Faults {
 }
 
 /// Disconnects, drops and card API bursts on a clock, until `stop`.
-async fn fault_clock(sb: Arc<Sandbox>, faults: Arc<Faults>, seed: u64, stop: Arc<Notify>) {
-    let disconnect_every = Duration::from_secs(env_u64("SOAK_DISCONNECT_SECS", 10).max(1));
-    let burst_every = Duration::from_secs(env_u64("SOAK_BURST_SECS", 15).max(1));
-    let burst_calls = env_u64("SOAK_BURST_CALLS", 20) as u32;
-    let drop_pct = env_f64("SOAK_DROP_PCT", 1.0);
+/// The fault clock's settings, read before the run so a bad value stops it at once.
+#[derive(Clone, Copy)]
+struct ClockSettings {
+    disconnect_every: Duration,
+    burst_every: Duration,
+    burst_calls: u32,
+    drop_pct: f64,
+}
+
+impl ClockSettings {
+    fn from_env() -> Result<ClockSettings, String> {
+        Ok(ClockSettings {
+            disconnect_every: Duration::from_secs(env_num("SOAK_DISCONNECT_SECS", 10u64)?.max(1)),
+            burst_every: Duration::from_secs(env_num("SOAK_BURST_SECS", 15u64)?.max(1)),
+            burst_calls: env_num("SOAK_BURST_CALLS", 20u32)?,
+            drop_pct: env_num("SOAK_DROP_PCT", 1.0f64)?,
+        })
+    }
+}
+
+async fn fault_clock(
+    sb: Arc<Sandbox>,
+    faults: Arc<Faults>,
+    seed: u64,
+    settings: ClockSettings,
+    stop: Arc<Notify>,
+) {
+    let ClockSettings {
+        disconnect_every,
+        burst_every,
+        burst_calls,
+        drop_pct,
+    } = settings;
     let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
     let start = Instant::now();
     let mut next_disconnect = start + disconnect_every;
@@ -145,13 +173,13 @@ struct Args {
 
 fn args() -> Result<Args, String> {
     let mut a = Args {
-        messages: env_u64("SOAK_MESSAGES", 100_000),
+        messages: env_num("SOAK_MESSAGES", 100_000u64)?,
         warmup: 0,
         window: 200,
-        seed: env_u64("SOAK_SEED", 14),
+        seed: env_num("SOAK_SEED", 14u64)?,
         cmd: Vec::new(),
     };
-    let warmup_pct = env_f64("SOAK_WARMUP_PCT", 10.0).clamp(0.0, 100.0);
+    let warmup_pct = env_num("SOAK_WARMUP_PCT", 10.0f64)?.clamp(0.0, 100.0);
     a.warmup = ((a.messages as f64 * warmup_pct / 100.0) as u64).max(1);
     let mut it = std::env::args().skip(1);
     let num = |v: Option<String>, what: &str| -> Result<u64, String> {
@@ -180,8 +208,9 @@ fn args() -> Result<Args, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args()?;
     let n = a.messages as usize;
-    let redeliver_pct = env_f64("SOAK_REDELIVER_PCT", 5.0);
-    let malformed_pct = env_f64("SOAK_MALFORMED_PCT", 1.0);
+    let redeliver_pct = env_num("SOAK_REDELIVER_PCT", 5.0f64)?;
+    let malformed_pct = env_num("SOAK_MALFORMED_PCT", 1.0f64)?;
+    let clock_settings = ClockSettings::from_env()?;
     let sb = Arc::new(
         Sandbox::start(SandboxConfig {
             // DingTalk pushes an unACKed message again; frames lost with a dropped link
@@ -234,6 +263,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     sb.clone(),
                     faults.clone(),
                     a.seed,
+                    clock_settings,
                     stop_faults.clone(),
                 )));
             }

@@ -46,18 +46,19 @@ impl Rng {
     }
 }
 
-pub fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-pub fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// A bench setting from the environment: `default` when unset, an error naming the
+/// variable when set to something that is not a number (never silently the default).
+pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| format!("{name}={v:?} is not a valid number: {e}")),
+    }
 }
 
 /// Resident memory of a process, in kB (0 when unreadable).
