@@ -557,6 +557,15 @@ impl AppHandle {
             .await
     }
 
+    /// Whether the app is stopping (or gone): lookups of elements not loaded yet are
+    /// refused from then on, so a caller can tell that failure from its own.
+    pub fn stopping(&self) -> bool {
+        match self.inner.upgrade() {
+            Some(app) => app.state().stopping,
+            None => true,
+        }
+    }
+
     /// An element's definition without loading it (JitAI's `getElementDefine`).
     pub fn definition(&self, full_name: &str) -> Option<Element> {
         self.inner.upgrade()?.view().tree.get(full_name).cloned()

@@ -127,7 +127,7 @@ impl Loader for DingTalkStreamLoader {
                 client_config(&config),
                 Arc::new(RobotHandler(robot.clone())),
             );
-            tokio::spawn(sweep_cards(robot.clone(), client.replier().openapi.clone()));
+            tokio::spawn(sweep(robot.clone(), client.replier().clone()));
             tokio::spawn(report_readiness(
                 client.status(),
                 cx.readiness("connecting"),
@@ -149,8 +149,9 @@ impl Loader for DingTalkStreamLoader {
 
 /// Runs the robot's sweeper at start and then every half lease (with a shared store),
 /// until the robot stops: dead hosts' cards, and this host's own from before a restart,
-/// are finalized within 1.5 leases.
-async fn sweep_cards(robot: Arc<Robot>, api: jitnode_stream::OpenApi) {
+/// are finalized within 1.5 leases, and the messages they claimed without starting are
+/// answered.
+async fn sweep(robot: Arc<Robot>, replier: jitnode_stream::Replier) {
     let Some(lease) = robot.store_lease() else {
         return;
     };
@@ -161,7 +162,8 @@ async fn sweep_cards(robot: Arc<Robot>, api: jitnode_stream::OpenApi) {
             _ = robot.cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        robot.sweep(&api).await;
+        robot.sweep(&replier.openapi).await;
+        robot.sweep_claims(&replier).await;
     }
 }
 

@@ -386,7 +386,17 @@ impl Robot {
                     None => self.cancel.cancelled().await,
                 }
             };
+            let stopping = || {
+                self.cancel.is_cancelled()
+                    || shutdown.as_ref().is_some_and(|s| s.is_cancelled())
+                    || self.app.stopping()
+            };
             let outcome = tokio::select! {
+                // Stop first: a stopping host also fails the agent's call (its element
+                // stops in the same wave when the robot has not called it yet), and the
+                // user should read "restarting", not "failed".
+                biased;
+                _ = stop => Outcome::Stopped,
                 r = tokio::time::timeout(self.config.answer_timeout, call) => match r {
                     Err(_) => Outcome::TimedOut,
                     Ok(Err(e)) => Outcome::Failed(e.to_string()),
@@ -403,7 +413,10 @@ impl Robot {
                         }
                     }
                 },
-                _ = stop => Outcome::Stopped,
+            };
+            let outcome = match outcome {
+                Outcome::Failed(_) if stopping() => Outcome::Stopped,
+                o => o,
             };
             if let Outcome::Answer(text) = &outcome {
                 // Stored before the final card shows buttons that refer to it.
@@ -596,6 +609,56 @@ impl Robot {
         done
     }
 
+    /// Answers the messages of this robot that a host claimed (and so ACKed) but died
+    /// before it started answering: nothing was shown for them and DingTalk does not push
+    /// them again, so the claim's message kept in the inbox is all that is left. At most
+    /// [`SWEPT_ANSWERS`] per sweep, each in its own task like a pushed message (a stop
+    /// cancels them). Returns how many were taken.
+    pub(crate) async fn sweep_claims(self: &Arc<Self>, replier: &Replier) -> usize {
+        let Some(store) = &self.store else {
+            return 0;
+        };
+        let host = jitnode_store::host_id();
+        let stale = match store
+            .take_stale_claims(&self.name, host, store.lease(), SWEPT_ANSWERS)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(robot = %self.name, "sweeper: store unavailable: {e}");
+                return 0;
+            }
+        };
+        let taken = stale.len();
+        for c in stale {
+            let m: RobotMessage = match serde_json::from_str(&c.body) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(robot = %self.name, message = %c.msg_key,
+                        "sweeper: kept message unreadable, not answered: {e}");
+                    let failed = jitnode_store::ClaimState::Failed;
+                    if let Err(e) = store
+                        .set_claim(&c.msg_key, host, failed, store.lease())
+                        .await
+                    {
+                        tracing::warn!(robot = %self.name, "claim not marked failed: {e}");
+                    }
+                    continue;
+                }
+            };
+            tracing::info!(robot = %self.name, message = %c.msg_key, dead_host = %c.dead_host,
+                "answering a message claimed by a host that stopped before answering it");
+            let (robot, replier) = (self.clone(), replier.clone());
+            tokio::spawn(async move {
+                let shutdown = robot.cancel.child_token();
+                if let Err(e) = robot.on_message(m, replier, shutdown).await {
+                    tracing::warn!(robot = %robot.name, "swept message not answered: {e}");
+                }
+            });
+        }
+        taken
+    }
+
     /// Decides before the ACK whether this host answers `m`: with a shared store, by
     /// claiming its `msgId` there (an insert on a unique key), so the ACK follows the claim.
     /// A message another host claimed is ACKed and skipped. While the store is unreachable
@@ -610,8 +673,16 @@ impl Robot {
             return Accept::Take;
         };
         let started = std::time::Instant::now();
+        // Serializing these types cannot fail (string keys only); kept in the inbox so a
+        // live host can answer it if this one dies before starting.
+        let body = serde_json::to_string(m).unwrap_or_default();
+        let kept = jitnode_store::InboxMessage {
+            key: &m.msg_id,
+            robot: &self.name,
+            body: &body,
+        };
         let claim = store
-            .claim(&m.msg_id, jitnode_store::host_id(), store.lease())
+            .claim_message(&kept, jitnode_store::host_id(), store.lease())
             .await;
         jitnode_metrics::global()
             .claim_latency
@@ -652,6 +723,28 @@ impl Robot {
         shutdown: CancellationToken,
     ) -> Result<(), HandlerError> {
         let claim = self.claim_store(&m).cloned().map(|s| (s, m.msg_id.clone()));
+        if let Some((store, key)) = &claim {
+            // The claim may have waited for a handler slot past its lease and been taken by
+            // another host's sweeper: only the holder answers (compare-and-set on the host).
+            let host = jitnode_store::host_id();
+            match store
+                .set_claim(
+                    key,
+                    host,
+                    jitnode_store::ClaimState::Answering,
+                    store.lease(),
+                )
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(robot = %self.name,
+                        "claim taken over by another host before answering; not answering here");
+                    return Ok(());
+                }
+                Err(e) => tracing::warn!(robot = %self.name, "claim not marked answering: {e}"),
+            }
+        }
         let result = self.handle_message(m, replier, shutdown).await;
         if let Some((store, key)) = claim {
             let host = jitnode_store::host_id();
@@ -930,6 +1023,10 @@ impl Handler for RobotHandler {
 pub(crate) fn heartbeat_interval(lease: Duration) -> Duration {
     (lease / 3).max(Duration::from_millis(100))
 }
+
+/// How many messages of dead hosts one sweep takes to answer: a backlog is spread over
+/// sweeps (and hosts) instead of starting all its answers at once.
+pub(crate) const SWEPT_ANSWERS: usize = 32;
 
 /// How often the sweeper looks for dead hosts' cards: twice per lease, so a card is
 /// finalized within 1.5 leases of its host's death.

@@ -154,3 +154,58 @@ async fn redeliveries_across_two_hosts_give_one_answer() {
     b.stop(Duration::from_secs(5)).await;
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_a_dead_host_claimed_but_never_started_is_answered_by_a_live_host() {
+    let _one = SERIAL.lock().await;
+    let (store, _) = shared_store().await;
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    // (The same app `host` registers below.)
+    sb.register_app(APP, "dingreplica-secret");
+    // A group message that was not pushed to anyone: its `data` is what a host got.
+    let mut m = PostMessage::text(APP, "Answer me after all").in_group("cidSwept==");
+    m.at_robot = false;
+    let posted = sb.post_message(&m).unwrap();
+    assert!(!posted.delivered);
+    // A host claimed it (and so ACKed it), then died before answering: its claim ran out.
+    let body = posted.data.to_string();
+    let kept = jitnode_store::InboxMessage {
+        key: &posted.msg_id,
+        robot: "imRobots.bot",
+        body: &body,
+    };
+    assert_eq!(
+        store
+            .claim_message(&kept, "host-dead", Duration::from_millis(1))
+            .await
+            .unwrap(),
+        Claim::Won { takeover: false }
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // A live host's sweeper answers it at start, once.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (a, _da) = host(&sb, calls.clone()).await;
+    wait_for(&sb, "the swept answer", Duration::from_secs(10), |t| {
+        t.entries
+            .iter()
+            .any(|e| e.body.to_string().contains("Once."))
+    })
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "answered once");
+    let (owner, state, attempts) = store.claim_of(&posted.msg_id).await.unwrap().unwrap();
+    assert_eq!(owner, jitnode_store::host_id());
+    assert_eq!(attempts, 2);
+    // Recorded answered once the answer is out (the claim's end follows the answer).
+    let mut state = state;
+    for _ in 0..100 {
+        if state == ClaimState::Answered {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        state = store.claim_of(&posted.msg_id).await.unwrap().unwrap().1;
+    }
+    assert_eq!(state, ClaimState::Answered);
+    a.stop(Duration::from_secs(5)).await;
+    sb.shutdown().await;
+}

@@ -3,7 +3,7 @@
 //! PostgreSQL (shared by replicas).
 //!
 //! It holds the inbox of claims (one row per robot message: the host that won it, its state
-//! and lease), card-callback dedupe, open cards, bounded chat memory, and the answer and
+//! and lease, and the message, for a host to answer when its claimer died before starting), card-callback dedupe, open cards, bounded chat memory, and the answer and
 //! feedback tables (imported from the old `robot-records.sqlite3`). It is not a general data
 //! layer: no query builder, no ORM; each operation is one or two statements written once and
 //! run unchanged on both backends (positional `$n` parameters work in both dialects).
@@ -126,13 +126,15 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// The claim: a new row, or the takeover of a claim whose lease ran out before it was
-/// finished. Returns the row's attempts when this host won it, no row otherwise.
+/// finished. Returns the row's attempts when this host won it, no row otherwise. A takeover
+/// keeps the message it had when the new claim brings none.
 const CLAIM_SQL: &str = "INSERT INTO inbox AS i
-         (msg_key, host, state, claimed_at_ms, lease_until_ms, attempts)
-     VALUES ($1, $2, 'claimed', $3, $4, 1)
+         (msg_key, host, state, claimed_at_ms, lease_until_ms, attempts, robot, message)
+     VALUES ($1, $2, 'claimed', $3, $4, 1, $5, $6)
      ON CONFLICT (msg_key) DO UPDATE SET host = excluded.host, state = 'claimed',
          claimed_at_ms = excluded.claimed_at_ms, lease_until_ms = excluded.lease_until_ms,
-         attempts = i.attempts + 1
+         attempts = i.attempts + 1, robot = COALESCE(NULLIF(excluded.robot, ''), i.robot),
+         message = COALESCE(excluded.message, i.message)
      WHERE i.state IN ('claimed', 'answering') AND i.lease_until_ms < excluded.claimed_at_ms
      RETURNING attempts";
 
@@ -220,6 +222,48 @@ pub enum Claim {
     Won { takeover: bool },
     /// Another claim holds it (or it is finished): ACK and do not answer.
     Duplicate { host: String, state: ClaimState },
+}
+
+/// A robot message to claim, kept in the inbox with its claim.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InboxMessage<'a> {
+    /// The claim's key (`msgId`).
+    pub key: &'a str,
+    /// fullName of the robot instance it was pushed to.
+    pub robot: &'a str,
+    /// The message as received (its wire JSON), so another host can answer it.
+    pub body: &'a str,
+}
+
+impl std::fmt::Debug for InboxMessage<'_> {
+    // The body holds the session webhook (a credential): never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxMessage")
+            .field("key", &self.key)
+            .field("robot", &self.robot)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// A message claimed by a host that died before it started answering, now claimed by the
+/// sweeping host to answer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaleClaim {
+    pub msg_key: String,
+    pub dead_host: String,
+    /// The message's wire JSON, as [`InboxMessage::body`].
+    pub body: String,
+}
+
+impl std::fmt::Debug for StaleClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaleClaim")
+            .field("msg_key", &self.msg_key)
+            .field("dead_host", &self.dead_host)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 /// A card a host has sent and not yet finished: what another host needs to finalize it.
@@ -346,12 +390,44 @@ impl Store {
         host: &str,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
+        self.claim_keyed(msg_key, Val::Text(String::new()), Val::Null, host, lease)
+            .await
+    }
+
+    /// [`Store::claim`] that keeps the message in the inbox: if this host dies before it
+    /// starts answering (the message was ACKed, so DingTalk does not push it again), the
+    /// sweeper of a live host answers it ([`Store::take_stale_claims`]).
+    pub async fn claim_message(
+        &self,
+        m: &InboxMessage<'_>,
+        host: &str,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.claim_keyed(m.key, t(m.robot), t(m.body), host, lease)
+            .await
+    }
+
+    async fn claim_keyed(
+        &self,
+        msg_key: &str,
+        robot: Val,
+        body: Val,
+        host: &str,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
         let won = self
             .query(
                 CLAIM_SQL,
-                vec![t(msg_key), t(host), Val::Int(now), Val::Int(until)],
+                vec![
+                    t(msg_key),
+                    t(host),
+                    Val::Int(now),
+                    Val::Int(until),
+                    robot,
+                    body,
+                ],
             )
             .await?;
         if let Some(attempts) = won.first().and_then(|r| r.first()) {
@@ -531,6 +607,57 @@ impl Store {
                     dead_host: r[2].text(),
                     question: r[3].text(),
                     last_text: r[4].text(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes up to `limit` messages of `robot` whose claim ran out while still `claimed`
+    /// (its host died after the ACK and before it started answering, so nothing was shown)
+    /// for `host` to answer; two sweepers never get the same one. The new claim is
+    /// `claimed` under `host`'s lease, so it starts like any other ([`Store::set_claim`]).
+    pub async fn take_stale_claims(
+        &self,
+        robot: &str,
+        host: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<StaleClaim>, StoreError> {
+        let now = now_ms();
+        let candidates = self
+            .query(
+                "SELECT msg_key, host, message FROM inbox
+                 WHERE robot = $1 AND state = 'claimed' AND lease_until_ms < $2
+                     AND message IS NOT NULL
+                 ORDER BY claimed_at_ms LIMIT $3",
+                vec![t(robot), Val::Int(now), Val::Int(limit as i64)],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for r in candidates {
+            // Compare-and-set on the old holder: only one sweeper's update matches, and a
+            // host that claims it meanwhile (a redelivery) keeps it.
+            let n = self
+                .exec(
+                    "UPDATE inbox SET host = $2, claimed_at_ms = $3, lease_until_ms = $4,
+                         attempts = attempts + 1
+                     WHERE msg_key = $1 AND host = $5 AND state = 'claimed'
+                         AND lease_until_ms < $3",
+                    vec![
+                        Val::Text(r[0].text()),
+                        t(host),
+                        Val::Int(now),
+                        Val::Int(now + lease.as_millis() as i64),
+                        Val::Text(r[1].text()),
+                    ],
+                )
+                .await?;
+            if n == 1 {
+                out.push(StaleClaim {
+                    msg_key: r[0].text(),
+                    dead_host: r[1].text(),
+                    body: r[2].text(),
                 });
             }
         }

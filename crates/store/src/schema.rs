@@ -119,7 +119,20 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: V3_CARD_OWNER,
         postgres: V3_CARD_OWNER,
     },
+    // The inbox keeps each claimed message, so a host can answer one that a dead host
+    // claimed (and ACKed) but never started: it is not redelivered.
+    Migration {
+        version: 4,
+        sqlite: V4_INBOX_MESSAGE,
+        postgres: V4_INBOX_MESSAGE,
+    },
 ];
+
+const V4_INBOX_MESSAGE: &str = "
+ALTER TABLE inbox ADD COLUMN robot TEXT NOT NULL DEFAULT '';
+ALTER TABLE inbox ADD COLUMN message TEXT;
+CREATE INDEX inbox_by_robot ON inbox(robot, state, lease_until_ms);
+";
 
 const V3_CARD_OWNER: &str = "
 ALTER TABLE cards ADD COLUMN robot TEXT NOT NULL DEFAULT '';

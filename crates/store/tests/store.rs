@@ -154,6 +154,87 @@ async fn dead_host_lease_runs_out(url: &str, dir: &Path) {
     );
 }
 
+async fn dead_host_unstarted_message_is_kept_for_a_sweeper(url: &str, dir: &Path) {
+    let (a, b) = two_hosts(url, dir).await;
+    let short = Duration::from_millis(1);
+    let kept = |key: &'static str, robot: &'static str| jitnode_store::InboxMessage {
+        key,
+        robot,
+        body: r#"{"msgId":"q","text":{"content":"hi"}}"#,
+    };
+    for key in ["q1", "q2"] {
+        assert_eq!(
+            a.claim_message(&kept(key, "imRobots.bot"), "host-a", short)
+                .await
+                .unwrap(),
+            Claim::Won { takeover: false }
+        );
+    }
+    // Started answering: its card is the card sweeper's, not re-answered.
+    assert!(a
+        .set_claim("q2", "host-a", ClaimState::Answering, short)
+        .await
+        .unwrap());
+    // Another robot's message, and a claim without its message, are not taken.
+    a.claim_message(&kept("q3", "imRobots.other"), "host-a", short)
+        .await
+        .unwrap();
+    a.claim("q4", "host-a", short).await.unwrap();
+    // Still within its lease: not taken.
+    a.claim_message(&kept("q5", "imRobots.bot"), "host-a", LEASE)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (s1, s2) = tokio::join!(
+        a.take_stale_claims("imRobots.bot", "host-b", LEASE, 8),
+        b.take_stale_claims("imRobots.bot", "host-c", LEASE, 8)
+    );
+    let mut taken = s1.unwrap();
+    taken.extend(s2.unwrap());
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0].msg_key, "q1");
+    assert_eq!(taken[0].dead_host, "host-a");
+    assert!(taken[0].body.contains(r#""content":"hi""#));
+    let sweeper = if b.claim_of("q1").await.unwrap().unwrap().0 == "host-b" {
+        "host-b"
+    } else {
+        "host-c"
+    };
+    // The old holder, had it only been slow, can no longer start it; the sweeper can.
+    assert!(!a
+        .set_claim("q1", "host-a", ClaimState::Answering, LEASE)
+        .await
+        .unwrap());
+    assert!(b
+        .set_claim("q1", sweeper, ClaimState::Answering, LEASE)
+        .await
+        .unwrap());
+    assert!(b
+        .take_stale_claims("imRobots.bot", "host-d", LEASE, 8)
+        .await
+        .unwrap()
+        .is_empty());
+    // A redelivery's takeover keeps the message it had.
+    a.claim_message(&kept("q6", "imRobots.bot"), "host-a", short)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        b.claim("q6", "host-b", short).await.unwrap(),
+        Claim::Won { takeover: true }
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let again = a
+        .take_stale_claims("imRobots.bot", "host-e", LEASE, 8)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(
+        (again[0].msg_key.as_str(), again[0].dead_host.as_str()),
+        ("q6", "host-b")
+    );
+}
+
 async fn callback_and_memory(url: &str, dir: &Path) {
     let (a, b) = two_hosts(url, dir).await;
     assert!(a.first_callback("cb-1", "host-a").await.unwrap());
@@ -277,6 +358,7 @@ both!(
     race_exactly_one_winner,
     redelivery_on_other_host,
     dead_host_lease_runs_out,
+    dead_host_unstarted_message_is_kept_for_a_sweeper,
     callback_and_memory,
     concurrent_migrations,
     legacy_import
