@@ -69,7 +69,11 @@ fn env_file_selects_postgres_and_flag_overrides_it() {
     let (ok, out, err) = status(app.path(), &[]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("backend         postgres") && out.contains("schema version  3"),
+        out.contains("backend         postgres")
+            && out.contains(&format!(
+                "schema version  {}",
+                jitnode_store::latest_schema_version()
+            )),
         "{out}"
     );
     let (ok, out, _) = status(app.path(), &["--store", "sqlite:other.sqlite3"]);
