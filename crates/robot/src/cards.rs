@@ -30,18 +30,18 @@
 use jitnode_dingtalk_wire::api::{self, ai_card, Mention, StandardCardSend, StandardCardUpdate};
 use serde_json::{json, Value};
 
-use crate::callback::{Action, FeedbackKind};
+use crate::callback::FeedbackKind;
 use crate::config::Lang;
 use crate::message::ReplyTarget;
 use crate::texts::Texts;
 
 pub mod view;
 
-/// Role of the standard card element that carries a failure or thanks notice (its id is
+/// Role of the standard card element that carries a failure notice (its id is
 /// `<cardBizId>_notice`); [`view`] reads a card with a notice and no buttons as failed.
 pub(crate) const ROLE_NOTICE: &str = "notice";
 
-/// Role of the closing line of a finished standard answer (`<cardBizId>_end`); [`view`]
+/// Role of the closing line of a finished standard answer or thanks (`<cardBizId>_end`); [`view`]
 /// reads a card with it as done.
 pub(crate) const ROLE_END: &str = "end";
 
@@ -131,21 +131,6 @@ impl StandardCards {
         json!({"type": "divider", "id": self.id(role)})
     }
 
-    fn button(&self, role: &str, label: &str, action: &Action) -> Value {
-        json!({
-            "type": "button",
-            "label": {"type": "text", "text": label},
-            "actionType": "request",
-            "status": "normal",
-            "value": action.to_value_string(),
-            "id": self.id(role),
-        })
-    }
-
-    fn actions(&self, role: &str, buttons: Vec<Value>) -> Value {
-        json!({"type": "action", "actions": buttons, "id": self.id(role)})
-    }
-
     /// Sent at once: the question as header, a "thinking" body. The @-mention goes in the
     /// send request's options ([`standard_send_body`]).
     pub fn thinking(&self, question: &str) -> Value {
@@ -188,33 +173,18 @@ impl StandardCards {
         self.card(question, contents)
     }
 
-    /// After feedback: thanks, and "regenerate" / "continue asking" buttons. With `answer`,
-    /// the answer stays on the card (to update the answer card in place); without, the card
-    /// holds only the thanks (a separate reply).
-    pub fn thanks(&self, question: &str, answer: Option<&str>, record: &str) -> Value {
+    /// After feedback (a click that reached this robot from a card of another mode):
+    /// thanks, and no buttons, as on every standard card (see [`StandardCards::final_answer`]).
+    /// With `answer`, the answer stays on the card (to update the answer card in place);
+    /// without, the card holds only the thanks (a separate reply).
+    pub fn thanks(&self, question: &str, answer: Option<&str>) -> Value {
         let mut contents = Vec::new();
         if let Some(answer) = answer {
             contents.push(self.markdown("body", answer));
             contents.push(self.divider("divider"));
         }
-        contents.push(self.markdown(ROLE_NOTICE, self.texts.thanks));
-        let regenerate = Action::Regenerate {
-            record: record.to_string(),
-        };
-        let continue_chat = Action::ContinueChat {
-            record: record.to_string(),
-        };
-        contents.push(self.actions(
-            "next",
-            vec![
-                self.button("btn_regenerate", self.texts.regenerate, &regenerate),
-                self.button(
-                    "btn_continue_chat",
-                    self.texts.continue_chat,
-                    &continue_chat,
-                ),
-            ],
-        ));
+        // The closing line, as on a final answer: the card reads as done, not failed.
+        contents.push(self.markdown(ROLE_END, self.texts.thanks));
         self.card(question, contents)
     }
 }
@@ -542,6 +512,7 @@ mod tests {
 
     use super::template;
     use super::*;
+    use crate::callback::Action;
     use jitnode_dingtalk_wire::{FlowStatus, ParamMap};
 
     fn collect_ids(v: &Value, out: &mut Vec<String>) {
@@ -622,18 +593,19 @@ mod tests {
     }
 
     #[test]
-    fn button_values_never_carry_the_answer() {
-        let long_answer = "secret-ish answer text ".repeat(200);
-        let card = StandardCards::new("c", Lang::Zh).thanks("the question", None, "r1");
-        for c in card["contents"].as_array().unwrap() {
-            if c["type"] == "action" {
-                for b in c["actions"].as_array().unwrap() {
-                    let v = b["value"].as_str().unwrap();
-                    assert!(!v.contains(&long_answer[..20]));
-                    assert!(!v.contains("the question"));
-                    assert!(v.len() < 100);
-                }
-            }
+    fn button_ids_never_carry_the_answer() {
+        // A button id names the action and the record only: the answer stays in the store.
+        let mut ids: Vec<String> = ai::feedback_buttons("r1", Lang::Zh)
+            .into_iter()
+            .chain(ai::next_buttons("r1", Lang::Zh))
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(ids.len(), 6);
+        ids.dedup();
+        assert_eq!(ids.len(), 6, "{ids:?}");
+        for id in &ids {
+            assert!(id.contains("r1"), "{id}");
+            assert!(id.len() < 100, "{id}");
         }
     }
 
@@ -643,7 +615,7 @@ mod tests {
         let b = StandardCards::new("cardB", Lang::Zh);
         let cards = [
             a.final_answer("q", "x"),
-            a.thanks("q", Some("x"), "r"),
+            a.thanks("q", Some("x")),
             a.failed("q", "part", "oops"),
         ];
         for card in &cards {
@@ -676,30 +648,16 @@ mod tests {
     }
 
     #[test]
-    fn thanks_card_offers_regenerate_and_continue() {
+    fn standard_thanks_card_has_no_buttons() {
+        // Its clicks would need an HTTP callback this robot does not serve.
         let b = StandardCards::new("c", Lang::En);
-        let card = b.thanks("q", None, "rec7");
+        let card = b.thanks("q", None);
         assert!(body_text(&card).contains("Thank you"));
-        let got = buttons(&card);
-        assert_eq!(
-            got,
-            vec![
-                (
-                    "Regenerate".to_string(),
-                    Action::Regenerate {
-                        record: "rec7".into()
-                    }
-                ),
-                (
-                    "Continue asking".to_string(),
-                    Action::ContinueChat {
-                        record: "rec7".into()
-                    }
-                ),
-            ]
-        );
-        let with_answer = b.thanks("q", Some("the answer"), "rec7");
+        assert!(buttons(&card).is_empty());
+        assert!(!card.to_string().contains("\"button\""));
+        let with_answer = b.thanks("q", Some("the answer"));
         assert!(body_text(&with_answer).starts_with("the answer"));
+        assert!(buttons(&with_answer).is_empty());
     }
 
     #[test]

@@ -7,13 +7,14 @@
 //! |---|---|---|
 //! | thinking | POST interactiveCards/send | POST createAndDeliver (flowStatus 1) |
 //! | partial | PUT interactiveCards (whole card) | first: PUT instances (flowStatus 2); then PUT streaming |
-//! | final | PUT interactiveCards (answer + buttons) | PUT streaming (finalize), PUT instances (flowStatus 3, record, buttons) |
+//! | final | PUT interactiveCards (answer, no buttons) | PUT streaming (finalize), PUT instances (flowStatus 3, record, buttons) |
 //! | failed | PUT interactiveCards (message, no spinner) | PUT instances (flowStatus 5, message) |
-//! | thanks | PUT interactiveCards (answer, thanks, next buttons) | PUT instances (thanks, next buttons) |
+//! | thanks | PUT interactiveCards (answer, thanks, no buttons) | PUT instances (thanks, next buttons) |
 //!
 //! AI card mode sends what template mode sends, with the public template's variables
-//! ([`cards::ai`]). Standard-mode final cards carry no buttons: their clicks would go to an
-//! HTTP callback this robot does not serve.
+//! ([`cards::ai`]). Standard cards carry no buttons: their clicks would go to an HTTP
+//! callback this robot does not serve (a click that reaches a standard-mode robot comes
+//! from a card sent before a mode change; its thanks has no buttons either).
 
 use jitnode_dingtalk_wire::api::{
     At, Mention, Method, WebhookMessage, WebhookResponse, PATH_CARD_INSTANCES, PATH_CARD_STREAMING,
@@ -268,14 +269,13 @@ impl AnswerCard {
         }
     }
 
-    /// After feedback on this card: the answer stays, thanks and the next-step buttons.
+    /// After feedback on this card: the answer stays, thanks and (but on a standard card)
+    /// the next-step buttons.
     pub fn thanks(&self, answer: &str, kind: FeedbackKind, record: &str) -> Vec<CardCall> {
         match self.mode {
-            CardMode::Standard => vec![self.standard_update(&self.standard().thanks(
-                &self.question,
-                Some(answer),
-                record,
-            ))],
+            CardMode::Standard => {
+                vec![self.standard_update(&self.standard().thanks(&self.question, Some(answer)))]
+            }
             CardMode::Template => {
                 vec![self.template_update(&template::thanks(kind, record, self.lang))]
             }
@@ -394,7 +394,8 @@ mod tests {
 
         let th = card.thanks("Because.", FeedbackKind::Helpful, "rec1");
         let s = card_data(&th[0]).to_string();
-        assert!(s.contains("Because.") && s.contains("Regenerate") && s.contains("Thank"));
+        assert!(s.contains("Because.") && s.contains("Thank"));
+        assert!(!s.contains("Regenerate") && !s.contains("\"button\""));
     }
 
     #[test]
