@@ -6,7 +6,9 @@
 //! edits of it (for terms the knowledge never uses), or a synonym from `synonyms.txt`;
 //! each way counts once, at its own weight, discounted when the word is an everyday one in
 //! general text (`data/common-words.tsv`): a small base cannot tell from its own counts that
-//! "day" says less than "refund". A passage's relevance is the probability, by a
+//! "day" says less than "refund". A word the knowledge only ever writes right before one
+//! same word (see [`BOUND_FACTOR`]) counts little when the question lacks that next word:
+//! the knowledge's "WeChat" is "WeChat Pay", not a WeChat bot. A passage's relevance is the probability, by a
 //! logistic gate calibrated on the demo's tune questions, that it answers the question; it
 //! is used when that reaches the threshold and its score is within a ratio of the best.
 
@@ -15,7 +17,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::AgentError;
 use crate::ingest::{self, Format, IngestProblem};
-use crate::text::{commonness, detect_lang, edit_distance, is_bigram, reading_key, tokenize, Lang};
+use crate::text::{
+    commonness, detect_lang, edit_distance, is_bigram, reading_key, tokenize, tokenize_clauses,
+    Lang, BIGRAM_MARK, CLAUSE_BREAK,
+};
 
 pub use crate::ingest::MAX_PASSAGE_CHARS;
 
@@ -83,6 +88,12 @@ const FILE_WEIGHT: f64 = 0.3;
 /// found in one passage only), so that it scales with the size of the knowledge base;
 /// calibrated on the demo knowledge.
 const STRONG_RARE_WORDS: f64 = 2.0;
+/// A word the knowledge only ever uses right before one same word ("WeChat" in "WeChat
+/// Pay", 微信 in 微信支付) is a part of that compound there; a question holding the word
+/// without the compound's next word ("a WeChat bot") matches it at this factor.
+const BOUND_FACTOR: f64 = 0.3;
+/// Occurrences of a word, all before the same next word, that make it bound.
+const BOUND_MIN: u32 = 2;
 /// Passages tokenised at once while indexing.
 const INDEX_BATCH: usize = 2048;
 /// Shortest query term (in characters) that spelling correction is tried on.
@@ -140,6 +151,9 @@ pub struct KnowledgeBase {
     homophones: HashMap<String, Vec<u32>, FastHash>,
     synonyms: Synonyms,
     problems: Vec<IngestProblem>,
+    /// Per term: the word that follows it wherever it stands as a word of its own
+    /// (`NO_TERM` once different words, or a field's end, have followed it), and how often.
+    follower: Vec<(u32, u32)>,
     /// Per passage, its file's index in `file_len`.
     file_of: Vec<u32>,
     /// Per term: (file, term frequency in the whole file), for the page-level score.
@@ -244,6 +258,38 @@ fn key_tokens(tokens: Vec<String>) -> Vec<String> {
     out
 }
 
+/// `follower` markers: no word followed yet, and several words (or none) did.
+const NO_FOLLOWER: u32 = u32::MAX;
+const NO_TERM: u32 = u32::MAX - 1;
+
+/// Which of a field's tokens stand for a word of the text in its order, as opposed to a
+/// bigram or a part repeated beside its whole: an English word's camelCase parts follow it
+/// ("dingtalk ding talk"), jieba's search-mode parts come before it (开放 平台 开放平台).
+fn main_words(tokens: &[String]) -> Vec<bool> {
+    // A four-character word has five parts before it.
+    const PARTS_BEFORE: usize = 5;
+    let part_of = |part: &str, whole: &str| whole.len() > part.len() && whole.contains(part);
+    let mut out = vec![false; tokens.len()];
+    let mut last_whole: Option<&str> = None;
+    for (i, t) in tokens.iter().enumerate() {
+        if t == CLAUSE_BREAK {
+            last_whole = None;
+        }
+        if is_bigram(t) || t == CLAUSE_BREAK {
+            continue;
+        }
+        let mut next = tokens[i + 1..].iter().filter(|u| !is_bigram(u));
+        if last_whole.is_some_and(|w| part_of(t, w))
+            || next.by_ref().take(PARTS_BEFORE).any(|n| part_of(t, n))
+        {
+            continue;
+        }
+        out[i] = true;
+        last_whole = Some(t);
+    }
+    out
+}
+
 fn hash_str(s: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(s.as_bytes())
 }
@@ -270,9 +316,9 @@ type FieldTokens = [Vec<String>; 3];
 
 fn analyse(p: &Passage) -> FieldTokens {
     [
-        tokenize(&p.heading),
-        tokenize(&p.aliases.join("\n")),
-        tokenize(&p.text),
+        tokenize_clauses(&p.heading),
+        tokenize_clauses(&p.aliases.join("\n")),
+        tokenize_clauses(&p.text),
     ]
 }
 
@@ -432,8 +478,19 @@ impl KnowledgeBase {
         for (f, tokens) in fields.into_iter().enumerate() {
             // Bigrams repeat what the words say: leave them out of the length, or Chinese
             // passages would look twice as long as English ones.
-            lens[f] = tokens.iter().filter(|t| !is_bigram(t)).count() as u32;
-            for t in tokens {
+            lens[f] = tokens
+                .iter()
+                .filter(|t| !is_bigram(t) && *t != CLAUSE_BREAK)
+                .count() as u32;
+            let words = main_words(&tokens);
+            let mut prev: Option<u32> = None;
+            for (i, t) in tokens.into_iter().enumerate() {
+                if t == CLAUSE_BREAK {
+                    if let Some(p) = prev.take() {
+                        self.follow(p, NO_TERM);
+                    }
+                    continue;
+                }
                 let term = match self.terms.get(&t) {
                     Some(&term) => term,
                     None => {
@@ -441,11 +498,21 @@ impl KnowledgeBase {
                         self.terms.insert(t.clone(), term);
                         self.term_text.push(t);
                         self.postings.push(Vec::new());
+                        self.follower.push((NO_FOLLOWER, 0));
                         term
                     }
                 };
                 let slot = &mut tf.entry(term).or_default()[f];
                 *slot = slot.saturating_add(1);
+                if words[i] {
+                    if let Some(p) = prev {
+                        self.follow(p, term);
+                    }
+                    prev = Some(term);
+                }
+            }
+            if let Some(p) = prev {
+                self.follow(p, NO_TERM);
             }
         }
         let mut tf: Vec<(u32, [u16; 3])> = tf.into_iter().collect();
@@ -454,6 +521,24 @@ impl KnowledgeBase {
             self.postings[term as usize].push(Posting { passage: id, tf });
         }
         self.field_len.push(lens);
+    }
+
+    /// Records that `next` follows the word `term` (`NO_TERM`: nothing does).
+    fn follow(&mut self, term: u32, next: u32) {
+        let f = &mut self.follower[term as usize];
+        *f = match *f {
+            (NO_FOLLOWER, _) => (next, 1),
+            (w, n) if w == next && w != NO_TERM => (w, n + 1),
+            _ => (NO_TERM, 0),
+        };
+    }
+
+    /// The word `term` is bound to (see [`BOUND_FACTOR`]), if any.
+    fn bound_to(&self, term: u32) -> Option<&str> {
+        match self.follower.get(term as usize) {
+            Some(&(w, n)) if w < NO_TERM && n >= BOUND_MIN => Some(&self.term_text[w as usize]),
+            _ => None,
+        }
     }
 
     fn build_spelling_index(&mut self) {
@@ -663,8 +748,17 @@ impl KnowledgeBase {
             // Ways to match the term: itself or its spelling fix, and its synonyms (each a
             // phrase of one or more terms).
             let mut alts: Vec<(Vec<u32>, f64)> = Vec::new();
+            // A bigram stands for the word of its two characters, bound or not.
+            let word = if is_bigram(t) {
+                self.terms.get(&t[BIGRAM_MARK.len_utf8()..]).copied()
+            } else {
+                known
+            };
+            let bound = word
+                .and_then(|w| self.bound_to(w))
+                .is_some_and(|next| !query_set.contains(next));
             match known {
-                Some(k) => alts.push((vec![k], 1.0)),
+                Some(k) => alts.push((vec![k], if bound { BOUND_FACTOR } else { 1.0 })),
                 None => {
                     if let Some(k) = self.correct(t) {
                         alts.push((vec![k], TYPO_FACTOR));
@@ -1121,5 +1215,39 @@ mod tests {
         );
         assert!(all.len() > close.len(), "{all:?} vs {close:?}");
         assert_eq!(close.len(), 1);
+    }
+
+    #[test]
+    fn a_word_the_knowledge_only_uses_inside_one_compound_weighs_little_alone() {
+        let kb = KnowledgeBase::from_documents(vec![
+            (
+                "pay.md".to_string(),
+                "# Payment\n\nPay by Alipay, WeChat Pay or card. WeChat Pay refunds take a day."
+                    .to_string(),
+            ),
+            (
+                "lists.md".to_string(),
+                "# Lists\n\nAlipay, WeChat Pay.\nAlipay, WeChat Pay.".to_string(),
+            ),
+        ]);
+        // Terms are stems ("alipay" is "alipa").
+        let term = |w: &str| kb.terms[&tokenize(w)[0]];
+        assert_eq!(kb.bound_to(term("wechat")), Some("pay"));
+        // A comma ends the clause: "Alipay, WeChat" twice does not make them neighbours.
+        assert_eq!(kb.bound_to(term("alipay")), None);
+        // "pay" is followed by different words, and ends a clause.
+        assert_eq!(kb.bound_to(term("pay")), None);
+        let matched = |q: &str| kb.gate_features(q).expect("a passage matches").1[0];
+        assert!(matched("wechat pay") > 0.99, "{}", matched("wechat pay"));
+        assert!(matched("wechat") < 0.5, "{}", matched("wechat"));
+        // The same for a Chinese compound, by its word and by its bigram.
+        let zh = KnowledgeBase::from_documents(vec![(
+            "pay.zh.md".to_string(),
+            "# 支付\n\n支持微信支付。退款原路退回微信支付。".to_string(),
+        )]);
+        assert_eq!(zh.bound_to(zh.terms["微信"]), Some("支付"));
+        let matched = |q: &str| zh.gate_features(q).expect("a passage matches").1[0];
+        assert!(matched("微信") < 0.5, "{}", matched("微信"));
+        assert!(matched("微信支付") > 0.99, "{}", matched("微信支付"));
     }
 }

@@ -1,6 +1,7 @@
 //! Text analysis for retrieval, the same on the index and the query side:
 //! - normalisation: full-width forms to ASCII, lowercase, punctuation as separators;
-//! - Chinese runs: jieba words (search mode) plus character bigrams, so a mistyped
+//! - Chinese runs: jieba words (search mode, its dictionary plus `data/zh-new-words.txt`,
+//!   today's app and shopping words it predates) plus character bigrams, so a mistyped
 //!   character or a word jieba splits differently still shares most of its terms;
 //! - other text: words split at camelCase and `_`, stopwords dropped, a light stemmer.
 //!
@@ -26,7 +27,16 @@ pub(crate) const BIGRAM_MARK: char = '\u{2}';
 fn jieba() -> &'static Jieba {
     // Loading the embedded dictionary takes a while; share one instance per process.
     static JIEBA: OnceLock<Jieba> = OnceLock::new();
-    JIEBA.get_or_init(Jieba::new)
+    JIEBA.get_or_init(|| {
+        let mut jieba = Jieba::new();
+        for line in include_str!("../data/zh-new-words.txt").lines() {
+            let word = line.trim();
+            if !word.is_empty() && !word.starts_with('#') {
+                jieba.add_word(word, None, None);
+            }
+        }
+        jieba
+    })
 }
 
 /// Warms the segmenter so the first question does not pay for loading the dictionary.
@@ -715,11 +725,61 @@ fn push_syntax(text: &str, out: &mut Vec<String>) {
     }
 }
 
-fn tokenize_other(text: &str, out: &mut Vec<String>) {
+/// Marks the end of a clause in [`tokenize_clauses`]: no term, only a boundary.
+pub(crate) const CLAUSE_BREAK: &str = "\u{3}";
+
+/// Punctuation that ends a clause, so the words either side of it are not neighbours.
+fn ends_clause(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | ','
+            | '.'
+            | ';'
+            | ':'
+            | '!'
+            | '?'
+            | '('
+            | ')'
+            | '['
+            | ']'
+            | '|'
+            | '、'
+            | '，'
+            | '。'
+            | '；'
+            | '：'
+            | '！'
+            | '？'
+            | '（'
+            | '）'
+            | '「'
+            | '」'
+            | '《'
+            | '》'
+            | '…'
+    )
+}
+
+fn push_break(out: &mut Vec<String>) {
+    if out.last().is_some_and(|t| t != CLAUSE_BREAK) {
+        out.push(CLAUSE_BREAK.to_string());
+    }
+}
+
+fn tokenize_other(text: &str, out: &mut Vec<String>, breaks: bool) {
     push_file_names(text, out);
     push_syntax(text, out);
+    let mut gap_start = 0;
     // An apostrophe inside a word keeps "don't" whole for the stopword list.
     for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '\'')) {
+        if breaks {
+            // `split` yields subslices of `text`, so the offset is within it.
+            let start = word.as_ptr() as usize - text.as_ptr() as usize;
+            if text[gap_start..start].chars().any(ends_clause) {
+                push_break(out);
+            }
+            gap_start = start + word.len();
+        }
         let word = word.trim_matches('\'');
         if word.is_empty() {
             continue;
@@ -781,6 +841,16 @@ fn tokenize_han(run: &str, out: &mut Vec<String>) {
 
 /// Terms of `text` for indexing and querying (the same function on both sides).
 pub fn tokenize(text: &str) -> Vec<String> {
+    tokenize_with(text, false)
+}
+
+/// [`tokenize`], with a [`CLAUSE_BREAK`] where punctuation ends a clause (for indexing,
+/// which learns which words stand next to each other).
+pub(crate) fn tokenize_clauses(text: &str) -> Vec<String> {
+    tokenize_with(text, true)
+}
+
+fn tokenize_with(text: &str, breaks: bool) -> Vec<String> {
     let text = normalize(text);
     let mut out = Vec::new();
     let mut start = 0;
@@ -789,7 +859,7 @@ pub fn tokenize(text: &str) -> Vec<String> {
         let h = is_han(c);
         match han {
             Some(prev) if prev != h => {
-                flush(&text[start..i], prev, &mut out);
+                flush(&text[start..i], prev, &mut out, breaks);
                 start = i;
             }
             _ => {}
@@ -797,16 +867,16 @@ pub fn tokenize(text: &str) -> Vec<String> {
         han = Some(h);
     }
     if let Some(h) = han {
-        flush(&text[start..], h, &mut out);
+        flush(&text[start..], h, &mut out, breaks);
     }
     out
 }
 
-fn flush(run: &str, han: bool, out: &mut Vec<String>) {
+fn flush(run: &str, han: bool, out: &mut Vec<String>, breaks: bool) {
     if han {
         tokenize_han(run, out);
     } else {
-        tokenize_other(run, out);
+        tokenize_other(run, out, breaks);
     }
 }
 
@@ -944,6 +1014,30 @@ mod tests {
         // A day said in passing is not the topic.
         let t = tokenize("昨天 today 天气");
         assert!(t.iter().all(|w| w.contains("天气")), "{t:?}");
+    }
+
+    #[test]
+    fn words_newer_than_the_segmenters_dictionary_stay_whole() {
+        for (text, word) in [
+            ("微信支付", "微信"),
+            ("钉钉群里", "钉钉"),
+            ("飞书机器人", "飞书"),
+        ] {
+            assert!(
+                tokenize(text).iter().any(|t| t == word),
+                "{text}: {:?}",
+                tokenize(text)
+            );
+        }
+    }
+
+    #[test]
+    fn clause_breaks_mark_punctuation_but_not_spaces() {
+        let t = tokenize_clauses("Alipay, WeChat Pay\n支付宝、微信");
+        let breaks: Vec<usize> = (0..t.len()).filter(|&i| t[i] == CLAUSE_BREAK).collect();
+        assert_eq!(breaks.len(), 3, "{t:?}");
+        assert_eq!(t[..breaks[0]], tokenize("Alipay"), "{t:?}");
+        assert!(!tokenize("Alipay, WeChat").contains(&CLAUSE_BREAK.to_string()));
     }
 
     #[test]

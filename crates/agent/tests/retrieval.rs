@@ -53,7 +53,7 @@ fn score(agent: &Agent, set: &Value) -> (f64, f64, Vec<String>) {
 }
 
 /// Floors a little under the figures measured when the retrieval was last tuned (tune
-/// 0.841 / 0.922; held-out 0.933 / 0.833, scored but never listed; see tests/eval/README.md),
+/// 0.841 / 0.956; held-out 0.933 / 0.917, scored but never listed; see tests/eval/README.md),
 /// so a change that makes answers worse fails here; bench/agent.sh prints the figures.
 #[test]
 fn retrieval_quality_on_both_halves() {
@@ -69,13 +69,13 @@ fn retrieval_quality_on_both_halves() {
     let (top1, refused, misses) = score(&agent, &tune);
     println!("tune: top-1 {top1:.3}, off-topic refused {refused:.3}");
     assert!(top1 >= 0.82, "tune top-1 {top1:.3}: {misses:#?}");
-    assert!(refused >= 0.9, "tune off-topic refused {refused:.3}");
+    assert!(refused >= 0.94, "tune off-topic refused {refused:.3}");
     // The held-out half: figures only, no question is printed.
     let (top1, refused, _) = score(&agent, &question_set("heldout.json"));
     println!("held-out: top-1 {top1:.3}, off-topic refused {refused:.3}");
     assert!(top1 >= 0.92, "held-out top-1 fell to {top1:.3}");
     assert!(
-        refused >= 0.79,
+        refused >= 0.9,
         "held-out off-topic refusal fell to {refused:.3}"
     );
 }
