@@ -649,9 +649,12 @@ impl Robot {
             tracing::info!(robot = %self.name, message = %c.msg_key, dead_host = %c.dead_host,
                 "answering a message claimed by a host that stopped before answering it");
             let (robot, replier) = (self.clone(), replier.clone());
+            let retry = WhoRetries::Sweep {
+                attempts: c.attempts,
+            };
             tokio::spawn(async move {
                 let shutdown = robot.cancel.child_token();
-                if let Err(e) = robot.on_message(m, replier, shutdown).await {
+                if let Err(e) = robot.answer_claimed(m, replier, shutdown, retry).await {
                     tracing::warn!(robot = %robot.name, "swept message not answered: {e}");
                 }
             });
@@ -722,6 +725,19 @@ impl Robot {
         replier: Replier,
         shutdown: CancellationToken,
     ) -> Result<(), HandlerError> {
+        self.answer_claimed(m, replier, shutdown, WhoRetries::Redelivery)
+            .await
+    }
+
+    /// Answers a message this host holds the claim on, and records the claim's end; `retry`
+    /// says who tries again when no answer reached the user.
+    async fn answer_claimed(
+        &self,
+        m: RobotMessage,
+        replier: Replier,
+        shutdown: CancellationToken,
+        retry: WhoRetries,
+    ) -> Result<(), HandlerError> {
         let claim = self.claim_store(&m).cloned().map(|s| (s, m.msg_id.clone()));
         if let Some((store, key)) = &claim {
             // The claim may have waited for a handler slot past its lease and been taken by
@@ -758,7 +774,26 @@ impl Robot {
                     )
                     .await
                     .map(drop),
-                Err(_) => store.release_claim(&key, host).await,
+                Err(_) => match retry {
+                    // A pushed message is pushed again (the client did not ACK a failure):
+                    // release it for whichever host gets the redelivery.
+                    WhoRetries::Redelivery => store.release_claim(&key, host).await,
+                    // Nothing pushes a swept message again: keep it for a later sweep, a
+                    // lease from now, until it has had its attempts.
+                    WhoRetries::Sweep { attempts } => {
+                        let state = if attempts < CLAIM_ATTEMPTS {
+                            jitnode_store::ClaimState::Claimed
+                        } else {
+                            tracing::warn!(robot = %self.name, attempts,
+                                "a swept message was not answered after its last attempt; marked failed");
+                            jitnode_store::ClaimState::Failed
+                        };
+                        store
+                            .set_claim(&key, host, state, store.lease())
+                            .await
+                            .map(drop)
+                    }
+                },
             };
             if let Err(e) = done {
                 tracing::warn!(robot = %self.name, "could not record the claim's end: {e}");
@@ -1023,6 +1058,20 @@ impl Handler for RobotHandler {
 pub(crate) fn heartbeat_interval(lease: Duration) -> Duration {
     (lease / 3).max(Duration::from_millis(100))
 }
+
+/// Who tries a message again when its answer reached nobody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhoRetries {
+    /// DingTalk pushes it again: the claim is released.
+    Redelivery,
+    /// A sweeper took it from a dead host; `attempts` counts the claims so far.
+    Sweep { attempts: i64 },
+}
+
+/// Claims a message gets in all (its first host's, then sweepers') before a sweeper gives
+/// it up as failed: a card API that is down for a few leases does not lose it, and one
+/// that refuses it for good does not retry it forever.
+pub(crate) const CLAIM_ATTEMPTS: i64 = 3;
 
 /// How many messages of dead hosts one sweep takes to answer: a backlog is spread over
 /// sweeps (and hosts) instead of starting all its answers at once.

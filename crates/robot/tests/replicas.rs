@@ -209,3 +209,92 @@ async fn a_message_a_dead_host_claimed_but_never_started_is_answered_by_a_live_h
     a.stop(Duration::from_secs(5)).await;
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swept_message_no_answer_reaches_is_kept_for_a_later_sweep_then_failed() {
+    let _one = SERIAL.lock().await;
+    let (store, _) = shared_store().await;
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    sb.register_app(APP, "dingreplica-secret");
+    // Real message data with a conversation type DingTalk never sends: it reads, and
+    // every attempt to answer it fails.
+    let unanswerable = |text: &str| {
+        let mut m = PostMessage::text(APP, text).in_group("cidSweptBad==");
+        m.at_robot = false;
+        let posted = sb.post_message(&m).unwrap();
+        let mut data = posted.data.clone();
+        data["conversationType"] = serde_json::json!("9");
+        (posted.msg_id, data.to_string())
+    };
+    // `last`: claimed by a dead host, then taken by a sweeper that died too (2 attempts).
+    let (last, body) = unanswerable("Last try");
+    assert_eq!(
+        plant(&store, &last, &body, "host-dead").await,
+        Claim::Won { takeover: false }
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let taken = store
+        .take_stale_claims(
+            "imRobots.bot",
+            "host-dead-sweeper",
+            Duration::from_millis(1),
+            8,
+        )
+        .await
+        .unwrap();
+    assert!(taken.iter().any(|c| c.msg_key == last), "{taken:?}");
+    // `first`: claimed by a dead host only (1 attempt).
+    let (first, body) = unanswerable("First try");
+    assert_eq!(
+        plant(&store, &first, &body, "host-dead").await,
+        Claim::Won { takeover: false }
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // A live host's sweeper takes both at start; neither answer reaches anyone.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (a, _da) = host(&sb, calls.clone()).await;
+    let claim = |key: String| {
+        let store = store.clone();
+        async move { store.claim_of(&key).await.unwrap() }
+    };
+    let mut state = None;
+    for _ in 0..250 {
+        state = claim(last.clone()).await;
+        if matches!(state, Some((_, ClaimState::Failed, _)) | None) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let me = jitnode_store::host_id().to_string();
+    // Its third claim was its last: given up as failed, not deleted.
+    assert_eq!(state, Some((me.clone(), ClaimState::Failed, 3)));
+    // The other, swept in the same sweep and failed the same way by now, is kept for a
+    // later sweep: claimed again, by this host, with its attempt counted (released, it
+    // would be gone, since nothing pushes it again).
+    let mut state = None;
+    for _ in 0..250 {
+        state = claim(first.clone()).await;
+        if !matches!(state, Some((_, ClaimState::Answering, _))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state, Some((me, ClaimState::Claimed, 2)));
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no agent ran");
+    a.stop(Duration::from_secs(5)).await;
+    sb.shutdown().await;
+}
+
+/// Claims `key` for `host` with its message kept, under a lease that runs out at once.
+async fn plant(store: &Store, key: &str, body: &str, host: &str) -> Claim {
+    let kept = jitnode_store::InboxMessage {
+        key,
+        robot: "imRobots.bot",
+        body,
+    };
+    store
+        .claim_message(&kept, host, Duration::from_millis(1))
+        .await
+        .unwrap()
+}

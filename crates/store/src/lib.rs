@@ -254,6 +254,8 @@ pub struct StaleClaim {
     pub dead_host: String,
     /// The message's wire JSON, as [`InboxMessage::body`].
     pub body: String,
+    /// Hosts that have claimed it so far, this one included.
+    pub attempts: i64,
 }
 
 impl std::fmt::Debug for StaleClaim {
@@ -262,6 +264,7 @@ impl std::fmt::Debug for StaleClaim {
             .field("msg_key", &self.msg_key)
             .field("dead_host", &self.dead_host)
             .field("body_bytes", &self.body.len())
+            .field("attempts", &self.attempts)
             .finish()
     }
 }
@@ -627,7 +630,7 @@ impl Store {
         let now = now_ms();
         let candidates = self
             .query(
-                "SELECT msg_key, host, message FROM inbox
+                "SELECT msg_key, host, message, attempts FROM inbox
                  WHERE robot = $1 AND state = 'claimed' AND lease_until_ms < $2
                      AND message IS NOT NULL
                  ORDER BY claimed_at_ms LIMIT $3",
@@ -658,6 +661,7 @@ impl Store {
                     msg_key: r[0].text(),
                     dead_host: r[1].text(),
                     body: r[2].text(),
+                    attempts: r[3].int() + 1,
                 });
             }
         }

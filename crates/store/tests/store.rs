@@ -195,6 +195,10 @@ async fn dead_host_unstarted_message_is_kept_for_a_sweeper(url: &str, dir: &Path
     assert_eq!(taken[0].msg_key, "q1");
     assert_eq!(taken[0].dead_host, "host-a");
     assert!(taken[0].body.contains(r#""content":"hi""#));
+    assert_eq!(
+        taken[0].attempts, 2,
+        "the dead host's claim, then the sweeper's"
+    );
     let sweeper = if b.claim_of("q1").await.unwrap().unwrap().0 == "host-b" {
         "host-b"
     } else {
