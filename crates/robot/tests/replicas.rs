@@ -169,16 +169,8 @@ async fn a_message_a_dead_host_claimed_but_never_started_is_answered_by_a_live_h
     assert!(!posted.delivered);
     // A host claimed it (and so ACKed it), then died before answering: its claim ran out.
     let body = posted.data.to_string();
-    let kept = jitnode_store::InboxMessage {
-        key: &posted.msg_id,
-        robot: "imRobots.bot",
-        body: &body,
-    };
     assert_eq!(
-        store
-            .claim_message(&kept, "host-dead", Duration::from_millis(1))
-            .await
-            .unwrap(),
+        plant(&store, &posted.msg_id, &body, "host-dead").await,
         Claim::Won { takeover: false }
     );
     tokio::time::sleep(Duration::from_millis(20)).await;
