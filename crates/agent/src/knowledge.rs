@@ -8,9 +8,10 @@
 //! general text (`data/common-words.tsv`): a small base cannot tell from its own counts that
 //! "day" says less than "refund". A word the knowledge only ever writes right before one
 //! same word (see [`BOUND_FACTOR`]) counts little when the question lacks that next word:
-//! the knowledge's "WeChat" is "WeChat Pay", not a WeChat bot. A passage's relevance is the probability, by a
-//! logistic gate calibrated on the demo's tune questions, that it answers the question; it
-//! is used when that reaches the threshold and its score is within a ratio of the best.
+//! the knowledge's "WeChat" is "WeChat Pay", not a WeChat bot. A passage's relevance is
+//! the probability, by a logistic gate calibrated on the demo's tune questions, that it
+//! answers the question; it is used when that reaches the threshold and its score is
+//! within a ratio of the best.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -268,7 +269,6 @@ const NO_TERM: u32 = u32::MAX - 1;
 fn main_words(tokens: &[String]) -> Vec<bool> {
     // A four-character word has five parts before it.
     const PARTS_BEFORE: usize = 5;
-    let part_of = |part: &str, whole: &str| whole.len() > part.len() && whole.contains(part);
     let mut out = vec![false; tokens.len()];
     let mut last_whole: Option<&str> = None;
     for (i, t) in tokens.iter().enumerate() {
@@ -288,6 +288,12 @@ fn main_words(tokens: &[String]) -> Vec<bool> {
         last_whole = Some(t);
     }
     out
+}
+
+/// Whether the term `part` is a part of the term `whole` said again: a camelCase part or a
+/// search-mode sub-word ("ding" of "dingtalk", 支付 of 支付宝).
+fn part_of(part: &str, whole: &str) -> bool {
+    whole.len() > part.len() && whole.contains(part)
 }
 
 fn hash_str(s: &str) -> u64 {
@@ -895,10 +901,9 @@ impl KnowledgeBase {
 /// again, so it does not count on its own. A whole the knowledge does not know stays
 /// unknown even when a part is known: "iphone" is not "phone".
 fn known_share(qterms: &[String], known_term: &[bool]) -> (f64, f64) {
-    let inside = |part: &str, whole: &str| whole.len() > part.len() && whole.contains(part);
     let (mut words, mut known) = (0usize, 0usize);
     for (t, &k) in qterms.iter().zip(known_term) {
-        if is_bigram(t) || qterms.iter().any(|u| !is_bigram(u) && inside(t, u)) {
+        if is_bigram(t) || qterms.iter().any(|u| !is_bigram(u) && part_of(t, u)) {
             continue;
         }
         words += 1;
