@@ -7,7 +7,9 @@
 //! Semantics:
 //! - **One in flight.** Updates are awaited one after another, never overlapping.
 //! - **Minimum interval** between the starts of two calls. The driver's start counts as a
-//!   call: it is started right after the thinking card was sent.
+//!   call (it is started right after the thinking card was sent), except for a final that
+//!   is the card's first update: a quick answer has nothing left to coalesce, so it goes at
+//!   once.
 //! - **Coalescing.** When a call may start, it sends the latest text; everything that arrived
 //!   in between is skipped. An unchanged or blank text is not sent as a partial update.
 //! - **Cap.** At most `max_updates` calls when nothing fails: `max_updates - 1` partial ones,
@@ -285,8 +287,12 @@ where
         if wants_partial {
             let due = (last_call + config.min_interval).max(not_before);
             if Instant::now() < due {
-                sleep_until(due).await;
-                // Re-read: the latest text (or the finish) wins.
+                // Woken early by new text too, so that a finish before the slot goes out
+                // at once (see the final phase); the latest text wins either way.
+                tokio::select! {
+                    _ = sleep_until(due) => {}
+                    _ = rx.changed() => {}
+                }
                 continue;
             }
             last_call = Instant::now();
@@ -311,9 +317,16 @@ where
         }
     }
 
-    // Final phase: the kept-back update, retried while failures allow.
+    // Final phase: the kept-back update, retried while failures allow. As the card's first
+    // update it goes at once: the interval after the create is there to coalesce chunks,
+    // and a finished answer has none left to coalesce.
     while !report.gave_up {
-        sleep_until((last_call + config.min_interval).max(not_before)).await;
+        let due = if report.updates == 0 {
+            not_before
+        } else {
+            (last_call + config.min_interval).max(not_before)
+        };
+        sleep_until(due).await;
         last_call = Instant::now();
         report.updates += 1;
         let result = updater.update(report.text.clone(), Publish::Final).await;
@@ -519,9 +532,29 @@ mod tests {
         assert_eq!(calls.len(), 1, "{calls:?}");
         assert_eq!(calls[0].publish, Publish::Final);
         assert_eq!(calls[0].text, expected);
-        assert_eq!(calls[0].at, Duration::from_millis(300));
+        // The first update, and a final: nothing to wait for.
+        assert_eq!(calls[0].at, Duration::ZERO);
         assert_eq!(report.updates, 1);
         assert!(report.final_published && report.finished && !report.needs_fallback());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_finished_before_the_first_slot_goes_out_when_it_finishes() {
+        let fake = Fake::ok();
+        let (feed, rx) = feed();
+        let driver = tokio::spawn(drive(rx, fake.updater(), config(300, 20, 3)));
+        feed.append("quick ");
+        sleep(Duration::from_millis(100)).await;
+        feed.append("answer");
+        feed.finish();
+        let report = driver.await.unwrap();
+        let calls = fake.calls();
+        // Not held until the 300 ms slot: the one call is the final, at the finish.
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].publish, Publish::Final);
+        assert_eq!(calls[0].text, "quick answer");
+        assert_eq!(calls[0].at, Duration::from_millis(100));
+        assert!(report.final_published);
     }
 
     #[tokio::test(start_paused = true)]
