@@ -4,7 +4,8 @@
 # fsync off, as the tests run it; as root it runs as the `postgres` user). 2,000 questions
 # pushed on the app's connections at random, 5% redelivered (half on another host's
 # connection), a connection dropped every 1.5 s, host 0 killed with SIGKILL and restarted
-# twice. Then one host alone, offline agent, on SQLite and on PostgreSQL.
+# twice. Then one host alone, offline agent without its typing pause, on SQLite and on
+# PostgreSQL.
 # crates/test-kit/examples/replicas.rs says how each figure is measured.
 # Last line: questions=.. answered_once=.. duplicates=.. lost=.. stuck_cards=..
 # answers_per_s=.. claim_p99_ms=.. sqlite_answers_per_s=.. pg_answers_per_s=..
@@ -27,12 +28,22 @@ cargo build --quiet --release -p jitnode --bin jitnode
 cargo build --quiet --release -p jitnode-test-kit --example replicas
 
 app=$(mktemp -d)
-trap 'rm -rf "$app"' EXIT
-cp -a elements .env "$app/"
-# The native demo plugin builds from crates/ by relative path, as in a clone; its build is
-# kept between runs.
-ln -s "$root/crates" "$app/crates"
+solo_app=$(mktemp -d)
+trap 'rm -rf "$app" "$solo_app"' EXIT
+for d in "$app" "$solo_app"; do
+    cp -a elements .env "$d/"
+    # The native demo plugin builds from crates/ by relative path, as in a clone; its build
+    # is kept between runs.
+    ln -s "$root/crates" "$d/crates"
+done
+# The single-host runs measure the host, not the offline agent's typing pause (40 ms
+# between chunks, about 0.6 s an answer, which would cap a host at its 64 handler slots
+# over that pause): their copy streams without it.
+agent_config="$solo_app/elements/aiagents/customerService/config.json"
+sed -i 's/"chunkDelayMs": *[0-9]*/"chunkDelayMs": 0/' "$agent_config"
+grep -q '"chunkDelayMs": 0' "$agent_config" ||
+    { echo "replicas.sh: could not turn off the typing pause in $agent_config" >&2; exit 2; }
 export JITNODE_NATIVE_TARGET_DIR="${JITNODE_NATIVE_TARGET_DIR:-$CARGO_TARGET_DIR/bench-native}"
 
-exec "$CARGO_TARGET_DIR/release/examples/replicas" --app "$app" -- \
+exec "$CARGO_TARGET_DIR/release/examples/replicas" --app "$app" --solo-app "$solo_app" -- \
     "$CARGO_TARGET_DIR/release/jitnode" run

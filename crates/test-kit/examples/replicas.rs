@@ -13,7 +13,9 @@
 //! or finalized within the run.
 //!
 //! Phase 2, one host alone with the offline agent, no faults: `REPLICAS_SOLO` (2000)
-//! questions on SQLite, then on PostgreSQL; answers/s of each.
+//! questions on SQLite, then on PostgreSQL; answers/s of each. These run on the app given
+//! with `--solo-app` (bench/replicas.sh gives a copy whose agent streams without its typing
+//! pause).
 //!
 //! Claim latency is what the hosts measured around their store call
 //! (`jitnode_store_claim_seconds` on each host's /metrics, read before each SIGKILL and at
@@ -38,11 +40,10 @@ use std::time::Duration;
 
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig};
 use jitnode_test_kit::drive::{
-    env_num, follow, post, redeliver_later, stuck_cards, Rng, Tally, QUESTIONS,
+    env_num, follow, post, redeliver_later, stuck_cards, Rng, Stop, Tally, QUESTIONS,
 };
 use jitnode_test_kit::postgres::PgCluster;
 use tokio::process::{Child, Command};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 const APP: &str = "replicas-app";
@@ -165,6 +166,17 @@ impl ClaimLatency {
         self.0.last().map_or(0, |b| b.1)
     }
 
+    /// `<=bound ms: count` per bucket (not cumulative), for the log.
+    fn shown(&self) -> String {
+        let mut below = 0;
+        let mut parts = Vec::new();
+        for &(le, n) in &self.0 {
+            parts.push(format!("<={}ms:{}", le * 1000.0, n - below));
+            below = n;
+        }
+        parts.join(" ")
+    }
+
     /// The `q` quantile in ms, linear within its bucket (the largest finite bound when it
     /// falls in +Inf).
     fn quantile_ms(&self, q: f64) -> f64 {
@@ -285,6 +297,12 @@ impl Replicas {
         {
             let mut hosts = self.hosts.lock().await;
             let buckets = hosts[i].claim_buckets(&self.http).await;
+            if self.spec.verbose {
+                eprintln!(
+                    "replicas: host {i} claims before its kill: {}",
+                    ClaimLatency(buckets.clone()).shown()
+                );
+            }
             self.claims
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -340,7 +358,7 @@ async fn fault_task(
     drop_every: Duration,
     mut kill_at: Vec<u64>,
     seed: u64,
-    stop: Arc<Notify>,
+    stop: Arc<Stop>,
 ) -> Result<(), String> {
     let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut next_drop = Instant::now() + drop_every;
@@ -356,7 +374,7 @@ async fn fault_task(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            _ = stop.notified() => return Ok(()),
+            _ = stop.stopped() => return Ok(()),
         }
     }
 }
@@ -421,7 +439,7 @@ async fn solo(
     let app = spec.client_id;
     sb.register_app(app, spec.secret);
     let tally = Arc::new(Tally::new(app, "solo-", n as usize));
-    let stop = Arc::new(Notify::new());
+    let stop = Stop::new();
     let follower = tokio::spawn(follow(sb.clone(), vec![tally.clone()], stop.clone()));
     let host = Host::start(spec)?;
     let result = async {
@@ -447,7 +465,7 @@ async fn solo(
     }
     .await;
     host.stop().await;
-    stop.notify_waiters();
+    stop.stop();
     let _ = follower.await;
     let (per_s, p99, missing, wf) = result?;
     let _ = wf.await;
@@ -456,16 +474,20 @@ async fn solo(
 
 struct Args {
     app: PathBuf,
+    /// The app of the single-host runs (`--solo-app`; default `--app`).
+    solo_app: PathBuf,
     cmd: Vec<String>,
 }
 
 fn args() -> Result<Args, String> {
     let mut app = None;
+    let mut solo_app = None;
     let mut cmd = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
             "--app" => app = it.next().map(PathBuf::from),
+            "--solo-app" => solo_app = it.next().map(PathBuf::from),
             "--" => cmd = it.by_ref().collect(),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -474,7 +496,11 @@ fn args() -> Result<Args, String> {
     if cmd.is_empty() {
         return Err("give the robot command after -- (e.g. jitnode run)".into());
     }
-    Ok(Args { app, cmd })
+    Ok(Args {
+        solo_app: solo_app.unwrap_or_else(|| app.clone()),
+        app,
+        cmd,
+    })
 }
 
 #[tokio::main]
@@ -528,7 +554,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         posted: AtomicU64::new(0),
     });
     let tally = Arc::new(Tally::new(APP, USER, n as usize));
-    let stop_follow = Arc::new(Notify::new());
+    let stop_follow = Stop::new();
     let follower = tokio::spawn(follow(sb.clone(), vec![tally.clone()], stop_follow.clone()));
 
     let phase1 = async {
@@ -537,7 +563,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.start_host(i).await?;
             eprintln!("replicas: host {i} connected");
         }
-        let stop_faults = Arc::new(Notify::new());
+        let stop_faults = Stop::new();
         let faults = tokio::spawn(fault_task(
             r.clone(),
             drop_every,
@@ -563,15 +589,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .await?;
-        stop_faults.notify_waiters();
+        stop_faults.stop();
         faults.await.map_err(|e| format!("fault task: {e}"))??;
         // Late redeliveries (3 s), unACKed ones (5 s) and the sweep of a dead host's cards
         // (a lease and half) may still come: a duplicate or a finalized card shows now.
         let settle = Duration::from_secs((lease_secs * 2).max(8));
         tokio::time::sleep(settle).await;
         let mut hosts = r.hosts.lock().await;
-        for h in hosts.iter() {
+        for (i, h) in hosts.iter().enumerate() {
             let b = h.claim_buckets(&r.http).await;
+            if verbose {
+                eprintln!(
+                    "replicas: host {i} claims: {}",
+                    ClaimLatency(b.clone()).shown()
+                );
+            }
             r.claims.lock().unwrap_or_else(|e| e.into_inner()).add(&b);
         }
         for h in hosts.drain(..) {
@@ -590,6 +622,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let counts = tally.counts(posted as usize);
+    // What the store knows of each lost question (its user is in the kept message).
+    for i in tally.lost(posted as usize).into_iter().take(5) {
+        let user = tally.user(i as u64);
+        let row = pg.psql(&format!(
+            "SELECT msg_key, host, state, attempts, claimed_at_ms, lease_until_ms, message IS NULL \
+             FROM inbox WHERE message LIKE '%\"{user}\"%'"
+        ));
+        eprintln!(
+            "replicas: lost question {i} ({user}): inbox: {}",
+            row.trim()
+        );
+    }
     let stuck = stuck_cards(&sb, APP).len();
     let problems = sb.problems();
     for p in problems.iter().take(5) {
@@ -597,15 +641,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (claim_p99, claims) = {
         let c = r.claims.lock().unwrap_or_else(|e| e.into_inner());
+        eprintln!("replicas: claims per bucket: {}", c.shown());
         (c.quantile_ms(0.99), c.count())
     };
-    stop_follow.notify_waiters();
+    stop_follow.stop();
     let _ = follower.await;
 
     let solo_dir = tempfile::tempdir()?;
     let solo_spec = |client_id, store_url: String| HostSpec {
         cmd: a.cmd.clone(),
-        app_dir: a.app.clone(),
+        app_dir: a.solo_app.clone(),
         client_id,
         secret: SECRET,
         store_url,

@@ -43,9 +43,8 @@ use std::time::Duration;
 
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig, DEFAULT_MAX_RECORDS};
 use jitnode_test_kit::drive::{
-    env_num, follow, post, redeliver_later, rss_kb, stuck_cards, Rng, Tally, QUESTIONS,
+    env_num, follow, post, redeliver_later, rss_kb, stuck_cards, Rng, Stop, Tally, QUESTIONS,
 };
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 const APP: &str = "soak-app";
@@ -106,7 +105,7 @@ async fn fault_clock(
     faults: Arc<Faults>,
     seed: u64,
     settings: ClockSettings,
-    stop: Arc<Notify>,
+    stop: Arc<Stop>,
 ) {
     let ClockSettings {
         disconnect_every,
@@ -158,7 +157,7 @@ async fn fault_clock(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = stop.notified() => return,
+            _ = stop.stopped() => return,
         }
     }
 }
@@ -238,8 +237,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pid = child.id();
     let tally = Arc::new(Tally::new(APP, USER, n));
     let faults = Arc::new(Faults::default());
-    let stop_follow = Arc::new(Notify::new());
-    let stop_faults = Arc::new(Notify::new());
+    let stop_follow = Stop::new();
+    let stop_faults = Stop::new();
     let follower = tokio::spawn(follow(sb.clone(), vec![tally.clone()], stop_follow.clone()));
 
     let result = async {
@@ -316,7 +315,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
             }
         }
-        stop_faults.notify_waiters();
+        stop_faults.stop();
         if let Some(c) = clock {
             let _ = c.await;
         }
@@ -342,7 +341,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let _ = child.kill();
     let _ = child.wait();
-    stop_follow.notify_waiters();
+    stop_follow.stop();
     let _ = follower.await;
     let (rss_start, rss_warm, rss_end, secs, posted) = result?;
 

@@ -7,13 +7,45 @@
 //! (flowStatus 3) or a markdown reply (the robot's fallback when the card API keeps
 //! failing); a notice is a failed card (flowStatus 5) or a text reply.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use jitnode_sandbox::{CardState, PostMessage, Posted, Sandbox, SandboxError, TranscriptEntry};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// A stop signal for the benches' background tasks. Unlike a bare [`Notify`], a stop given
+/// while a task is busy (not waiting) is not lost: the task sees it at its next wait.
+#[derive(Default)]
+pub struct Stop {
+    stopped: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    pub fn new() -> Arc<Stop> {
+        Arc::new(Stop::default())
+    }
+
+    /// Stops every task waiting now or later.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Returns once [`Stop::stop`] was called, before or during this wait.
+    pub async fn stopped(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a stop in between still wakes it.
+        notified.as_mut().enable();
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
+    }
+}
 
 /// Questions the demo's knowledge base answers, asked in turn.
 pub const QUESTIONS: [&str; 6] = [
@@ -181,6 +213,15 @@ impl Tally {
         }
     }
 
+    /// The indices among the first `n` that nothing came back for.
+    pub fn lost(&self, n: usize) -> Vec<usize> {
+        let all = self.lock();
+        let o = &all[..n.min(all.len())];
+        (0..o.len())
+            .filter(|&i| o[i].answers + o[i].notices == 0)
+            .collect()
+    }
+
     /// The first `n` outcomes counted: (answered once, with duplicates, lost, notice only).
     pub fn counts(&self, n: usize) -> Counts {
         let all = self.lock();
@@ -208,7 +249,7 @@ pub struct Counts {
 }
 
 /// Reads every new transcript entry into the tallies, woken by each change, until `stop`.
-pub async fn follow(sb: Arc<Sandbox>, tallies: Vec<Arc<Tally>>, stop: Arc<Notify>) {
+pub async fn follow(sb: Arc<Sandbox>, tallies: Vec<Arc<Tally>>, stop: Arc<Stop>) {
     let mut seen = 0u64;
     loop {
         let fresh = sb.entries_after(seen);
@@ -229,7 +270,7 @@ pub async fn follow(sb: Arc<Sandbox>, tallies: Vec<Arc<Tally>>, stop: Arc<Notify
         }
         tokio::select! {
             _ = sb.wait_for_entry(seen, Duration::from_secs(1), |_| true) => {}
-            _ = stop.notified() => return,
+            _ = stop.stopped() => return,
         }
     }
 }

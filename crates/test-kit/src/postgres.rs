@@ -192,6 +192,22 @@ impl PgCluster {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// Runs `sql` with `psql` (unaligned, tuples only); its output, or the error it gave.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = command(self.as_user, &self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-At", "-c", sql, "postgres"])
+            .output();
+        match out {
+            Ok(o) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => format!("psql: {e}"),
+        }
+    }
 }
 
 impl Drop for PgCluster {
