@@ -146,6 +146,14 @@ const HOT_STATEMENTS: &[&str] = &[CLAIM_SQL, CLAIM_HOLDER_SQL, SET_CLAIM_SQL];
 const SET_CLAIM_SQL: &str =
     "UPDATE inbox SET state = $3, lease_until_ms = $4 WHERE msg_key = $1 AND host = $2";
 
+/// Which of a backend's ways to the database a statement takes: claims decide a message's
+/// ACK, so they do not queue behind other statements (each backend's module doc says how).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    Claim,
+    Shared,
+}
+
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::Sqlite),
@@ -364,15 +372,24 @@ impl Store {
 
     async fn exec(&self, sql: &'static str, params: Vec<Val>) -> Result<u64, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.exec(sql, params).await,
-            Backend::Postgres(p) => p.exec(sql, params).await,
+            Backend::Sqlite(s) => s.exec(Lane::Shared, sql, params).await,
+            Backend::Postgres(p) => p.exec(Lane::Shared, sql, params).await,
         }
     }
 
     async fn query(&self, sql: &'static str, params: Vec<Val>) -> Result<Vec<Row>, StoreError> {
+        self.query_in(Lane::Shared, sql, params).await
+    }
+
+    async fn query_in(
+        &self,
+        lane: Lane,
+        sql: &'static str,
+        params: Vec<Val>,
+    ) -> Result<Vec<Row>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.query(sql, params).await,
-            Backend::Postgres(p) => p.query(sql, params).await,
+            Backend::Sqlite(s) => s.query(lane, sql, params).await,
+            Backend::Postgres(p) => p.query(lane, sql, params).await,
         }
     }
 
@@ -421,7 +438,8 @@ impl Store {
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
         let won = self
-            .query(
+            .query_in(
+                Lane::Claim,
                 CLAIM_SQL,
                 vec![
                     t(msg_key),
@@ -439,7 +457,9 @@ impl Store {
                 takeover: attempts.int() > 1,
             });
         }
-        let rows = self.query(CLAIM_HOLDER_SQL, vec![t(msg_key)]).await?;
+        let rows = self
+            .query_in(Lane::Claim, CLAIM_HOLDER_SQL, vec![t(msg_key)])
+            .await?;
         let (host, state) = rows
             .first()
             .map(|r| (r[0].text(), ClaimState::parse(&r[1].text())))
@@ -616,10 +636,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Takes up to `limit` messages of `robot` whose claim ran out while still `claimed`
-    /// (its host died after the ACK and before it started answering, so nothing was shown)
-    /// for `host` to answer; two sweepers never get the same one. The new claim is
-    /// `claimed` under `host`'s lease, so it starts like any other ([`Store::set_claim`]).
+    /// Takes up to `limit` messages of `robot` whose claim ran out with nothing shown for
+    /// them, for `host` to answer: still `claimed` (its host died after the ACK and before
+    /// it started answering), or `answering` without a card (it died before its card was
+    /// recorded; an answering host renews its lease, so an expired one is a dead host's).
+    /// Two sweepers never get the same one. The new claim is `claimed` under `host`'s
+    /// lease, so it starts like any other ([`Store::set_claim`]).
     pub async fn take_stale_claims(
         &self,
         robot: &str,
@@ -630,9 +652,10 @@ impl Store {
         let now = now_ms();
         let candidates = self
             .query(
-                "SELECT msg_key, host, message, attempts FROM inbox
-                 WHERE robot = $1 AND state = 'claimed' AND lease_until_ms < $2
-                     AND message IS NOT NULL
+                "SELECT msg_key, host, message, attempts FROM inbox i
+                 WHERE robot = $1 AND lease_until_ms < $2 AND message IS NOT NULL
+                     AND (state = 'claimed' OR (state = 'answering' AND NOT EXISTS
+                         (SELECT 1 FROM cards c WHERE c.msg_key = i.msg_key)))
                  ORDER BY claimed_at_ms LIMIT $3",
                 vec![t(robot), Val::Int(now), Val::Int(limit as i64)],
             )
@@ -643,9 +666,9 @@ impl Store {
             // host that claims it meanwhile (a redelivery) keeps it.
             let n = self
                 .exec(
-                    "UPDATE inbox SET host = $2, claimed_at_ms = $3, lease_until_ms = $4,
-                         attempts = attempts + 1
-                     WHERE msg_key = $1 AND host = $5 AND state = 'claimed'
+                    "UPDATE inbox SET host = $2, state = 'claimed', claimed_at_ms = $3,
+                         lease_until_ms = $4, attempts = attempts + 1
+                     WHERE msg_key = $1 AND host = $5 AND state IN ('claimed', 'answering')
                          AND lease_until_ms < $3",
                     vec![
                         Val::Text(r[0].text()),

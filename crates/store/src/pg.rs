@@ -11,6 +11,10 @@
 //! it is sent at once on the next slot. Each connection keeps its prepared statements, so a
 //! statement is one round trip (bind + execute) instead of two (parse + describe first).
 //! Only migrations need a transaction; they run on a connection of their own.
+//!
+//! Claims have connections of their own too ([`Lane::Claim`]): pipelined behind a sweep's
+//! or a record's statements on a shared slot, a claim (on the path to the ACK) waited for
+//! their round trips, which was most of its p99 across replicas.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,10 +25,13 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use crate::schema::{self, MIGRATIONS_TABLE, PG_MIGRATION_LOCK};
-use crate::{now_ms, Cell, Row, StoreError, Val};
+use crate::{now_ms, Cell, Lane, Row, StoreError, Val};
 
-/// Connections per host.
+/// Connections per host shared by all statements but claims.
 const POOL_SIZE: usize = 4;
+/// Connections for claims only, after the shared ones: two, so that a burst of claims (a
+/// reconnect's held pushes, redeliveries) runs on two server backends at once.
+const CLAIM_SLOTS: usize = 2;
 
 #[derive(Clone)]
 pub(crate) struct Postgres {
@@ -35,8 +42,9 @@ struct Inner {
     config: Config,
     shown: String,
     timeout: Duration,
-    /// Each slot's live connection; the async lock is held only to read it or, when it
-    /// is closed, while one task redials (the others on that slot wait for that dial).
+    /// Each slot's live connection (the shared ones, then [`CLAIM_SLOTS`]); the async lock
+    /// is held only to read it or, when it is closed, while one task redials (the others
+    /// on that slot wait for that dial).
     slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
 }
@@ -68,21 +76,21 @@ impl Postgres {
                 config,
                 shown: shown.to_string(),
                 timeout,
-                slots: (0..POOL_SIZE)
+                slots: (0..POOL_SIZE + CLAIM_SLOTS)
                     .map(|_| tokio::sync::Mutex::new(None))
                     .collect(),
                 next: AtomicUsize::new(0),
             }),
         };
-        pg.conn().await?;
+        pg.conn(Lane::Shared).await?;
         Ok(pg)
     }
 
     /// Dials every slot and prepares `hot` on each, so the first messages after start do
     /// not pay for connecting and parsing (call after migrating: the tables must exist).
     pub(crate) async fn warm(&self, hot: &[&'static str]) -> Result<(), StoreError> {
-        for _ in 0..POOL_SIZE {
-            let c = self.conn().await?;
+        for i in 0..POOL_SIZE + CLAIM_SLOTS {
+            let c = self.conn_at(i).await?;
             for sql in hot {
                 self.statement(&c, sql).await?;
             }
@@ -123,9 +131,18 @@ impl Postgres {
         Ok(client)
     }
 
-    /// The next slot's connection (round robin), redialed if the server closed it.
-    async fn conn(&self) -> Result<Arc<Conn>, StoreError> {
-        let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % POOL_SIZE;
+    /// The next connection of `lane` (round robin within it).
+    async fn conn(&self, lane: Lane) -> Result<Arc<Conn>, StoreError> {
+        let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let i = match lane {
+            Lane::Claim => POOL_SIZE + n % CLAIM_SLOTS,
+            Lane::Shared => n % POOL_SIZE,
+        };
+        self.conn_at(i).await
+    }
+
+    /// Slot `i`'s connection, redialed if the server closed it.
+    async fn conn_at(&self, i: usize) -> Result<Arc<Conn>, StoreError> {
         let mut slot = tokio::time::timeout(self.inner.timeout, self.inner.slots[i].lock())
             .await
             .map_err(|_| self.timed_out("waiting for a connection"))?;
@@ -165,10 +182,11 @@ impl Postgres {
 
     pub(crate) async fn exec(
         &self,
+        lane: Lane,
         sql: &'static str,
         params: Vec<Val>,
     ) -> Result<u64, StoreError> {
-        let c = self.conn().await?;
+        let c = self.conn(lane).await?;
         let st = self.statement(&c, sql).await?;
         let refs = pg_params(&params);
         tokio::time::timeout(self.inner.timeout, c.client.execute(&st, &refs))
@@ -179,10 +197,11 @@ impl Postgres {
 
     pub(crate) async fn query(
         &self,
+        lane: Lane,
         sql: &'static str,
         params: Vec<Val>,
     ) -> Result<Vec<Row>, StoreError> {
-        let c = self.conn().await?;
+        let c = self.conn(lane).await?;
         let st = self.statement(&c, sql).await?;
         let refs = pg_params(&params);
         let rows = tokio::time::timeout(self.inner.timeout, c.client.query(&st, &refs))

@@ -1,5 +1,9 @@
 //! The embedded backend: one SQLite file in WAL mode with a busy timeout, so several hosts on
 //! one machine and `jitnode` commands can share it. Calls run on tokio's blocking pool.
+//!
+//! A claim (on the path to the ACK) goes ahead of queued statements: every other call first
+//! takes a queue lock, so at most one of them competes with claims for the connection, and
+//! a claim waits for at most one statement instead of a whole answer burst's.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -9,12 +13,14 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::Connection;
 
 use crate::schema::{self, MIGRATIONS_TABLE};
-use crate::{now_ms, Cell, Row, StoreError, Val};
+use crate::{now_ms, Cell, Lane, Row, StoreError, Val};
 
 #[derive(Clone)]
 pub(crate) struct Sqlite {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    /// Taken before `conn` by every call but claims (see the module doc).
+    queue: Arc<Mutex<()>>,
 }
 
 impl rusqlite::ToSql for Val {
@@ -35,6 +41,7 @@ impl Sqlite {
         Ok(Sqlite {
             path,
             conn: Arc::new(Mutex::new(conn)),
+            queue: Arc::default(),
         })
     }
 
@@ -51,14 +58,18 @@ impl Sqlite {
 
     async fn with<T: Send + 'static>(
         &self,
+        lane: Lane,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
         let this = self.clone();
         run_blocking(move || {
             // A panic inside a call cannot leave the connection half-used in a way SQLite
             // does not itself roll back; keep serving.
-            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let _turn = match lane {
+                Lane::Claim => None,
+                Lane::Shared => Some(this.queue.lock().unwrap_or_else(|e| e.into_inner())),
+            };
+            let mut c = this.conn.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut c).map_err(|e| this.err(e))
         })
         .await
@@ -66,10 +77,11 @@ impl Sqlite {
 
     pub(crate) async fn exec(
         &self,
+        lane: Lane,
         sql: &'static str,
         params: Vec<Val>,
     ) -> Result<u64, StoreError> {
-        self.with(move |c| {
+        self.with(lane, move |c| {
             let n = c
                 .prepare_cached(&numbered(sql))?
                 .execute(rusqlite::params_from_iter(params.iter()))?;
@@ -80,10 +92,11 @@ impl Sqlite {
 
     pub(crate) async fn query(
         &self,
+        lane: Lane,
         sql: &'static str,
         params: Vec<Val>,
     ) -> Result<Vec<Row>, StoreError> {
-        self.with(move |c| {
+        self.with(lane, move |c| {
             let mut st = c.prepare_cached(&numbered(sql))?;
             let n = st.column_count();
             let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
@@ -111,7 +124,7 @@ impl Sqlite {
     pub(crate) async fn migrate(&self) -> Result<i64, StoreError> {
         let path = self.path.clone();
         let version = self
-            .with(move |c| {
+            .with(Lane::Shared, move |c| {
                 let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 tx.execute_batch(MIGRATIONS_TABLE)?;
                 let current: i64 = tx.query_row(
