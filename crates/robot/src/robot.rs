@@ -329,9 +329,9 @@ impl Robot {
         let (feed, rx) = throttle::feed();
         // While the answer runs, its card and claim stay this host's (lease renewed with
         // the text so far); a host that dies stops renewing and the sweeper takes over.
-        let heartbeat = open_card.clone().map(|(store, card_id)| {
-            self.heartbeat(store, card_id, ask.row.message_id.clone(), rx.clone())
-        });
+        let heartbeat = open_card
+            .clone()
+            .map(|(store, card_id)| self.heartbeat(store, card_id, rx.clone()));
         let feed = Arc::new(feed);
         let weak = Arc::downgrade(&feed);
         let sink = ChunkSink::new(move |chunk| {
@@ -537,13 +537,12 @@ impl Robot {
         }
     }
 
-    /// Renews the card's and the claim's lease every third of it with the text so far,
-    /// until aborted.
+    /// Renews the card's lease every third of it with the text so far, until aborted (the
+    /// claim's is renewed by [`Robot::answer_claimed`]).
     fn heartbeat(
         &self,
         store: jitnode_store::Store,
         card_id: String,
-        msg_key: String,
         text: tokio::sync::watch::Receiver<throttle::Snapshot>,
     ) -> tokio::task::JoinHandle<()> {
         let name = self.name.clone();
@@ -555,13 +554,7 @@ impl Robot {
             loop {
                 tick.tick().await;
                 let last = text.borrow().text.clone();
-                let renewed = async {
-                    store.update_card(&card_id, host, &last, lease).await?;
-                    store
-                        .set_claim(&msg_key, host, jitnode_store::ClaimState::Answering, lease)
-                        .await
-                };
-                if let Err(e) = renewed.await {
+                if let Err(e) = store.update_card(&card_id, host, &last, lease).await {
                     tracing::warn!(robot = %name, "card lease not renewed: {e}");
                 }
             }
@@ -761,7 +754,19 @@ impl Robot {
                 Err(e) => tracing::warn!(robot = %self.name, "claim not marked answering: {e}"),
             }
         }
+        // While it answers, the claim stays this host's: a sweeper takes an `answering`
+        // claim without a card once its lease runs out (its host died before the card).
+        let renewing = CancellationToken::new();
+        let renewer = claim.clone().map(|(store, key)| {
+            tokio::spawn(renew_claim(store, key, self.name.clone(), renewing.clone()))
+        });
         let result = self.handle_message(m, replier, shutdown).await;
+        // Stopped and awaited, not aborted: a renewal still in flight could otherwise land
+        // after the claim's end below and leave it `answering`.
+        renewing.cancel();
+        if let Some(r) = renewer {
+            let _ = r.await;
+        }
         if let Some((store, key)) = claim {
             let host = jitnode_store::host_id();
             let done = match &result {
@@ -1066,6 +1071,29 @@ enum WhoRetries {
     Redelivery,
     /// A sweeper took it from a dead host; `attempts` counts the claims so far.
     Sweep { attempts: i64 },
+}
+
+/// Renews this host's `answering` claim on `key` every third of its lease, until `stop`.
+async fn renew_claim(
+    store: jitnode_store::Store,
+    key: String,
+    robot: String,
+    stop: CancellationToken,
+) {
+    let lease = store.lease();
+    let host = jitnode_store::host_id();
+    let mut tick = tokio::time::interval(heartbeat_interval(lease));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let answering = jitnode_store::ClaimState::Answering;
+        if let Err(e) = store.set_claim(&key, host, answering, lease).await {
+            tracing::warn!(robot = %robot, "claim lease not renewed: {e}");
+        }
+    }
 }
 
 /// Claims a message gets in all (its first host's, then sweepers') before a sweeper gives

@@ -162,42 +162,59 @@ async fn a_message_a_dead_host_claimed_but_never_started_is_answered_by_a_live_h
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
     // (The same app `host` registers below.)
     sb.register_app(APP, "dingreplica-secret");
-    // A group message that was not pushed to anyone: its `data` is what a host got.
-    let mut m = PostMessage::text(APP, "Answer me after all").in_group("cidSwept==");
-    m.at_robot = false;
-    let posted = sb.post_message(&m).unwrap();
-    assert!(!posted.delivered);
-    // A host claimed it (and so ACKed it), then died before answering: its claim ran out.
-    let body = posted.data.to_string();
-    assert_eq!(
-        plant(&store, &posted.msg_id, &body, "host-dead").await,
-        Claim::Won { takeover: false }
-    );
+    // Two group messages that were not pushed to anyone: their `data` is what a host got.
+    // A host claimed both (and so ACKed them), then died: before answering the first, and
+    // after marking the second answering but before its card was recorded. Both claims
+    // ran out.
+    let mut keys = Vec::new();
+    const GROUPS: [&str; 2] = ["cidSwept==", "cidSwept2=="];
+    for (group, answering) in GROUPS.into_iter().zip([false, true]) {
+        let mut m = PostMessage::text(APP, "Answer me after all").in_group(group);
+        m.at_robot = false;
+        let posted = sb.post_message(&m).unwrap();
+        assert!(!posted.delivered);
+        let body = posted.data.to_string();
+        assert_eq!(
+            plant(&store, &posted.msg_id, &body, "host-dead").await,
+            Claim::Won { takeover: false }
+        );
+        if answering {
+            let short = Duration::from_millis(1);
+            assert!(store
+                .set_claim(&posted.msg_id, "host-dead", ClaimState::Answering, short)
+                .await
+                .unwrap());
+        }
+        keys.push(posted.msg_id);
+    }
     tokio::time::sleep(Duration::from_millis(20)).await;
 
-    // A live host's sweeper answers it at start, once.
+    // A live host's sweeper answers each at start, once.
     let calls = Arc::new(AtomicUsize::new(0));
     let (a, _da) = host(&sb, calls.clone()).await;
-    wait_for(&sb, "the swept answer", Duration::from_secs(10), |t| {
-        t.entries
-            .iter()
-            .any(|e| e.body.to_string().contains("Once."))
+    wait_for(&sb, "the swept answers", Duration::from_secs(10), |t| {
+        GROUPS.iter().all(|g| {
+            t.entries.iter().any(|e| {
+                e.conversation_id.as_deref() == Some(*g) && e.body.to_string().contains("Once.")
+            })
+        })
     })
     .await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "answered once");
-    let (owner, state, attempts) = store.claim_of(&posted.msg_id).await.unwrap().unwrap();
-    assert_eq!(owner, jitnode_store::host_id());
-    assert_eq!(attempts, 2);
-    // Recorded answered once the answer is out (the claim's end follows the answer).
-    let mut state = state;
-    for _ in 0..100 {
-        if state == ClaimState::Answered {
-            break;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "each answered once");
+    for key in &keys {
+        let (owner, mut state, attempts) = store.claim_of(key).await.unwrap().unwrap();
+        assert_eq!(owner, jitnode_store::host_id());
+        assert_eq!(attempts, 2);
+        // Recorded answered once the answer is out (the claim's end follows the answer).
+        for _ in 0..100 {
+            if state == ClaimState::Answered {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            state = store.claim_of(key).await.unwrap().unwrap().1;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        state = store.claim_of(&posted.msg_id).await.unwrap().unwrap().1;
+        assert_eq!(state, ClaimState::Answered, "{key}");
     }
-    assert_eq!(state, ClaimState::Answered);
     a.stop(Duration::from_secs(5)).await;
     sb.shutdown().await;
 }

@@ -126,7 +126,16 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: V4_INBOX_MESSAGE,
         postgres: V4_INBOX_MESSAGE,
     },
+    // The sweeper asks whether an answering message has a card (see
+    // `Store::take_stale_claims`).
+    Migration {
+        version: 5,
+        sqlite: V5_CARDS_BY_MESSAGE,
+        postgres: V5_CARDS_BY_MESSAGE,
+    },
 ];
+
+const V5_CARDS_BY_MESSAGE: &str = "CREATE INDEX cards_by_message ON cards(msg_key);";
 
 const V4_INBOX_MESSAGE: &str = "
 ALTER TABLE inbox ADD COLUMN robot TEXT NOT NULL DEFAULT '';

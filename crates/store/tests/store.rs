@@ -162,7 +162,7 @@ async fn dead_host_unstarted_message_is_kept_for_a_sweeper(url: &str, dir: &Path
         robot,
         body: r#"{"msgId":"q","text":{"content":"hi"}}"#,
     };
-    for key in ["q1", "q2"] {
+    for key in ["q1", "q2", "q7"] {
         assert_eq!(
             a.claim_message(&kept(key, "imRobots.bot"), "host-a", short)
                 .await
@@ -170,9 +170,21 @@ async fn dead_host_unstarted_message_is_kept_for_a_sweeper(url: &str, dir: &Path
             Claim::Won { takeover: false }
         );
     }
-    // Started answering: its card is the card sweeper's, not re-answered.
+    // Started answering and its card recorded: the card sweeper's, not re-answered.
     assert!(a
         .set_claim("q2", "host-a", ClaimState::Answering, short)
+        .await
+        .unwrap());
+    let card = jitnode_store::OpenCard {
+        card_id: "card-q2",
+        msg_key: "q2",
+        robot: "imRobots.bot",
+        question: "hi",
+    };
+    a.open_card(&card, "host-a", short).await.unwrap();
+    // Started answering, died before its card was recorded: nothing shown, re-answered.
+    assert!(a
+        .set_claim("q7", "host-a", ClaimState::Answering, short)
         .await
         .unwrap());
     // Another robot's message, and a claim without its message, are not taken.
@@ -191,8 +203,14 @@ async fn dead_host_unstarted_message_is_kept_for_a_sweeper(url: &str, dir: &Path
     );
     let mut taken = s1.unwrap();
     taken.extend(s2.unwrap());
-    assert_eq!(taken.len(), 1, "{taken:?}");
-    assert_eq!(taken[0].msg_key, "q1");
+    taken.sort_by(|x, y| x.msg_key.cmp(&y.msg_key));
+    let keys: Vec<&str> = taken.iter().map(|c| c.msg_key.as_str()).collect();
+    assert_eq!(keys, ["q1", "q7"], "{taken:?}");
+    assert_eq!(
+        b.claim_of("q7").await.unwrap().unwrap().1,
+        ClaimState::Claimed,
+        "taken to be started again"
+    );
     assert_eq!(taken[0].dead_host, "host-a");
     assert!(taken[0].body.contains(r#""content":"hi""#));
     assert_eq!(
