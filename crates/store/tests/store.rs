@@ -83,6 +83,16 @@ async fn redelivery_on_other_host(url: &str, dir: &Path) {
     ));
 }
 
+/// An open card of `imRobots.bot` for message `msg_key`.
+fn bot_card<'a>(card_id: &'a str, msg_key: &'a str) -> jitnode_store::OpenCard<'a> {
+    jitnode_store::OpenCard {
+        card_id,
+        msg_key,
+        robot: "imRobots.bot",
+        question: "Where is my parcel?",
+    }
+}
+
 async fn dead_host_lease_runs_out(url: &str, dir: &Path) {
     let (a, b) = two_hosts(url, dir).await;
     let short = Duration::from_millis(1);
@@ -90,12 +100,7 @@ async fn dead_host_lease_runs_out(url: &str, dir: &Path) {
         a.claim("m", "host-a", short).await.unwrap(),
         Claim::Won { takeover: false }
     );
-    let card = jitnode_store::OpenCard {
-        card_id: "card-1",
-        msg_key: "m",
-        robot: "imRobots.bot",
-        question: "Where is my parcel?",
-    };
+    let card = bot_card("card-1", "m");
     a.open_card(&card, "host-a", short).await.unwrap();
     assert!(a
         .update_card("card-1", "host-a", "thinking…", short)
@@ -175,13 +180,9 @@ async fn dead_host_unstarted_message_is_kept_for_a_sweeper(url: &str, dir: &Path
         .set_claim("q2", "host-a", ClaimState::Answering, short)
         .await
         .unwrap());
-    let card = jitnode_store::OpenCard {
-        card_id: "card-q2",
-        msg_key: "q2",
-        robot: "imRobots.bot",
-        question: "hi",
-    };
-    a.open_card(&card, "host-a", short).await.unwrap();
+    a.open_card(&bot_card("card-q2", "q2"), "host-a", short)
+        .await
+        .unwrap();
     // Started answering, died before its card was recorded: nothing shown, re-answered.
     assert!(a
         .set_claim("q7", "host-a", ClaimState::Answering, short)
