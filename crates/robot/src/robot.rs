@@ -327,8 +327,8 @@ impl Robot {
         };
 
         let (feed, rx) = throttle::feed();
-        // While the answer runs, its card and claim stay this host's (lease renewed with
-        // the text so far); a host that dies stops renewing and the sweeper takes over.
+        // While the answer runs, its card stays this host's (lease renewed with the text so
+        // far); a host that dies stops renewing and the sweeper takes over.
         let heartbeat = open_card
             .clone()
             .map(|(store, card_id)| self.heartbeat(store, card_id, rx.clone()));
