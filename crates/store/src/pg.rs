@@ -12,9 +12,9 @@
 //! statement is one round trip (bind + execute) instead of two (parse + describe first).
 //! Only migrations need a transaction; they run on a connection of their own.
 //!
-//! Claims have connections of their own too ([`Lane::Claim`]): pipelined behind a sweep's
-//! or a record's statements on a shared slot, a claim (on the path to the ACK) waited for
-//! their round trips, which was most of its p99 across replicas.
+//! Claims have connections of their own too ([`Lane::Claim`]), so that a claim (on the path
+//! to the ACK) is not pipelined behind a sweep's or a record's statements on a shared slot
+//! and does not wait for their round trips.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

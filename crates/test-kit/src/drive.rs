@@ -333,3 +333,33 @@ pub fn stuck_cards(sb: &Sandbox, app: &str) -> Vec<CardState> {
     }
     stuck
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_given_while_nobody_waits_is_seen_by_the_next_wait() {
+        let stop = Stop::new();
+        // A bare Notify::notify_waiters here would be lost: no task waits yet.
+        stop.stop();
+        let seen = tokio::time::timeout(Duration::from_secs(1), stop.stopped()).await;
+        assert!(seen.is_ok(), "the stop given before the wait was lost");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_task_wakes_on_stop_and_not_before() {
+        let stop = Stop::new();
+        let waiter = tokio::spawn({
+            let stop = stop.clone();
+            async move { stop.stopped().await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiter.is_finished(), "woke without a stop");
+        stop.stop();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken by the stop")
+            .unwrap();
+    }
+}
