@@ -173,7 +173,8 @@ pub struct ClientConfig {
     /// How long [`crate::Client::stop`] waits for running handlers (which see their
     /// shutdown token cancelled) before it returns and leaves them to finish alone.
     pub stop_timeout: Duration,
-    /// How long a handled message id is remembered to drop redeliveries.
+    /// How long a handled message id is remembered, at least, to drop redeliveries (ids go
+    /// in whole generations, so one may stay up to twice this).
     pub dedupe_window: Duration,
     /// Card callbacks are ACKed with the handler's answer; past this the ACK goes out empty.
     pub callback_timeout: Duration,
