@@ -136,6 +136,16 @@ impl Dedupe {
 mod tests {
     use super::*;
 
+    /// Handles `m0`..`m{n-1}` successfully, one each `gap` (a zero gap is a burst).
+    async fn handle_all(d: &mut Dedupe, n: u32, gap: Duration) {
+        for i in 0..n {
+            let id = format!("m{i}");
+            assert!(d.begin(&id), "{id} is new");
+            d.finish(&id, true);
+            tokio::time::advance(gap).await;
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn duplicate_while_in_flight_and_after_done_is_dropped() {
         let mut d = Dedupe::new(Duration::from_secs(300));
@@ -165,12 +175,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn expiry_forgets_old_ids_only() {
         let mut d = Dedupe::new(Duration::from_secs(60));
-        for i in 0..200 {
-            let id = format!("m{i}");
-            assert!(d.begin(&id));
-            d.finish(&id, true);
-            tokio::time::advance(Duration::from_secs(1)).await;
-        }
+        handle_all(&mut d, 200, Duration::from_secs(1)).await;
         // Now is 200 s: m0..m79 finished 121 s ago or more, m141..m199 less than 60 s ago.
         assert!(d.begin("m0"));
         assert!(d.begin("m79"));
@@ -195,12 +200,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn old_generations_go_so_the_sets_stay_bounded() {
         let mut d = Dedupe::new(Duration::from_secs(10));
-        for i in 0..10_000 {
-            let id = format!("m{i}");
-            assert!(d.begin(&id));
-            d.finish(&id, true);
-            tokio::time::advance(Duration::from_secs(1)).await;
-        }
+        handle_all(&mut d, 10_000, Duration::from_secs(1)).await;
         assert!((10..=20).contains(&d.len()), "{} ids remembered", d.len());
         let slots = d.current.capacity() + d.previous.capacity() + d.in_flight.capacity();
         assert!(slots <= 96, "{slots} slots");
@@ -214,11 +214,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn memory_comes_back_after_a_burst() {
         let mut d = Dedupe::new(Duration::from_secs(10));
-        for i in 0..50_000 {
-            let id = format!("m{i}");
-            assert!(d.begin(&id));
-            d.finish(&id, true);
-        }
+        handle_all(&mut d, 50_000, Duration::ZERO).await;
         assert!(!d.begin("m0"));
         tokio::time::advance(Duration::from_secs(20)).await;
         assert!(d.begin("m0"), "the burst is two windows old");
