@@ -57,6 +57,57 @@ impl Frame {
     /// Parses one TEXT frame. Headers whose values are not strings are kept as their JSON
     /// text, since the gateway has been seen to send numbers where strings are documented.
     pub fn parse(text: &str) -> Result<Frame, FrameError> {
+        // Every frame takes the typed pass; only one it refuses takes the slower pass through
+        // a `Value`, which says what is wrong (or accepts an odd frame the typed pass did
+        // not, e.g. one with a field given twice).
+        match Frame::parse_typed(text) {
+            Some(f) => Ok(f),
+            None => Frame::parse_value(text),
+        }
+    }
+
+    fn parse_typed(text: &str) -> Option<Frame> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire {
+            spec_version: Option<Lenient>,
+            #[serde(rename = "type")]
+            kind: Option<Lenient>,
+            headers: Option<BTreeMap<String, Lenient>>,
+            data: Option<Lenient>,
+        }
+        let w: Wire = serde_json::from_str(text).ok()?;
+        let headers: BTreeMap<String, String> = w
+            .headers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.text))
+            .collect();
+        let kind = match w.kind {
+            Some(Lenient { text, string: true }) => match text.as_str() {
+                "SYSTEM" => FrameType::System,
+                "EVENT" => FrameType::Event,
+                "CALLBACK" => FrameType::Callback,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        if !headers.contains_key("messageId") {
+            return None;
+        }
+        let spec_version = match w.spec_version {
+            Some(Lenient { text, string: true }) => text,
+            _ => "1.0".to_string(),
+        };
+        Some(Frame {
+            spec_version,
+            kind,
+            headers,
+            data: w.data.map(|d| d.text).unwrap_or_default(),
+        })
+    }
+
+    fn parse_value(text: &str) -> Result<Frame, FrameError> {
         let value: Value = serde_json::from_str(text).map_err(|e| FrameError {
             message_id: None,
             reason: format!("frame is not JSON: {e}"),
@@ -179,6 +230,63 @@ impl Frame {
     }
 }
 
+/// A frame field as text: a string as it came, any other JSON as its JSON text (`null` too;
+/// an absent or null `data` is read as `Option::None` before this).
+struct Lenient {
+    text: String,
+    /// Whether it came as a JSON string.
+    string: bool,
+}
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Lenient, D::Error> {
+        struct V;
+        fn json<E>(v: Value) -> Result<Lenient, E> {
+            Ok(Lenient {
+                text: v.to_string(),
+                string: false,
+            })
+        }
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Lenient;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Lenient, E> {
+                self.visit_string(v.to_owned())
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Lenient, E> {
+                Ok(Lenient {
+                    text: v,
+                    string: true,
+                })
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Lenient, E> {
+                json(v.into())
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Lenient, E> {
+                json(v.into())
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Lenient, E> {
+                json(v.into())
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Lenient, E> {
+                json(v.into())
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Lenient, E> {
+                json(Value::Null)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<Lenient, A::Error> {
+                json(Value::deserialize(serde::de::value::MapAccessDeserializer::new(m))?)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, s: A) -> Result<Lenient, A::Error> {
+                json(Value::deserialize(serde::de::value::SeqAccessDeserializer::new(s))?)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Status codes of an ACK.
 pub mod code {
     pub const OK: u16 = 200;
@@ -289,6 +397,31 @@ mod tests {
         assert!(e.reason.contains("NOPE"));
         let e = Frame::parse("not json").unwrap_err();
         assert!(e.message_id.is_none());
+    }
+
+    #[test]
+    fn typed_and_value_passes_read_frames_alike() {
+        let frames = [
+            CALLBACK,
+            r#"{"type":"EVENT","headers":{"messageId":7,"flag":true,"n":null,"o":{"a":[1]}},"data":{"x":1}}"#,
+            r#"{"specVersion":2,"type":"SYSTEM","headers":{"messageId":"p"},"data":null}"#,
+            r#"{"type":"SYSTEM","headers":{"messageId":"p"}}"#,
+        ];
+        for text in frames {
+            let typed = Frame::parse_typed(text).expect("typed pass");
+            assert_eq!(typed, Frame::parse_value(text).unwrap(), "{text}");
+        }
+        // What the typed pass refuses goes to the value pass for its reason.
+        for text in [
+            r#"{"type":"SYSTEM","headers":{}}"#,
+            r#"{"type":"NOPE","headers":{"messageId":"x"}}"#,
+            r#"{"type":1,"headers":{"messageId":"x"}}"#,
+            r#"{"type":"SYSTEM","headers":[1]}"#,
+            "[]",
+        ] {
+            assert!(Frame::parse_typed(text).is_none(), "{text}");
+            assert!(Frame::parse(text).is_err(), "{text}");
+        }
     }
 
     #[test]
