@@ -277,10 +277,14 @@ impl<'de> Deserialize<'de> for Lenient {
                 json(Value::Null)
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<Lenient, A::Error> {
-                json(Value::deserialize(serde::de::value::MapAccessDeserializer::new(m))?)
+                json(Value::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(m),
+                )?)
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, s: A) -> Result<Lenient, A::Error> {
-                json(Value::deserialize(serde::de::value::SeqAccessDeserializer::new(s))?)
+                json(Value::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(s),
+                )?)
             }
         }
         d.deserialize_any(V)

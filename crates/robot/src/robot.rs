@@ -140,6 +140,20 @@ async fn send_calls(api: &OpenApi, calls: &[CardCall]) -> Result<(), ReplyError>
     Ok(())
 }
 
+/// Whether a card update failed because the card does not exist: a plain 400 or 404 (not
+/// one of the known refusals such as a missing permission or a rate limit, which say
+/// nothing of the card).
+fn never_created(e: &ReplyError) -> bool {
+    matches!(
+        e,
+        ReplyError::Api {
+            status: 400 | 404,
+            refusal: None,
+            ..
+        }
+    )
+}
+
 /// The answer text of one agent chunk, if it is one.
 pub fn answer_text(chunk: &Value) -> Option<&str> {
     if chunk.get("type").and_then(Value::as_str) != Some(ANSWER_CHUNK_TYPE) {
@@ -314,6 +328,13 @@ impl Robot {
             ask.target.clone(),
             ask.at.clone(),
         );
+        // Recorded before it is sent: a host that dies between the two leaves a record the
+        // sweeper can act on (finalize the card, or answer again if it never came to be),
+        // where the other order would leave a spinning card nobody knows of.
+        let recorded = match &card {
+            Some(card) => self.record_open_card(card.card_id(), &ask).await,
+            None => None,
+        };
         let mut card_ok = false;
         if let Some(card) = &card {
             match self.send_backing_off(api, &card.thinking()).await {
@@ -321,9 +342,15 @@ impl Robot {
                 Err(e) => self.call_failed(&e, "the thinking card"),
             }
         }
-        let open_card = match (&card, card_ok) {
-            (Some(card), true) => self.record_open_card(card.card_id(), &ask).await,
-            _ => None,
+        let open_card = match recorded {
+            Some(open) if card_ok => Some(open),
+            Some((store, card_id)) => {
+                if let Err(e) = store.close_card(&card_id, true).await {
+                    tracing::warn!(robot = %self.name, "unsent card not closed in the store: {e}");
+                }
+                None
+            }
+            None => None,
         };
 
         let (feed, rx) = throttle::feed();
@@ -511,7 +538,7 @@ impl Robot {
         }
     }
 
-    /// Records a sent card as open in the shared store, so another host can finish it if
+    /// Records a card about to be sent as open in the shared store, so another host can finish it if
     /// this one dies. Returns the store and card id to renew and close it with.
     async fn record_open_card(
         &self,
@@ -591,6 +618,16 @@ impl Robot {
                         "finalized a card left open by a host that stopped mid-answer");
                     if let Err(e) = store.close_card(&c.card_id, true).await {
                         tracing::warn!(robot = %self.name, "swept card not closed: {e}");
+                    }
+                }
+                // DingTalk has no such card: its host died after recording it and before
+                // sending it, so the user saw nothing. The message goes back to the
+                // claims' sweep (below, in the same round) to be answered.
+                Err(e) if never_created(&e) => {
+                    tracing::info!(robot = %self.name, card = %c.card_id, dead_host = %c.dead_host,
+                        "a card left open was never sent; answering its message again");
+                    if let Err(e) = store.forget_card(&c.card_id, &c.msg_key).await {
+                        tracing::warn!(robot = %self.name, "unsent card not forgotten: {e}");
                     }
                 }
                 // Left `finalizing` under this host's lease: the next sweep retries it.

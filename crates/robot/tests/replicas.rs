@@ -162,13 +162,15 @@ async fn a_message_a_dead_host_claimed_but_never_started_is_answered_by_a_live_h
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
     // (The same app `host` registers below.)
     sb.register_app(APP, "dingreplica-secret");
-    // Two group messages that were not pushed to anyone: their `data` is what a host got.
-    // A host claimed both (and so ACKed them), then died: before answering the first, and
-    // after marking the second answering but before its card was recorded. Both claims
-    // ran out.
+    // Three group messages that were not pushed to anyone: their `data` is what a host got.
+    // A host claimed them (and so ACKed them), then died: before answering the first;
+    // after marking the second answering but before its card was recorded; and after
+    // recording the third's card but before sending it (DingTalk has no such card). All
+    // the claims and the card's lease ran out.
     let mut keys = Vec::new();
-    const GROUPS: [&str; 2] = ["cidSwept==", "cidSwept2=="];
-    for (group, answering) in GROUPS.into_iter().zip([false, true]) {
+    const GROUPS: [&str; 3] = ["cidSwept==", "cidSwept2==", "cidSwept3=="];
+    for (i, group) in GROUPS.into_iter().enumerate() {
+        let answering = i > 0;
         let mut m = PostMessage::text(APP, "Answer me after all").in_group(group);
         m.at_robot = false;
         let posted = sb.post_message(&m).unwrap();
@@ -185,6 +187,16 @@ async fn a_message_a_dead_host_claimed_but_never_started_is_answered_by_a_live_h
                 .await
                 .unwrap());
         }
+        if i == 2 {
+            let card = jitnode_store::OpenCard {
+                card_id: "card-never-sent",
+                msg_key: &posted.msg_id,
+                robot: "imRobots.bot",
+                question: "Answer me after all",
+            };
+            let short = Duration::from_millis(1);
+            store.open_card(&card, "host-dead", short).await.unwrap();
+        }
         keys.push(posted.msg_id);
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -200,7 +212,7 @@ async fn a_message_a_dead_host_claimed_but_never_started_is_answered_by_a_live_h
         })
     })
     .await;
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "each answered once");
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "each answered once");
     for key in &keys {
         let (owner, mut state, attempts) = store.claim_of(key).await.unwrap().unwrap();
         assert_eq!(owner, jitnode_store::host_id());

@@ -277,7 +277,8 @@ impl std::fmt::Debug for StaleClaim {
     }
 }
 
-/// A card a host has sent and not yet finished: what another host needs to finalize it.
+/// A card a host is about to send, or has sent and not yet finished: what another host needs
+/// to finalize it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenCard<'a> {
     pub card_id: &'a str,
@@ -515,7 +516,7 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Records a card `host` has sent, held by it for `lease` (renewed by
+    /// Records a card `host` is about to send, held by it for `lease` (renewed by
     /// [`Store::update_card`]).
     pub async fn open_card(
         &self,
@@ -580,6 +581,22 @@ impl Store {
             ],
         )
         .await?;
+        Ok(())
+    }
+
+    /// Forgets a card a sweeper found was never created (its host died after recording it
+    /// and before sending it), and hands its message back to [`Store::take_stale_claims`]
+    /// to be answered. The claim goes back first: a host that dies in between leaves the
+    /// card to be swept again, never a message nobody answers.
+    pub async fn forget_card(&self, card_id: &str, msg_key: &str) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE inbox SET state = 'answering', lease_until_ms = 0
+             WHERE msg_key = $1 AND state = 'failed'",
+            vec![t(msg_key)],
+        )
+        .await?;
+        self.exec("DELETE FROM cards WHERE card_id = $1", vec![t(card_id)])
+            .await?;
         Ok(())
     }
 
