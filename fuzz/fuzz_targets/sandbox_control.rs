@@ -15,9 +15,7 @@ use std::sync::Arc;
 
 use jitnode_dingtalk_wire::RobotMessage;
 use jitnode_sandbox::{CardFault, Click, PingMode, PostMessage, Sandbox, SandboxConfig};
-use jitnode_stream::{
-    BoxFuture, Client, ClientConfig, Handler, HandlerError, ReplyContext, Status,
-};
+use jitnode_stream::{on_message, Client, ClientConfig, ReplyContext, Status};
 use libfuzzer_sys::fuzz_target;
 
 const ENDPOINTS: [&str; 11] = [
@@ -36,22 +34,6 @@ const ENDPOINTS: [&str; 11] = [
 
 const CLIENT_ID: &str = "dingfuzz";
 const SECRET: &str = "fuzz-secret";
-
-struct Echo;
-
-impl Handler for Echo {
-    fn on_robot_message(
-        &self,
-        msg: RobotMessage,
-        ctx: ReplyContext,
-    ) -> BoxFuture<'_, Result<(), HandlerError>> {
-        Box::pin(async move {
-            let text = format!("echo: {}", msg.text().unwrap_or_default());
-            ctx.reply_text(&text).await?;
-            Ok(())
-        })
-    }
-}
 
 struct Server {
     addr: SocketAddr,
@@ -80,7 +62,12 @@ fn server() -> &'static Server {
         config.backoff.jitter = Duration::from_millis(5);
         config.backoff.auth_failed = Duration::from_millis(20);
         let client = rt.block_on(async {
-            let client = Client::start(config, Arc::new(Echo));
+            let echo = on_message(|msg: RobotMessage, ctx: ReplyContext| async move {
+                let text = format!("echo: {}", msg.text().unwrap_or_default());
+                ctx.reply_text(&text).await?;
+                Ok(())
+            });
+            let client = Client::start(config, Arc::new(echo));
             let mut status = client.status();
             status
                 .wait_for(|s| matches!(s, Status::Connected { .. }))

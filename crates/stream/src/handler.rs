@@ -111,6 +111,34 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// A handler of robot messages only, made of a function, the way `tower::service_fn`
+/// makes a service: `Client::start(config, Arc::new(on_message(|msg, ctx| async move {
+/// ctx.reply_text("hi").await?; Ok(()) })))`. Every other frame gets [`Handler`]'s default.
+pub fn on_message<F, Fut>(f: F) -> OnMessage<F>
+where
+    F: Fn(RobotMessage, ReplyContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    OnMessage(f)
+}
+
+/// See [`on_message`].
+pub struct OnMessage<F>(F);
+
+impl<F, Fut> Handler for OnMessage<F>
+where
+    F: Fn(RobotMessage, ReplyContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    fn on_robot_message(
+        &self,
+        msg: RobotMessage,
+        ctx: ReplyContext,
+    ) -> BoxFuture<'_, Result<(), HandlerError>> {
+        Box::pin((self.0)(msg, ctx))
+    }
+}
+
 /// The reply APIs of one app: session webhooks and token-authenticated OpenAPI calls.
 #[derive(Debug, Clone)]
 pub struct Replier {
@@ -196,13 +224,40 @@ mod tests {
     use super::*;
     use crate::ClientConfig;
 
-    #[test]
-    fn debug_hides_the_session_key() {
+    fn replier() -> Replier {
         let http = reqwest::Client::new();
-        let replier = Replier {
+        Replier {
             webhook: SessionWebhook::new(http.clone(), vec!["oapi.dingtalk.com".into()]),
             openapi: OpenApi::new(http, &ClientConfig::new("id", "sec-ret")),
+        }
+    }
+
+    #[tokio::test]
+    async fn on_message_runs_the_function_and_leaves_other_frames_to_the_defaults() {
+        let handler = on_message(|msg: RobotMessage, ctx: ReplyContext| async move {
+            // What the function saw comes back in its error, for the test to read.
+            Err(HandlerError::Failed(format!(
+                "{} {}",
+                msg.msg_id,
+                ctx.at().is_some()
+            )))
+        });
+        let msg = RobotMessage {
+            msg_id: "msg-7".into(),
+            ..RobotMessage::default()
         };
+        let ctx = ReplyContext::new(replier(), &msg, CancellationToken::new());
+        match handler.on_robot_message(msg, ctx).await {
+            Err(HandlerError::Failed(seen)) => assert_eq!(seen, "msg-7 false"),
+            other => panic!("{other:?}"),
+        }
+        let ev = handler.on_callback("/v1.0/other", Value::Null).await;
+        assert!(matches!(ev, Err(HandlerError::NotHandled)), "{ev:?}");
+    }
+
+    #[test]
+    fn debug_hides_the_session_key() {
+        let replier = replier();
         let msg = RobotMessage {
             session_webhook:
                 "https://user:pw@oapi.dingtalk.com/robot/sendBySession?session=KEY123#frag".into(),

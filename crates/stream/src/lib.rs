@@ -17,5 +17,5 @@ pub mod reply;
 
 pub use client::{Client, ConnectError, StatsSnapshot, Status};
 pub use config::{origin_of, BackoffConfig, ClientConfig, KeepaliveConfig, Secret, Subscription};
-pub use handler::{Accept, BoxFuture, Handler, HandlerError, Replier, ReplyContext};
+pub use handler::{on_message, Accept, BoxFuture, Handler, HandlerError, Replier, ReplyContext};
 pub use reply::{OpenApi, ReplyError, SessionWebhook};
