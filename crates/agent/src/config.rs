@@ -183,11 +183,7 @@ impl Default for AgentConfig {
 /// fields are errors (a typo must not fall back to a default).
 pub fn config_schema() -> Arc<ConfigSchema> {
     static SCHEMA: OnceLock<Arc<ConfigSchema>> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| {
-            Arc::new(ConfigSchema::new(schema_json()).expect("the agent schema is valid (tested)"))
-        })
-        .clone()
+    ConfigSchema::built_in(&SCHEMA, "agent", schema_json)
 }
 
 /// A path inside the element folder: relative, without `..`.

@@ -120,9 +120,7 @@ fn split_document(file: &str, text: &str, markdown: bool) -> Vec<Section> {
     let title = file.rsplit('/').next().unwrap_or(file).to_string();
     let mut out = Vec::new();
     let mut headings: Vec<(usize, String)> = Vec::new();
-    let mut paragraphs: Vec<String> = Vec::new();
-    let mut aliases: Vec<String> = Vec::new();
-    let mut para = String::new();
+    let mut open = OpenSection::default();
     let mut in_fence = false;
 
     let heading_path = |hs: &[(usize, String)]| {
@@ -140,26 +138,19 @@ fn split_document(file: &str, text: &str, markdown: bool) -> Vec<Section> {
         let trimmed = line.trim_start();
         if markdown && (trimmed.starts_with("```") || trimmed.starts_with("~~~")) {
             in_fence = !in_fence;
-            para.push_str(line);
-            para.push('\n');
+            open.push_line(line);
             continue;
         }
         if !in_fence {
             if let Some(a) = alias_line(line) {
-                end_para(&mut para, &mut paragraphs);
-                aliases.extend(split_aliases(a));
+                open.end_para();
+                open.aliases.extend(split_aliases(a));
                 continue;
             }
         }
         if markdown && !in_fence {
             if let Some(level) = heading_level(trimmed) {
-                end_para(&mut para, &mut paragraphs);
-                flush_section(
-                    &heading_path(&headings),
-                    &mut paragraphs,
-                    &mut aliases,
-                    &mut out,
-                );
+                open.close(&heading_path(&headings), &mut out);
                 let h = trimmed[level..]
                     .trim()
                     .trim_end_matches('#')
@@ -171,19 +162,12 @@ fn split_document(file: &str, text: &str, markdown: bool) -> Vec<Section> {
             }
         }
         if line.trim().is_empty() && !in_fence {
-            end_para(&mut para, &mut paragraphs);
+            open.end_para();
         } else {
-            para.push_str(line);
-            para.push('\n');
+            open.push_line(line);
         }
     }
-    end_para(&mut para, &mut paragraphs);
-    flush_section(
-        &heading_path(&headings),
-        &mut paragraphs,
-        &mut aliases,
-        &mut out,
-    );
+    open.close(&heading_path(&headings), &mut out);
     out
 }
 
@@ -196,31 +180,43 @@ fn heading_level(line: &str) -> Option<usize> {
     }
 }
 
-fn end_para(para: &mut String, paragraphs: &mut Vec<String>) {
-    let p = para.trim_end();
-    if !p.trim().is_empty() {
-        paragraphs.push(p.to_string());
-    }
-    para.clear();
+/// The section [`split_document`] is reading: its paragraphs so far, the paragraph still
+/// open, and its aliases.
+#[derive(Default)]
+struct OpenSection {
+    para: String,
+    paragraphs: Vec<String>,
+    aliases: Vec<String>,
 }
 
-/// Groups a section's paragraphs into passages of at most MAX_PASSAGE_CHARS. A section
-/// with aliases but no text (a heading followed only by "Also asked:") is dropped: there
-/// is nothing to quote.
-fn flush_section(
-    heading: &str,
-    paragraphs: &mut Vec<String>,
-    aliases: &mut Vec<String>,
-    out: &mut Vec<Section>,
-) {
-    let bodies = pack(paragraphs.drain(..));
-    let aliases = std::mem::take(aliases);
-    if !bodies.is_empty() {
-        out.push(Section {
-            heading: heading.to_string(),
-            aliases,
-            bodies,
-        });
+impl OpenSection {
+    fn push_line(&mut self, line: &str) {
+        self.para.push_str(line);
+        self.para.push('\n');
+    }
+
+    fn end_para(&mut self) {
+        let p = self.para.trim_end();
+        if !p.trim().is_empty() {
+            self.paragraphs.push(p.to_string());
+        }
+        self.para.clear();
+    }
+
+    /// Ends the open paragraph and the section, whose paragraphs are grouped into passages
+    /// of at most MAX_PASSAGE_CHARS. A section with aliases but no text (a heading followed
+    /// only by "Also asked:") is dropped: there is nothing to quote.
+    fn close(&mut self, heading: &str, out: &mut Vec<Section>) {
+        self.end_para();
+        let bodies = pack(self.paragraphs.drain(..));
+        let aliases = std::mem::take(&mut self.aliases);
+        if !bodies.is_empty() {
+            out.push(Section {
+                heading: heading.to_string(),
+                aliases,
+                bodies,
+            });
+        }
     }
 }
 

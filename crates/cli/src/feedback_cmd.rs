@@ -47,7 +47,7 @@ pub async fn run(app: &Path, store: Option<&str>, format: Format) -> Result<(), 
                     format_utc(r.rated_at_ms),
                     r.rating.as_str(),
                     r.robot,
-                    one_line(&r.question, 70)
+                    jitnode_robot::cards::one_line(&r.question, 70)
                 );
             }
             println!(
@@ -59,14 +59,4 @@ pub async fn run(app: &Path, store: Option<&str>, format: Format) -> Result<(), 
         }
     }
     Ok(())
-}
-
-fn one_line(s: &str, max: usize) -> String {
-    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if s.chars().count() <= max {
-        return s;
-    }
-    let mut cut: String = s.chars().take(max - 1).collect();
-    cut.push('…');
-    cut
 }

@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn jitnode() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_jitnode"));
@@ -37,28 +38,73 @@ fn run(cmd: &mut Command) -> (Output, String, String) {
     (out, o, e)
 }
 
+/// Runs `cmd`, expecting success; returns its stdout.
+fn succeeds(cmd: &mut Command) -> String {
+    let (out, stdout, stderr) = run(cmd);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    stdout
+}
+
+/// `jitnode build` of `app`, expecting success; returns the stdout.
+fn build(app: &Path) -> String {
+    succeeds(jitnode().arg("build").arg(app))
+}
+
+/// A fresh copy of the demo app after `jitnode build`, and what the build printed.
+fn built_demo() -> (tempfile::TempDir, String) {
+    let app = demo_app();
+    let stdout = build(app.path());
+    (app, stdout)
+}
+
+/// [`run_in`], expecting success; returns the stdout.
+fn succeeds_in(app: &Path, args: &[&str]) -> String {
+    succeeds(jitnode().current_dir(app).args(args))
+}
+
+/// [`call_in`], expecting success; returns the stdout.
+fn call_ok(app: &Path, element: &str, function: &str, args: &str) -> String {
+    succeeds_in(app, &["call", element, function, args])
+}
+
+/// [`call_ok`] in a fresh copy of the demo app.
+fn call_in_demo(element: &str, function: &str, args: &str) -> String {
+    let app = demo_app();
+    call_ok(app.path(), element, function, args)
+}
+
+/// `jitnode ask --robot robot question` in the app directory `app`.
+fn ask_robot(app: &Path, robot: &str, question: &str) -> (Output, String, String) {
+    run_in(app, &["ask", "--robot", robot, question])
+}
+
+/// Runs `jitnode` with `args` in the app directory `app`.
+fn run_in(app: &Path, args: &[&str]) -> (Output, String, String) {
+    run(jitnode().current_dir(app).args(args))
+}
+
+/// Runs `cmd`, expecting exit code 1 and `want` in its stderr; returns the stderr.
+fn fails_with(cmd: &mut Command, want: &str) -> String {
+    let (out, _, stderr) = run(cmd);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(want), "{stderr}");
+    stderr
+}
+
 #[test]
 fn call_demo_hello_echo_prints_the_result() {
     let app = demo_app();
-    let (out, stdout, stderr) = run(jitnode().args(["call", "--app"]).arg(app.path()).args([
+    let stdout = succeeds(jitnode().args(["call", "--app"]).arg(app.path()).args([
         "demo.hello",
         "echo",
         r#"{"x":1}"#,
     ]));
-    assert!(out.status.success(), "stderr: {stderr}");
     assert_eq!(stdout, "{\"x\":1}\n");
 }
 
 #[test]
 fn call_streams_chunks_before_the_result() {
-    let app = demo_app();
-    let (out, stdout, stderr) = run(jitnode().current_dir(app.path()).args([
-        "call",
-        "demo.hello",
-        "stream",
-        r#"{"text":"good morning world"}"#,
-    ]));
-    assert!(out.status.success(), "stderr: {stderr}");
+    let stdout = call_in_demo("demo.hello", "stream", r#"{"text":"good morning world"}"#);
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         [
@@ -74,14 +120,11 @@ fn call_streams_chunks_before_the_result() {
 /// events, then answer text), and the last line is the result with its sources.
 #[test]
 fn call_the_agent_streams_and_returns_an_answer_with_sources() {
-    let app = demo_app();
-    let (out, stdout, stderr) = run(jitnode().current_dir(app.path()).args([
-        "call",
+    let stdout = call_in_demo(
         "aiagents.customerService",
         "run",
         r#"{"question": "如何安装 jitnode？", "chatId": "t1"}"#,
-    ]));
-    assert!(out.status.success(), "{stderr}");
+    );
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("every line is JSON"))
@@ -104,70 +147,37 @@ fn call_the_agent_streams_and_returns_an_answer_with_sources() {
 #[test]
 fn call_errors_list_what_exists() {
     let app = demo_app();
-    let (out, _, stderr) =
-        run(jitnode()
-            .current_dir(app.path())
-            .args(["call", "demo.hello", "shout"]));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr.contains(
-            "demo.hello has no function \"shout\"; it offers: echo(any JSON), stream(text: Stext)"
-        ),
-        "{stderr}"
+    let call = |args: &[&str]| {
+        let mut c = jitnode();
+        c.current_dir(app.path()).arg("call").args(args);
+        c
+    };
+    fails_with(
+        &mut call(&["demo.hello", "shout"]),
+        "demo.hello has no function \"shout\"; it offers: echo(any JSON), stream(text: Stext)",
     );
-
-    let (out, _, stderr) =
-        run(jitnode()
-            .current_dir(app.path())
-            .args(["call", "demo.nobody", "echo"]));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr.contains("no element named \"demo.nobody\"; elements with a loader: aiagents.customerService, demo.hello, demo.keywordReply, imRobots.dingTalkDemo"),
-        "{stderr}"
+    fails_with(
+        &mut call(&["demo.nobody", "echo"]),
+        "no element named \"demo.nobody\"; elements with a loader: aiagents.customerService, demo.hello, demo.keywordReply, imRobots.dingTalkDemo",
     );
-
-    let (out, _, stderr) = run(jitnode().current_dir(app.path()).args([
-        "call",
-        "demo.hello",
-        "stream",
-        r#"{"text": 3}"#,
-    ]));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr.contains("argument \"text\" must be a string, got a number"),
-        "{stderr}"
+    fails_with(
+        &mut call(&["demo.hello", "stream", r#"{"text": 3}"#]),
+        "argument \"text\" must be a string, got a number",
     );
-
-    let (out, _, stderr) = run(jitnode().current_dir(app.path()).args([
-        "call",
-        "aiagents.customerService",
-        "run",
-        r#"{"chatId": "c1"}"#,
-    ]));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr.contains(
-            "missing required argument \"question\"; expected run(question: Stext, chatId?: Stext)"
-        ),
-        "{stderr}"
+    fails_with(
+        &mut call(&["aiagents.customerService", "run", r#"{"chatId": "c1"}"#]),
+        "missing required argument \"question\"; expected run(question: Stext, chatId?: Stext)",
     );
-
-    let (out, _, stderr) =
-        run(jitnode()
-            .current_dir(app.path())
-            .args(["call", "demo.hello", "echo", "{not json"]));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr.contains("the arguments are not valid JSON"),
-        "{stderr}"
+    fails_with(
+        &mut call(&["demo.hello", "echo", "{not json"]),
+        "the arguments are not valid JSON",
     );
 }
 
 #[test]
 fn check_passes_on_the_demo_app() {
     let app = demo_app();
-    let (out, stdout, stderr) = run(jitnode().arg("check").arg(app.path()));
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    let stdout = succeeds(jitnode().arg("check").arg(app.path()));
     assert!(stdout.contains("ok: 11 elements, no problems"), "{stdout}");
 }
 
@@ -209,8 +219,7 @@ fn check_reports_every_problem_of_a_bad_app_and_exits_1() {
 #[test]
 fn tree_shows_families_with_load_time_and_loader() {
     let app = demo_app();
-    let (out, stdout, stderr) = run(jitnode().arg("tree").arg(app.path()));
-    assert!(out.status.success(), "{stderr}");
+    let stdout = succeeds(jitnode().arg("tree").arg(app.path()));
     assert!(stdout.contains("imRobots.meta [Meta]"), "{stdout}");
     assert!(
         stdout.contains(
@@ -222,9 +231,7 @@ fn tree_shows_families_with_load_time_and_loader() {
 
 #[test]
 fn build_reports_rebuilt_then_reused() {
-    let app = demo_app();
-    let (out, stdout, stderr) = run(jitnode().arg("build").arg(app.path()));
-    assert!(out.status.success(), "{stderr}");
+    let (app, stdout) = built_demo();
     assert!(
         stdout.starts_with("dist/ fully rebuilt: 11 elements, 11 rebuilt, 0 reused"),
         "{stdout}"
@@ -234,8 +241,7 @@ fn build_reports_rebuilt_then_reused() {
         r#"{"type": "demo.echoType", "title": "changed"}"#,
     )
     .unwrap();
-    let (out, stdout, _) = run(jitnode().arg("build").arg(app.path()));
-    assert!(out.status.success());
+    let stdout = build(app.path());
     assert!(stdout.contains("1 rebuilt, 10 reused"), "{stdout}");
     assert!(stdout.contains("rebuilt: demo.hello\n"), "{stdout}");
 }
@@ -243,35 +249,9 @@ fn build_reports_rebuilt_then_reused() {
 /// Starts `jitnode run`, waits until it says it is running, sends `signal`, and returns its
 /// exit status and everything it logged.
 fn run_until_signal(args: &[&str], app: &Path, signal: &str) -> (std::process::ExitStatus, String) {
-    let mut child = jitnode()
-        .arg("run")
-        .arg(app)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = String::new();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("is running") {
-            break;
-        }
-    }
-    assert!(log.contains("is running"), "run never came up:\n{log}");
-    let killed = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    for line in lines {
-        log.push_str(&line.unwrap());
-        log.push('\n');
-    }
-    (child.wait().unwrap(), log)
+    let mut host = Running::start(jitnode().arg("run").arg(app).args(args));
+    host.wait_for("run coming up", is_summary);
+    host.stop_with(signal)
 }
 
 /// The README's main job: `run --sandbox` starts the sandbox in-process, the demo robot
@@ -280,55 +260,23 @@ fn run_until_signal(args: &[&str], app: &Path, signal: &str) -> (std::process::E
 #[test]
 fn run_sandbox_answers_a_question_and_a_click_is_stored() {
     let app = demo_app();
-    let mut child = jitnode()
-        .arg("run")
-        .arg("--sandbox")
-        .current_dir(app.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("is running") {
-            break;
-        }
-    }
-    assert!(log.contains("is running"), "run never came up:\n{log}");
-    assert!(
-        log.contains("loaded element=imRobots.dingTalkDemo"),
-        "{log}"
+    let mut host = Running::start(
+        jitnode()
+            .arg("run")
+            .arg("--sandbox")
+            .current_dir(app.path()),
     );
-    // Keep draining the log so the child never blocks on a full pipe.
-    let rest = std::thread::spawn(move || {
-        let mut more = String::new();
-        for line in lines {
-            more.push_str(&line.unwrap());
-            more.push('\n');
-        }
-        more
-    });
+    host.wait_for("run coming up", is_summary);
+    assert!(
+        host.log.contains("loaded element=imRobots.dingTalkDemo"),
+        "{}",
+        host.log
+    );
 
-    let (out, stdout, stderr) = run(jitnode()
-        .current_dir(app.path())
-        .args(["ask", "How do I install jitnode-rs?"]));
-    let (clicked, click_out, click_err) =
-        run(jitnode().current_dir(app.path()).args(["click", "helpful"]));
-    let (fb, feedback, fb_err) = run(jitnode()
-        .current_dir(app.path())
-        .args(["feedback", "--format", "json"]));
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    log.push_str(&rest.join().unwrap());
+    let (out, stdout, stderr) = run_in(app.path(), &["ask", "How do I install jitnode-rs?"]);
+    let (clicked, click_out, click_err) = run_in(app.path(), &["click", "helpful"]);
+    let (fb, feedback, fb_err) = run_in(app.path(), &["feedback", "--format", "json"]);
+    let (status, log) = host.stop();
 
     assert!(out.status.success(), "ask failed: {stderr}\n{log}");
     assert!(stdout.contains("install.en.md"), "{stdout}");
@@ -376,9 +324,7 @@ fn standard_card_mode_says_once_why_cards_have_no_buttons() {
 
 #[test]
 fn run_from_dist_needs_no_sources_and_stops_on_sigint() {
-    let app = demo_app();
-    let (out, _, stderr) = run(jitnode().arg("build").arg(app.path()));
-    assert!(out.status.success(), "{stderr}");
+    let (app, _) = built_demo();
     std::fs::remove_dir_all(app.path().join("elements")).unwrap();
     let (status, log) = run_until_signal(&["--from-dist"], app.path(), "-INT");
     assert!(status.success(), "{log}");
@@ -408,9 +354,7 @@ fn jitnode_without_cargo() -> Command {
 /// with a tampered library, and without the record, fails with one clear error each.
 #[test]
 fn a_deployed_dist_runs_its_native_type_without_cargo_or_sources() {
-    let app = demo_app();
-    let (out, stdout, stderr) = run(jitnode().arg("build").arg(app.path()));
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (app, stdout) = built_demo();
     assert!(
         stdout.contains("native demo.keywordReplyType: built dist/native/demo.keywordReplyType/libkeyword_reply-"),
         "{stdout}"
@@ -419,18 +363,19 @@ fn a_deployed_dist_runs_its_native_type_without_cargo_or_sources() {
     let server = tempfile::tempdir().unwrap();
     copy_dir(&app.path().join("dist"), &server.path().join("dist"));
     std::fs::copy(app.path().join(".env"), server.path().join(".env")).unwrap();
-    let call = |dir: &Path| {
-        run(jitnode_without_cargo().current_dir(dir).args([
+    let call = || {
+        let mut c = jitnode_without_cargo();
+        c.current_dir(server.path()).args([
             "call",
             "--app",
             ".",
             "demo.keywordReply",
             "reply",
             r#"{"question":"refund"}"#,
-        ]))
+        ]);
+        c
     };
-    let (out, stdout, stderr) = call(server.path());
-    assert!(out.status.success(), "{stderr}");
+    let stdout = succeeds(&mut call());
     let reply: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(reply["trigger"], "refund", "{stdout}");
     assert!(reply["answer"]
@@ -439,14 +384,13 @@ fn a_deployed_dist_runs_its_native_type_without_cargo_or_sources() {
         .starts_with("Refunds are accepted"));
 
     // `call --from-dist` where the sources are: no cargo needed either.
-    let (out, stdout, stderr) = run(jitnode_without_cargo().current_dir(app.path()).args([
+    let stdout = succeeds(jitnode_without_cargo().current_dir(app.path()).args([
         "call",
         "--from-dist",
         "demo.keywordReply",
         "reply",
         r#"{"question":"refund"}"#,
     ]));
-    assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("\"trigger\":\"refund\""), "{stdout}");
 
     let native = server.path().join("dist/native/demo.keywordReplyType");
@@ -458,22 +402,16 @@ fn a_deployed_dist_runs_its_native_type_without_cargo_or_sources() {
     let mut bytes = std::fs::read(&library).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&library, &bytes).unwrap();
-    let (out, _, stderr) = call(server.path());
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(
-            "demo.keywordReply: loader native:./plugin failed: demo.keywordReplyType: the library recorded in "
-        ),
-        "{stderr}"
+    let stderr = fails_with(
+        &mut call(),
+        "demo.keywordReply: loader native:./plugin failed: demo.keywordReplyType: the library recorded in ",
     );
     assert!(stderr.contains("does not match the record"), "{stderr}");
 
     std::fs::remove_file(native.join("library.json")).unwrap();
-    let (out, _, stderr) = call(server.path());
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("demo.keywordReplyType: dist/ holds no built library for this native Type"),
-        "{stderr}"
+    let stderr = fails_with(
+        &mut call(),
+        "demo.keywordReplyType: dist/ holds no built library for this native Type",
     );
     assert!(
         stderr.contains("run `jitnode build` where the element sources are"),
@@ -497,13 +435,7 @@ fn library_copies(app: &Path) -> Vec<String> {
 /// exited) is removed. A build with nothing changed runs no cargo.
 #[test]
 fn plugin_rebuilds_remove_copies_no_record_or_running_host_uses() {
-    let app = demo_app();
-    let build = || {
-        let (out, stdout, stderr) = run(jitnode().arg("build").arg(app.path()));
-        assert!(out.status.success(), "{stdout}\n{stderr}");
-        stdout
-    };
-    build();
+    let (app, _) = built_demo();
     let first = library_copies(app.path());
     assert_eq!(first.len(), 1, "{first:?}");
 
@@ -531,7 +463,7 @@ fn plugin_rebuilds_remove_copies_no_record_or_running_host_uses() {
             format!("{code}\n#[no_mangle]\npub extern \"C\" fn jitnode_test_marker() -> u32 {{ {n} }}\n"),
         )
         .unwrap();
-        let stdout = build();
+        let stdout = build(app.path());
         assert!(
             stdout.contains("native demo.keywordReplyType: built "),
             "{stdout}"
@@ -551,7 +483,7 @@ fn plugin_rebuilds_remove_copies_no_record_or_running_host_uses() {
     live.sort();
     assert_eq!(library_copies(app.path()), live, "all built: {copies:?}");
 
-    let stdout = build();
+    let stdout = build(app.path());
     assert!(
         stdout.contains("native demo.keywordReplyType: up to date: "),
         "{stdout}"
@@ -573,15 +505,13 @@ fn an_agent_with_only_a_knowledge_folder_answers() {
         "# Prices\n\nThe team plan costs 30 euros a month, billed yearly.\n",
     )
     .unwrap();
-    let (out, stdout, stderr) = run(jitnode().arg("check").arg(app.path()));
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
-    let (out, stdout, stderr) = run(jitnode().current_dir(app.path()).args([
-        "call",
+    succeeds(jitnode().arg("check").arg(app.path()));
+    let stdout = call_ok(
+        app.path(),
         "aiagents.salesHelper",
         "run",
         r#"{"question": "how much is the team plan?"}"#,
-    ]));
-    assert!(out.status.success(), "{stderr}");
+    );
     let result: serde_json::Value =
         serde_json::from_str(stdout.lines().last().expect("a result line")).unwrap();
     assert_eq!(result["sources"][0]["file"], "prices.md", "{stdout}");
@@ -602,7 +532,7 @@ struct Running {
 
 /// The longest a readiness signal may take before the test fails (it is a bound on
 /// failure, never waited out when things work).
-const SIGNAL_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+const SIGNAL_WAIT: Duration = Duration::from_secs(120);
 
 impl Running {
     fn start(cmd: &mut Command) -> Running {
@@ -648,9 +578,14 @@ impl Running {
     }
 
     /// SIGTERM, then everything it logged until it exited.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
+    fn stop(self) -> (std::process::ExitStatus, String) {
+        self.stop_with("-TERM")
+    }
+
+    /// `signal` (as `kill` takes it), then everything it logged until it exited.
+    fn stop_with(mut self, signal: &str) -> (std::process::ExitStatus, String) {
         let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
@@ -688,15 +623,16 @@ fn sandbox_state(app: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn robots_listed(state: &serde_json::Value) -> Vec<(String, String)> {
+/// (fullName, clientId) of each robot the state file lists.
+fn robots_listed(state: &serde_json::Value) -> Vec<(&str, &str)> {
     state["robots"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| {
             (
-                r["fullName"].as_str().unwrap().to_string(),
-                r["clientId"].as_str().unwrap().to_string(),
+                r["fullName"].as_str().unwrap(),
+                r["clientId"].as_str().unwrap(),
             )
         })
         .collect()
@@ -714,6 +650,12 @@ fn cards_sent(state: &serde_json::Value) -> Vec<(String, Option<String>)> {
         .values()
         .map(|c| (c.client_id.clone(), c.conversation_id.clone()))
         .collect()
+}
+
+/// A card of `client_id`'s robot in its one-to-one chat with user001, as [`cards_sent`]
+/// lists it.
+fn to_user001(client_id: &str) -> (String, Option<String>) {
+    (client_id.to_string(), Some("IM_ROBOT.user001".to_string()))
 }
 
 fn is_summary(line: &str) -> bool {
@@ -735,41 +677,27 @@ fn run_sandbox_serves_every_robot_of_the_app() {
     assert_eq!(
         robots_listed(&state),
         [
-            (
-                "imRobots.dingTalkDemo".to_string(),
-                "sandbox-client-id".to_string()
-            ),
-            (
-                "imRobots.dingTalkSecond".to_string(),
-                "second-id".to_string()
-            ),
+            ("imRobots.dingTalkDemo", "sandbox-client-id"),
+            ("imRobots.dingTalkSecond", "second-id"),
         ]
     );
-    let (unpicked, _, unpicked_err) = run(jitnode()
-        .current_dir(app.path())
-        .args(["ask", "How do I install jitnode-rs?"]));
-    let (first, first_out, first_err) = run(jitnode().current_dir(app.path()).args([
-        "ask",
-        "--robot",
+    let (unpicked, _, unpicked_err) = run_in(app.path(), &["ask", "How do I install jitnode-rs?"]);
+    let (first, first_out, first_err) = ask_robot(
+        app.path(),
         "imRobots.dingTalkDemo",
         "How do I install jitnode-rs?",
-    ]));
-    let (second, second_out, second_err) = run(jitnode().current_dir(app.path()).args([
-        "ask",
-        "--robot",
+    );
+    let (second, second_out, second_err) = ask_robot(
+        app.path(),
         "imRobots.dingTalkSecond",
         "How does hot reload work?",
-    ]));
-    let (clicked, click_out, click_err) = run(jitnode().current_dir(app.path()).args([
-        "click",
-        "--robot",
-        "imRobots.dingTalkSecond",
-        "helpful",
-    ]));
+    );
+    let (clicked, click_out, click_err) = run_in(
+        app.path(),
+        &["click", "--robot", "imRobots.dingTalkSecond", "helpful"],
+    );
     let mut cards = cards_sent(&state);
-    let (fb, feedback, fb_err) = run(jitnode()
-        .current_dir(app.path())
-        .args(["feedback", "--format", "json"]));
+    let (fb, feedback, fb_err) = run_in(app.path(), &["feedback", "--format", "json"]);
     let (status, log) = host.stop();
 
     assert!(!unpicked.status.success());
@@ -789,16 +717,7 @@ fn run_sandbox_serves_every_robot_of_the_app() {
     cards.sort();
     assert_eq!(
         cards,
-        [
-            (
-                "sandbox-client-id".to_string(),
-                Some("IM_ROBOT.user001".to_string())
-            ),
-            (
-                "second-id".to_string(),
-                Some("IM_ROBOT.user001".to_string())
-            ),
-        ]
+        [to_user001("sandbox-client-id"), to_user001("second-id")]
     );
     // The click rated the second robot's answer, not the first one's.
     assert!(fb.status.success(), "{fb_err}");
@@ -842,27 +761,20 @@ fn run_sandbox_watch_registers_a_robot_added_while_running() {
     assert_eq!(
         robots_listed(&state),
         [
-            (
-                "imRobots.dingTalkDemo".to_string(),
-                "sandbox-client-id".to_string()
-            ),
-            ("imRobots.dingTalkThird".to_string(), "third-id".to_string()),
+            ("imRobots.dingTalkDemo", "sandbox-client-id"),
+            ("imRobots.dingTalkThird", "third-id"),
         ]
     );
-    let (third, third_out, third_err) = run(jitnode().current_dir(app.path()).args([
-        "ask",
-        "--robot",
+    let (third, third_out, third_err) = ask_robot(
+        app.path(),
         "imRobots.dingTalkThird",
         "How do I install jitnode-rs?",
-    ]));
+    );
     let cards = cards_sent(&state);
     let (status, log) = host.stop();
     assert!(third.status.success(), "{third_err}\n{log}");
     assert!(third_out.contains("install.en.md"), "{third_out}");
-    assert_eq!(
-        cards,
-        [("third-id".to_string(), Some("IM_ROBOT.user001".to_string()))]
-    );
+    assert_eq!(cards, [to_user001("third-id")]);
     assert!(log.contains("sandbox: robot registered"), "{log}");
     // Registered before it connected: never refused on the way.
     assert!(!log.contains("refused the credentials"), "{log}");
@@ -908,13 +820,18 @@ fn run_names_a_robot_whose_credentials_are_refused() {
 
 // ------------------------------------------------------------------ the console in Chromium
 
+/// Waits for the element `selector` names, then clicks it.
+async fn click_on(b: &jitnode_test_kit::webdriver::Browser, selector: &str, wait: Duration) {
+    let element = b.wait_for(selector, wait).await.unwrap();
+    b.click(&element).await.unwrap();
+}
+
 /// The console of `run --sandbox` in a real headless Chromium: the tree, a question whose
 /// card streams, a click on "helpful" and its feedback row. Saves screenshots under
 /// target/.
 #[test]
 fn the_console_in_chromium_chats_with_the_robot_and_records_feedback() {
     use jitnode_test_kit::webdriver::Browser;
-    use std::time::Duration;
 
     let app = demo_app();
     let mut running = Running::start(jitnode().current_dir(app.path()).args([
@@ -960,17 +877,12 @@ fn the_console_in_chromium_chats_with_the_robot_and_records_feedback() {
             .unwrap();
 
         // 2. Ask a question as a DingTalk user.
-        let tab = b
-            .wait_for(r#"nav button[data-pane="chat"]"#, wait)
-            .await
-            .unwrap();
-        b.click(&tab).await.unwrap();
+        click_on(&b, r#"nav button[data-pane="chat"]"#, wait).await;
         let q = b.wait_for("#question", wait).await.unwrap();
         b.type_into(&q, "How do I reset my password?")
             .await
             .unwrap();
-        let send = b.wait_for("#send", wait).await.unwrap();
-        b.click(&send).await.unwrap();
+        click_on(&b, "#send", wait).await;
 
         // 3. The card streams, then ends with its buttons.
         b.wait_for(
@@ -988,16 +900,8 @@ fn the_console_in_chromium_chats_with_the_robot_and_records_feedback() {
         b.screenshot(&shots.join("console.png")).await.unwrap();
 
         // 4. Click "helpful"; 5. the feedback row appears.
-        let helpful = b
-            .wait_for(r#"button[data-button="helpful"]"#, wait)
-            .await
-            .unwrap();
-        b.click(&helpful).await.unwrap();
-        let tab = b
-            .wait_for(r#"nav button[data-pane="feedback"]"#, wait)
-            .await
-            .unwrap();
-        b.click(&tab).await.unwrap();
+        click_on(&b, r#"button[data-button="helpful"]"#, wait).await;
+        click_on(&b, r#"nav button[data-pane="feedback"]"#, wait).await;
         let row = b.wait_for("tr.feedback-row", wait).await.unwrap();
         let text = b.text(&row).await.unwrap();
         assert!(
@@ -1009,11 +913,7 @@ fn the_console_in_chromium_chats_with_the_robot_and_records_feedback() {
             .unwrap();
 
         // The Wire pane: the question's frame, ACKed by the robot, and the fault buttons.
-        let tab = b
-            .wait_for(r#"nav button[data-pane="wire"]"#, wait)
-            .await
-            .unwrap();
-        b.click(&tab).await.unwrap();
+        click_on(&b, r#"nav button[data-pane="wire"]"#, wait).await;
         b.wait_for("#acks tr:nth-child(2)", wait).await.unwrap();
         let acks = b.text_of("#acks").await.unwrap();
         assert!(

@@ -68,6 +68,15 @@ async fn serve(
     Console::start(o, app.clone(), link).await.unwrap()
 }
 
+/// A copy of the demo app, its robot pointed where nothing listens, and its console
+/// (options `tweak`ed, no sandbox).
+async fn unlinked(tweak: impl FnOnce(&mut ConsoleOptions)) -> (tempfile::TempDir, App, Console) {
+    let app_dir = jitnode_test_kit::demo::demo_app();
+    let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
+    let console = serve(&app, app_dir.path(), None, tweak).await;
+    (app_dir, app, console)
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -114,18 +123,19 @@ async fn until_metrics(
     what: &str,
     cond: impl Fn(&BTreeMap<String, f64>) -> bool,
 ) -> BTreeMap<String, f64> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let m = scrape(base).await;
-        if cond(&m) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never {what}: {m:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        &format!("never {what}"),
+        || async {
+            let m = scrape(base).await;
+            if cond(&m) {
+                Ok(m)
+            } else {
+                Err(format!("{m:?}"))
+            }
+        },
+    )
+    .await
 }
 
 /// A JSON POST, as the console's page sends it.
@@ -135,18 +145,67 @@ async fn post_json(url: impl reqwest::IntoUrl, body: &Value) -> reqwest::Respons
 
 /// The status of a GET of `url`.
 async fn get_status(url: impl reqwest::IntoUrl) -> reqwest::StatusCode {
-    http().get(url).send().await.unwrap().status()
+    status(http().get(url)).await
+}
+
+/// The status `request` gets.
+async fn status(request: reqwest::RequestBuilder) -> reqwest::StatusCode {
+    request.send().await.unwrap().status()
+}
+
+/// A JSON POST that must succeed; its body.
+async fn post_ok(url: impl reqwest::IntoUrl, body: &Value) -> String {
+    let r = post_json(url, body).await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
+/// Polls `probe` every 50 ms until it gives `Ok`; after `within`, panics with `what` and
+/// the last `Err`.
+async fn eventually<T, Fut>(within: Duration, what: &str, mut probe: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) => assert!(tokio::time::Instant::now() < deadline, "{what}: {last}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The demo app, started with its robot connected to `sb`.
+async fn connected_demo(dir: &std::path::Path, sb: &Sandbox) -> App {
+    sb.register_app(CLIENT_ID, SECRET);
+    let app = open_demo(dir, &sb.base_url());
+    app.start().await;
+    assert!(
+        sb.wait_for_connections(CLIENT_ID, 1, Duration::from_secs(10))
+            .await
+    );
+    app
+}
+
+/// Asserts the console's state lists some gateway `what` (connections, acks).
+async fn assert_gateway_has(base: &str, what: &str) {
+    let s = state(base).await;
+    assert!(
+        s["gateway"][what].as_array().is_some_and(|a| !a.is_empty()),
+        "{s}"
+    );
+}
+
+/// The body of a GET of `url`.
+async fn get_text(url: impl reqwest::IntoUrl) -> String {
+    http().get(url).send().await.unwrap().text().await.unwrap()
 }
 
 async fn state(base: &str) -> Value {
-    http()
-        .get(format!("{base}api/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    serde_json::from_str(&get_text(format!("{base}api/state")).await).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,23 +242,18 @@ async fn readyz_turns_ready_only_after_the_robot_connects() {
     .unwrap();
     sb.register_app(CLIENT_ID, SECRET);
     // Ready exactly when the robot is connected (it retries within its backoff).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), "never ready", || async {
         let r = c.get(format!("{base}readyz")).send().await.unwrap();
         let connected = !sb.connections_of(CLIENT_ID).is_empty();
-        if r.status() == 200 {
-            assert!(connected, "ready before the robot connected");
-            let body: Value = r.json().await.unwrap();
-            assert_eq!(body["elements"][ROBOT]["state"], "ready", "{body}");
-            break;
+        if r.status() != 200 {
+            return Err(r.text().await.unwrap());
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never ready: {}",
-            r.text().await.unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        assert!(connected, "ready before the robot connected");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["elements"][ROBOT]["state"], "ready", "{body}");
+        Ok(())
+    })
+    .await;
     app.stop(Duration::from_secs(5)).await;
     console.shutdown().await;
     sb.shutdown().await;
@@ -209,13 +263,7 @@ async fn readyz_turns_ready_only_after_the_robot_connects() {
 async fn metrics_move_when_a_question_is_answered_through_the_console() {
     let app_dir = jitnode_test_kit::demo::demo_app();
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    sb.register_app(CLIENT_ID, SECRET);
-    let app = open_demo(app_dir.path(), &sb.base_url());
-    app.start().await;
-    assert!(
-        sb.wait_for_connections(CLIENT_ID, 1, Duration::from_secs(10))
-            .await
-    );
+    let app = connected_demo(app_dir.path(), &sb).await;
     let console = serve(&app, app_dir.path(), Some(link(&sb)), |_| {}).await;
     let base = console.url();
     let before = scrape(&base).await;
@@ -234,30 +282,23 @@ async fn metrics_move_when_a_question_is_answered_through_the_console() {
         assert!(before.contains_key(name), "{name} missing from /metrics");
     }
 
-    let r = post_json(
+    post_ok(
         format!("{base}api/chat"),
         &json!({"text": "How do I reset my password?"}),
     )
     .await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     // The console's own view: the card ends done, with buttons.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let card = loop {
+    let card = eventually(Duration::from_secs(60), "no finished card", || async {
         let s = state(&base).await;
         let card = s["chat"]
             .as_array()
             .unwrap()
             .iter()
             .find_map(|m| m.get("card").cloned());
-        if let Some(c) = card.filter(|c| c["progress"] == "done") {
-            break c;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no finished card: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        card.filter(|c| c["progress"] == "done")
+            .ok_or_else(|| s.to_string())
+    })
+    .await;
     assert!(
         card["text"].as_str().unwrap().contains("password"),
         "{card}"
@@ -286,20 +327,20 @@ async fn metrics_move_when_a_question_is_answered_through_the_console() {
     assert!(after["jitnode_answer_latency_seconds_sum"] > 0.0);
 
     // The click on "helpful" lands in the feedback export.
-    let r = post_json(
+    post_ok(
         format!("{base}api/click"),
         &json!({"cardId": card["id"], "button": "helpful"}),
     )
     .await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     // The knowledge pane: the agent asked directly, with the passages it retrieved.
-    let r = post_json(
-        format!("{base}api/knowledge"),
-        &json!({"agent": "aiagents.customerService", "question": "How do I reset my password?"}),
+    let k: Value = serde_json::from_str(
+        &post_ok(
+            format!("{base}api/knowledge"),
+            &json!({"agent": "aiagents.customerService", "question": "How do I reset my password?"}),
+        )
+        .await,
     )
-    .await;
-    assert_eq!(r.status(), 200);
-    let k: Value = r.json().await.unwrap();
+    .unwrap();
     let passages = k["passages"].as_array().expect("passages");
     assert!(!passages.is_empty(), "{k}");
     assert!(
@@ -307,23 +348,15 @@ async fn metrics_move_when_a_question_is_answered_through_the_console() {
         "{k}"
     );
     assert!(passages.iter().any(|p| p["file"] == "faq.csv"), "{k}");
-    let csv = http()
-        .get(format!("{base}api/feedback.csv"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = get_text(format!("{base}api/feedback.csv")).await;
     assert!(csv.lines().count() >= 2 && csv.contains("helpful"), "{csv}");
 
     // In a group: the message @-mentions the robot, and its card goes to that group.
-    let r = post_json(
+    post_ok(
         format!("{base}api/chat"),
         &json!({"text": "What is jitnode?", "group": true}),
     )
     .await;
-    assert_eq!(r.status(), 200);
     let t = jitnode_test_kit::robot::wait_for(
         &sb,
         "a card in the group",
@@ -355,38 +388,22 @@ async fn metrics_move_when_a_question_is_answered_through_the_console() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_console_with_a_token_refuses_requests_without_it_and_from_other_sites() {
-    let app_dir = jitnode_test_kit::demo::demo_app();
-    let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
     // Loopback only in tests: the same guard as beyond loopback, demanded explicitly.
-    let console = serve(&app, app_dir.path(), None, |o| o.require_token = true).await;
+    let (_app_dir, _app, console) = unlinked(|o| o.require_token = true).await;
     let token = console.token().expect("a token").to_string();
     let base = console.url();
     let c = http();
     let get = |path: &str| c.get(format!("{base}{path}"));
+    let state_with_token = || get("api/state").bearer_auth(&token);
+    let chat_with_token = || c.post(format!("{base}api/chat")).bearer_auth(&token);
 
-    assert_eq!(get("api/state").send().await.unwrap().status(), 401);
-    assert_eq!(get("").send().await.unwrap().status(), 401);
-    assert_eq!(get("metrics").send().await.unwrap().status(), 401);
-    assert_eq!(
-        get("api/state")
-            .bearer_auth("wrong")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(status(get("api/state")).await, 401);
+    assert_eq!(status(get("")).await, 401);
+    assert_eq!(status(get("metrics")).await, 401);
+    assert_eq!(status(get("api/state").bearer_auth("wrong")).await, 401);
     // Liveness carries nothing and probes may not hold the token.
-    assert_eq!(get("healthz").send().await.unwrap().status(), 200);
-    assert_eq!(
-        get("api/state")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(get("healthz")).await, 200);
+    assert_eq!(status(state_with_token()).await, 200);
     // The login URL sets the cookie; the cookie alone then works.
     let r = c.get(console.login_url()).send().await.unwrap();
     assert_eq!(r.status(), 303);
@@ -396,68 +413,35 @@ async fn a_console_with_a_token_refuses_requests_without_it_and_from_other_sites
         "{cookie}"
     );
     let pair = cookie.split(';').next().unwrap().to_string();
-    assert_eq!(
-        get("api/state")
-            .header("cookie", &pair)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(get("login?token=nope").send().await.unwrap().status(), 401);
+    assert_eq!(status(get("api/state").header("cookie", &pair)).await, 200);
+    assert_eq!(status(get("login?token=nope")).await, 401);
 
     // Another site's page, even holding the cookie, is refused; the console's own is not.
-    let foreign = get("api/state")
-        .bearer_auth(&token)
-        .header("origin", "http://evil.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(foreign.status(), 403);
+    let foreign = state_with_token().header("origin", "http://evil.example");
+    assert_eq!(status(foreign).await, 403);
     let own = format!("http://{}", console.addr());
-    let r = get("api/state")
-        .bearer_auth(&token)
-        .header("origin", &own)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(status(state_with_token().header("origin", &own)).await, 200);
     // DNS rebinding: a name that is not this machine's.
-    let r = get("api/state")
-        .bearer_auth(&token)
-        .header("host", "evil.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(
+        status(state_with_token().header("host", "evil.example")).await,
+        403
+    );
     // A form post (no JSON) never reaches a handler.
-    let r = c
-        .post(format!("{base}api/chat"))
-        .bearer_auth(&token)
+    let form = chat_with_token()
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("text=hi")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 415);
+        .body("text=hi");
+    assert_eq!(status(form).await, 415);
     // Without the sandbox the console is read-only.
-    let r = c
-        .post(format!("{base}api/chat"))
-        .bearer_auth(&token)
-        .json(&json!({"text": "hi"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(
+        status(chat_with_token().json(&json!({"text": "hi"}))).await,
+        403
+    );
     console.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loopback_console_needs_no_token_and_shows_the_tree_with_secrets_masked() {
-    let app_dir = jitnode_test_kit::demo::demo_app();
-    let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
-    let console = serve(&app, app_dir.path(), None, |_| {}).await;
+    let (_app_dir, _app, console) = unlinked(|_| {}).await;
     assert!(console.token().is_none());
     let s = state(&console.url()).await;
     let names: Vec<&str> = s["elements"]
@@ -491,13 +475,7 @@ async fn a_loopback_console_needs_no_token_and_shows_the_tree_with_secrets_maske
 async fn fault_buttons_cut_the_connection_and_fail_a_card_call() {
     let app_dir = jitnode_test_kit::demo::demo_app();
     let sb = std::sync::Arc::new(Sandbox::start(SandboxConfig::default()).await.unwrap());
-    sb.register_app(CLIENT_ID, SECRET);
-    let app = open_demo(app_dir.path(), &sb.base_url());
-    app.start().await;
-    assert!(
-        sb.wait_for_connections(CLIENT_ID, 1, Duration::from_secs(10))
-            .await
-    );
+    let app = connected_demo(app_dir.path(), &sb).await;
     let first = sb.connections_of(CLIENT_ID)[0].connection_id.clone();
     let console = serve(
         &app,
@@ -515,31 +493,24 @@ async fn fault_buttons_cut_the_connection_and_fail_a_card_call() {
 
     // Drop: the robot opens a new connection, counted as a reconnect.
     assert_eq!(fault("drop").await.status(), 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), "no new connection", || async {
         let now = sb.connections_of(CLIENT_ID);
         if now.iter().any(|c| c.connection_id != first) {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "no new connection");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let s = state(&base).await;
-    assert!(
-        s["gateway"]["connections"]
-            .as_array()
-            .is_some_and(|c| !c.is_empty()),
-        "{s}"
-    );
+    })
+    .await;
+    assert_gateway_has(&base, "connections").await;
 
     // Card 403: the next card call fails, and /metrics counts it by code.
     assert_eq!(fault("card403").await.status(), 200);
-    let r = post_json(
+    post_ok(
         format!("{base}api/chat"),
         &json!({"text": "How do I reset my password?"}),
     )
     .await;
-    assert_eq!(r.status(), 200);
     let code403 = "jitnode_card_api_calls_total{code=\"403\"}";
     let count = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
     let reconnects = "jitnode_stream_reconnects_total";
@@ -549,13 +520,7 @@ async fn fault_buttons_cut_the_connection_and_fail_a_card_call() {
     })
     .await;
     // An ACKed message shows in the Wire pane's frames; redelivering it is a dedupe hit.
-    let s = state(&base).await;
-    assert!(
-        s["gateway"]["acks"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty()),
-        "{s}"
-    );
+    assert_gateway_has(&base, "acks").await;
     assert_eq!(fault("redeliver").await.status(), 200);
     let hits = "jitnode_dedupe_hits_total";
     until_metrics(&base, "a dedupe hit", |m| {
@@ -568,9 +533,7 @@ async fn fault_buttons_cut_the_connection_and_fail_a_card_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_only_serves_the_probes_and_metrics_but_no_console() {
-    let app_dir = jitnode_test_kit::demo::demo_app();
-    let app = open_demo(app_dir.path(), "http://127.0.0.1:9");
-    let console = serve(&app, app_dir.path(), None, |o| o.operators_only = true).await;
+    let (_app_dir, _app, console) = unlinked(|o| o.operators_only = true).await;
     let base = console.url();
     assert_eq!(get_status(format!("{base}healthz")).await, 200);
     assert_eq!(get_status(format!("{base}readyz")).await, 503);
@@ -598,18 +561,15 @@ async fn a_reload_shows_as_an_event_and_in_the_metrics() {
         "{report:?}"
     );
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), "no reload event", || async {
         let events = state(&base).await["events"].to_string();
         if events.contains("demo.hello reloaded") {
-            break;
+            Ok(())
+        } else {
+            Err(events)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no reload event: {events}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let reloads = "jitnode_reloads_total";
     until_metrics(&base, "a reload counted", |m| m[reloads] > before[reloads]).await;
     app.stop(Duration::from_secs(5)).await;

@@ -344,6 +344,18 @@ fn remove_leftovers(app_dir: &Path) {
     }
 }
 
+/// The outcome when dist/ is used as it is: every element reused, nothing rebuilt.
+fn all_reused(tree: AppTree) -> (AppTree, BuildReport) {
+    let reused = tree.elements.keys().cloned().collect();
+    (
+        tree,
+        BuildReport {
+            reused,
+            ..BuildReport::default()
+        },
+    )
+}
+
 pub(crate) fn run(app_dir: &Path, trust_stat: bool) -> Result<(AppTree, BuildReport), DistError> {
     let dist = app_dir.join("dist");
     let src_root = app_dir.join("elements");
@@ -356,14 +368,7 @@ pub(crate) fn run(app_dir: &Path, trust_stat: bool) -> Result<(AppTree, BuildRep
                     path: dist.clone(),
                     reason,
                 })?;
-                let reused = tree.elements.keys().cloned().collect();
-                return Ok((
-                    tree,
-                    BuildReport {
-                        reused,
-                        ..BuildReport::default()
-                    },
-                ));
+                return Ok(all_reused(tree));
             }
         }
         return Err(DistError::NoSources { path: src_root });
@@ -388,16 +393,7 @@ pub(crate) fn run(app_dir: &Path, trust_stat: bool) -> Result<(AppTree, BuildRep
         .is_some_and(|m| trust_stat && found.len() == m.elements.len() && clean.iter().all(|c| *c));
     let old = match old {
         Some(m) if unchanged => match tree_from_manifest(&dist, m) {
-            Ok(tree) => {
-                let reused = tree.elements.keys().cloned().collect();
-                return Ok((
-                    tree,
-                    BuildReport {
-                        reused,
-                        ..BuildReport::default()
-                    },
-                ));
-            }
+            Ok(tree) => return Ok(all_reused(tree)),
             Err(_) => None,
         },
         // An old dist we cannot trust is rebuilt from scratch.

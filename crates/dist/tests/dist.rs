@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use jitnode_dist::{build, ensure, load, BuildReport, DistError};
-use jitnode_element::{render_config, Env};
+use jitnode_element::{load_tree, render_config, Env};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -31,26 +31,17 @@ fn app() -> tempfile::TempDir {
     tmp
 }
 
-const ALL: [&str; 12] = [
-    "aiagents.Meta",
-    "aiagents.ReActType",
-    "aiagents.SpecialType",
-    "aiagents.ragTest",
-    "corps.meta",
-    "corps.models.CorpMember",
-    "data.plain",
-    "data.thing",
-    "imRobots.dingTalkDemo",
-    "imRobots.dingTalkStreamType",
-    "imRobots.dingTalkStreamType.Editor",
-    "imRobots.meta",
-];
+/// Every element of the good fixture, sorted, as the element loader reads it (the list
+/// itself is pinned by jitnode-element's tests/tree.rs).
+fn all() -> Vec<String> {
+    let tree = load_tree(&fixture("good/elements")).expect("good fixture has no problems");
+    let names: Vec<String> = tree.elements.into_keys().collect();
+    assert_eq!(names.len(), 12, "{names:?}");
+    names
+}
 
 fn all_but(name: &str) -> Vec<String> {
-    ALL.iter()
-        .filter(|n| **n != name)
-        .map(|n| n.to_string())
-        .collect()
+    all().into_iter().filter(|n| n != name).collect()
 }
 
 fn names(v: &[&str]) -> Vec<String> {
@@ -105,7 +96,7 @@ fn cold_build_writes_unrendered_files_and_manifest() {
     .unwrap();
     let (tree, report) = build(app.path()).unwrap();
     assert!(report.full);
-    assert_eq!(report.rebuilt, names(&ALL));
+    assert_eq!(report.rebuilt, all());
     assert!(report.reused.is_empty() && report.removed.is_empty());
     let dist = app.path().join("dist");
     assert!(dist.join("manifest.json").is_file());
@@ -179,7 +170,7 @@ fn unchanged_tree_starts_from_dist_without_reading_sources() {
 
     let (tree, report) = ensure(app.path()).unwrap();
     assert!(report.up_to_date(), "{report:?}");
-    assert_eq!(report.reused, names(&ALL));
+    assert_eq!(report.reused, all());
     assert_eq!(
         tree.get("data.thing").unwrap().chain,
         ["data.thing", "data.plain"]
@@ -241,7 +232,7 @@ fn touching_without_changing_content_rebuilds_nothing() {
     set_mtime(&f, SystemTime::now() + Duration::from_secs(3));
     let (_, report) = ensure(app.path()).unwrap();
     assert!(report.rebuilt.is_empty() && !report.full, "{report:?}");
-    assert_eq!(report.reused, names(&ALL));
+    assert_eq!(report.reused, all());
 }
 
 #[test]
@@ -272,7 +263,7 @@ fn deleting_dist_rebuilds_everything() {
     fs::remove_dir_all(app.path().join("dist")).unwrap();
     let (tree, report) = ensure(app.path()).unwrap();
     assert!(report.full);
-    assert_eq!(report.rebuilt, names(&ALL));
+    assert_eq!(report.rebuilt, all());
     assert_eq!(tree.len(), 12);
 }
 
@@ -294,7 +285,7 @@ fn corrupt_or_foreign_manifest_means_full_rebuild_not_a_crash() {
         fs::write(&manifest, &bad).unwrap();
         let (tree, report) = ensure(app.path()).unwrap();
         assert!(report.full, "{bad:.40}");
-        assert_eq!(report.rebuilt, names(&ALL));
+        assert_eq!(report.rebuilt, all());
         assert_eq!(tree.len(), 12);
         // `load` refuses a corrupt manifest with a clear error instead of panicking.
         fs::write(&manifest, &bad).unwrap();
@@ -482,7 +473,7 @@ fn build_on_an_unchanged_tree_rewrites_nothing() {
         report,
         BuildReport {
             rebuilt: vec![],
-            reused: names(&ALL),
+            reused: all(),
             removed: vec![],
             full: false,
         }

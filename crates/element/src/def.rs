@@ -156,8 +156,9 @@ fn optional_string(
     }
 }
 
-/// The JSON kind of a value, for messages ("an array", "a number", ...).
-pub(crate) fn json_kind(v: &Value) -> &'static str {
+/// The JSON kind of a value, for messages ("an array", "a number", ...); public so that
+/// crates checking JSON against declarations word it the same way.
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

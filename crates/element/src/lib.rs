@@ -33,7 +33,7 @@ mod tree;
 mod walk;
 
 pub use check::{check, check_app, check_app_with, check_with, render_tree, LoaderSchemas};
-pub use def::{Definition, LoadTime};
+pub use def::{json_kind, Definition, LoadTime};
 pub use env::{parse_dotenv, Env, EnvError};
 pub use file::FileError;
 pub use par::{par_map, worker_count};

@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
@@ -121,6 +121,21 @@ impl ConfigSchema {
     pub fn from_json(text: &str) -> Result<ConfigSchema, SchemaError> {
         let raw: Value = serde_json::from_str(text).map_err(|e| SchemaError(e.to_string()))?;
         ConfigSchema::new(raw)
+    }
+
+    /// A schema built into a crate, compiled once into `cell` on first use. Such schemas
+    /// are constants covered by their crate's tests, so one that does not compile is a
+    /// bug, not an input error: this panics, naming `what`.
+    pub fn built_in(
+        cell: &'static OnceLock<Arc<ConfigSchema>>,
+        what: &str,
+        raw: impl FnOnce() -> Value,
+    ) -> Arc<ConfigSchema> {
+        cell.get_or_init(|| match ConfigSchema::new(raw()) {
+            Ok(schema) => Arc::new(schema),
+            Err(e) => panic!("the {what} schema is valid (tested): {e:?}"),
+        })
+        .clone()
     }
 
     /// The schema as declared.

@@ -207,30 +207,20 @@ pub fn resolve(parsed: Vec<Parsed>, mut problems: Vec<Problem>) -> Result<AppTre
                     type_name: next.to_string(),
                 },
             )),
-            Err(ChainEnd::Missing(next)) => {
-                let mut c: Vec<String> = chain.iter().map(|s| s.to_string()).collect();
-                c.push(next.to_string());
-                chain_problems.push(Problem::new(
-                    ejson,
-                    Some(me),
-                    ProblemKind::BrokenChain {
-                        chain: c,
-                        reason: format!("\"{next}\" names no element"),
-                    },
-                ));
-            }
-            Err(ChainEnd::Broken(next)) => {
-                let mut c: Vec<String> = chain.iter().map(|s| s.to_string()).collect();
-                c.push(next.to_string());
-                chain_problems.push(Problem::new(
-                    ejson,
-                    Some(me),
-                    ProblemKind::BrokenChain {
-                        chain: c,
-                        reason: format!("\"{next}\" has problems in its e.json"),
-                    },
-                ));
-            }
+            Err(ChainEnd::Missing(next)) => chain_problems.push(broken_chain(
+                ejson,
+                me,
+                &chain,
+                next,
+                format!("\"{next}\" names no element"),
+            )),
+            Err(ChainEnd::Broken(next)) => chain_problems.push(broken_chain(
+                ejson,
+                me,
+                &chain,
+                next,
+                format!("\"{next}\" has problems in its e.json"),
+            )),
             Err(ChainEnd::Cycle(cycle, pos)) => {
                 // Report each cycle once, starting from its smallest name, at that file.
                 let start = cycle
@@ -258,18 +248,12 @@ pub fn resolve(parsed: Vec<Parsed>, mut problems: Vec<Problem>) -> Result<AppTre
                 }
                 if pos > 0 {
                     // This element is outside the cycle but leads into it.
-                    let mut c: Vec<String> = chain.iter().map(|s| s.to_string()).collect();
-                    c.push(chain[pos].to_string());
-                    chain_problems.push(Problem::new(
+                    chain_problems.push(broken_chain(
                         ejson,
-                        Some(me),
-                        ProblemKind::BrokenChain {
-                            chain: c,
-                            reason: format!(
-                                "it leads into a type cycle through \"{}\"",
-                                chain[pos]
-                            ),
-                        },
+                        me,
+                        &chain,
+                        chain[pos],
+                        format!("it leads into a type cycle through \"{}\"", chain[pos]),
                     ));
                 }
             }
@@ -300,6 +284,21 @@ pub fn resolve(parsed: Vec<Parsed>, mut problems: Vec<Problem>) -> Result<AppTre
         })
         .collect();
     Ok(AppTree { elements })
+}
+
+/// A [`ProblemKind::BrokenChain`] of `me` at its `ejson`: the chain walked so far, then
+/// `next`, where it breaks.
+fn broken_chain(ejson: PathBuf, me: &str, chain: &[&str], next: &str, reason: String) -> Problem {
+    let mut shown: Vec<String> = chain.iter().map(|s| s.to_string()).collect();
+    shown.push(next.to_string());
+    Problem::new(
+        ejson,
+        Some(me),
+        ProblemKind::BrokenChain {
+            chain: shown,
+            reason,
+        },
+    )
 }
 
 enum ChainEnd<'a> {

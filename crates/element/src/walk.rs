@@ -127,6 +127,29 @@ enum Kind {
 }
 
 impl Walker {
+    /// Records a problem in `file`, named after the element owning the folder, if any.
+    fn report(
+        &mut self,
+        file: impl Into<PathBuf>,
+        owner: &Option<(usize, String)>,
+        kind: ProblemKind,
+    ) {
+        let el = owner
+            .as_ref()
+            .map(|(i, _)| self.found[*i].full_name.clone());
+        self.problems.push(Problem::new(file, el.as_deref(), kind));
+    }
+
+    /// [`Walker::report`] of an I/O failure.
+    fn report_io(
+        &mut self,
+        file: impl Into<PathBuf>,
+        owner: &Option<(usize, String)>,
+        message: String,
+    ) {
+        self.report(file, owner, ProblemKind::Io { message });
+    }
+
     /// Lists a folder's entries after the skip rules, sorted by name; `None` when it cannot
     /// be read (reported).
     fn entries(
@@ -134,20 +157,10 @@ impl Walker {
         path: &Path,
         owner: &Option<(usize, String)>,
     ) -> Option<Vec<(String, Kind)>> {
-        let owner_name = |w: &Walker, o: &Option<(usize, String)>| {
-            o.as_ref().map(|(i, _)| w.found[*i].full_name.clone())
-        };
         let rd = match fs::read_dir(path) {
             Ok(rd) => rd,
             Err(e) => {
-                let el = owner_name(self, owner);
-                self.problems.push(Problem::new(
-                    path,
-                    el.as_deref(),
-                    ProblemKind::Io {
-                        message: e.to_string(),
-                    },
-                ));
+                self.report_io(path, owner, e.to_string());
                 return None;
             }
         };
@@ -156,14 +169,7 @@ impl Walker {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    let el = owner_name(self, owner);
-                    self.problems.push(Problem::new(
-                        path,
-                        el.as_deref(),
-                        ProblemKind::Io {
-                            message: e.to_string(),
-                        },
-                    ));
+                    self.report_io(path, owner, e.to_string());
                     continue;
                 }
             };
@@ -171,14 +177,7 @@ impl Walker {
             let ft = match entry.file_type() {
                 Ok(ft) => ft,
                 Err(e) => {
-                    let el = owner_name(self, owner);
-                    self.problems.push(Problem::new(
-                        entry.path(),
-                        el.as_deref(),
-                        ProblemKind::Io {
-                            message: e.to_string(),
-                        },
-                    ));
+                    self.report_io(entry.path(), owner, e.to_string());
                     continue;
                 }
             };
@@ -195,28 +194,18 @@ impl Walker {
                         Ok(real) if real.starts_with(&self.root_real) => Kind::File,
                         Ok(real) => Kind::Escapes(real),
                         Err(e) => {
-                            let el = owner_name(self, owner);
-                            self.problems.push(Problem::new(
+                            self.report_io(
                                 entry.path(),
-                                el.as_deref(),
-                                ProblemKind::Io {
-                                    message: format!("cannot resolve symlink: {e}"),
-                                },
-                            ));
+                                owner,
+                                format!("cannot resolve symlink: {e}"),
+                            );
                             continue;
                         }
                     },
                     Ok(_) => continue, // symlinked folders are not followed
                     Err(e) => {
                         if owner.is_some() {
-                            let el = owner_name(self, owner);
-                            self.problems.push(Problem::new(
-                                entry.path(),
-                                el.as_deref(),
-                                ProblemKind::Io {
-                                    message: format!("broken symlink: {e}"),
-                                },
-                            ));
+                            self.report_io(entry.path(), owner, format!("broken symlink: {e}"));
                         }
                         continue;
                     }
@@ -229,12 +218,7 @@ impl Walker {
                 Err(_) => {
                     // Only report names that would matter: element files and folders.
                     if owner.is_some() || matches!(kind, Kind::Dir) {
-                        let el = owner_name(self, owner);
-                        self.problems.push(Problem::new(
-                            entry.path(),
-                            el.as_deref(),
-                            ProblemKind::NameNotUtf8,
-                        ));
+                        self.report(entry.path(), owner, ProblemKind::NameNotUtf8);
                     }
                     continue;
                 }

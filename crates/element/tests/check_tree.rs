@@ -1,18 +1,7 @@
 mod common;
 
-use std::collections::HashMap;
-
-use common::{copy_tree, fixture};
-use jitnode_element::{check, check_app, load_tree, render_tree, Env, ProblemKind};
-
-fn env(pairs: &[(&str, &str)]) -> Env {
-    Env::from_map(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<HashMap<_, _>>(),
-    )
-}
+use common::{copy_tree, env, fixture};
+use jitnode_element::{check, check_app, load_tree, render_tree, ProblemKind};
 
 #[test]
 fn check_reports_missing_template_variables() {

@@ -13,6 +13,17 @@ fn write(root: &Path, rel: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
+/// An element root with the meta `fx.meta` and its Type `fx.<ty>`, whose
+/// config.schema.json is `schema`.
+fn app_with_type(ty: &str, schema: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    write(root, "fx/meta/e.json", r#"{"type": ""}"#);
+    write(root, &format!("fx/{ty}/e.json"), r#"{"type": "fx.meta"}"#);
+    write(root, &format!("fx/{ty}/config.schema.json"), schema);
+    d
+}
+
 const SCHEMA: &str = r#"{
   "type": "object",
   "additionalProperties": false,
@@ -33,11 +44,8 @@ const SCHEMA: &str = r#"{
 
 #[test]
 fn every_kind_of_config_error_is_reported_in_one_pass_with_its_position() {
-    let d = tempfile::tempdir().unwrap();
+    let d = app_with_type("kbType", SCHEMA);
     let root = d.path();
-    write(root, "fx/meta/e.json", r#"{"type": ""}"#);
-    write(root, "fx/kbType/e.json", r#"{"type": "fx.meta"}"#);
-    write(root, "fx/kbType/config.schema.json", SCHEMA);
     // No config.json: defaults fill in the rest, but the two required fields are named
     // (at 1:1 of the config.json to write).
     write(root, "fx/bare/e.json", r#"{"type": "fx.kbType"}"#);
@@ -96,15 +104,8 @@ fn every_kind_of_config_error_is_reported_in_one_pass_with_its_position() {
 
 #[test]
 fn a_broken_schema_file_is_a_problem_of_its_type() {
-    let d = tempfile::tempdir().unwrap();
+    let d = app_with_type("t", r#"{"type": "no-such-type"}"#);
     let root = d.path();
-    write(root, "fx/meta/e.json", r#"{"type": ""}"#);
-    write(root, "fx/t/e.json", r#"{"type": "fx.meta"}"#);
-    write(
-        root,
-        "fx/t/config.schema.json",
-        r#"{"type": "no-such-type"}"#,
-    );
     write(root, "fx/i/e.json", r#"{"type": "fx.t"}"#);
     let text = check(root, &Env::from_map(HashMap::new())).to_string();
     assert!(

@@ -1,22 +1,12 @@
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use common::fixture;
+use common::{env, fixture};
 use jitnode_element::{
     load_tree, render_config, render_template, template_vars, Env, TemplateError,
 };
 use serde_json::{json, Value};
-
-fn env(pairs: &[(&str, &str)]) -> Env {
-    Env::from_map(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<HashMap<_, _>>(),
-    )
-}
 
 fn render(text: &str, e: &Env) -> Value {
     let out = render_template(text, e, "t.el", Path::new("config.json")).unwrap();

@@ -14,7 +14,6 @@ use jitnode_host::watch::{self, WatchOptions};
 use jitnode_host::{
     App, BoxError, BoxFuture, EchoLoader, ElementRuntime, LoadContext, Loader, Registry, Reloader,
 };
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 /// `builtin:echo`, reporting (element, prefix) each time it loads an element.
@@ -26,12 +25,7 @@ impl Loader for Reporting {
     fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>> {
         Box::pin(async move {
             let name = cx.full_name().to_string();
-            let prefix = cx
-                .config()
-                .and_then(|c| c.get("prefix"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            let prefix = EchoLoader::prefix(&cx);
             let rt = EchoLoader.load(cx).await?;
             let _ = self.tx.send((name, prefix));
             Ok(rt)

@@ -20,22 +20,31 @@ pub struct EchoLoader;
 /// The schema of an echo instance's config.json.
 fn schema() -> Arc<ConfigSchema> {
     static SCHEMA: OnceLock<Arc<ConfigSchema>> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| {
-            let raw = json!({
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "prefix": {
-                        "type": "string",
-                        "default": "",
-                        "description": "Put before each streamed word."
-                    }
+    ConfigSchema::built_in(&SCHEMA, "echo", || {
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "prefix": {
+                    "type": "string",
+                    "default": "",
+                    "description": "Put before each streamed word."
                 }
-            });
-            Arc::new(ConfigSchema::new(raw).expect("the echo schema is valid (tested)"))
+            }
         })
-        .clone()
+    })
+}
+
+impl EchoLoader {
+    /// The `prefix` an instance streams with: its config's, after the schema filled in the
+    /// default (absent: none).
+    pub fn prefix(cx: &LoadContext) -> String {
+        cx.config()
+            .and_then(|c| c.get("prefix"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
 }
 
 impl Loader for EchoLoader {
@@ -49,12 +58,7 @@ impl Loader for EchoLoader {
     fn load(&self, cx: LoadContext) -> BoxFuture<'_, Result<Box<dyn ElementRuntime>, BoxError>> {
         Box::pin(async move {
             // The schema vouched for the shape and filled in the default.
-            let prefix = cx
-                .config()
-                .and_then(|c| c.get("prefix"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            let prefix = EchoLoader::prefix(&cx);
             let stream_spec = FunctionSpec::with_args(
                 "stream",
                 vec![ArgSpec {

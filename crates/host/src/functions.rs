@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use jitnode_element::{AppTree, Element};
+use jitnode_element::{json_kind as kind, AppTree, Element};
 use serde_json::{Map, Value};
 
 /// One argument of a function.
@@ -119,17 +119,6 @@ impl fmt::Display for FunctionSpec {
             }
         }
         f.write_str(")")
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -119,6 +119,18 @@ fn base(app: &Path) {
     );
 }
 
+/// Writes `file` of the instance `fam.bot`.
+fn write_bot(app: &Path, file: &str, text: &str) {
+    write(app, &format!("elements/fam/bot/{file}"), text);
+}
+
+/// A fresh app folder holding [`base`].
+fn base_app() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    base(dir.path());
+    dir
+}
+
 fn instance(app: &Path, rel: &str, ty: &str, eager: bool, config: &str) {
     let lt = if eager {
         r#", "backendLoadTime": "afterAppInit""#
@@ -140,21 +152,33 @@ async fn started(app_dir: &Path, log: &Arc<Log>) -> Reloader {
     Reloader::new(app_dir, app).with_stop_deadline(Duration::from_secs(2))
 }
 
+/// The reason a reload kept the last good version; `why` says what should be rejected.
+fn rejected(report: &ReloadReport, why: &str) -> String {
+    report.kept_last_good.as_ref().expect(why).to_string()
+}
+
+/// Reloads, expecting the new version accepted and `fam.bot` restarted with `config`.
+async fn reload_restarts_bot(r: &mut Reloader, log: &Log, config: Value) {
+    let report = r.reload_from_disk().await;
+    assert!(report.kept_last_good.is_none(), "{report:?}");
+    assert_eq!(report.restarted, names(&["fam.bot"]));
+    assert_eq!(log.live()["fam.bot"], vec![config]);
+}
+
 fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
 #[tokio::test]
 async fn a_config_edit_restarts_that_instance_with_the_new_config() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = base_app();
     let app_dir = dir.path();
-    base(app_dir);
     instance(app_dir, "fam/bot", "fam.t1", true, r#"{"v": 1}"#);
     instance(app_dir, "fam/calm", "fam.t1", true, r#"{"v": 1}"#);
     let log = Arc::new(Log::default());
     let mut r = started(app_dir, &log).await;
 
-    write(app_dir, "elements/fam/bot/config.json", r#"{"v": 2}"#);
+    write_bot(app_dir, "config.json", r#"{"v": 2}"#);
     let report = r.reload_from_disk().await;
     assert!(report.kept_last_good.is_none(), "{report:?}");
     assert_eq!(report.changed, names(&["fam.bot"]));
@@ -168,7 +192,7 @@ async fn a_config_edit_restarts_that_instance_with_the_new_config() {
     assert_eq!(log.live()["fam.bot"], vec![json!({"v": 2})]);
 
     // Same content written again: nothing restarts.
-    write(app_dir, "elements/fam/bot/config.json", r#"{"v": 2}"#);
+    write_bot(app_dir, "config.json", r#"{"v": 2}"#);
     let before = log.load_count();
     let report = r.reload_from_disk().await;
     assert!(report.is_noop(), "{report:?}");
@@ -177,9 +201,8 @@ async fn a_config_edit_restarts_that_instance_with_the_new_config() {
 
 #[tokio::test]
 async fn an_edit_breaking_the_schema_keeps_the_last_good_version_until_fixed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = base_app();
     let app_dir = dir.path();
-    base(app_dir);
     write(
         app_dir,
         "elements/fam/t1/config.schema.json",
@@ -193,13 +216,9 @@ async fn an_edit_breaking_the_schema_keeps_the_last_good_version_until_fixed() {
     // The loader got the config with the schema's default filled in.
     assert_eq!(log.live()["fam.calm"], vec![json!({"v": 0})]);
 
-    write(
-        app_dir,
-        "elements/fam/bot/config.json",
-        "{\n  \"v\": \"one\"\n}",
-    );
+    write_bot(app_dir, "config.json", "{\n  \"v\": \"one\"\n}");
     let report = r.reload_from_disk().await;
-    let err = report.kept_last_good.expect("rejected").to_string();
+    let err = rejected(&report, "rejected");
     let file = app_dir.join("elements/fam/bot/config.json");
     assert!(
         err.starts_with(&format!(
@@ -212,65 +231,51 @@ async fn an_edit_breaking_the_schema_keeps_the_last_good_version_until_fixed() {
     assert_eq!(log.live()["fam.bot"], vec![json!({"v": 1})]);
     assert_eq!(log.loads_of("fam.bot").len(), 1);
 
-    write(app_dir, "elements/fam/bot/config.json", r#"{"v": "2"}"#);
-    let report = r.reload_from_disk().await;
-    assert!(report.kept_last_good.is_none(), "{report:?}");
-    assert_eq!(report.restarted, names(&["fam.bot"]));
-    assert_eq!(log.live()["fam.bot"], vec![json!({"v": 2})]);
+    write_bot(app_dir, "config.json", r#"{"v": "2"}"#);
+    reload_restarts_bot(&mut r, &log, json!({"v": 2})).await;
 }
 
 #[tokio::test]
 async fn a_broken_e_json_keeps_the_last_good_version_until_fixed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = base_app();
     let app_dir = dir.path();
-    base(app_dir);
     instance(app_dir, "fam/bot", "fam.t1", true, r#"{"v": 1}"#);
     let log = Arc::new(Log::default());
     let mut r = started(app_dir, &log).await;
     let before = r.app().running_fingerprints();
 
-    write(
+    write_bot(
         app_dir,
-        "elements/fam/bot/e.json",
+        "e.json",
         "{\n  \"type\": \"fam.t1\",\n  \"backendLoadTime\" \"afterAppInit\"\n}",
     );
     let report = r.reload_from_disk().await;
-    let err = report
-        .kept_last_good
-        .expect("a bad e.json is rejected")
-        .to_string();
+    let err = rejected(&report, "a bad e.json is rejected");
     assert!(err.contains("fam/bot/e.json:3:21"), "{err}");
     assert_eq!(r.app().running_fingerprints(), before);
     assert_eq!(log.load_count(), 1);
 
     // A cycle is rejected the same way.
-    write(app_dir, "elements/fam/bot/e.json", r#"{"type": "fam.bot"}"#);
+    write_bot(app_dir, "e.json", r#"{"type": "fam.bot"}"#);
     let report = r.reload_from_disk().await;
-    let err = report
-        .kept_last_good
-        .expect("a cycle is rejected")
-        .to_string();
+    let err = rejected(&report, "a cycle is rejected");
     assert!(err.contains("fam.bot"), "{err}");
     assert_eq!(r.app().running_fingerprints(), before);
 
     // Fixed (with a new config): recovered in the same process.
-    write(
+    write_bot(
         app_dir,
-        "elements/fam/bot/e.json",
+        "e.json",
         r#"{"type": "fam.t1", "backendLoadTime": "afterAppInit"}"#,
     );
-    write(app_dir, "elements/fam/bot/config.json", r#"{"v": 5}"#);
-    let report = r.reload_from_disk().await;
-    assert!(report.kept_last_good.is_none(), "{report:?}");
-    assert_eq!(report.restarted, names(&["fam.bot"]));
-    assert_eq!(log.live()["fam.bot"], vec![json!({"v": 5})]);
+    write_bot(app_dir, "config.json", r#"{"v": 5}"#);
+    reload_restarts_bot(&mut r, &log, json!({"v": 5})).await;
 }
 
 #[tokio::test]
 async fn env_edits_restart_only_elements_whose_rendered_config_changed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = base_app();
     let app_dir = dir.path();
-    base(app_dir);
     write(app_dir, ".env", "RELOAD_T_A=1\nRELOAD_T_B=x\n");
     instance(app_dir, "fam/a", "fam.t1", true, "{\"v\": {{RELOAD_T_A}}}");
     instance(
@@ -292,7 +297,7 @@ async fn env_edits_restart_only_elements_whose_rendered_config_changed() {
     // A variable that disappears: rejected, with the placeholder's position.
     write(app_dir, ".env", "RELOAD_T_A=2\n");
     let report = r.reload_from_disk().await;
-    let err = report.kept_last_good.expect("missing variable").to_string();
+    let err = rejected(&report, "missing variable");
     assert!(err.contains("fam/b/config.json:1:8"), "{err}");
     assert!(err.contains("RELOAD_T_B"), "{err}");
     assert!(!err.contains("x\""), "no values in errors: {err}");
@@ -306,9 +311,8 @@ async fn env_edits_restart_only_elements_whose_rendered_config_changed() {
 
 #[tokio::test]
 async fn env_overrides_win_over_dotenv_and_survive_a_reload() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = base_app();
     let app_dir = dir.path();
-    base(app_dir);
     write(app_dir, ".env", "RELOAD_T_URL=from-dotenv\nRELOAD_T_N=1\n");
     instance(
         app_dir,
@@ -346,9 +350,8 @@ async fn env_overrides_win_over_dotenv_and_survive_a_reload() {
 
 #[tokio::test]
 async fn changing_a_type_restarts_its_instances_only() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = base_app();
     let app_dir = dir.path();
-    base(app_dir);
     instance(app_dir, "fam/one", "fam.t1", true, "{}");
     instance(app_dir, "fam/two", "fam.t2", true, "{}");
     instance(app_dir, "other/x", "other.meta", true, "{}");
@@ -383,9 +386,8 @@ async fn changing_a_type_restarts_its_instances_only() {
 
 #[tokio::test]
 async fn added_and_removed_folders_start_and_stop() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = base_app();
     let app_dir = dir.path();
-    base(app_dir);
     instance(app_dir, "fam/one", "fam.t1", true, "{}");
     let log = Arc::new(Log::default());
     let mut r = started(app_dir, &log).await;
@@ -412,9 +414,8 @@ async fn added_and_removed_folders_start_and_stop() {
 
 #[tokio::test]
 async fn dependents_restart_with_what_they_looked_up_and_orphans_stop() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = base_app();
     let app_dir = dir.path();
-    base(app_dir);
     instance(app_dir, "fam/lib", "fam.t1", false, r#"{"v": 1}"#);
     instance(
         app_dir,
@@ -482,9 +483,8 @@ async fn clean_start(app_dir: &Path) -> (App, Arc<Log>, tempfile::TempDir) {
 
 #[tokio::test]
 async fn any_sequence_of_edits_ends_like_a_clean_start() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = base_app();
     let app_dir = dir.path();
-    base(app_dir);
     write(app_dir, ".env", "RELOAD_SEQ_V=1\n");
     instance(app_dir, "fam/i0", "fam.t1", true, "{}");
     let log = Arc::new(Log::default());
@@ -605,9 +605,8 @@ async fn any_sequence_of_edits_ends_like_a_clean_start() {
 /// Through the real watcher: a save is noticed, debounced, and the instance runs with the
 /// new config. Waits on the report channel with a timeout (no sleeps as assertions).
 async fn watcher_reloads_a_config_edit(mode: WatchMode) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = base_app();
     let app_dir = dir.path().to_path_buf();
-    base(&app_dir);
     instance(&app_dir, "fam/bot", "fam.t1", true, r#"{"v": 1}"#);
     let log = Arc::new(Log::default());
     let mut r = started(&app_dir, &log).await;

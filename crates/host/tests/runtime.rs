@@ -23,6 +23,13 @@ fn el(root: &Path, rel: &str, ejson: Value) {
     write(root, rel, "e.json", &ejson.to_string());
 }
 
+/// [`el`] for each folder of the object `elements`, with its value as e.json.
+fn els(root: &Path, elements: Value) {
+    for (rel, ejson) in elements.as_object().expect("folder -> e.json") {
+        el(root, rel, ejson.clone());
+    }
+}
+
 fn tree(root: &Path) -> AppTree {
     load_tree(root).unwrap_or_else(|p| panic!("fixture has problems:\n{p}"))
 }
@@ -138,13 +145,21 @@ fn probe_registry(log: &Arc<Log>) -> Registry {
 
 /// A Meta `t.meta`, a Type `t.probeType` (builtin:probe) and a data-only Type `t.dataType`.
 fn family(root: &Path) {
-    el(root, "t/meta", json!({"type": "", "title": "test meta"}));
-    el(
+    els(
         root,
-        "t/probeType",
-        json!({"type": "t.meta", "backendBundleEntry": "builtin:probe"}),
+        json!({
+            "t/meta": {"type": "", "title": "test meta"},
+            "t/probeType": {"type": "t.meta", "backendBundleEntry": "builtin:probe"},
+            "t/dataType": {"type": "t.meta"}
+        }),
     );
-    el(root, "t/dataType", json!({"type": "t.meta"}));
+}
+
+/// A fresh element root holding [`family`].
+fn family_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    family(dir.path());
+    dir
 }
 
 fn probe(root: &Path, name: &str, extra: Value) {
@@ -155,12 +170,33 @@ fn probe(root: &Path, name: &str, extra: Value) {
     el(root, &format!("t/{name}"), e);
 }
 
+/// [`probe`] for each name of the object `probes`, with its value as the extra keys.
+fn probes(root: &Path, probes: Value) {
+    for (name, extra) in probes.as_object().expect("name -> extra keys") {
+        probe(root, name, extra.clone());
+    }
+}
+
 fn app_with(root: &Path, log: &Arc<Log>) -> App {
     App::new(
         tree(root),
         Env::from_map(HashMap::new()),
         probe_registry(log),
     )
+}
+
+/// A call (chunks discarded) that must succeed.
+async fn call_ok(app: &App, element: &str, function: &str, args: Value) -> Value {
+    app.call(element, function, args, ChunkSink::discard())
+        .await
+        .unwrap()
+}
+
+/// A call (chunks discarded) that must fail.
+async fn call_err(app: &App, element: &str, function: &str, args: Value) -> CallError {
+    app.call(element, function, args, ChunkSink::discard())
+        .await
+        .unwrap_err()
 }
 
 fn index_of(events: &[String], e: &str) -> usize {
@@ -172,26 +208,18 @@ fn index_of(events: &[String], e: &str) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn phases_run_in_order_and_concurrently_within_a_phase() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = family_dir();
     let root = dir.path();
-    family(root);
-    probe(
+    probes(
         root,
-        "b1",
-        json!({"backendLoadTime": "beforeHandleRequest", "loadMs": 30}),
+        json!({
+            "b1": {"backendLoadTime": "beforeHandleRequest", "loadMs": 30},
+            "b2": {"backendLoadTime": "beforeHandleRequest", "loadMs": 10},
+            "a1": {"backendLoadTime": "afterAppInit", "loadMs": 5},
+            "a2": {"backendLoadTime": "afterAppInit"},
+            "lazy": {}
+        }),
     );
-    probe(
-        root,
-        "b2",
-        json!({"backendLoadTime": "beforeHandleRequest", "loadMs": 10}),
-    );
-    probe(
-        root,
-        "a1",
-        json!({"backendLoadTime": "afterAppInit", "loadMs": 5}),
-    );
-    probe(root, "a2", json!({"backendLoadTime": "afterAppInit"}));
-    probe(root, "lazy", json!({}));
     let log = Arc::new(Log::default());
     let app = app_with(root, &log);
 
@@ -213,45 +241,26 @@ async fn phases_run_in_order_and_concurrently_within_a_phase() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_element_is_reported_and_the_others_keep_running() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = family_dir();
     let root = dir.path();
-    family(root);
-    el(
+    els(
         root,
-        "t/robotType",
-        json!({"type": "t.meta", "backendBundleEntry": "builtin:dingTalkStream"}),
+        json!({
+            "t/robotType": {"type": "t.meta", "backendBundleEntry": "builtin:dingTalkStream"},
+            "t/robot": {"type": "t.robotType", "backendLoadTime": "afterAppInit"},
+            "t/pluginType": {"type": "t.meta", "backendBundleEntry": "./backend"},
+            "t/plugin": {"type": "t.pluginType", "backendLoadTime": "afterAppInit"}
+        }),
     );
-    el(
+    probes(
         root,
-        "t/robot",
-        json!({"type": "t.robotType", "backendLoadTime": "afterAppInit"}),
+        json!({
+            "bad": {"backendLoadTime": "beforeHandleRequest", "fail": "cannot reach the moon"},
+            "boom": {"backendLoadTime": "beforeHandleRequest", "panic": true},
+            "good1": {"backendLoadTime": "beforeHandleRequest"},
+            "good2": {"backendLoadTime": "afterAppInit"}
+        }),
     );
-    el(
-        root,
-        "t/pluginType",
-        json!({"type": "t.meta", "backendBundleEntry": "./backend"}),
-    );
-    el(
-        root,
-        "t/plugin",
-        json!({"type": "t.pluginType", "backendLoadTime": "afterAppInit"}),
-    );
-    probe(
-        root,
-        "bad",
-        json!({"backendLoadTime": "beforeHandleRequest", "fail": "cannot reach the moon"}),
-    );
-    probe(
-        root,
-        "boom",
-        json!({"backendLoadTime": "beforeHandleRequest", "panic": true}),
-    );
-    probe(
-        root,
-        "good1",
-        json!({"backendLoadTime": "beforeHandleRequest"}),
-    );
-    probe(root, "good2", json!({"backendLoadTime": "afterAppInit"}));
     let log = Arc::new(Log::default());
     let app = app_with(root, &log);
 
@@ -280,10 +289,7 @@ async fn a_failing_element_is_reported_and_the_others_keep_running() {
     );
 
     // The good ones run and answer calls.
-    let v = app
-        .call("t.good2", "poke", json!(null), ChunkSink::discard())
-        .await
-        .unwrap();
+    let v = call_ok(&app, "t.good2", "poke", json!(null)).await;
     assert_eq!(v, json!(0));
     // A failed load is remembered, not retried at every lookup.
     let again = app.lookup("t.bad").await.unwrap_err();
@@ -297,9 +303,8 @@ async fn a_failing_element_is_reported_and_the_others_keep_running() {
 #[tokio::test(start_paused = true)]
 async fn readiness_tells_started_elements_from_working_ones() {
     use jitnode_host::Check;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = family_dir();
     let root = dir.path();
-    family(root);
     let at_start = |extra: Value| {
         let mut e = json!({"backendLoadTime": "afterAppInit"});
         e.as_object_mut()
@@ -380,8 +385,7 @@ async fn fifty_lookups_load_once(app: Arc<App>, log: &Log) {
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_first_lookups_load_once() {
-    let dir = tempfile::tempdir().unwrap();
-    family(dir.path());
+    let dir = family_dir();
     probe(dir.path(), "slow", json!({"loadMs": 50}));
     let log = Arc::new(Log::default());
     let app = Arc::new(app_with(dir.path(), &log));
@@ -390,8 +394,7 @@ async fn concurrent_first_lookups_load_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_first_lookups_load_once_across_threads() {
-    let dir = tempfile::tempdir().unwrap();
-    family(dir.path());
+    let dir = family_dir();
     probe(dir.path(), "slow", json!({"loadMs": 20}));
     let log = Arc::new(Log::default());
     let app = Arc::new(app_with(dir.path(), &log));
@@ -400,20 +403,25 @@ async fn concurrent_first_lookups_load_once_across_threads() {
 
 #[tokio::test(start_paused = true)]
 async fn lookups_load_what_they_need_and_stop_dependents_first() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = family_dir();
     let root = dir.path();
-    family(root);
-    probe(root, "base", json!({}));
-    probe(root, "mid", json!({"needs": ["t.base"]}));
-    probe(
+    probes(
         root,
-        "top",
-        json!({"backendLoadTime": "afterAppInit", "needs": ["t.mid", "t.base"]}),
+        json!({
+            "base": {},
+            "mid": {"needs": ["t.base"]},
+            "top": {"backendLoadTime": "afterAppInit", "needs": ["t.mid", "t.base"]},
+            "alone": {"backendLoadTime": "afterAppInit"}
+        }),
     );
-    probe(root, "alone", json!({"backendLoadTime": "afterAppInit"}));
     // Looks up t.base only when called, after loading.
-    probe(root, "caller", json!({"callNeeds": ["t.base"]}));
-    probe(root, "later", json!({}));
+    probes(
+        root,
+        json!({
+            "caller": {"callNeeds": ["t.base"]},
+            "later": {}
+        }),
+    );
     let log = Arc::new(Log::default());
     let app = app_with(root, &log);
 
@@ -422,9 +430,7 @@ async fn lookups_load_what_they_need_and_stop_dependents_first() {
     // top's lookups loaded mid and base on demand.
     assert_eq!(log.loads("t.mid"), 1);
     assert_eq!(log.loads("t.base"), 1);
-    app.call("t.caller", "poke", json!({}), ChunkSink::discard())
-        .await
-        .unwrap();
+    call_ok(&app, "t.caller", "poke", json!({})).await;
 
     let deps = app.dependencies();
     assert_eq!(
@@ -474,20 +480,16 @@ async fn lookups_load_what_they_need_and_stop_dependents_first() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stop_that_hangs_is_abandoned_at_its_deadline() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = family_dir();
     let root = dir.path();
-    family(root);
-    probe(
+    probes(
         root,
-        "stuck",
-        json!({"backendLoadTime": "afterAppInit", "hangOnStop": true}),
+        json!({
+            "stuck": {"backendLoadTime": "afterAppInit", "hangOnStop": true},
+            "user": {"backendLoadTime": "afterAppInit", "needs": ["t.stuck"]},
+            "fine": {"backendLoadTime": "afterAppInit"}
+        }),
     );
-    probe(
-        root,
-        "user",
-        json!({"backendLoadTime": "afterAppInit", "needs": ["t.stuck"]}),
-    );
-    probe(root, "fine", json!({"backendLoadTime": "afterAppInit"}));
     let log = Arc::new(Log::default());
     let app = app_with(root, &log);
     app.start().await;
@@ -501,12 +503,16 @@ async fn a_stop_that_hangs_is_abandoned_at_its_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn elements_looking_each_other_up_while_loading_fail_instead_of_hanging() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = family_dir();
     let root = dir.path();
-    family(root);
-    probe(root, "ping", json!({"needs": ["t.pong"]}));
-    probe(root, "pong", json!({"needs": ["t.ping"]}));
-    probe(root, "narcissus", json!({"needs": ["t.narcissus"]}));
+    probes(
+        root,
+        json!({
+            "ping": {"needs": ["t.pong"]},
+            "pong": {"needs": ["t.ping"]},
+            "narcissus": {"needs": ["t.narcissus"]}
+        }),
+    );
     let log = Arc::new(Log::default());
     let app = app_with(root, &log);
     let e = tokio::time::timeout(Duration::from_secs(60), app.lookup("t.ping"))
@@ -530,22 +536,16 @@ async fn elements_looking_each_other_up_while_loading_fail_instead_of_hanging() 
 }
 
 fn echo_app(root: &Path, env: HashMap<String, String>) -> App {
-    el(root, "demo/meta", json!({"type": ""}));
-    el(
+    els(
         root,
-        "demo/echoType",
         json!({
-            "type": "demo.meta",
-            "backendBundleEntry": "builtin:echo",
-            "functionList": [
-                {"name": "echo", "title": "Return the arguments"},
-                {"name": "stream", "args": [{"name": "text", "dataType": "Stext", "required": true}]}
-            ]
+            "demo/meta": {"type": ""},
+            "demo/echoType": { "type": "demo.meta", "backendBundleEntry": "builtin:echo", "functionList": [ {"name": "echo", "title": "Return the arguments"}, {"name": "stream", "args": [{"name": "text", "dataType": "Stext", "required": true}]} ] },
+            "demo/hello": {"type": "demo.echoType"},
+            "demo/data": {"type": "demo.meta"},
+            "demo/loud": {"type": "demo.echoType"}
         }),
     );
-    el(root, "demo/hello", json!({"type": "demo.echoType"}));
-    el(root, "demo/data", json!({"type": "demo.meta"}));
-    el(root, "demo/loud", json!({"type": "demo.echoType"}));
     write(
         root,
         "demo/loud",
@@ -560,10 +560,7 @@ async fn echo_returns_args_and_streams_chunks_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let env = HashMap::from([("PREFIX".to_string(), "!".to_string())]);
     let app = echo_app(dir.path(), env);
-    let v = app
-        .call("demo.hello", "echo", json!({"x": 1}), ChunkSink::discard())
-        .await
-        .unwrap();
+    let v = call_ok(&app, "demo.hello", "echo", json!({"x": 1})).await;
     assert_eq!(v, json!({"x": 1}));
 
     let (sink, mut rx) = ChunkSink::channel();
@@ -597,49 +594,29 @@ async fn unknown_names_and_bad_arguments_say_what_exists() {
     let dir = tempfile::tempdir().unwrap();
     let app = echo_app(dir.path(), HashMap::new());
 
-    let e = app
-        .call("demo.helo", "echo", json!({}), ChunkSink::discard())
-        .await
-        .unwrap_err();
+    let e = call_err(&app, "demo.helo", "echo", json!({})).await;
     assert_eq!(
         e.to_string(),
         "no element named \"demo.helo\" (did you mean \"demo.hello\"?); elements with a loader: demo.hello, demo.loud"
     );
-    let e = app
-        .call("demo.hello", "ech", json!({}), ChunkSink::discard())
-        .await
-        .unwrap_err();
+    let e = call_err(&app, "demo.hello", "ech", json!({})).await;
     assert_eq!(
         e.to_string(),
         "demo.hello has no function \"ech\" (did you mean \"echo\"?); it offers: echo(any JSON), stream(text: Stext)"
     );
-    let e = app
-        .call(
-            "demo.hello",
-            "stream",
-            json!({"txt": "a"}),
-            ChunkSink::discard(),
-        )
-        .await
-        .unwrap_err();
+    let e = call_err(&app, "demo.hello", "stream", json!({"txt": "a"})).await;
     assert!(matches!(e, CallError::BadArgs { .. }));
     assert_eq!(
         e.to_string(),
         "demo.hello.stream: unknown argument \"txt\"; expected stream(text: Stext)"
     );
-    let e = app
-        .call("demo.hello", "stream", json!("a"), ChunkSink::discard())
-        .await
-        .unwrap_err();
+    let e = call_err(&app, "demo.hello", "stream", json!("a")).await;
     assert!(
         e.to_string()
             .contains("arguments must be a JSON object, got a string"),
         "{e}"
     );
-    let e = app
-        .call("demo.data", "echo", json!({}), ChunkSink::discard())
-        .await
-        .unwrap_err();
+    let e = call_err(&app, "demo.data", "echo", json!({})).await;
     assert_eq!(
         e.to_string(),
         "demo.data is a data-only element (no loader in its chain demo.data -> demo.meta); it offers no functions"
@@ -652,9 +629,8 @@ async fn unknown_names_and_bad_arguments_say_what_exists() {
 
 #[tokio::test]
 async fn loaders_get_rendered_config_and_missing_variables_fail_that_element_only() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = family_dir();
     let root = dir.path();
-    family(root);
     probe(root, "withSecret", json!({}));
     write(
         root,
@@ -674,10 +650,7 @@ async fn loaders_get_rendered_config_and_missing_variables_fail_that_element_onl
     let env = Env::from_map(HashMap::from([("SECRET".to_string(), secret.to_string())]));
     let app = App::new(tree(root), env, probe_registry(&log));
 
-    let v = app
-        .call("t.withSecret", "config", json!(null), ChunkSink::discard())
-        .await
-        .unwrap();
+    let v = call_ok(&app, "t.withSecret", "config", json!(null)).await;
     assert_eq!(v, json!({"secret": secret, "mode": "safe"}));
     let loaded = app.lookup("t.withSecret").await.unwrap();
     let debug = format!("{loaded:?}");
@@ -695,8 +668,7 @@ async fn loaders_get_rendered_config_and_missing_variables_fail_that_element_onl
 
 #[tokio::test]
 async fn definitions_are_available_without_loading() {
-    let dir = tempfile::tempdir().unwrap();
-    family(dir.path());
+    let dir = family_dir();
     probe(dir.path(), "x", json!({"custom": {"kept": true}}));
     let log = Arc::new(Log::default());
     let app = app_with(dir.path(), &log);
@@ -709,8 +681,7 @@ async fn definitions_are_available_without_loading() {
 
 #[tokio::test(start_paused = true)]
 async fn an_element_finishing_its_load_after_stop_began_is_stopped_too() {
-    let dir = tempfile::tempdir().unwrap();
-    family(dir.path());
+    let dir = family_dir();
     probe(dir.path(), "slowpoke", json!({"loadMs": 100}));
     let log = Arc::new(Log::default());
     let app = Arc::new(app_with(dir.path(), &log));
@@ -738,13 +709,14 @@ async fn an_element_finishing_its_load_after_stop_began_is_stopped_too() {
 async fn loaders_read_their_own_files_and_nothing_outside() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    el(root, "f/meta", json!({"type": ""}));
-    el(
+    els(
         root,
-        "f/fileType",
-        json!({"type": "f.meta", "backendBundleEntry": "builtin:files"}),
+        json!({
+            "f/meta": {"type": ""},
+            "f/fileType": {"type": "f.meta", "backendBundleEntry": "builtin:files"},
+            "f/doc": {"type": "f.fileType"}
+        }),
     );
-    el(root, "f/doc", json!({"type": "f.fileType"}));
     write(root, "f/doc", "prompt.md", "be kind");
     write(root, "f", "outside.txt", "not yours");
     let mut reg = Registry::new();
@@ -771,10 +743,7 @@ async fn loaders_read_their_own_files_and_nothing_outside() {
         }),
     );
     let app = App::new(tree(root), Env::from_map(HashMap::new()), reg);
-    let r = app
-        .call("f.doc", "report", json!(null), ChunkSink::discard())
-        .await
-        .unwrap();
+    let r = call_ok(&app, "f.doc", "report", json!(null)).await;
     assert_eq!(r["mine"], "be kind");
     let escape = r["escape"].as_str().unwrap();
     assert!(

@@ -256,6 +256,14 @@ pub fn global() -> &'static Metrics {
 mod tests {
     use super::*;
 
+    /// Fails with the whole rendering when `line` is not one of its lines.
+    fn has_line(text: &str, line: &str) {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in:\n{text}"
+        );
+    }
+
     #[test]
     fn histogram_buckets_are_cumulative_and_count_everything() {
         let h = Histogram::new();
@@ -264,12 +272,12 @@ mod tests {
         h.observe(Duration::from_secs(100));
         let mut out = String::new();
         h.render("x", "help", &mut out);
-        assert!(out.contains("x_bucket{le=\"0.005\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"0.5\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"30\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains("x_count 3\n"), "{out}");
-        assert!(out.contains("x_sum 100.303\n"), "{out}");
+        has_line(&out, "x_bucket{le=\"0.005\"} 1");
+        has_line(&out, "x_bucket{le=\"0.5\"} 2");
+        has_line(&out, "x_bucket{le=\"30\"} 2");
+        has_line(&out, "x_bucket{le=\"+Inf\"} 3");
+        has_line(&out, "x_count 3");
+        has_line(&out, "x_sum 100.303");
     }
 
     #[test]
@@ -278,22 +286,10 @@ mod tests {
         m.claim_latency.observe(Duration::from_micros(400));
         m.claim_latency.observe(Duration::from_micros(1800));
         let text = m.render();
-        assert!(
-            text.contains("jitnode_store_claim_seconds_bucket{le=\"0.0002\"} 0\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("jitnode_store_claim_seconds_bucket{le=\"0.0005\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("jitnode_store_claim_seconds_bucket{le=\"0.002\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("jitnode_store_claim_seconds_count 2\n"),
-            "{text}"
-        );
+        has_line(&text, "jitnode_store_claim_seconds_bucket{le=\"0.0002\"} 0");
+        has_line(&text, "jitnode_store_claim_seconds_bucket{le=\"0.0005\"} 1");
+        has_line(&text, "jitnode_store_claim_seconds_bucket{le=\"0.002\"} 2");
+        has_line(&text, "jitnode_store_claim_seconds_count 2");
     }
 
     #[test]
@@ -303,13 +299,7 @@ mod tests {
         m.card_calls.inc(200);
         m.card_calls.inc(200);
         let text = m.render();
-        assert!(
-            text.contains("jitnode_card_api_calls_total{code=\"200\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("jitnode_card_api_calls_total{code=\"403\"} 1\n"),
-            "{text}"
-        );
+        has_line(&text, "jitnode_card_api_calls_total{code=\"200\"} 2");
+        has_line(&text, "jitnode_card_api_calls_total{code=\"403\"} 1");
     }
 }

@@ -132,21 +132,23 @@ mod tests {
                 .to_string()
         };
 
-        let m = msg(json!({"type": "fx.meta", "backendBundleEntry": "builtin:native"}));
-        assert!(
-            m.starts_with("fx.kwType: backendBundleEntry \"builtin:native\" needs \"nativeEntry\""),
-            "{m}"
-        );
-        let m = msg(json!({"type": "fx.meta", "backendBundleEntry": "native:../outside"}));
-        assert!(
-            m.starts_with("fx.kwType: native plugin \"../outside\""),
-            "{m}"
-        );
-        let m = msg(json!({"type": "fx.meta", "backendBundleEntry": "native:./missing.so"}));
-        assert!(
-            m.starts_with("fx.kwType: native plugin \"./missing.so\""),
-            "{m}"
-        );
+        for (entry, want) in [
+            (
+                "builtin:native",
+                "fx.kwType: backendBundleEntry \"builtin:native\" needs \"nativeEntry\"",
+            ),
+            (
+                "native:../outside",
+                "fx.kwType: native plugin \"../outside\"",
+            ),
+            (
+                "native:./missing.so",
+                "fx.kwType: native plugin \"./missing.so\"",
+            ),
+        ] {
+            let m = msg(json!({"type": "fx.meta", "backendBundleEntry": entry}));
+            assert!(m.starts_with(want), "{m}");
+        }
         let m = msg(json!({"type": "fx.meta", "backendBundleEntry": "native:empty"}));
         assert_eq!(
             m,

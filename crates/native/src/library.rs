@@ -100,6 +100,17 @@ impl Plugin {
             what: what.to_string(),
             message,
         };
+        // A query of the table while opening failed: a panic is reported as one, anything
+        // else as a broken protocol.
+        let query_failed = |what: &'static str, f: CallFailure| match f {
+            CallFailure::Panicked(message) => NativeError::Panicked {
+                type_name: type_name.to_string(),
+                path: path.to_path_buf(),
+                what,
+                message,
+            },
+            other => protocol(what, other.to_string()),
+        };
         // SAFETY: the entry takes no arguments and returns a pointer (caller's contract).
         let table = unsafe { entry() };
         if table.is_null() {
@@ -137,15 +148,7 @@ impl Plugin {
         // SAFETY: `out` is a valid slot; `functions` takes nothing else.
         let list = plugin
             .invoke(|out| unsafe { (api.functions)(out) })
-            .map_err(|f| match f {
-                CallFailure::Panicked(message) => NativeError::Panicked {
-                    type_name: type_name.to_string(),
-                    path: path.to_path_buf(),
-                    what: "functions()",
-                    message,
-                },
-                other => protocol("functions()", other.to_string()),
-            })?;
+            .map_err(|f| query_failed("functions()", f))?;
         let Value::Array(list) = list else {
             return Err(protocol(
                 "functions()",
@@ -162,15 +165,7 @@ impl Plugin {
         // checked with the header above).
         let schema = plugin
             .invoke(|out| unsafe { (api.config_schema)(out) })
-            .map_err(|f| match f {
-                CallFailure::Panicked(message) => NativeError::Panicked {
-                    type_name: type_name.to_string(),
-                    path: path.to_path_buf(),
-                    what: "config_schema()",
-                    message,
-                },
-                other => protocol("config_schema()", other.to_string()),
-            })?;
+            .map_err(|f| query_failed("config_schema()", f))?;
         if !schema.is_null() {
             let compiled = ConfigSchema::new(schema)
                 .map_err(|e| protocol("config_schema()", e.to_string()))?;

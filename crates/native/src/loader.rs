@@ -192,20 +192,14 @@ impl NativeLoader {
                 return Ok((Arc::clone(plugin), false, Vec::new()));
             }
         }
-        let blocking_failed = |e: tokio::task::JoinError| NativeError::Protocol {
-            type_name: type_name.clone(),
-            path: key.clone(),
-            what: "opening".into(),
-            message: format!("did not finish: {e}"),
-        };
         let (plugin, rebuilt, removed) = match &source {
             NativeSource::Crate(dir) if self.inner.options.from_dist => {
                 let this = self.clone();
                 let (ty, dir, rec) = (type_name.clone(), dir.clone(), record.clone());
-                let plugin =
-                    tokio::task::spawn_blocking(move || this.open_recorded(&ty, &dir, &rec))
-                        .await
-                        .map_err(blocking_failed)??;
+                let plugin = on_blocking_pool(&type_name, &key, move || {
+                    this.open_recorded(&ty, &dir, &rec)
+                })
+                .await??;
                 (plugin, false, Vec::new())
             }
             NativeSource::Crate(dir) => {
@@ -218,16 +212,15 @@ impl NativeLoader {
                 // Hashed before building: an edit while cargo runs then shows as a
                 // change next time instead of being recorded as built.
                 let d = dir.clone();
-                let hash = tokio::task::spawn_blocking(move || crate::record::source_hash(&d))
-                    .await
-                    .map_err(blocking_failed)?
-                    .map_err(io)?;
+                let hash =
+                    on_blocking_pool(&type_name, &key, move || crate::record::source_hash(&d))
+                        .await?
+                        .map_err(io)?;
                 let this = self.clone();
                 let (ty, rec, h) = (type_name.clone(), record.clone(), hash.clone());
                 let reused =
-                    tokio::task::spawn_blocking(move || this.reuse_recorded(&ty, &rec, &h))
-                        .await
-                        .map_err(blocking_failed)??;
+                    on_blocking_pool(&type_name, &key, move || this.reuse_recorded(&ty, &rec, &h))
+                        .await??;
                 match reused {
                     Some(plugin) => (plugin, false, Vec::new()),
                     None => {
@@ -240,11 +233,10 @@ impl NativeLoader {
                                 .await?;
                         let this = self.clone();
                         let (ty, out, rec) = (type_name.clone(), type_out.clone(), record.clone());
-                        let plugin = tokio::task::spawn_blocking(move || {
+                        let plugin = on_blocking_pool(&type_name, &key, move || {
                             this.place_and_record(&ty, &built, &out, &rec, hash)
                         })
-                        .await
-                        .map_err(blocking_failed)??;
+                        .await??;
                         let removed = self.collect_unused(&type_name).await;
                         (plugin, true, removed)
                     }
@@ -253,14 +245,13 @@ impl NativeLoader {
             NativeSource::Library(file) => {
                 let this = self.clone();
                 let (ty, file, out) = (type_name.clone(), file.clone(), type_out.clone());
-                let plugin = tokio::task::spawn_blocking(move || {
+                let plugin = on_blocking_pool(&type_name, &key, move || {
                     let native = &this.inner.options.out_dir;
                     let _held = crate::lease::shared(native).map_err(lock_failed(&ty, native))?;
                     let placed = place_fresh(&ty, &file, &out)?;
                     this.lease_and_open(&ty, &placed)
                 })
-                .await
-                .map_err(blocking_failed)??;
+                .await??;
                 (plugin, false, Vec::new())
             }
         };
@@ -440,6 +431,23 @@ impl std::fmt::Debug for NativeLoader {
             .field("options", &self.inner.options)
             .finish()
     }
+}
+
+/// Runs `f` on the blocking pool; a task that does not finish (it panicked) is a broken
+/// protocol of the Type whose library `key` is being opened.
+async fn on_blocking_pool<T: Send + 'static>(
+    type_name: &str,
+    key: &Path,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, NativeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| NativeError::Protocol {
+            type_name: type_name.to_string(),
+            path: key.to_path_buf(),
+            what: "opening".into(),
+            message: format!("did not finish: {e}"),
+        })
 }
 
 fn lock_failed<'a>(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use jitnode_element::{load_tree, Env};
+use jitnode_element::{load_tree, AppTree, Env};
 use jitnode_host::{App, CallError, ChunkSink, LoadError, LookupError, Registry};
 use jitnode_native::{CargoOptions, NativeLoader, NativeOptions};
 use serde_json::{json, Value};
@@ -69,17 +69,22 @@ struct FixtureApp {
     loader: NativeLoader,
 }
 
+/// Cargo in debug mode, offline: the profile the fixtures are built with.
+fn offline_debug() -> CargoOptions {
+    CargoOptions {
+        release: false,
+        offline: true,
+        ..CargoOptions::default()
+    }
+}
+
 fn options(out_dir: PathBuf) -> NativeOptions {
     NativeOptions {
         out_dir,
         target_dir: Some(shared_target()),
         source_root: None,
         from_dist: false,
-        cargo: CargoOptions {
-            release: false,
-            offline: true,
-            ..CargoOptions::default()
-        },
+        cargo: offline_debug(),
     }
 }
 
@@ -107,15 +112,41 @@ fn fixture_app(fixtures_used: &[(&str, Value)]) -> FixtureApp {
     }
     let tree = load_tree(&root).expect("fixture tree is valid");
     let loader = NativeLoader::new(options(dir.path().join("dist/native")));
-    let mut registry = Registry::with_builtins();
-    loader.register(&mut registry);
-    let app = App::new(tree, Env::from_map(HashMap::new()), registry);
+    let app = app_of(tree, registry_with(&loader));
     FixtureApp { dir, app, loader }
 }
 
 async fn call(app: &App, element: &str, function: &str, args: Value) -> Result<Value, CallError> {
     app.call(element, function, args, ChunkSink::discard())
         .await
+}
+
+/// [`call`] that must succeed.
+async fn call_ok(app: &App, element: &str, function: &str, args: Value) -> Value {
+    call(app, element, function, args).await.unwrap()
+}
+
+/// [`call`] that must fail.
+async fn call_err(app: &App, element: &str, function: &str, args: Value) -> CallError {
+    call(app, element, function, args).await.unwrap_err()
+}
+
+/// The keyword example's answer to `question`.
+async fn ask(app: &App, question: &str) -> Value {
+    let args = json!({ "question": question });
+    call_ok(app, "demo.keywordReply", "reply", args).await
+}
+
+/// The built-in loaders and `loader`.
+fn registry_with(loader: &NativeLoader) -> Registry {
+    let mut registry = Registry::with_builtins();
+    loader.register(&mut registry);
+    registry
+}
+
+/// An app of `tree` with an empty environment.
+fn app_of(tree: AppTree, registry: Registry) -> App {
+    App::new(tree, Env::from_map(HashMap::new()), registry)
 }
 
 fn load_failure(e: CallError) -> String {
@@ -128,9 +159,7 @@ fn load_failure(e: CallError) -> String {
 #[tokio::test]
 async fn abi_mismatch_is_refused_after_reading_only_the_header() {
     let fx = fixture_app(&[("abi_mismatch", json!({}))]);
-    let err = call(&fx.app, "fx.abi_mismatch", "anything", json!({}))
-        .await
-        .unwrap_err();
+    let err = call_err(&fx.app, "fx.abi_mismatch", "anything", json!({})).await;
     let text = err.to_string();
     assert!(
         text.starts_with("fx.abi_mismatch: loader builtin:native failed: fx.abi_mismatchType: plugin ABI mismatch in "),
@@ -143,18 +172,14 @@ async fn abi_mismatch_is_refused_after_reading_only_the_header() {
     );
     assert!(text.contains(&want), "{text}");
     // The host is still usable: a second lookup reports the same remembered error.
-    let again = call(&fx.app, "fx.abi_mismatch", "anything", json!({}))
-        .await
-        .unwrap_err();
+    let again = call_err(&fx.app, "fx.abi_mismatch", "anything", json!({})).await;
     assert_eq!(again.to_string(), text);
 }
 
 #[tokio::test]
 async fn a_plugin_built_before_the_schema_abi_is_refused_with_a_rebuild_hint() {
     let fx = fixture_app(&[("abi_v1", json!({}))]);
-    let err = call(&fx.app, "fx.abi_v1", "anything", json!({}))
-        .await
-        .unwrap_err();
+    let err = call_err(&fx.app, "fx.abi_v1", "anything", json!({})).await;
     let text = load_failure(err);
     assert!(
         text.contains("the library has ABI version 1")
@@ -181,11 +206,7 @@ async fn a_plugin_built_before_the_schema_abi_is_refused_with_a_rebuild_hint() {
 #[tokio::test]
 async fn a_library_without_the_entry_symbol_is_named_as_such() {
     let fx = fixture_app(&[("no_entry", json!({}))]);
-    let msg = load_failure(
-        call(&fx.app, "fx.no_entry", "x", json!({}))
-            .await
-            .unwrap_err(),
-    );
+    let msg = load_failure(call_err(&fx.app, "fx.no_entry", "x", json!({})).await);
     assert!(
         msg.starts_with("fx.no_entryType: ")
             && msg.contains("is not a jitnode plugin: it has no symbol jitnode_plugin_entry"),
@@ -196,9 +217,7 @@ async fn a_library_without_the_entry_symbol_is_named_as_such() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panics_in_calls_are_errors_and_the_element_keeps_working() {
     let fx = fixture_app(&[("panicky", json!({}))]);
-    let err = call(&fx.app, "fx.panicky", "boom", json!({}))
-        .await
-        .unwrap_err();
+    let err = call_err(&fx.app, "fx.panicky", "boom", json!({})).await;
     match &err {
         CallError::Failed {
             element,
@@ -214,9 +233,7 @@ async fn panics_in_calls_are_errors_and_the_element_keeps_working() {
         other => panic!("expected a failed call, got {other:?}"),
     }
     assert_eq!(
-        call(&fx.app, "fx.panicky", "count", json!({}))
-            .await
-            .unwrap(),
+        call_ok(&fx.app, "fx.panicky", "count", json!({})).await,
         json!({"calls": 2})
     );
     // Several panicking calls at once, on the blocking pool, each caught.
@@ -229,9 +246,7 @@ async fn panics_in_calls_are_errors_and_the_element_keeps_working() {
             .contains("native plugin panicked: boom number"));
     }
     assert_eq!(
-        call(&fx.app, "fx.panicky", "count", json!({}))
-            .await
-            .unwrap(),
+        call_ok(&fx.app, "fx.panicky", "count", json!({})).await,
         json!({"calls": 7})
     );
 }
@@ -239,11 +254,7 @@ async fn panics_in_calls_are_errors_and_the_element_keeps_working() {
 #[tokio::test]
 async fn a_panic_while_loading_fails_that_element_only() {
     let fx = fixture_app(&[("panicky", json!({"panicOnLoad": true}))]);
-    let msg = load_failure(
-        call(&fx.app, "fx.panicky", "count", json!({}))
-            .await
-            .unwrap_err(),
-    );
+    let msg = load_failure(call_err(&fx.app, "fx.panicky", "count", json!({})).await);
     assert!(msg.starts_with("fx.panickyType: native plugin "), "{msg}");
     assert!(
         msg.ends_with("panicked in load: asked to panic while loading fx.panicky"),
@@ -259,9 +270,9 @@ async fn a_panic_while_loading_fails_that_element_only() {
     let tree = load_tree(&root).unwrap();
     let mut registry = Registry::new();
     fx.loader.register(&mut registry);
-    let app = App::new(tree, Env::from_map(HashMap::new()), registry);
+    let app = app_of(tree, registry);
     assert_eq!(
-        call(&app, "fx.calm", "count", json!({})).await.unwrap(),
+        call_ok(&app, "fx.calm", "count", json!({})).await,
         json!({"calls": 1})
     );
 }
@@ -269,9 +280,7 @@ async fn a_panic_while_loading_fails_that_element_only() {
 #[tokio::test]
 async fn invalid_json_from_a_plugin_is_an_error_naming_the_library() {
     let fx = fixture_app(&[("bad_json", json!({}))]);
-    let err = call(&fx.app, "fx.bad_json", "garbage", json!({}))
-        .await
-        .unwrap_err();
+    let err = call_err(&fx.app, "fx.bad_json", "garbage", json!({})).await;
     let text = err.to_string();
     assert!(
         text.starts_with("fx.bad_json.garbage failed: native plugin "),
@@ -283,9 +292,7 @@ async fn invalid_json_from_a_plugin_is_an_error_naming_the_library() {
     );
     assert!(text.contains("libfixture_bad_json-"), "{text}");
     assert_eq!(
-        call(&fx.app, "fx.bad_json", "fine", json!({}))
-            .await
-            .unwrap(),
+        call_ok(&fx.app, "fx.bad_json", "fine", json!({})).await,
         json!("fine")
     );
 }
@@ -320,22 +327,13 @@ async fn the_keyword_example_is_built_with_cargo_loaded_and_called() {
     let tree = load_tree(&repo.join("elements")).expect("the demo app is valid");
     let out = tempfile::tempdir().unwrap();
     let loader = NativeLoader::new(options(out.path().join("native")));
-    let mut registry = Registry::with_builtins();
-    loader.register(&mut registry);
-    let app = App::new(tree, Env::from_map(HashMap::new()), registry);
+    let app = app_of(tree, registry_with(&loader));
 
     let el = app.lookup("demo.keywordReply").await.expect("loads");
     let names: Vec<_> = el.functions().iter().map(|f| f.to_string()).collect();
     assert_eq!(names, ["reply(question: Stext)"]);
 
-    let r = call(
-        &app,
-        "demo.keywordReply",
-        "reply",
-        json!({"question": "Can I get a REFUND please?"}),
-    )
-    .await
-    .unwrap();
+    let r = ask(&app, "Can I get a REFUND please?").await;
     assert_eq!(r["matched"], json!(true));
     assert_eq!(r["trigger"], json!("refund"));
     assert!(r["answer"]
@@ -343,30 +341,14 @@ async fn the_keyword_example_is_built_with_cargo_loaded_and_called() {
         .unwrap()
         .starts_with("Refunds are accepted within 7 days"));
 
-    let r = call(
-        &app,
-        "demo.keywordReply",
-        "reply",
-        json!({"question": "I forgot my password"}),
-    )
-    .await
-    .unwrap();
+    let r = ask(&app, "I forgot my password").await;
     assert_eq!((&r["matched"], &r["rule"]), (&json!(true), &json!(2)));
 
-    let r = call(
-        &app,
-        "demo.keywordReply",
-        "reply",
-        json!({"question": "What is the meaning of life?"}),
-    )
-    .await
-    .unwrap();
+    let r = ask(&app, "What is the meaning of life?").await;
     assert_eq!(r, json!({"matched": false, "answer": null}));
 
     // The host checks declared arguments before the plugin sees them.
-    let err = call(&app, "demo.keywordReply", "reply", json!({"q": "x"}))
-        .await
-        .unwrap_err();
+    let err = call_err(&app, "demo.keywordReply", "reply", json!({"q": "x"})).await;
     assert!(matches!(err, CallError::BadArgs { .. }), "{err}");
 
     let lib = loader
@@ -426,11 +408,9 @@ async fn a_build_error_is_shown_in_full_and_other_elements_keep_working() {
     write(&root.join("fx/hello/e.json"), r#"{"type": "fx.echoType"}"#);
     let tree = load_tree(&root).unwrap();
     let loader = NativeLoader::new(options(dir.path().join("dist/native")));
-    let mut registry = Registry::with_builtins();
-    loader.register(&mut registry);
-    let app = App::new(tree, Env::from_map(HashMap::new()), registry);
+    let app = app_of(tree, registry_with(&loader));
 
-    let msg = load_failure(call(&app, "fx.broken", "x", json!({})).await.unwrap_err());
+    let msg = load_failure(call_err(&app, "fx.broken", "x", json!({})).await);
     assert!(msg.starts_with("fx.brokenType: cargo build of "), "{msg}");
     assert!(
         msg.contains("cannot find value `not_defined_anywhere` in this scope"),
@@ -438,9 +418,7 @@ async fn a_build_error_is_shown_in_full_and_other_elements_keep_working() {
     );
     assert!(msg.contains("src/lib.rs:1:"), "{msg}");
     assert_eq!(
-        call(&app, "fx.hello", "echo", json!({"a": 1}))
-            .await
-            .unwrap(),
+        call_ok(&app, "fx.hello", "echo", json!({"a": 1})).await,
         json!({"a": 1})
     );
 }
@@ -450,14 +428,7 @@ async fn a_build_error_is_shown_in_full_and_other_elements_keep_working() {
 /// dependency on crates/plugin resolves.
 #[tokio::test]
 async fn from_dist_the_keyword_example_is_built_from_its_sources() {
-    let repo = manifest_dir().join("../..").canonicalize().unwrap();
-    let app_dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &repo.join("elements/demo"),
-        &app_dir.path().join("elements/demo"),
-    );
-    // The app's crates/ is the repository's, as in the repository itself (the demo app).
-    std::os::unix::fs::symlink(repo.join("crates"), app_dir.path().join("crates")).unwrap();
+    let app_dir = demo_copy();
 
     let for_app = NativeOptions::for_app(app_dir.path());
     let loader = NativeLoader::new(NativeOptions {
@@ -465,9 +436,7 @@ async fn from_dist_the_keyword_example_is_built_from_its_sources() {
         source_root: for_app.source_root,
         ..options(PathBuf::new())
     });
-    let mut registry = Registry::with_builtins();
-    loader.register(&mut registry);
-    let (app, _) = App::open(app_dir.path(), false, registry).expect("opens");
+    let (app, _) = App::open(app_dir.path(), false, registry_with(&loader)).expect("opens");
     let ty = app.tree().get("demo.keywordReplyType").unwrap().clone();
     assert!(
         ty.dir.starts_with(app_dir.path().join("dist")),
@@ -475,14 +444,7 @@ async fn from_dist_the_keyword_example_is_built_from_its_sources() {
         ty.dir.display()
     );
 
-    let r = call(
-        &app,
-        "demo.keywordReply",
-        "reply",
-        json!({"question": "营业时间是几点？"}),
-    )
-    .await
-    .unwrap();
+    let r = ask(&app, "营业时间是几点？").await;
     assert_eq!((&r["matched"], &r["rule"]), (&json!(true), &json!(0)));
     let lib = loader.plugin_for(&ty).await.unwrap();
     assert!(lib
@@ -505,10 +467,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A copy of the demo's elements/demo beside a link to the repository's crates/ (as in
-/// the repository, the demo app), with dist/ built and the keyword Type's library built
-/// into dist/native and recorded. Returns the app folder and the recorded library.
-async fn built_demo_app() -> (tempfile::TempDir, PathBuf) {
+/// An app folder holding a copy of the demo's elements/demo; its crates/ is a link to the
+/// repository's, as in the repository itself (the demo app).
+fn demo_copy() -> tempfile::TempDir {
     let repo = manifest_dir().join("../..").canonicalize().unwrap();
     let app_dir = tempfile::tempdir().unwrap();
     copy_dir(
@@ -516,6 +477,13 @@ async fn built_demo_app() -> (tempfile::TempDir, PathBuf) {
         &app_dir.path().join("elements/demo"),
     );
     std::os::unix::fs::symlink(repo.join("crates"), app_dir.path().join("crates")).unwrap();
+    app_dir
+}
+
+/// A [`demo_copy`] with dist/ built and the keyword Type's library built into dist/native
+/// and recorded. Returns the app folder and the recorded library.
+async fn built_demo_app() -> (tempfile::TempDir, PathBuf) {
+    let app_dir = demo_copy();
     let (tree, _) = jitnode_dist::build(app_dir.path()).expect("dist builds");
     let loader = NativeLoader::new(NativeOptions {
         target_dir: Some(shared_target()),
@@ -533,29 +501,29 @@ async fn built_demo_app() -> (tempfile::TempDir, PathBuf) {
 /// [`NativeOptions::for_app`] in debug mode, offline.
 fn sources_options(app_dir: &Path) -> NativeOptions {
     NativeOptions {
-        cargo: CargoOptions {
-            release: false,
-            offline: true,
-            ..CargoOptions::default()
-        },
+        cargo: offline_debug(),
         ..NativeOptions::for_app(app_dir)
     }
 }
 
-/// [`NativeOptions::for_dist`] with a cargo that does not exist: running it would fail.
-fn dist_options(app_dir: &Path) -> NativeOptions {
+/// `options` with a cargo that does not exist: running it would fail.
+fn without_cargo(options: NativeOptions) -> NativeOptions {
     NativeOptions {
         cargo: CargoOptions {
             cargo: PathBuf::from("/nonexistent/cargo"),
             ..CargoOptions::default()
         },
-        ..NativeOptions::for_dist(app_dir)
+        ..options
     }
 }
 
+/// [`NativeOptions::for_dist`] without cargo.
+fn dist_options(app_dir: &Path) -> NativeOptions {
+    without_cargo(NativeOptions::for_dist(app_dir))
+}
+
 fn open_from_dist(app_dir: &Path) -> App {
-    let mut registry = Registry::with_builtins();
-    NativeLoader::new(dist_options(app_dir)).register(&mut registry);
+    let registry = registry_with(&NativeLoader::new(dist_options(app_dir)));
     App::open(app_dir, true, registry)
         .expect("opens from dist")
         .0
@@ -573,14 +541,7 @@ async fn from_dist_the_recorded_library_loads_on_first_lookup_without_cargo() {
     assert!(started.failed.is_empty(), "{:?}", started.failed);
     assert!(!app.running().contains(&"demo.keywordReply".to_string()));
 
-    let r = call(
-        &app,
-        "demo.keywordReply",
-        "reply",
-        json!({"question": "refund"}),
-    )
-    .await
-    .unwrap();
+    let r = ask(&app, "refund").await;
     assert_eq!(r["trigger"], json!("refund"));
     assert!(app.running().contains(&"demo.keywordReply".to_string()));
     let loader = NativeLoader::new(dist_options(app_dir.path()));
@@ -596,17 +557,11 @@ async fn from_dist_the_recorded_library_loads_on_first_lookup_without_cargo() {
 #[tokio::test]
 async fn from_dist_a_library_that_does_not_fit_its_record_is_a_clear_error() {
     let (app_dir, library) = built_demo_app().await;
-    let record = app_dir
-        .path()
-        .join("dist/native/demo.keywordReplyType/library.json");
+    let record = record_of(app_dir.path());
     let good_record = std::fs::read_to_string(&record).unwrap();
     let failure = || async {
         let app = open_from_dist(app_dir.path());
-        load_failure(
-            call(&app, "demo.keywordReply", "reply", json!({"question": "x"}))
-                .await
-                .unwrap_err(),
-        )
+        load_failure(call_err(&app, "demo.keywordReply", "reply", json!({"question": "x"})).await)
     };
 
     // Replaced by rename, never rewritten in place: this process has the library mapped.
@@ -693,21 +648,13 @@ async fn from_dist_a_library_that_does_not_fit_its_record_is_a_clear_error() {
 #[tokio::test]
 async fn with_sources_cargo_runs_only_when_sources_or_abi_differ() {
     let (app_dir, library) = built_demo_app().await;
-    let no_cargo = || NativeOptions {
-        cargo: CargoOptions {
-            cargo: PathBuf::from("/nonexistent/cargo"),
-            ..CargoOptions::default()
-        },
-        ..NativeOptions::for_app(app_dir.path())
-    };
+    let no_cargo = || without_cargo(NativeOptions::for_app(app_dir.path()));
     let (tree, _) = jitnode_dist::ensure(app_dir.path()).unwrap();
     let ty = tree.get("demo.keywordReplyType").unwrap();
     let plugin = NativeLoader::new(no_cargo()).plugin_for(ty).await.unwrap();
     assert_eq!(plugin.path(), library);
 
-    let record = app_dir
-        .path()
-        .join("dist/native/demo.keywordReplyType/library.json");
+    let record = record_of(app_dir.path());
     let text = std::fs::read_to_string(&record).unwrap();
     std::fs::write(
         &record,
@@ -735,6 +682,11 @@ async fn with_sources_cargo_runs_only_when_sources_or_abi_differ() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("cannot run cargo"), "{e}");
+}
+
+/// Where dist/ records the keyword Type's built library.
+fn record_of(app_dir: &Path) -> PathBuf {
+    app_dir.join("dist/native/demo.keywordReplyType/library.json")
 }
 
 /// The record's ABI field as the record writes it.

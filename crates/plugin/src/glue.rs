@@ -227,6 +227,12 @@ mod tests {
         (st, inst, take(&API, out))
     }
 
+    /// Calls `f` on `inst` and checks the status and text that come back.
+    #[track_caller]
+    fn assert_call(inst: *mut c_void, f: &str, args: &[u8], want: (Status, &str)) {
+        assert_eq!(call_with(inst, f, args), (want.0, want.1.to_string()));
+    }
+
     fn call_with(inst: *mut c_void, f: &str, args: &[u8]) -> (Status, String) {
         let mut out = OwnedBuf::empty();
         // SAFETY: inst came from load; inputs live across the call.
@@ -251,13 +257,12 @@ mod tests {
 
         let (st, inst, msg) = load_with(json!({"start": 40}));
         assert_eq!((st, msg.as_str()), (STATUS_OK, "null"));
-        assert_eq!(
-            call_with(inst, "add", b"{\"n\":2}"),
-            (STATUS_OK, "42".into())
-        );
-        assert_eq!(
-            call_with(inst, "add", b"{\"n\":\"x\"}"),
-            (STATUS_FAILED, "n must be a number".into())
+        assert_call(inst, "add", b"{\"n\":2}", (STATUS_OK, "42"));
+        assert_call(
+            inst,
+            "add",
+            b"{\"n\":\"x\"}",
+            (STATUS_FAILED, "n must be a number"),
         );
         let (st, msg) = call_with(inst, "add", b"{oops");
         assert_eq!(st, STATUS_BAD_ARGS);
@@ -273,14 +278,8 @@ mod tests {
     fn panics_come_back_as_errors_and_the_instance_stays_usable() {
         let (st, inst, _) = load_with(json!({"start": 7}));
         assert_eq!(st, STATUS_OK);
-        assert_eq!(
-            call_with(inst, "explode", b"null"),
-            (STATUS_PANICKED, "kaboom 7".into())
-        );
-        assert_eq!(
-            call_with(inst, "add", b"{\"n\":1}"),
-            (STATUS_OK, "8".into())
-        );
+        assert_call(inst, "explode", b"null", (STATUS_PANICKED, "kaboom 7"));
+        assert_call(inst, "add", b"{\"n\":1}", (STATUS_OK, "8"));
         // SAFETY: inst came from load and is dropped once.
         unsafe { (API.drop_instance)(inst) };
     }

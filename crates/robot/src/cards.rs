@@ -56,11 +56,17 @@ pub fn new_card_id() -> String {
 
 /// The question cut to [`MAX_TITLE_CHARS`], on one line.
 pub fn title_of(question: &str) -> String {
-    let one_line: String = question.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= MAX_TITLE_CHARS {
-        return one_line;
+    one_line(question, MAX_TITLE_CHARS)
+}
+
+/// `s` on one line (runs of white space folded to one space), cut to at most `max`
+/// characters with an ellipsis as the last.
+pub fn one_line(s: &str, max: usize) -> String {
+    let folded: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() <= max {
+        return folded;
     }
-    let mut cut: String = one_line.chars().take(MAX_TITLE_CHARS - 1).collect();
+    let mut cut: String = folded.chars().take(max.saturating_sub(1)).collect();
     cut.push('…');
     cut
 }
@@ -376,11 +382,20 @@ pub mod template {
         }
     }
 
-    fn base(question: &str, status: FlowStatus, stage: Stage) -> ParamMap {
+    /// What every state sets: the question, the state, the answer so far and the notice.
+    fn base(
+        question: &str,
+        (status, stage): (FlowStatus, Stage),
+        streaming_key: &str,
+        answer: &str,
+        notice: &str,
+    ) -> ParamMap {
         let mut m = ParamMap::new();
         m.insert("question".into(), title_of(question));
         m.insert("flowStatus".into(), status.as_str().into());
         m.insert("stage".into(), stage.as_str().into());
+        m.insert(streaming_key.into(), answer.into());
+        m.insert("notice".into(), notice.into());
         m
     }
 
@@ -411,10 +426,14 @@ pub mod template {
 
     /// Delivered at once: processing, empty answer, the thinking notice.
     pub fn thinking(question: &str, streaming_key: &str, lang: Lang) -> ParamMap {
-        let mut m = base(question, FlowStatus::Processing, Stage::Thinking);
-        m.insert(streaming_key.into(), String::new());
-        m.insert("notice".into(), Texts::for_lang(lang).thinking.into());
-        m
+        let notice = Texts::for_lang(lang).thinking;
+        base(
+            question,
+            (FlowStatus::Processing, Stage::Thinking),
+            streaming_key,
+            "",
+            notice,
+        )
     }
 
     /// The finished answer with its record id and button values.
@@ -424,9 +443,8 @@ pub mod template {
         record: &str,
         streaming_key: &str,
     ) -> ParamMap {
-        let mut m = base(question, FlowStatus::Finished, Stage::Answered);
-        m.insert(streaming_key.into(), answer.into());
-        m.insert("notice".into(), String::new());
+        let state = (FlowStatus::Finished, Stage::Answered);
+        let mut m = base(question, state, streaming_key, answer, "");
         button_values(&mut m, record);
         m
     }
@@ -438,10 +456,8 @@ pub mod template {
         message: &str,
         streaming_key: &str,
     ) -> ParamMap {
-        let mut m = base(question, FlowStatus::Failed, Stage::Failed);
-        m.insert(streaming_key.into(), partial_answer.into());
-        m.insert("notice".into(), message.into());
-        m
+        let state = (FlowStatus::Failed, Stage::Failed);
+        base(question, state, streaming_key, partial_answer, message)
     }
 
     /// After feedback (merged into the card by key): thanks and the next-step buttons.

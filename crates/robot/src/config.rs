@@ -367,59 +367,56 @@ fn whole(min: u64, max: u64, default: u64, description: &str) -> Value {
 /// The JSON Schema of a robot instance's config.json.
 pub fn config_schema() -> Arc<ConfigSchema> {
     static SCHEMA: OnceLock<Arc<ConfigSchema>> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| {
-            let raw = json!({
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["clientId", "clientSecret", "agent"],
-                "properties": {
-                    "clientId": filled("App key; also the robot code unless robotCode is set.", false),
-                    "clientSecret": filled("App secret.", true),
-                    "agent": {
-                        "type": "string",
-                        "description": "fullName of the agent element whose run answers questions.",
-                        "allOf": [{"pattern": "^\\s*[\\w-]+(\\.[\\w-]+)*\\s*$",
-                                   "x-expected": "expected the fullName of an agent element, like \"aiagents.helpdesk\""}]
+    ConfigSchema::built_in(&SCHEMA, "robot", || {
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["clientId", "clientSecret", "agent"],
+            "properties": {
+                "clientId": filled("App key; also the robot code unless robotCode is set.", false),
+                "clientSecret": filled("App secret.", true),
+                "agent": {
+                    "type": "string",
+                    "description": "fullName of the agent element whose run answers questions.",
+                    "allOf": [{"pattern": "^\\s*[\\w-]+(\\.[\\w-]+)*\\s*$",
+                               "x-expected": "expected the fullName of an agent element, like \"aiagents.helpdesk\""}]
+                },
+                "openApiEndpoint": endpoint(DEFAULT_OPEN_API_ENDPOINT, "Base URL of /v1.0/* calls."),
+                "oapiEndpoint": endpoint(DEFAULT_OAPI_ENDPOINT, "Base URL of legacy calls."),
+                "robotCode": {"type": "string", "description": "robotCode of card sends; defaults to clientId.",
+                              "allOf": [{"not": {"pattern": "\\{\\{"}, "x-expected": "still holds an unrendered {{...}} placeholder"}]},
+                "card": {
+                    "type": "object",
+                    "default": {},
+                    "additionalProperties": false,
+                    "description": "How answers are shown.",
+                    "properties": {
+                        "mode": {"enum": ["standard", "template", "ai", ""], "default": CardMode::default().as_str(),
+                                 "description": "ai: DingTalk's public AI card template (nothing to author), streaming, clicks over Stream; template: your own published card template, streaming, clicks over Stream; standard: StandardCard, no buttons (its clicks need an HTTP callback); blank: the default."},
+                        "templateId": {"type": "string", "description": "Published card template; required in template mode.",
+                                       "allOf": [{"not": {"pattern": "\\{\\{"}, "x-expected": "still holds an unrendered {{...}} placeholder"}]},
+                        "streamingKey": {"type": "string", "default": "content", "pattern": "^[A-Za-z0-9_]+$",
+                                         "x-expected": "expected a template variable name (letters, digits, _)",
+                                         "description": "Template variable receiving the streamed text."},
+                        "minIntervalMs": whole(0, 60_000, 300, "Minimum time between two card updates of one answer."),
+                        "maxUpdates": whole(1, 1000, 20, "Card updates per answer, the final one included.")
                     },
-                    "openApiEndpoint": endpoint(DEFAULT_OPEN_API_ENDPOINT, "Base URL of /v1.0/* calls."),
-                    "oapiEndpoint": endpoint(DEFAULT_OAPI_ENDPOINT, "Base URL of legacy calls."),
-                    "robotCode": {"type": "string", "description": "robotCode of card sends; defaults to clientId.",
-                                  "allOf": [{"not": {"pattern": "\\{\\{"}, "x-expected": "still holds an unrendered {{...}} placeholder"}]},
-                    "card": {
-                        "type": "object",
-                        "default": {},
-                        "additionalProperties": false,
-                        "description": "How answers are shown.",
-                        "properties": {
-                            "mode": {"enum": ["standard", "template", "ai", ""], "default": CardMode::default().as_str(),
-                                     "description": "ai: DingTalk's public AI card template (nothing to author), streaming, clicks over Stream; template: your own published card template, streaming, clicks over Stream; standard: StandardCard, no buttons (its clicks need an HTTP callback); blank: the default."},
-                            "templateId": {"type": "string", "description": "Published card template; required in template mode.",
-                                           "allOf": [{"not": {"pattern": "\\{\\{"}, "x-expected": "still holds an unrendered {{...}} placeholder"}]},
-                            "streamingKey": {"type": "string", "default": "content", "pattern": "^[A-Za-z0-9_]+$",
-                                             "x-expected": "expected a template variable name (letters, digits, _)",
-                                             "description": "Template variable receiving the streamed text."},
-                            "minIntervalMs": whole(0, 60_000, 300, "Minimum time between two card updates of one answer."),
-                            "maxUpdates": whole(1, 1000, 20, "Card updates per answer, the final one included.")
-                        },
-                        "allOf": [{
-                            "if": {"required": ["mode"], "properties": {"mode": {"const": "template"}}},
-                            "then": {"required": ["templateId"],
-                                     "x-expected": "is required when card.mode is \"template\"",
-                                     "properties": {"templateId": {"pattern": "\\S",
-                                                                   "x-expected": "is required when card.mode is \"template\""}}}
-                        }]
-                    },
-                    "fallbackAfterFailures": whole(1, 1000, 3, "Card API failures in a row before answering by markdown instead."),
-                    "answerTimeoutMs": whole(1000, 3_600_000, 120_000, "Longest time an answer may take."),
-                    "maxQuestionChars": whole(1, 100_000, DEFAULT_MAX_QUESTION_CHARS as u64, "Longest question passed to the agent, in characters; a longer one is cut and its answer says so."),
-                    "language": {"enum": ["zh", "en"], "default": "zh",
-                                 "description": "Language of the texts the robot writes itself."}
-                }
-            });
-            Arc::new(ConfigSchema::new(raw).expect("the robot schema is valid (tested)"))
+                    "allOf": [{
+                        "if": {"required": ["mode"], "properties": {"mode": {"const": "template"}}},
+                        "then": {"required": ["templateId"],
+                                 "x-expected": "is required when card.mode is \"template\"",
+                                 "properties": {"templateId": {"pattern": "\\S",
+                                                               "x-expected": "is required when card.mode is \"template\""}}}
+                    }]
+                },
+                "fallbackAfterFailures": whole(1, 1000, 3, "Card API failures in a row before answering by markdown instead."),
+                "answerTimeoutMs": whole(1000, 3_600_000, 120_000, "Longest time an answer may take."),
+                "maxQuestionChars": whole(1, 100_000, DEFAULT_MAX_QUESTION_CHARS as u64, "Longest question passed to the agent, in characters; a longer one is cut and its answer says so."),
+                "language": {"enum": ["zh", "en"], "default": "zh",
+                             "description": "Language of the texts the robot writes itself."}
+            }
         })
-        .clone()
+    })
 }
 
 /// A robot config for unit tests: app `dingapp` (secret `s3cr3t`), English, card mode

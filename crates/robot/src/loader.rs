@@ -292,13 +292,16 @@ impl ElementRuntime for RobotRuntime {
 mod tests {
     use super::*;
 
+    fn config(secret: &str, endpoint: &str) -> RobotConfig {
+        let v = json!({
+            "clientId": "id", "clientSecret": secret, "agent": "a.b", "openApiEndpoint": endpoint
+        });
+        RobotConfig::from_value(&v).expect("a valid robot config")
+    }
+
     #[test]
     fn the_logged_endpoint_has_no_userinfo() {
-        let c = RobotConfig::from_value(&json!({
-            "clientId": "id", "clientSecret": "s", "agent": "a.b",
-            "openApiEndpoint": "https://proxyuser:proxypass@gw.example:8443/dt"
-        }))
-        .unwrap();
+        let c = config("s", "https://proxyuser:proxypass@gw.example:8443/dt");
         let shown = shown_endpoint(&c);
         assert_eq!(shown, "https://gw.example:8443/dt");
         let debug = format!("{c:?}");
@@ -307,11 +310,7 @@ mod tests {
 
     #[test]
     fn client_config_allows_webhooks_on_both_origins_and_hides_secret() {
-        let c = RobotConfig::from_value(&json!({
-            "clientId": "id", "clientSecret": "zz-secret", "agent": "a.b",
-            "openApiEndpoint": "http://127.0.0.1:4000"
-        }))
-        .unwrap();
+        let c = config("zz-secret", "http://127.0.0.1:4000");
         let cc = client_config(&c);
         assert_eq!(cc.openapi_endpoint, "http://127.0.0.1:4000");
         assert_eq!(

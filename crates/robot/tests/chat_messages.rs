@@ -8,12 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jitnode_dingtalk_wire::{Frame, RobotMessage};
-use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, Registry};
+use jitnode_host::App;
 use jitnode_robot::config::Lang;
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig};
 use jitnode_test_kit::robot::{robot_config, start_app, wait_connected, wait_for, AppDir};
 use serde_json::{json, Value};
+
+mod common;
+use common::agent_registry;
 
 const APP: &str = "dingchat";
 const ANSWER: &str = "Here is how.";
@@ -26,6 +29,11 @@ fn fixture(name: &str) -> RobotMessage {
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     RobotMessage::from_frame(&Frame::parse(&text).unwrap()).unwrap()
+}
+
+/// A text message's content, trimmed.
+fn text_of(m: &RobotMessage) -> String {
+    m.text.as_ref().unwrap().content.trim().to_string()
 }
 
 struct Chat {
@@ -46,28 +54,15 @@ async fn chat(language: &str, extra: Value) -> Chat {
     dir.robot("bot", &config);
     let questions = Arc::new(Mutex::new(Vec::new()));
     let seen = questions.clone();
-    let mut registry = Registry::with_builtins();
-    registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
-    registry.register(
-        "recordingAgent",
-        loader_fn(move |_cx| {
-            let seen = seen.clone();
-            async move {
-                let rt = FnRuntime::new().function("run", move |args: Value, chunks| {
-                    let seen = seen.clone();
-                    async move {
-                        let q = args["question"].as_str().unwrap_or_default().to_string();
-                        seen.lock().unwrap().push(q);
-                        chunks.send(
-                            json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": ANSWER}}),
-                        );
-                        Ok(json!({"answer": ANSWER, "sources": []}))
-                    }
-                });
-                Ok(Box::new(rt) as Box<dyn ElementRuntime>)
-            }
-        }),
-    );
+    let registry = agent_registry("recordingAgent", move |args: Value, chunks| {
+        let seen = seen.clone();
+        async move {
+            let q = args["question"].as_str().unwrap_or_default().to_string();
+            seen.lock().unwrap().push(q);
+            chunks.send(json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": ANSWER}}));
+            Ok(json!({"answer": ANSWER, "sources": []}))
+        }
+    });
     let app = start_app(&dir, registry).await;
     wait_connected(&sb, APP, 1).await;
     Chat {
@@ -97,6 +92,12 @@ impl Chat {
             assert!(tokio::time::Instant::now() < deadline, "no question {n}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Posts `m` and waits for the `n`th question the agent got.
+    async fn ask(&self, m: &PostMessage, n: usize) -> String {
+        self.sb.post_message(m).unwrap();
+        self.question(n).await
     }
 
     async fn final_card_text(&self) -> String {
@@ -129,6 +130,22 @@ fn media(name: &str) -> PostMessage {
         msgtype: m.msgtype.clone(),
         content: m.content.clone(),
         ..PostMessage::text(APP, "")
+    }
+}
+
+/// `text` in a group, replying to the message `quoted` quotes.
+fn replying(quoted: &RobotMessage, text: &str) -> PostMessage {
+    PostMessage {
+        replied_msg: quoted.text.as_ref().unwrap().replied_msg.clone(),
+        ..PostMessage::text(APP, text).in_group("cidQuote==")
+    }
+}
+
+/// `text` in a group, @-mentioning another member besides the robot.
+fn mentioning(text: &str) -> PostMessage {
+    PostMessage {
+        at_users: vec!["045512".into()],
+        ..PostMessage::text(APP, text).in_group("cidMentions==")
     }
 }
 
@@ -176,13 +193,8 @@ async fn pictures_files_and_videos_get_a_polite_reply_in_the_senders_language() 
 async fn a_quoted_reply_is_answered_for_its_new_text_with_the_quote_as_context() {
     let c = chat("zh", json!({})).await;
     let quoted = fixture("robot_text_group_quote.json");
-    let new_text = quoted.text.as_ref().unwrap().content.trim().to_string();
-    let post = PostMessage {
-        replied_msg: quoted.text.as_ref().unwrap().replied_msg.clone(),
-        ..PostMessage::text(APP, &new_text).in_group("cidQuote==")
-    };
-    c.sb.post_message(&post).unwrap();
-    let q = c.question(0).await;
+    let new_text = text_of(&quoted);
+    let q = c.ask(&replying(&quoted, &new_text), 0).await;
     assert!(q.starts_with("这个怎么处理？"), "{q}");
     assert!(
         q.contains("引用的消息: \"打印机一直显示脱机，重启也没用\""),
@@ -197,12 +209,7 @@ async fn a_quoted_reply_is_answered_for_its_new_text_with_the_quote_as_context()
 
     // A quoted rich text (the mobile shape) gives its text segments.
     let rich = fixture("robot_text_group_quote_rich.json");
-    let post = PostMessage {
-        replied_msg: rich.text.as_ref().unwrap().replied_msg.clone(),
-        ..PostMessage::text(APP, "how about this one?").in_group("cidQuote==")
-    };
-    c.sb.post_message(&post).unwrap();
-    let q = c.question(1).await;
+    let q = c.ask(&replying(&rich, "how about this one?"), 1).await;
     assert!(
         q.ends_with("Quoted message: \"VPN error 809 on login\""),
         "{q}"
@@ -213,24 +220,16 @@ async fn a_quoted_reply_is_answered_for_its_new_text_with_the_quote_as_context()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_robots_mention_is_stripped_and_other_peoples_stay() {
     let c = chat("zh", json!({})).await;
-    let m = fixture("robot_text_group_mentions.json");
-    let content = m.text.as_ref().unwrap().content.trim().to_string();
-    let post = PostMessage {
-        at_users: vec!["045512".into()],
-        ..PostMessage::text(APP, &content).in_group("cidMentions==")
-    };
-    c.sb.post_message(&post).unwrap();
+    let content = text_of(&fixture("robot_text_group_mentions.json"));
     assert_eq!(
-        c.question(0).await,
+        c.ask(&mentioning(&content), 0).await,
         "@王芳\u{2005}能帮忙看下 VPN 连不上吗？"
     );
     // A client that left the robot's name in the text too: only that one goes.
-    let post = PostMessage {
-        at_users: vec!["045512".into()],
-        ..PostMessage::text(APP, "@客服助手 @王芳 打印机呢？").in_group("cidMentions==")
-    };
-    c.sb.post_message(&post).unwrap();
-    assert_eq!(c.question(1).await, "@王芳 打印机呢？");
+    assert_eq!(
+        c.ask(&mentioning("@客服助手 @王芳 打印机呢？"), 1).await,
+        "@王芳 打印机呢？"
+    );
     c.stop().await;
 }
 

@@ -8,17 +8,16 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, FunctionError, Registry};
+use jitnode_host::FunctionError;
 use jitnode_robot::callback::{Action, FeedbackKind};
 use jitnode_robot::cards::view::{CardView, Progress};
-use jitnode_robot::config::Lang;
-use jitnode_robot::records::{FeedbackFilter, FeedbackRow, Records};
-use jitnode_robot::texts::Texts;
-use jitnode_sandbox::{CardState, Click, PostMessage, Sandbox, SandboxConfig, Transcript};
-use jitnode_test_kit::robot::{
-    idle_status, robot_config, start_app, wait_connected, wait_for, wait_for_call, AppDir,
-};
+use jitnode_robot::records::{FeedbackFilter, FeedbackRow};
+use jitnode_sandbox::{CardState, Click, PostMessage, Posted, Sandbox, SandboxConfig, Transcript};
+use jitnode_test_kit::robot::{idle_status, robot_config, wait_for_call, AppDir};
 use serde_json::{json, Value};
+
+mod common;
+use common::{agent_registry, card_text, count_of, template_mode, texts};
 
 /// How the test agent answers.
 #[derive(Clone)]
@@ -53,6 +52,15 @@ fn quick() -> AgentScript {
     }
 }
 
+/// `chunks`, each after `delay`.
+fn slow(chunks: Vec<&'static str>, delay: Duration) -> AgentScript {
+    AgentScript {
+        chunks,
+        delay,
+        ..quick()
+    }
+}
+
 /// [`quick`], held after its first chunk until the returned semaphore gets a permit.
 fn held() -> (AgentScript, Arc<Semaphore>) {
     let gate = Arc::new(Semaphore::new(0));
@@ -63,19 +71,10 @@ fn held() -> (AgentScript, Arc<Semaphore>) {
     (script, gate)
 }
 
-struct Harness {
-    sb: Sandbox,
-    app: App,
-    dir: AppDir,
-    log: AgentLog,
-}
+type Harness = common::Harness<AgentLog>;
 
 const APP_A: &str = "dingapp-a";
 const APP_B: &str = "dingapp-b";
-
-fn texts() -> &'static Texts {
-    Texts::for_lang(Lang::En)
-}
 
 /// `robots`: (element name, clientId, extra config).
 async fn start(script: AgentScript, robots: &[(&str, &str, Value)]) -> Harness {
@@ -89,58 +88,44 @@ async fn start(script: AgentScript, robots: &[(&str, &str, Value)]) -> Harness {
     }
 
     let log = AgentLog::default();
-    let mut registry = Registry::with_builtins();
-    registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
     let agent_log = log.clone();
-    registry.register(
-        "testAgent",
-        loader_fn(move |_cx| {
-            let script = script.clone();
-            let log = agent_log.clone();
-            async move {
-                let rt = FnRuntime::new().function("run", move |args, chunks| {
-                    let script = script.clone();
-                    let log = log.clone();
-                    async move {
-                        log.calls.fetch_add(1, Ordering::SeqCst);
-                        log.args.lock().unwrap().push(args.clone());
-                        chunks.send(json!({"type": "REASONING_CONTENT", "data": {"content": "SECRET-REASONING"}}));
-                        for (i, c) in script.chunks.iter().enumerate() {
-                            if script.fail_after == Some(i) {
-                                return Err(FunctionError::failed("LLM connection reset"));
-                            }
-                            if i == 1 {
-                                if let Some(gate) = &script.hold {
-                                    // Bounded so a test failing before it releases cannot hang.
-                                    let _ = tokio::time::timeout(Duration::from_secs(15), gate.acquire()).await;
-                                }
-                            }
-                            if !script.delay.is_zero() {
-                                tokio::time::sleep(script.delay).await;
-                            }
-                            chunks.send(json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": c}}));
-                        }
-                        Ok(json!({"answer": script.answer(), "sources": []}))
+    let registry = agent_registry("testAgent", move |args, chunks| {
+        let script = script.clone();
+        let log = agent_log.clone();
+        async move {
+            log.calls.fetch_add(1, Ordering::SeqCst);
+            log.args.lock().unwrap().push(args.clone());
+            chunks.send(
+                json!({"type": "REASONING_CONTENT", "data": {"content": "SECRET-REASONING"}}),
+            );
+            for (i, c) in script.chunks.iter().enumerate() {
+                if script.fail_after == Some(i) {
+                    return Err(FunctionError::failed("LLM connection reset"));
+                }
+                if i == 1 {
+                    if let Some(gate) = &script.hold {
+                        // Bounded so a test failing before it releases cannot hang.
+                        let _ = tokio::time::timeout(Duration::from_secs(15), gate.acquire()).await;
                     }
-                });
-                Ok(Box::new(rt) as Box<dyn ElementRuntime>)
+                }
+                if !script.delay.is_zero() {
+                    tokio::time::sleep(script.delay).await;
+                }
+                chunks.send(json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": c}}));
             }
-        }),
-    );
-    let app = start_app(&dir, registry).await;
-    for (_, client_id, _) in robots {
-        wait_connected(&sb, client_id, 1).await;
-    }
-    Harness { sb, app, dir, log }
+            Ok(json!({"answer": script.answer(), "sources": []}))
+        }
+    });
+    let client_ids: Vec<&str> = robots.iter().map(|(_, client_id, _)| *client_id).collect();
+    Harness::start(sb, dir, registry, &client_ids, log, Duration::from_secs(10)).await
 }
 
 impl Harness {
-    fn records(&self) -> Records {
-        Records::open_in(&self.dir.data_dir()).unwrap()
-    }
-
-    async fn wait_for(&self, what: &str, cond: impl Fn(&Transcript) -> bool) -> Transcript {
-        wait_for(&self.sb, what, Duration::from_secs(10), cond).await
+    /// Posts `question` to the first robot as a one-to-one user.
+    fn ask(&self, question: &str) -> Posted {
+        self.sb
+            .post_message(&PostMessage::text(APP_A, question))
+            .unwrap()
     }
 
     /// Every stored rating.
@@ -156,17 +141,36 @@ impl Harness {
         assert_eq!(ack.code, Some(200), "{ack:?}");
     }
 
-    async fn wait_for_invitation(&self) {
-        self.wait_for("invitation", |t| {
-            t.replies().iter().any(|r| r == texts().invitation)
+    /// Waits until the first (thinking) card is sent.
+    async fn wait_for_thinking_card(&self) {
+        self.wait_for("thinking card", |t| {
+            t.entries.iter().any(|e| e.kind == "card.send")
         })
         .await;
     }
 
-    async fn stop(self) {
-        self.app.stop(Duration::from_secs(5)).await;
-        assert!(self.sb.problems().is_empty(), "{:?}", self.sb.problems());
-        self.sb.shutdown().await;
+    /// Waits until some card's text contains `note`.
+    async fn wait_for_card_saying(&self, what: &str, note: &str) -> Transcript {
+        self.wait_for(what, |t| {
+            t.cards.values().any(|c| card_text(c).contains(note))
+        })
+        .await
+    }
+
+    /// Clicks, expecting the robot's 400 ACK; returns its message.
+    async fn click_refused(&self, c: &Click) -> String {
+        let ack = self.sb.click(c).await.unwrap();
+        assert_eq!(ack.code, Some(400), "{ack:?}");
+        ack.message.unwrap_or_default()
+    }
+
+    /// Clicks "continue" (`c`), then waits for the robot's invitation to go on.
+    async fn continue_chat(&self, c: &Click) {
+        self.click_ok(c).await;
+        self.wait_for("invitation", |t| {
+            t.replies().iter().any(|r| r == texts().invitation)
+        })
+        .await;
     }
 }
 
@@ -178,11 +182,15 @@ fn buttons(card: &CardState) -> Vec<Action> {
         .unwrap_or_default()
 }
 
-fn card_text(card: &CardState) -> String {
-    card.card_data
-        .as_ref()
-        .map(Value::to_string)
-        .unwrap_or_default()
+/// The answer came as a markdown reply instead of a card.
+fn assert_markdown_answer(t: &Transcript) {
+    let reply = t.entries.iter().find(|e| e.kind == "webhook").unwrap();
+    assert_eq!(reply.msgtype.as_deref(), Some("markdown"));
+    assert!(reply
+        .text
+        .as_deref()
+        .unwrap()
+        .contains("To connect, open the VPN app and sign in."));
 }
 
 /// Finished standard cards (they carry no buttons).
@@ -197,18 +205,11 @@ fn final_cards(t: &Transcript) -> Vec<&CardState> {
         .collect()
 }
 
-/// Card buttons call back over Stream only on advanced (template) cards: standard cards
-/// would call an HTTP callback URL, and the sandbox refuses to pretend otherwise.
-fn template_mode() -> Value {
-    json!({"card": {"mode": "template", "templateId": "helpdesk.schema", "minIntervalMs": 50}})
-}
-
 /// Template cards whose answer is final (their stage says so; the buttons live in the
 /// template and carry the record id from the card's parameters).
 /// Asks `question` as one user and waits for the answered card: (card, its record id).
 async fn first_answer(h: &Harness, question: &str) -> (CardState, String) {
-    h.sb.post_message(&PostMessage::text(APP_A, question))
-        .unwrap();
+    h.ask(question);
     let t = h
         .wait_for("final card", |t| !answered_cards(t).is_empty())
         .await;
@@ -241,9 +242,7 @@ fn click_params(client_id: &str, card: &str, action: &Action) -> Click {
 async fn question_streams_into_card_then_final_with_four_buttons() {
     let (script, gate) = held();
     let h = start(script, &[("bot", APP_A, json!({}))]).await;
-    let posted =
-        h.sb.post_message(&PostMessage::text(APP_A, "How do I connect to the VPN?"))
-            .unwrap();
+    let posted = h.ask("How do I connect to the VPN?");
     wait_for_call(&h.sb, "card.update", "To connect", Duration::from_secs(15)).await;
     gate.add_permits(1);
     let ack =
@@ -295,7 +294,7 @@ async fn question_streams_into_card_then_final_with_four_buttons() {
     assert_eq!(answers[0].question, "How do I connect to the VPN?");
     assert_eq!(answers[0].message_id, posted.msg_id);
     assert_eq!(answers[0].robot, "imRobots.bot");
-    let args = h.log.args.lock().unwrap().clone();
+    let args = h.agent.args.lock().unwrap().clone();
     assert_eq!(args[0]["question"], "How do I connect to the VPN?");
     assert_eq!(args[0]["chatId"], "user:user001");
     let status = idle_status(&h.app, "imRobots.bot", Duration::from_secs(10)).await;
@@ -314,15 +313,8 @@ async fn each_button_has_its_effect() {
         kind: FeedbackKind::Helpful,
         record: record.clone(),
     };
-    let ack =
-        h.sb.click(&click_params(APP_A, &card.id, &helpful))
-            .await
-            .unwrap();
-    assert_eq!(ack.code, Some(200), "{ack:?}");
-    let fb = h
-        .records()
-        .list_feedback(&FeedbackFilter::default())
-        .unwrap();
+    h.click_ok(&click_params(APP_A, &card.id, &helpful)).await;
+    let fb = h.feedback();
     assert_eq!(fb.len(), 1);
     assert_eq!(fb[0].rating, FeedbackKind::Helpful);
     assert_eq!(fb[0].record_id, record);
@@ -341,17 +333,14 @@ async fn each_button_has_its_effect() {
     assert_eq!(thanked["record"], record);
 
     // Regenerate: a new answer card, stored as regenerated from the first.
-    let ack =
-        h.sb.click(&click_params(
-            APP_A,
-            &card.id,
-            &Action::Regenerate {
-                record: record.clone(),
-            },
-        ))
-        .await
-        .unwrap();
-    assert_eq!(ack.code, Some(200));
+    h.click_ok(&click_params(
+        APP_A,
+        &card.id,
+        &Action::Regenerate {
+            record: record.clone(),
+        },
+    ))
+    .await;
     // The first card keeps the thanks; the regenerated one is a new answered card.
     let t = h
         .wait_for("regenerated card", |t| {
@@ -366,38 +355,27 @@ async fn each_button_has_its_effect() {
         Some(record.as_str())
     );
     assert_eq!(answers[1].question, "Where is the VPN guide?");
-    assert_eq!(h.log.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(h.agent.calls.load(Ordering::SeqCst), 2);
 
     // Continue: the invitation text.
-    h.click_ok(&click_params(
+    h.continue_chat(&click_params(
         APP_A,
         &card.id,
         &Action::ContinueChat { record },
     ))
     .await;
-    h.wait_for_invitation().await;
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_callback_data_gets_an_error_ack_with_a_clear_message() {
     let h = start(quick(), &[("bot", APP_A, template_mode())]).await;
-    h.sb.post_message(&PostMessage::text(APP_A, "q?")).unwrap();
-    let t = h
-        .wait_for("final card", |t| !answered_cards(t).is_empty())
-        .await;
-    let card = answered_cards(&t)[0].id.clone();
+    let (card, _) = first_answer(&h, "q?").await;
+    let card = card.id;
     let mut c = click_params(APP_A, &card, &Action::Regenerate { record: "x".into() });
     c.params.insert("action".into(), json!("dance"));
-    let ack = h.sb.click(&c).await.unwrap();
-    assert_eq!(ack.code, Some(400), "{ack:?}");
-    assert!(
-        ack.message
-            .as_deref()
-            .unwrap_or("")
-            .contains("unknown card action"),
-        "{ack:?}"
-    );
+    let says = h.click_refused(&c).await;
+    assert!(says.contains("unknown card action"), "{says}");
     // Invalid JSON in content: refused by the client before the robot sees it.
     let c = Click {
         client_id: APP_A.into(),
@@ -405,8 +383,7 @@ async fn bad_callback_data_gets_an_error_ack_with_a_clear_message() {
         raw_content: Some("{not json".into()),
         ..Click::default()
     };
-    let ack = h.sb.click(&c).await.unwrap();
-    assert_eq!(ack.code, Some(400), "{ack:?}");
+    h.click_refused(&c).await;
     // A record that does not exist.
     let c = click_params(
         APP_A,
@@ -415,16 +392,9 @@ async fn bad_callback_data_gets_an_error_ack_with_a_clear_message() {
             record: "nosuchrecord".into(),
         },
     );
-    let ack = h.sb.click(&c).await.unwrap();
-    assert_eq!(ack.code, Some(400), "{ack:?}");
-    assert!(
-        ack.message
-            .as_deref()
-            .unwrap_or("")
-            .contains("nosuchrecord"),
-        "{ack:?}"
-    );
-    assert_eq!(h.log.calls.load(Ordering::SeqCst), 1);
+    let says = h.click_refused(&c).await;
+    assert!(says.contains("nosuchrecord"), "{says}");
+    assert_eq!(h.agent.calls.load(Ordering::SeqCst), 1);
     h.stop().await;
 }
 
@@ -432,14 +402,9 @@ async fn bad_callback_data_gets_an_error_ack_with_a_clear_message() {
 async fn redelivery_while_and_after_answering_gives_one_answer() {
     let (script, gate) = held();
     let h = start(script, &[("bot", APP_A, json!({}))]).await;
-    let posted =
-        h.sb.post_message(&PostMessage::text(APP_A, "Once?"))
-            .unwrap();
+    let posted = h.ask("Once?");
     // Answering: the thinking card is out and the agent is held after its first chunk.
-    h.wait_for("the thinking card", |t| {
-        t.entries.iter().any(|e| e.kind == "card.send")
-    })
-    .await;
+    h.wait_for_thinking_card().await;
     let again = h.sb.redeliver_now(&posted.message_id).unwrap();
     h.sb.wait_for_ack(&again, Duration::from_secs(5))
         .await
@@ -450,19 +415,18 @@ async fn redelivery_while_and_after_answering_gives_one_answer() {
     h.sb.redeliver_now(&again).unwrap();
     // Frames are handled in order, so once a later question is answered the redelivery
     // before it has been seen: had it started a run, that run would have come first.
-    h.sb.post_message(&PostMessage::text(APP_A, "And after?"))
-        .unwrap();
+    h.ask("And after?");
     let t = h
         .wait_for("the later question's final card", |t| {
             final_cards(t).len() == 2
         })
         .await;
     assert_eq!(
-        t.entries.iter().filter(|e| e.kind == "card.send").count(),
+        count_of(&t, "card.send"),
         2,
         "one thinking card per question, none for the redeliveries"
     );
-    assert_eq!(h.log.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(h.agent.calls.load(Ordering::SeqCst), 2);
     assert_eq!(h.records().list_answers(None).unwrap().len(), 2);
     h.stop().await;
 }
@@ -474,15 +438,8 @@ async fn agent_failure_mid_stream_leaves_a_failed_card() {
         ..quick()
     };
     let h = start(script, &[("bot", APP_A, json!({}))]).await;
-    h.sb.post_message(&PostMessage::text(APP_A, "Will it fail?"))
-        .unwrap();
-    let t = h
-        .wait_for("failed card", |t| {
-            t.cards
-                .values()
-                .any(|c| card_text(c).contains(texts().failed))
-        })
-        .await;
+    h.ask("Will it fail?");
+    let t = h.wait_for_card_saying("failed card", texts().failed).await;
     let card = t.cards.values().next().unwrap();
     assert!(buttons(card).is_empty());
     assert!(
@@ -495,25 +452,15 @@ async fn agent_failure_mid_stream_leaves_a_failed_card() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_30s_answer_is_acked_at_once_and_stop_finalizes_its_card() {
-    let script = AgentScript {
-        chunks: vec!["Slowly ", "but surely"],
-        delay: Duration::from_secs(15),
-        fail_after: None,
-        hold: None,
-    };
+    let script = slow(vec!["Slowly ", "but surely"], Duration::from_secs(15));
     let h = start(script, &[("bot", APP_A, json!({}))]).await;
-    let posted =
-        h.sb.post_message(&PostMessage::text(APP_A, "Slow?"))
-            .unwrap();
+    let posted = h.ask("Slow?");
     let ack =
         h.sb.wait_for_ack(&posted.message_id, Duration::from_secs(5))
             .await
             .unwrap();
     assert!(ack.latency_ms < 500.0, "ACK took {} ms", ack.latency_ms);
-    h.wait_for("thinking card", |t| {
-        t.entries.iter().any(|e| e.kind == "card.send")
-    })
-    .await;
+    h.wait_for_thinking_card().await;
     let started = std::time::Instant::now();
     h.app.stop(Duration::from_secs(5)).await;
     assert!(started.elapsed() < Duration::from_secs(4));
@@ -530,12 +477,8 @@ async fn a_30s_answer_is_acked_at_once_and_stop_finalizes_its_card() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn card_api_403_falls_back_to_a_markdown_reply() {
     let h = start(quick(), &[("bot", APP_A, json!({}))]).await;
-    h.sb.post_message(&PostMessage::text(APP_A, "Rate limited?"))
-        .unwrap();
-    h.wait_for("thinking card", |t| {
-        t.entries.iter().any(|e| e.kind == "card.send")
-    })
-    .await;
+    h.ask("Rate limited?");
+    h.wait_for_thinking_card().await;
     // Three refusals in a row (the configured limit) make the robot give up the card.
     h.sb.fail_card_calls(403, Some(3));
     let t = h
@@ -545,21 +488,11 @@ async fn card_api_403_falls_back_to_a_markdown_reply() {
                 .any(|e| e.kind == "webhook" && e.error.is_none())
         })
         .await;
-    let reply = t.entries.iter().find(|e| e.kind == "webhook").unwrap();
-    assert_eq!(reply.msgtype.as_deref(), Some("markdown"));
-    assert!(reply
-        .text
-        .as_deref()
-        .unwrap()
-        .contains("To connect, open the VPN app and sign in."));
+    assert_markdown_answer(&t);
     assert_eq!(t.entries.iter().filter(|e| e.status == 403).count(), 3);
     // Once the API answers again, the card is ended with a note instead of spinning.
     let t = h
-        .wait_for("card note", |t| {
-            t.cards
-                .values()
-                .any(|c| card_text(c).contains(texts().sent_as_message))
-        })
+        .wait_for_card_saying("card note", texts().sent_as_message)
         .await;
     assert!(buttons(t.cards.values().next().unwrap()).is_empty());
     h.stop().await;
@@ -572,8 +505,7 @@ async fn two_robot_instances_answer_on_their_own_connections() {
         &[("botA", APP_A, json!({})), ("botB", APP_B, json!({}))],
     )
     .await;
-    h.sb.post_message(&PostMessage::text(APP_A, "to A"))
-        .unwrap();
+    h.ask("to A");
     h.sb.post_message(&PostMessage::text(APP_B, "to B"))
         .unwrap();
     let t = h
@@ -615,7 +547,7 @@ async fn group_questions_are_stripped_and_answered_in_the_group() {
         .await;
     let send = t.entries.iter().find(|e| e.kind == "card.send").unwrap();
     assert_eq!(send.body["openConversationId"], posted.conversation_id);
-    let args = h.log.args.lock().unwrap().clone();
+    let args = h.agent.args.lock().unwrap().clone();
     assert_eq!(args[0]["question"], "What is the wifi password?");
     assert_eq!(
         args[0]["chatId"],
@@ -644,7 +576,7 @@ async fn non_text_gets_a_polite_reply_and_voice_is_answered() {
     h.sb.post_message(&voice).unwrap();
     h.wait_for("final card", |t| !final_cards(t).is_empty())
         .await;
-    let args = h.log.args.lock().unwrap().clone();
+    let args = h.agent.args.lock().unwrap().clone();
     assert_eq!(args.len(), 1);
     assert_eq!(args[0]["question"], "how do I reset my password");
     h.stop().await;
@@ -652,12 +584,9 @@ async fn non_text_gets_a_polite_reply_and_voice_is_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn template_mode_streams_and_takes_feedback_over_stream() {
-    let extra =
-        json!({"card": {"mode": "template", "templateId": "helpdesk.schema", "minIntervalMs": 50}});
     let (script, gate) = held();
-    let h = start(script, &[("bot", APP_A, extra)]).await;
-    h.sb.post_message(&PostMessage::text(APP_A, "Template?"))
-        .unwrap();
+    let h = start(script, &[("bot", APP_A, template_mode())]).await;
+    h.ask("Template?");
     wait_for_call(
         &h.sb,
         "card.streaming",
@@ -675,14 +604,7 @@ async fn template_mode_streams_and_takes_feedback_over_stream() {
         .await;
     let kinds: Vec<&str> = t.entries.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds[0], "card.createAndDeliver", "{kinds:?}");
-    assert!(
-        t.entries
-            .iter()
-            .filter(|e| e.kind == "card.streaming")
-            .count()
-            >= 2,
-        "{kinds:?}"
-    );
+    assert!(count_of(&t, "card.streaming") >= 2, "{kinds:?}");
     let card = t.cards.values().next().unwrap().clone();
     assert!(card.finalized);
     assert_eq!(
@@ -694,43 +616,27 @@ async fn template_mode_streams_and_takes_feedback_over_stream() {
     params.insert("action".into(), json!("feedback"));
     params.insert("kind".into(), json!("very_unhelpful"));
     params.insert("record".into(), json!(record));
-    let ack =
-        h.sb.click(&Click {
-            client_id: APP_A.into(),
-            out_track_id: card.id.clone(),
-            params,
-            ..Click::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(ack.code, Some(200), "{ack:?}");
+    h.click_ok(&Click {
+        client_id: APP_A.into(),
+        out_track_id: card.id.clone(),
+        params,
+        ..Click::default()
+    })
+    .await;
     let t = h.sb.transcript();
     assert_eq!(t.cards[&card.id].card_param_map["stage"], "thanked");
-    let fb = h
-        .records()
-        .list_feedback(&FeedbackFilter::default())
-        .unwrap();
+    let fb = h.feedback();
     assert_eq!(fb[0].rating, FeedbackKind::VeryUnhelpful);
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_past_the_timeout_ends_in_a_timed_out_card() {
-    let script = AgentScript {
-        chunks: vec!["Part one ", "never comes"],
-        delay: Duration::from_millis(700),
-        fail_after: None,
-        hold: None,
-    };
+    let script = slow(vec!["Part one ", "never comes"], Duration::from_millis(700));
     let h = start(script, &[("bot", APP_A, json!({"answerTimeoutMs": 1000}))]).await;
-    h.sb.post_message(&PostMessage::text(APP_A, "Too slow?"))
-        .unwrap();
+    h.ask("Too slow?");
     let t = h
-        .wait_for("timed-out card", |t| {
-            t.cards
-                .values()
-                .any(|c| card_text(c).contains(texts().timed_out))
-        })
+        .wait_for_card_saying("timed-out card", texts().timed_out)
         .await;
     let card = t.cards.values().next().unwrap();
     assert!(card_text(card).contains("Part one"), "{}", card_text(card));
@@ -750,13 +656,7 @@ async fn an_external_user_without_staff_id_gets_the_answer_as_markdown() {
         t.cards.is_empty(),
         "no card can reach an external one-to-one user"
     );
-    let reply = t.entries.iter().find(|e| e.kind == "webhook").unwrap();
-    assert_eq!(reply.msgtype.as_deref(), Some("markdown"));
-    assert!(reply
-        .text
-        .as_deref()
-        .unwrap()
-        .contains("To connect, open the VPN app and sign in."));
+    assert_markdown_answer(&t);
     assert_eq!(h.records().list_answers(None).unwrap().len(), 1);
     h.stop().await;
 }
@@ -778,11 +678,8 @@ async fn a_regenerate_storm_is_rate_limited_per_user() {
         let regenerate = Action::Regenerate {
             record: record.clone(),
         };
-        let ack =
-            h.sb.click(&click_params(APP_A, &card.id, &regenerate))
-                .await
-                .unwrap();
-        assert_eq!(ack.code, Some(200), "{ack:?}");
+        h.click_ok(&click_params(APP_A, &card.id, &regenerate))
+            .await;
         // Each admitted click ends in one more answer card before the next click.
         let t = h
             .wait_for("regenerated card", |t| answered_cards(t).len() == n + 1)
@@ -797,24 +694,18 @@ async fn a_regenerate_storm_is_rate_limited_per_user() {
         card = newest;
         // Only the per-user rate can refuse the next click (the count of
         // regenerations started so far).
-        assert_eq!(h.log.calls.load(Ordering::SeqCst), n + 1);
+        assert_eq!(h.agent.calls.load(Ordering::SeqCst), n + 1);
     }
     let regenerate = Action::Regenerate {
         record: record.clone(),
     };
-    let ack =
-        h.sb.click(&click_params(APP_A, &card.id, &regenerate))
-            .await
-            .unwrap();
-    assert_eq!(
-        ack.code,
-        Some(200),
-        "a refused click is still ACKed: {ack:?}"
-    );
+    // A refused click is still ACKed.
+    h.click_ok(&click_params(APP_A, &card.id, &regenerate))
+        .await;
     // Stopping waits for every regeneration a click started, so a run admitted by the last
     // click would be counted below.
     let records = h.records();
-    let calls = h.log.calls.clone();
+    let calls = h.agent.calls.clone();
     h.stop().await;
     assert_eq!(records.list_answers(None).unwrap().len(), allowed + 1);
     assert_eq!(calls.load(Ordering::SeqCst), allowed + 1);
@@ -842,8 +733,7 @@ fn ai_click(card: &str, action: &Action) -> Click {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ai_card_mode_streams_and_every_button_works() {
     let h = start(quick(), &[("bot", APP_A, ai_mode())]).await;
-    h.sb.post_message(&PostMessage::text(APP_A, "Where is the VPN guide?"))
-        .unwrap();
+    h.ask("Where is the VPN guide?");
     let t = h
         .wait_for("final AI card", |t| {
             t.cards.values().any(|c| ai_view(c).buttons.len() == 4)
@@ -915,9 +805,8 @@ async fn ai_card_mode_streams_and_every_button_works() {
     );
 
     // Continue: the invitation.
-    h.click_ok(&ai_click(&card.id, &Action::ContinueChat { record }))
+    h.continue_chat(&ai_click(&card.id, &Action::ContinueChat { record }))
         .await;
-    h.wait_for_invitation().await;
     h.stop().await;
 }
 
@@ -926,8 +815,7 @@ async fn ai_card_feedback_stores_each_of_the_four_levels() {
     let h = start(quick(), &[("bot", APP_A, ai_mode())]).await;
     let mut clicked: Vec<String> = Vec::new();
     for (i, kind) in FeedbackKind::ALL.into_iter().enumerate() {
-        h.sb.post_message(&PostMessage::text(APP_A, &format!("VPN question {i}?")))
-            .unwrap();
+        h.ask(&format!("VPN question {i}?"));
         let t = h
             .wait_for("a new final AI card", |t| {
                 t.cards
@@ -971,8 +859,7 @@ async fn the_sandbox_refuses_variables_the_ai_card_does_not_have() {
     )
     .await;
     // Custom-template variables sent to the public AI template: refused, not rendered.
-    h.sb.post_message(&PostMessage::text(APP_A, "Where is the VPN guide?"))
-        .unwrap();
+    h.ask("Where is the VPN guide?");
     let t = h
         .wait_for("refused card", |t| {
             t.entries

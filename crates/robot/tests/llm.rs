@@ -5,20 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jitnode_host::{App, Registry};
 use jitnode_robot::cards::view::{CardView, Progress};
-use jitnode_robot::config::Lang;
-use jitnode_robot::records::Records;
-use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, PostMessage, Sandbox, SandboxConfig, Transcript};
 use jitnode_test_kit::llm::{delta_event, error_response, finish_events, LlmStandIn, SSE_HEAD};
-use jitnode_test_kit::robot::{
-    idle_status, robot_config, start_app, wait_connected, wait_for, wait_for_call, AppDir,
-};
+use jitnode_test_kit::robot::{idle_status, robot_config, wait_for_call, AppDir};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+
+mod common;
+use common::{card_text, count_of, robot_registry, template_mode, texts};
 
 const APP: &str = "dingapp-llm";
 const QUESTION: &str = "How do I connect to the VPN?";
@@ -135,16 +132,7 @@ async fn answer(mut sock: TcpStream, script: Script, halfway: Arc<Semaphore>) {
     }
 }
 
-fn texts() -> &'static Texts {
-    Texts::for_lang(Lang::En)
-}
-
-struct Harness {
-    sb: Sandbox,
-    app: App,
-    dir: AppDir,
-    llm: StandIn,
-}
+type Harness = common::Harness<StandIn>;
 
 /// An app with one real agent (LLM = the stand-in playing `script`) and one robot whose
 /// config is extended by `robot_extra`.
@@ -186,27 +174,39 @@ async fn start(script: Script, robot_extra: Value) -> Harness {
         &robot_config(&sb, APP, "llm-e2e-secret", &robot_extra),
     );
 
-    let mut registry = Registry::with_builtins();
-    registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
+    let mut registry = robot_registry();
     registry.register(jitnode_agent::LOADER_NAME, jitnode_agent::loader());
-    let app = start_app(&dir, registry).await;
-    wait_connected(&sb, APP, 1).await;
-    Harness { sb, app, dir, llm }
+    Harness::start(sb, dir, registry, &[APP], llm, Duration::from_secs(15)).await
 }
 
 impl Harness {
-    fn records(&self) -> Records {
-        Records::open_in(&self.dir.data_dir()).unwrap()
+    /// Asks [`QUESTION`] as a one-to-one user.
+    fn ask(&self) {
+        self.sb
+            .post_message(&PostMessage::text(APP, QUESTION))
+            .unwrap();
     }
 
-    async fn wait_for(&self, what: &str, cond: impl Fn(&Transcript) -> bool) -> Transcript {
-        wait_for(&self.sb, what, Duration::from_secs(15), cond).await
+    /// Asks, waits until a `kind` call shows the first half of the answer, then lets the
+    /// stand-in finish it.
+    async fn ask_and_release_after(&self, kind: &str) {
+        self.ask();
+        wait_for_call(&self.sb, kind, "open the VPN app", Duration::from_secs(15)).await;
+        self.agent.release();
+    }
+
+    /// Waits until a template card reaches `want`.
+    async fn wait_for_stage(&self, want: &str) -> Transcript {
+        self.wait_for(&format!("{want} card"), |t| {
+            t.cards.values().any(|c| stage(c) == Some(want))
+        })
+        .await
     }
 
     /// The one request the stand-in got: it is a streaming chat completion carrying the
     /// question and the retrieved passage.
     fn assert_one_streaming_request_with_question_and_passage(&self) {
-        let reqs = self.llm.requests();
+        let reqs = self.agent.requests();
         assert_eq!(reqs.len(), 1, "one LLM call per question");
         let (head, body) = &reqs[0];
         assert!(head.starts_with("post /v1/chat/completions "), "{head}");
@@ -230,19 +230,6 @@ impl Harness {
             "an irrelevant passage was sent: {all}"
         );
     }
-
-    async fn stop(self) {
-        self.app.stop(Duration::from_secs(5)).await;
-        assert!(self.sb.problems().is_empty(), "{:?}", self.sb.problems());
-        self.sb.shutdown().await;
-    }
-}
-
-fn card_text(card: &CardState) -> String {
-    card.card_data
-        .as_ref()
-        .map(Value::to_string)
-        .unwrap_or_default()
 }
 
 /// Number of buttons on a standard card.
@@ -254,10 +241,6 @@ fn button_count(card: &CardState) -> usize {
         .flatten()
         .map(|c| c["actions"].as_array().map_or(0, Vec::len))
         .sum()
-}
-
-fn template_mode() -> Value {
-    json!({"card": {"mode": "template", "templateId": "helpdesk.schema", "minIntervalMs": 50}})
 }
 
 fn stage(card: &CardState) -> Option<&str> {
@@ -273,20 +256,22 @@ fn everything_sent(t: &Transcript) -> String {
         .join("\n")
 }
 
+/// Neither piece of reasoning reached DingTalk; returns everything sent.
+fn assert_no_reasoning_sent(t: &Transcript) -> String {
+    let sent = everything_sent(t);
+    assert!(
+        !sent.contains(REASONING),
+        "reasoning reached DingTalk: {sent}"
+    );
+    assert!(!sent.contains("more hidden"), "reasoning reached DingTalk");
+    sent
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_llm_answer_fills_a_standard_card_without_reasoning() {
     let h = start(Script::Complete, json!({})).await;
     let full = PIECES.concat();
-    h.sb.post_message(&PostMessage::text(APP, QUESTION))
-        .unwrap();
-    wait_for_call(
-        &h.sb,
-        "card.update",
-        "open the VPN app",
-        Duration::from_secs(15),
-    )
-    .await;
-    h.llm.release();
+    h.ask_and_release_after("card.update").await;
     let t = h
         .wait_for("final card", |t| {
             t.cards.values().any(|c| {
@@ -306,12 +291,7 @@ async fn streamed_llm_answer_fills_a_standard_card_without_reasoning() {
     assert!(text.contains(&full), "full answer missing: {text}");
     assert!(!text.contains(texts().thinking), "{text}");
     assert!(!text.contains(texts().failed), "{text}");
-    let sent = everything_sent(&t);
-    assert!(
-        !sent.contains(REASONING),
-        "reasoning reached DingTalk: {sent}"
-    );
-    assert!(!sent.contains("more hidden"), "reasoning reached DingTalk");
+    let sent = assert_no_reasoning_sent(&t);
     // The answer was streamed: some update showed part of it before the end.
     let partial = t.entries.iter().any(|e| {
         e.kind == "card.update"
@@ -331,21 +311,8 @@ async fn streamed_llm_answer_fills_a_standard_card_without_reasoning() {
 async fn streamed_llm_answer_fills_a_template_card_without_reasoning() {
     let h = start(Script::Complete, template_mode()).await;
     let full = PIECES.concat();
-    h.sb.post_message(&PostMessage::text(APP, QUESTION))
-        .unwrap();
-    wait_for_call(
-        &h.sb,
-        "card.streaming",
-        "open the VPN app",
-        Duration::from_secs(15),
-    )
-    .await;
-    h.llm.release();
-    let t = h
-        .wait_for("answered card", |t| {
-            t.cards.values().any(|c| stage(c) == Some("answered"))
-        })
-        .await;
+    h.ask_and_release_after("card.streaming").await;
+    let t = h.wait_for_stage("answered").await;
     h.assert_one_streaming_request_with_question_and_passage();
     let card = t.cards.values().next().unwrap();
     assert_eq!(card.flow_status.as_deref(), Some("3"));
@@ -355,32 +322,18 @@ async fn streamed_llm_answer_fills_a_template_card_without_reasoning() {
         Some(full.as_str())
     );
     assert!(
-        t.entries
-            .iter()
-            .filter(|e| e.kind == "card.streaming")
-            .count()
-            >= 2,
+        count_of(&t, "card.streaming") >= 2,
         "the answer was not streamed in pieces"
     );
-    let sent = everything_sent(&t);
-    assert!(
-        !sent.contains(REASONING),
-        "reasoning reached DingTalk: {sent}"
-    );
-    assert!(!sent.contains("more hidden"), "reasoning reached DingTalk");
+    assert_no_reasoning_sent(&t);
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llm_connection_cut_mid_stream_ends_the_card_failed() {
     let h = start(Script::CutOff, template_mode()).await;
-    h.sb.post_message(&PostMessage::text(APP, QUESTION))
-        .unwrap();
-    let t = h
-        .wait_for("failed card", |t| {
-            t.cards.values().any(|c| stage(c) == Some("failed"))
-        })
-        .await;
+    h.ask();
+    let t = h.wait_for_stage("failed").await;
     h.assert_one_streaming_request_with_question_and_passage();
     let card = t.cards.values().next().unwrap();
     assert_eq!(card.flow_status.as_deref(), Some("5"), "{card:?}");
@@ -405,8 +358,7 @@ async fn llm_connection_cut_mid_stream_ends_the_card_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llm_http_500_ends_the_standard_card_failed() {
     let h = start(Script::ServerError, json!({})).await;
-    h.sb.post_message(&PostMessage::text(APP, QUESTION))
-        .unwrap();
+    h.ask();
     let t = h
         .wait_for("failed card", |t| {
             t.cards

@@ -5,10 +5,13 @@
 
 use std::time::Duration;
 
-use jitnode_host::{loader_fn, App, ElementRuntime, FnRuntime, Registry};
+use jitnode_host::App;
 use jitnode_sandbox::{Permission, PostMessage, Refusal, RefusalFault, Sandbox, SandboxConfig};
 use jitnode_test_kit::robot::{robot_config, start_app, status, wait_connected, wait_for, AppDir};
 use serde_json::{json, Value};
+
+mod common;
+use common::agent_registry;
 
 const APP: &str = "dingrefused";
 const ANSWER: &str = "Open the VPN app and sign in.";
@@ -26,21 +29,13 @@ async fn robot(extra: Value) -> Robot {
     dir.test_agent("twoChunks");
     dir.robot_family();
     dir.robot("bot", &robot_config(&sb, APP, "dingrefused-secret", &extra));
-    let mut registry = Registry::with_builtins();
-    registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());
-    registry.register(
-        "twoChunks",
-        loader_fn(|_cx| async {
-            let rt = FnRuntime::new().function("run", |_args, chunks| async move {
-                for c in ["Open the VPN app ", "and sign in."] {
-                    tokio::time::sleep(Duration::from_millis(60)).await;
-                    chunks.send(json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": c}}));
-                }
-                Ok(json!({"answer": ANSWER, "sources": []}))
-            });
-            Ok(Box::new(rt) as Box<dyn ElementRuntime>)
-        }),
-    );
+    let registry = agent_registry("twoChunks", |_args, chunks| async move {
+        for c in ["Open the VPN app ", "and sign in."] {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            chunks.send(json!({"type": "TEXT_MESSAGE_CONTENT", "data": {"content": c}}));
+        }
+        Ok(json!({"answer": ANSWER, "sources": []}))
+    });
     let app = start_app(&dir, registry).await;
     Robot { sb, app, _dir: dir }
 }
@@ -53,6 +48,16 @@ async fn refused(extra: Value, fault: RefusalFault, kind: &str) -> (Robot, Value
     r.ask_expecting_markdown("How do I connect?").await;
     let seen = r.refusal(kind).await;
     (r, seen)
+}
+
+/// A connected robot on AI cards whose every later call meets `refusal`.
+async fn connected_refusing(refusal: Refusal) -> Robot {
+    let r = robot(json!({"card": {"mode": "ai"}}))
+        .await
+        .connected()
+        .await;
+    r.sb.refuse(RefusalFault::new(refusal)).unwrap();
+    r
 }
 
 impl Robot {
@@ -272,12 +277,7 @@ async fn a_rate_limit_backs_off_and_the_card_still_ends_with_the_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_webhook_is_explained() {
-    let r = robot(json!({"card": {"mode": "ai"}}))
-        .await
-        .connected()
-        .await;
-    r.sb.refuse(RefusalFault::new(Refusal::SessionExpired))
-        .unwrap();
+    let r = connected_refusing(Refusal::SessionExpired).await;
     // A picture gets a polite text reply, which only the session webhook carries.
     r.sb.post_message(&PostMessage {
         msgtype: "picture".into(),
@@ -293,11 +293,7 @@ async fn an_expired_session_webhook_is_explained() {
 async fn refused_credentials_are_explained_with_the_fix_and_not_retried_fast() {
     // Connected first: a connect under way while the fault is set would still succeed, and
     // its link would not be among those dropped below.
-    let r = robot(json!({"card": {"mode": "ai"}}))
-        .await
-        .connected()
-        .await;
-    r.sb.refuse(RefusalFault::new(Refusal::AuthFailed)).unwrap();
+    let r = connected_refusing(Refusal::AuthFailed).await;
     // Refused from the next open on (the robot connected before the fault: drop its link).
     for c in r.sb.connections_of(APP) {
         r.sb.drop_connection(&c.connection_id).unwrap();

@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig};
+use jitnode_host::App;
+use jitnode_sandbox::{PostMessage, Posted, Sandbox, SandboxConfig};
 use jitnode_store::{Claim, ClaimState, Store, StoreOptions, StoreUrl};
 use jitnode_test_kit::robot::{wait_connected, wait_for};
 
 mod common;
-use common::{host, APP};
+use common::{host, post_unacked, APP};
 
 /// The store of this test binary's hosts (the process store is set once per process).
 async fn shared_store() -> (Store, std::path::PathBuf) {
@@ -34,27 +35,80 @@ async fn shared_store() -> (Store, std::path::PathBuf) {
 /// The tests share the process store; one at a time keeps one test's lock from another.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ack_follows_the_claim() {
-    let _one = SERIAL.lock().await;
+/// What each test starts from: its turn at the process store (held to the test's end), the
+/// store and its file, a sandbox of its own, and the count of the agent's runs on every host
+/// the test starts.
+struct Setup(
+    tokio::sync::MutexGuard<'static, ()>,
+    Store,
+    std::path::PathBuf,
+    Sandbox,
+    Arc<AtomicUsize>,
+);
+
+async fn setup() -> Setup {
+    let one = SERIAL.lock().await;
     let (store, path) = shared_store().await;
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
+    Setup(one, store, path, sb, Arc::new(AtomicUsize::new(0)))
+}
+
+/// [`setup`], the app registered with the sandbox before any host of it connects.
+async fn setup_with_app() -> Setup {
+    let s = setup().await;
+    // (The same app `host` registers.)
+    s.3.register_app(APP, "dingreplica-secret");
+    s
+}
+
+/// `text` in `group`, not @-mentioning the robot: pushed to no one, its `data` is what a
+/// host would have got.
+fn post_unpushed(sb: &Sandbox, text: &str, group: &str) -> Posted {
+    let mut m = PostMessage::text(APP, text).in_group(group);
+    m.at_robot = false;
+    sb.post_message(&m).unwrap()
+}
+
+/// Stops the host, then the sandbox.
+async fn stop(host: App, sb: Sandbox) {
+    host.stop(Duration::from_secs(5)).await;
+    sb.shutdown().await;
+}
+
+/// Reads `key`'s claim up to `tries` times, 20 ms apart, until `done` holds; the last read.
+async fn claim_until(
+    store: &Store,
+    key: &str,
+    tries: usize,
+    done: impl Fn(&Option<(String, ClaimState, i64)>) -> bool,
+) -> Option<(String, ClaimState, i64)> {
+    let mut state = None;
+    for _ in 0..tries {
+        state = store.claim_of(key).await.unwrap();
+        if done(&state) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ack_follows_the_claim() {
+    let Setup(_one, store, path, sb, calls) = setup().await;
     let (a, _da) = host(&sb, calls.clone()).await;
     wait_connected(&sb, APP, 1).await;
 
     // Another writer holds the store's write lock: the claim waits, and so must the ACK.
     let blocker = rusqlite::Connection::open(&path).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let posted = sb
-        .post_message(&PostMessage::text(APP, "Claim me first"))
-        .unwrap();
-    assert!(
-        sb.wait_for_ack(&posted.message_id, Duration::from_millis(700))
-            .await
-            .is_none(),
-        "ACKed before the claim could be written"
-    );
+    let posted = post_unacked(
+        &sb,
+        "Claim me first",
+        Duration::from_millis(700),
+        "ACKed before the claim could be written",
+    )
+    .await;
     // (Read through the blocker: the store's own connection is waiting on the lock.)
     let rows: i64 = blocker
         .query_row(
@@ -84,17 +138,12 @@ async fn the_ack_follows_the_claim() {
     })
     .await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    a.stop(Duration::from_secs(5)).await;
-    sb.shutdown().await;
+    stop(a, sb).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redeliveries_across_two_hosts_give_one_answer() {
-    let _one = SERIAL.lock().await;
-    let (store, _) = shared_store().await;
-
-    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
+    let Setup(_one, store, _, sb, calls) = setup().await;
     let (a, _da) = host(&sb, calls.clone()).await;
     let (b, _db) = host(&sb, calls.clone()).await;
     wait_connected(&sb, APP, 2).await;
@@ -151,17 +200,12 @@ async fn redeliveries_across_two_hosts_give_one_answer() {
         }
     );
     a.stop(Duration::from_secs(5)).await;
-    b.stop(Duration::from_secs(5)).await;
-    sb.shutdown().await;
+    stop(b, sb).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_a_dead_host_claimed_but_never_started_is_answered_by_a_live_host() {
-    let _one = SERIAL.lock().await;
-    let (store, _) = shared_store().await;
-    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    // (The same app `host` registers below.)
-    sb.register_app(APP, "dingreplica-secret");
+    let Setup(_one, store, _, sb, calls) = setup_with_app().await;
     // Three group messages that were not pushed to anyone: their `data` is what a host got.
     // A host claimed them (and so ACKed them), then died: before answering the first;
     // after marking the second answering but before its card was recorded; and after
@@ -171,9 +215,7 @@ async fn a_message_a_dead_host_claimed_but_never_started_is_answered_by_a_live_h
     const GROUPS: [&str; 3] = ["cidSwept==", "cidSwept2==", "cidSwept3=="];
     for (i, group) in GROUPS.into_iter().enumerate() {
         let answering = i > 0;
-        let mut m = PostMessage::text(APP, "Answer me after all").in_group(group);
-        m.at_robot = false;
-        let posted = sb.post_message(&m).unwrap();
+        let posted = post_unpushed(&sb, "Answer me after all", group);
         assert!(!posted.delivered);
         let body = posted.data.to_string();
         assert_eq!(
@@ -202,7 +244,6 @@ async fn a_message_a_dead_host_claimed_but_never_started_is_answered_by_a_live_h
     tokio::time::sleep(Duration::from_millis(20)).await;
 
     // A live host's sweeper answers each at start, once.
-    let calls = Arc::new(AtomicUsize::new(0));
     let (a, _da) = host(&sb, calls.clone()).await;
     wait_for(&sb, "the swept answers", Duration::from_secs(10), |t| {
         GROUPS.iter().all(|g| {
@@ -214,35 +255,26 @@ async fn a_message_a_dead_host_claimed_but_never_started_is_answered_by_a_live_h
     .await;
     assert_eq!(calls.load(Ordering::SeqCst), 3, "each answered once");
     for key in &keys {
-        let (owner, mut state, attempts) = store.claim_of(key).await.unwrap().unwrap();
+        let (owner, _, attempts) = store.claim_of(key).await.unwrap().unwrap();
         assert_eq!(owner, jitnode_store::host_id());
         assert_eq!(attempts, 2);
         // Recorded answered once the answer is out (the claim's end follows the answer).
-        for _ in 0..100 {
-            if state == ClaimState::Answered {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            state = store.claim_of(key).await.unwrap().unwrap().1;
-        }
-        assert_eq!(state, ClaimState::Answered, "{key}");
+        let state = claim_until(&store, key, 101, |c| {
+            matches!(c, Some((_, ClaimState::Answered, _)))
+        })
+        .await;
+        assert_eq!(state.map(|c| c.1), Some(ClaimState::Answered), "{key}");
     }
-    a.stop(Duration::from_secs(5)).await;
-    sb.shutdown().await;
+    stop(a, sb).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swept_message_no_answer_reaches_is_kept_for_a_later_sweep_then_failed() {
-    let _one = SERIAL.lock().await;
-    let (store, _) = shared_store().await;
-    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    sb.register_app(APP, "dingreplica-secret");
+    let Setup(_one, store, _, sb, calls) = setup_with_app().await;
     // Real message data with a conversation type DingTalk never sends: it reads, and
     // every attempt to answer it fails.
     let unanswerable = |text: &str| {
-        let mut m = PostMessage::text(APP, text).in_group("cidSweptBad==");
-        m.at_robot = false;
-        let posted = sb.post_message(&m).unwrap();
+        let posted = post_unpushed(&sb, text, "cidSweptBad==");
         let mut data = posted.data.clone();
         data["conversationType"] = serde_json::json!("9");
         (posted.msg_id, data.to_string())
@@ -273,38 +305,24 @@ async fn a_swept_message_no_answer_reaches_is_kept_for_a_later_sweep_then_failed
     tokio::time::sleep(Duration::from_millis(20)).await;
 
     // A live host's sweeper takes both at start; neither answer reaches anyone.
-    let calls = Arc::new(AtomicUsize::new(0));
     let (a, _da) = host(&sb, calls.clone()).await;
-    let claim = |key: String| {
-        let store = store.clone();
-        async move { store.claim_of(&key).await.unwrap() }
-    };
-    let mut state = None;
-    for _ in 0..250 {
-        state = claim(last.clone()).await;
-        if matches!(state, Some((_, ClaimState::Failed, _)) | None) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let state = claim_until(&store, &last, 250, |c| {
+        matches!(c, Some((_, ClaimState::Failed, _)) | None)
+    })
+    .await;
     let me = jitnode_store::host_id().to_string();
     // Its third claim was its last: given up as failed, not deleted.
     assert_eq!(state, Some((me.clone(), ClaimState::Failed, 3)));
     // The other, swept in the same sweep and failed the same way by now, is kept for a
     // later sweep: claimed again, by this host, with its attempt counted (released, it
     // would be gone, since nothing pushes it again).
-    let mut state = None;
-    for _ in 0..250 {
-        state = claim(first.clone()).await;
-        if !matches!(state, Some((_, ClaimState::Answering, _))) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let state = claim_until(&store, &first, 250, |c| {
+        !matches!(c, Some((_, ClaimState::Answering, _)))
+    })
+    .await;
     assert_eq!(state, Some((me, ClaimState::Claimed, 2)));
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no agent ran");
-    a.stop(Duration::from_secs(5)).await;
-    sb.shutdown().await;
+    stop(a, sb).await;
 }
 
 /// Claims `key` for `host` with its message kept, under a lease that runs out at once.

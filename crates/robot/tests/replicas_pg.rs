@@ -14,7 +14,7 @@ use jitnode_test_kit::postgres::PgCluster;
 use jitnode_test_kit::robot::{wait_connected, wait_for};
 
 mod common;
-use common::{host, APP};
+use common::{host, post_unacked, APP};
 
 fn answers(sb: &Sandbox) -> usize {
     sb.transcript()
@@ -67,16 +67,14 @@ async fn postgres_restart_mid_run_loses_nothing() {
     answered(&store, &before.msg_id).await;
 
     pg.stop();
-    let during = sb
-        .post_message(&PostMessage::text(APP, "While the store is down"))
-        .unwrap();
     // Not claimable, so not ACKed: the push stays DingTalk's to redeliver.
-    assert!(
-        sb.wait_for_ack(&during.message_id, Duration::from_millis(600))
-            .await
-            .is_none(),
-        "a message the store could not claim was ACKed"
-    );
+    let during = post_unacked(
+        &sb,
+        "While the store is down",
+        Duration::from_millis(600),
+        "a message the store could not claim was ACKed",
+    )
+    .await;
     // Redelivered (every 800 ms) and refused again while the server is down.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(answers(&sb), 1, "nothing answered without a claim");

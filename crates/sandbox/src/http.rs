@@ -14,7 +14,7 @@ use axum::extract::{Query, Request, State as AxState};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::{Json, Router};
 use futures_util::SinkExt;
 use jitnode_dingtalk_wire::api::{
@@ -68,34 +68,15 @@ pub(crate) fn router(shared: Shared) -> Router {
             shared.clone(),
             control_guard,
         ));
-    Router::new()
+    let mut api = Router::new()
         .route("/v1.0/gateway/connections/open", post(open_connection))
         .route("/connect", get(connect))
         .route("/v1.0/oauth2/accessToken", post(access_token))
-        .route("/robot/sendBySession", post(session_webhook))
-        .route(
-            "/v1.0/im/v1.0/robot/interactiveCards/send",
-            post(|s, h, b| card_call(s, h, b, CardOp::StdSend)),
-        )
-        .route(
-            "/v1.0/im/robots/interactiveCards",
-            put(|s, h, b| card_call(s, h, b, CardOp::StdUpdate)),
-        )
-        .route(
-            "/v1.0/card/instances/createAndDeliver",
-            post(|s, h, b| card_call(s, h, b, CardOp::Create)),
-        )
-        .route(
-            "/v1.0/card/instances",
-            put(|s, h, b| card_call(s, h, b, CardOp::Update)),
-        )
-        .route(
-            "/v1.0/card/streaming",
-            put(|s, h, b| card_call(s, h, b, CardOp::Stream)),
-        )
-        .merge(control)
-        .fallback(not_found)
-        .with_state(shared)
+        .route("/robot/sendBySession", post(session_webhook));
+    for op in CardOp::ALL {
+        api = api.route(op.path(), op.route());
+    }
+    api.merge(control).fallback(not_found).with_state(shared)
 }
 
 /// Runs before every control handler; see the crate docs for the rules.
@@ -550,6 +531,25 @@ enum CardOp {
 }
 
 impl CardOp {
+    /// Every card call, each served on its own path.
+    const ALL: [CardOp; 5] = [
+        CardOp::StdSend,
+        CardOp::StdUpdate,
+        CardOp::Create,
+        CardOp::Update,
+        CardOp::Stream,
+    ];
+
+    /// The handler of this call on its path: DingTalk creates cards with POST and changes
+    /// them with PUT.
+    fn route(self) -> MethodRouter<Shared> {
+        let call = move |s, h, b| card_call(s, h, b, self);
+        match self {
+            CardOp::StdSend | CardOp::Create => post(call),
+            CardOp::StdUpdate | CardOp::Update | CardOp::Stream => put(call),
+        }
+    }
+
     fn path(self) -> &'static str {
         match self {
             CardOp::StdSend => PATH_STANDARD_SEND,
@@ -691,6 +691,46 @@ fn check_ai_card_params(map: &BTreeMap<String, String>) -> Result<(), CardErr> {
     Ok(())
 }
 
+/// A standard card's `cardData`: a JSON document in a string.
+fn parse_card_data(data: &str) -> Result<Value, CardErr> {
+    serde_json::from_str(data).map_err(|e| {
+        (
+            "invalidParameter.cardData",
+            format!("cardData is not JSON: {e}"),
+        )
+    })
+}
+
+/// An advanced card's `cardData.cardParamMap`, each value a string.
+fn param_map(v: &Value) -> Result<BTreeMap<String, String>, CardErr> {
+    let map = v.pointer("/cardData/cardParamMap").ok_or_else(|| {
+        (
+            "invalidParameter",
+            "cardData.cardParamMap is required".to_string(),
+        )
+    })?;
+    string_map(map).map_err(|e| ("invalidParameter.cardParamMap", e))
+}
+
+/// The card `id` of `kind` made by `client_id`; else the error of the body's field that
+/// names a card of that kind (cardBizId for a standard card, outTrackId for an advanced one).
+fn own_card<'a>(
+    st: &'a mut crate::state::State,
+    kind: &str,
+    id: &str,
+    client_id: &str,
+) -> Result<&'a mut CardState, CardErr> {
+    let code = if kind == "standard" {
+        "invalidParameter.cardBizId"
+    } else {
+        "invalidParameter.outTrackId"
+    };
+    st.cards
+        .get_mut(id)
+        .filter(|c| c.kind == kind && c.client_id == client_id)
+        .ok_or_else(|| (code, format!("no card {id:?}")))
+}
+
 fn apply_card(
     st: &mut crate::state::State,
     op: CardOp,
@@ -712,12 +752,7 @@ fn apply_card(
                     format!("robotCode {robot:?} is not the app of this access token"),
                 ));
             }
-            let card: Value = serde_json::from_str(data).map_err(|e| {
-                (
-                    "invalidParameter.cardData",
-                    format!("cardData is not JSON: {e}"),
-                )
-            })?;
+            let card = parse_card_data(data)?;
             let conversation = match (
                 str_field(v, "openConversationId"),
                 str_field(v, "singleChatReceiver"),
@@ -775,17 +810,8 @@ fn apply_card(
         CardOp::StdUpdate => {
             let biz = need(v, "cardBizId")?;
             let data = need(v, "cardData")?;
-            let card: Value = serde_json::from_str(data).map_err(|e| {
-                (
-                    "invalidParameter.cardData",
-                    format!("cardData is not JSON: {e}"),
-                )
-            })?;
-            let c = st
-                .cards
-                .get_mut(biz)
-                .filter(|c| c.kind == "standard" && c.client_id == client_id)
-                .ok_or_else(|| ("invalidParameter.cardBizId", format!("no card {biz:?}")))?;
+            let card = parse_card_data(data)?;
+            let c = own_card(st, "standard", biz, client_id)?;
             c.card_data = Some(card);
             c.updates += 1;
             Ok(json!({"success": true}))
@@ -793,13 +819,7 @@ fn apply_card(
         CardOp::Create => {
             let tpl = need(v, "cardTemplateId")?;
             let track = need(v, "outTrackId")?;
-            let map = v.pointer("/cardData/cardParamMap").ok_or_else(|| {
-                (
-                    "invalidParameter",
-                    "cardData.cardParamMap is required".to_string(),
-                )
-            })?;
-            let map = string_map(map).map_err(|e| ("invalidParameter.cardParamMap", e))?;
+            let map = param_map(v)?;
             if tpl == ai_card::TEMPLATE_ID {
                 check_ai_card_params(&map)?;
             }
@@ -866,22 +886,12 @@ fn apply_card(
         }
         CardOp::Update => {
             let track = need(v, "outTrackId")?;
-            let map = v.pointer("/cardData/cardParamMap").ok_or_else(|| {
-                (
-                    "invalidParameter",
-                    "cardData.cardParamMap is required".to_string(),
-                )
-            })?;
-            let map = string_map(map).map_err(|e| ("invalidParameter.cardParamMap", e))?;
+            let map = param_map(v)?;
             let by_key = v
                 .pointer("/cardUpdateOptions/updateCardDataByKey")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let c = st
-                .cards
-                .get_mut(track)
-                .filter(|c| c.kind == "advanced" && c.client_id == client_id)
-                .ok_or_else(|| ("invalidParameter.outTrackId", format!("no card {track:?}")))?;
+            let c = own_card(st, "advanced", track, client_id)?;
             if c.template_id == ai_card::TEMPLATE_ID {
                 check_ai_card_params(&map)?;
             }
@@ -906,11 +916,7 @@ fn apply_card(
             let is_full = flag("isFull")?;
             let finalize = flag("isFinalize")?;
             let error = flag("isError")?;
-            let c = st
-                .cards
-                .get_mut(track)
-                .filter(|c| c.kind == "advanced" && c.client_id == client_id)
-                .ok_or_else(|| ("invalidParameter.outTrackId", format!("no card {track:?}")))?;
+            let c = own_card(st, "advanced", track, client_id)?;
             if c.template_id == ai_card::TEMPLATE_ID && key != ai_card::KEY_CONTENT {
                 return Err((
                     "invalidParameter.key",

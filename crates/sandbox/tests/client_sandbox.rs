@@ -1,82 +1,46 @@
 //! The Stream client against the real sandbox gateway: the sandbox checks every ACK's shape
 //! and the connection it came on, so `problems()` staying empty is part of each test.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jitnode_dingtalk_wire::api::CreateAndDeliver;
-use jitnode_dingtalk_wire::{CardCallback, CardTarget, ParamMap, RobotMessage};
+use jitnode_dingtalk_wire::{CardCallback, CardTarget, ParamMap};
 use jitnode_sandbox::{Click, PostMessage, Sandbox, SandboxConfig};
-use jitnode_stream::{
-    BoxFuture, Client, ClientConfig, Handler, HandlerError, Replier, ReplyContext, ReplyError,
-    Status,
-};
+use jitnode_stream::{Client, ClientConfig, ReplyError, Status};
+use jitnode_test_kit::robot::wait_connected;
+use jitnode_test_kit::stream::{client_config, wait_until, Recorder, WAIT};
 use serde_json::{json, Value};
 
 const APP: &str = "dingsandboxapp";
 const SECRET: &str = "sandbox-secret-0001";
-const WAIT: Duration = Duration::from_secs(10);
 
-/// Echo robot that counts handlings per msgId and remembers reply errors.
-#[derive(Default)]
-struct Echo {
-    handled: Mutex<HashMap<String, usize>>,
-    errors: Mutex<Vec<String>>,
-    slow_ms: u64,
-    busy: AtomicUsize,
-}
-
-impl Echo {
-    fn total(&self) -> usize {
-        self.handled.lock().unwrap().values().sum()
-    }
-
-    fn count(&self, id: &str) -> usize {
-        self.handled.lock().unwrap().get(id).copied().unwrap_or(0)
+/// An echo robot: it replies to each message and counts the handlings per msgId.
+fn echoing() -> Recorder {
+    Recorder {
+        reply: true,
+        card_answer: Some(status_answer),
+        ..Recorder::default()
     }
 }
 
-impl Handler for Echo {
-    fn on_robot_message(
-        &self,
-        msg: RobotMessage,
-        ctx: ReplyContext,
-    ) -> BoxFuture<'_, Result<(), HandlerError>> {
-        Box::pin(async move {
-            self.busy.fetch_add(1, Ordering::SeqCst);
-            if self.slow_ms > 0 {
-                // At least half of slow_ms, so a test can act while the handler waits.
-                let ms = self.slow_ms / 2 + rand::random::<u64>() % (self.slow_ms / 2 + 1);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            let r = ctx
-                .reply_text(&format!("echo: {}", msg.text().unwrap_or("?")))
-                .await;
-            self.busy.fetch_sub(1, Ordering::SeqCst);
-            if let Err(e) = r {
-                self.errors.lock().unwrap().push(e.to_string());
-                return Err(e.into());
-            }
-            *self.handled.lock().unwrap().entry(msg.msg_id).or_default() += 1;
-            Ok(())
-        })
+/// [`echoing`], each handling waiting between half of `ms` and `ms` first, so a test can act
+/// while the handler waits.
+fn slow_echoing(ms: u64) -> Recorder {
+    Recorder {
+        delay_ms: ms / 2..ms + 1,
+        ..echoing()
     }
+}
 
-    fn on_card_callback(
-        &self,
-        cb: CardCallback,
-        _replier: Replier,
-    ) -> BoxFuture<'_, Result<Value, HandlerError>> {
-        Box::pin(async move {
-            let action = cb.param("action").unwrap_or("none").to_string();
-            Ok(json!({
-                "cardUpdateOptions": {"updateCardDataByKey": true},
-                "cardData": {"cardParamMap": {"status": action}},
-            }))
-        })
-    }
+/// A click's answer: the card's `status` becomes the clicked action.
+fn status_answer(cb: &CardCallback) -> Value {
+    let action = cb.param("action").unwrap_or("none").to_string();
+    json!({
+        "cardUpdateOptions": {"updateCardDataByKey": true},
+        "cardData": {"cardParamMap": {"status": action}},
+    })
 }
 
 async fn sandbox() -> Sandbox {
@@ -88,37 +52,38 @@ async fn sandbox() -> Sandbox {
 }
 
 fn config(sb: &Sandbox) -> ClientConfig {
-    let mut c = ClientConfig::new(APP, SECRET).with_base_url(&sb.base_url());
-    c.backoff.base = Duration::from_millis(50);
-    c.backoff.jitter = Duration::from_millis(20);
-    c.backoff.max = Duration::from_millis(500);
-    c
-}
-
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    client_config(APP, SECRET, &sb.base_url())
 }
 
 async fn connected(sb: &Sandbox, n: usize) {
-    assert!(
-        sb.wait_for_connections(APP, n, WAIT).await,
-        "{n} connection(s) of {APP}"
-    );
+    wait_connected(sb, APP, n).await;
+}
+
+/// A sandbox and a client of `robot`, its config changed by `tune`, connected to it.
+async fn started(
+    robot: Recorder,
+    tune: impl FnOnce(&mut ClientConfig),
+) -> (Sandbox, Arc<Recorder>, Client) {
+    let sb = sandbox().await;
+    let robot = Arc::new(robot);
+    let mut cfg = config(&sb);
+    tune(&mut cfg);
+    let client = Client::start(cfg, robot.clone());
+    connected(&sb, 1).await;
+    (sb, robot, client)
+}
+
+/// Posts `n` texts `<prefix><i>` to [`APP`].
+fn post_texts(sb: &Sandbox, prefix: &str, n: usize) {
+    for i in 0..n {
+        sb.post_message(&PostMessage::text(APP, &format!("{prefix}{i}")))
+            .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_reply_reaches_the_transcript_with_valid_acks() {
-    let sb = sandbox().await;
-    let echo = Arc::new(Echo::default());
-    let client = Client::start(config(&sb), echo.clone());
-    connected(&sb, 1).await;
+    let (sb, echo, client) = started(echoing(), |_| {}).await;
     let posted = sb
         .post_message(&PostMessage::text(APP, "hello there").in_group("cidGroup1"))
         .unwrap();
@@ -128,7 +93,7 @@ async fn echo_reply_reaches_the_transcript_with_valid_acks() {
         .expect("ACK");
     assert!(ack.valid(), "{:?}", ack.problems);
     assert_eq!(ack.code, Some(200));
-    until("reply", || echo.count(&posted.msg_id) == 1).await;
+    wait_until("reply", || echo.count(&posted.msg_id) == 1).await;
     assert_eq!(sb.transcript().replies(), vec!["echo: hello there"]);
     let entry = &sb.transcript().entries[0];
     assert_eq!(entry.body["at"]["atUserIds"], json!(["user001"]));
@@ -139,10 +104,7 @@ async fn echo_reply_reaches_the_transcript_with_valid_acks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transcript_waits_wake_on_new_entries_after_the_mark() {
-    let sb = sandbox().await;
-    let echo = Arc::new(Echo::default());
-    let client = Client::start(config(&sb), echo.clone());
-    connected(&sb, 1).await;
+    let (sb, _echo, client) = started(echoing(), |_| {}).await;
     let mark = sb.last_seq();
     assert_eq!(mark, 0);
     for text in ["one", "two", "three"] {
@@ -179,23 +141,12 @@ async fn transcript_waits_wake_on_new_entries_after_the_mark() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_is_echoed_while_handlers_are_busy() {
-    let sb = sandbox().await;
-    let echo = Arc::new(Echo {
-        slow_ms: 2000,
-        ..Default::default()
-    });
-    let mut cfg = config(&sb);
-    cfg.max_concurrent_handlers = 4;
-    let client = Client::start(cfg, echo.clone());
-    connected(&sb, 1).await;
-    for i in 0..50 {
-        sb.post_message(&PostMessage::text(APP, &format!("q{i}")))
-            .unwrap();
-    }
-    until("handlers busy", || echo.busy.load(Ordering::SeqCst) > 0).await;
+    let (sb, echo, client) = started(slow_echoing(2000), |c| c.max_concurrent_handlers = 4).await;
+    post_texts(&sb, "q", 50);
+    wait_until("handlers busy", || echo.busy.load(Ordering::SeqCst) > 0).await;
     let conn = sb.connections_of(APP)[0].connection_id.clone();
     sb.ping_now(&conn);
-    until("ping echoed", || {
+    wait_until("ping echoed", || {
         sb.pings().iter().any(|p| p.echoed == Some(true))
     })
     .await;
@@ -210,15 +161,7 @@ async fn ping_is_echoed_while_handlers_are_busy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_with_1000_messages_in_flight() {
-    let sb = sandbox().await;
-    let echo = Arc::new(Echo {
-        slow_ms: 30,
-        ..Default::default()
-    });
-    let mut cfg = config(&sb);
-    cfg.max_concurrent_handlers = 64;
-    let client = Client::start(cfg, echo.clone());
-    connected(&sb, 1).await;
+    let (sb, echo, client) = started(slow_echoing(30), |c| c.max_concurrent_handlers = 64).await;
     let first = sb.connections_of(APP)[0].connection_id.clone();
     let mut ids = Vec::new();
     for i in 0..1000 {
@@ -233,7 +176,7 @@ async fn disconnect_with_1000_messages_in_flight() {
         assert!(p.delivered);
         ids.push(p.msg_id);
     }
-    until("1000 handled", || echo.total() == 1000).await;
+    wait_until("1000 handled", || echo.total() == 1000).await;
     for id in &ids {
         assert_eq!(echo.count(id), 1, "{id}");
     }
@@ -246,28 +189,19 @@ async fn disconnect_with_1000_messages_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connection_reconnects_and_resumes() {
-    let sb = sandbox().await;
-    let echo = Arc::new(Echo::default());
-    let client = Client::start(config(&sb), echo.clone());
-    connected(&sb, 1).await;
-    for i in 0..20 {
-        sb.post_message(&PostMessage::text(APP, &format!("a{i}")))
-            .unwrap();
-    }
-    until("first 20", || echo.total() == 20).await;
+    let (sb, echo, client) = started(echoing(), |_| {}).await;
+    post_texts(&sb, "a", 20);
+    wait_until("first 20", || echo.total() == 20).await;
     let conn = sb.connections_of(APP)[0].connection_id.clone();
     sb.drop_connection(&conn).unwrap();
-    until("new connection", || {
+    wait_until("new connection", || {
         sb.connections_of(APP)
             .iter()
             .any(|c| c.connection_id != conn && c.accepting)
     })
     .await;
-    for i in 0..20 {
-        sb.post_message(&PostMessage::text(APP, &format!("b{i}")))
-            .unwrap();
-    }
-    until("all 40", || echo.total() == 40).await;
+    post_texts(&sb, "b", 20);
+    wait_until("all 40", || echo.total() == 40).await;
     assert_eq!(client.stats().connections, 2);
     client.stop().await;
     sb.shutdown().await;
@@ -275,18 +209,12 @@ async fn dropped_connection_reconnects_and_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivery_is_handled_once() {
-    let sb = sandbox().await;
-    let echo = Arc::new(Echo {
-        slow_ms: 200,
-        ..Default::default()
-    });
-    let client = Client::start(config(&sb), echo.clone());
-    connected(&sb, 1).await;
+    let (sb, echo, client) = started(slow_echoing(200), |_| {}).await;
     let p = sb.post_message(&PostMessage::text(APP, "once")).unwrap();
     // While being handled, and after.
     let again = sb.redeliver_now(&p.message_id).unwrap();
     assert_ne!(again, p.message_id);
-    until("handled", || echo.count(&p.msg_id) == 1).await;
+    wait_until("handled", || echo.count(&p.msg_id) == 1).await;
     let third = sb.redeliver_now(&p.message_id).unwrap();
     let ack = sb.wait_for_ack(&third, WAIT).await.expect("ACK");
     assert_eq!(ack.code, Some(200));
@@ -303,7 +231,7 @@ async fn bad_credentials_and_prompt_stop() {
     let sb = sandbox().await;
     let mut cfg = config(&sb);
     cfg.client_secret = "not-the-secret".into();
-    let client = Client::start(cfg, Arc::new(Echo::default()));
+    let client = Client::start(cfg, Arc::new(echoing()));
     let mut rx = client.status();
     let s = tokio::time::timeout(
         WAIT,
@@ -330,19 +258,13 @@ async fn bad_credentials_and_prompt_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_webhook_is_an_error() {
-    let sb = sandbox().await;
-    let echo = Arc::new(Echo {
-        slow_ms: 400,
-        ..Default::default()
-    });
-    let client = Client::start(config(&sb), echo.clone());
-    connected(&sb, 1).await;
+    let (sb, echo, client) = started(slow_echoing(400), |_| {}).await;
     sb.post_message(&PostMessage::text(APP, "late")).unwrap();
     let p2 = sb.post_message(&PostMessage::text(APP, "later")).unwrap();
     // Both handlers are still in their 200+ ms wait.
     sb.expire_webhooks();
-    until("two failures", || client.stats().failed == 2).await;
-    let errs = echo.errors.lock().unwrap().clone();
+    wait_until("two failures", || client.stats().failed == 2).await;
+    let errs = echo.reply_errors.lock().unwrap().clone();
     assert!(errs.iter().all(|e| e.contains("300001")), "{errs:?}");
     let e = client
         .replier()
@@ -358,7 +280,7 @@ async fn expired_webhook_is_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cards_token_refresh_and_403() {
     let sb = sandbox().await;
-    let client = Client::start(config(&sb), Arc::new(Echo::default()));
+    let client = Client::start(config(&sb), Arc::new(echoing()));
     let api = client.replier().openapi.clone();
     // Standard card to a user, then update.
     let card = json!({"contents": [{"type": "markdown", "text": "thinking", "id": "m"}]});

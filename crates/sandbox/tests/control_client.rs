@@ -4,40 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jitnode_dingtalk_wire::{CallKind, CardCallback, RobotMessage};
+use jitnode_dingtalk_wire::CallKind;
 use jitnode_sandbox::{Click, ControlClient, ControlError, PostMessage, Sandbox, SandboxConfig};
-use jitnode_stream::{
-    BoxFuture, Client, ClientConfig, Handler, HandlerError, Replier, ReplyContext,
-};
-use serde_json::{json, Value};
+use jitnode_stream::{Client, ClientConfig};
+use jitnode_test_kit::stream::Recorder;
+use serde_json::json;
 
 const APP: &str = "dingcontrolapp";
 const SECRET: &str = "control-secret-0001";
 const WAIT: Duration = Duration::from_secs(10);
-
-struct Echo;
-
-impl Handler for Echo {
-    fn on_robot_message(
-        &self,
-        msg: RobotMessage,
-        ctx: ReplyContext,
-    ) -> BoxFuture<'_, Result<(), HandlerError>> {
-        Box::pin(async move {
-            ctx.reply_text(&format!("echo: {}", msg.text().unwrap_or("?")))
-                .await?;
-            Ok(())
-        })
-    }
-
-    fn on_card_callback(
-        &self,
-        _cb: CardCallback,
-        _replier: Replier,
-    ) -> BoxFuture<'_, Result<Value, HandlerError>> {
-        Box::pin(async { Ok(Value::Null) })
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_question_posted_through_the_control_client_is_answered() {
@@ -57,7 +32,12 @@ async fn a_question_posted_through_the_control_client_is_answered() {
     assert_eq!(ctl.transcript().await.unwrap().last_seq(), 0);
 
     let config = ClientConfig::new(APP, SECRET).with_base_url(&sb.base_url());
-    let client = Client::start(config, Arc::new(Echo));
+    // An echo robot; no card of this test reaches it.
+    let echo = Recorder {
+        reply: true,
+        ..Recorder::default()
+    };
+    let client = Client::start(config, Arc::new(echo));
     assert!(sb.wait_for_connections(APP, 1, WAIT).await);
     let posted = ctl
         .post_message(&PostMessage::text(APP, "ping me"))

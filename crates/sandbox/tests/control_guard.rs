@@ -252,17 +252,9 @@ async fn record_lists_keep_only_the_newest() {
 
     // Transcript entries: numbered over the whole run, the oldest dropped.
     let posted = sb.post_message(&PostMessage::text(APP, "x")).unwrap();
-    let c = reqwest::Client::new();
     for i in 0..5 {
-        let v: Value = c
-            .post(&posted.session_webhook)
-            .json(&json!({"msgtype": "text", "text": {"content": format!("r{i}")}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let reply = json!({"msgtype": "text", "text": {"content": format!("r{i}")}});
+        let v = post_json(&posted.session_webhook, &reply).await;
         assert_eq!(v["errcode"], 0);
     }
     let t = sb.transcript();
@@ -270,12 +262,7 @@ async fn record_lists_keep_only_the_newest() {
     let seqs: Vec<u64> = t.entries.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [3, 4, 5]);
     // The HTTP view is the same bounded list.
-    let acks: Value = reqwest::get(format!("{}/control/acks", sb.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let acks = get_json(&format!("{}/control/acks", sb.base_url())).await;
     assert_eq!(acks.as_array().unwrap().len(), 3);
     sb.shutdown().await;
 }

@@ -101,10 +101,7 @@ async fn posted_message_is_pushed_and_ack_recorded() {
         .starts_with(&format!("{}/robot/sendBySession?session=", sb.base_url())));
     assert!(d["sessionWebhookExpiredTime"].as_u64().unwrap() > d["createAt"].as_u64().unwrap());
     ack_ok(&mut ws, &f).await;
-    let ack = sb
-        .wait_for_ack(&posted.message_id, Duration::from_secs(5))
-        .await
-        .expect("ack recorded");
+    let ack = acked(&sb, &posted.message_id).await;
     assert!(ack.valid(), "{:?}", ack.problems);
     assert_eq!(ack.code, Some(200));
     assert!(sb.problems().is_empty(), "{:?}", sb.problems());
@@ -135,10 +132,7 @@ async fn bad_acks_are_noted() {
     let f1 = next_non_ping(&mut ws).await.unwrap();
     // data not double-encoded, and no `response`.
     send(&mut ws, &json!({"code": 200, "headers": {"messageId": f1.message_id(), "contentType": "application/json"}, "message": "OK", "data": {"response": null}}).to_string()).await;
-    let a = sb
-        .wait_for_ack(&p1.message_id, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let a = acked(&sb, &p1.message_id).await;
     assert!(!a.valid());
     assert!(
         a.problems.iter().any(|p| p.contains("JSON-encoded string")),
@@ -153,10 +147,7 @@ async fn bad_acks_are_noted() {
         &Ack::new(200, f2.message_id(), "OK", &json!({"nope": 1})).to_text(),
     )
     .await;
-    let a = sb
-        .wait_for_ack(&p2.message_id, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let a = acked(&sb, &p2.message_id).await;
     assert!(
         a.problems.iter().any(|p| p.contains("no `response`")),
         "{:?}",
@@ -183,10 +174,7 @@ async fn bad_acks_are_noted() {
 
 #[tokio::test]
 async fn ack_on_another_connection_is_a_problem() {
-    let sb = sandbox(quiet()).await;
-    let mut a = connect(&sb).await;
-    let mut b = connect(&sb).await;
-    wait_linked(&sb, 2).await;
+    let (sb, mut a, mut b) = two_linked(quiet()).await;
     let p = sb.post_message(&PostMessage::text(APP, "x")).unwrap();
     // Whichever got it, answer on the other one.
     let conns = sb.connections_of(APP);
@@ -208,10 +196,7 @@ async fn ack_on_another_connection_is_a_problem() {
         ("b", &mut a)
     };
     send(to, &Ack::callback(&p.message_id, Value::Null).to_text()).await;
-    let ack = sb
-        .wait_for_ack(&p.message_id, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let ack = acked(&sb, &p.message_id).await;
     assert!(
         ack.problems.iter().any(|x| x.contains("was pushed on")),
         "from {from}: {:?}",
@@ -220,13 +205,17 @@ async fn ack_on_another_connection_is_a_problem() {
     sb.shutdown().await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn pings_carry_opaque_and_echo_is_checked() {
-    let sb = sandbox(SandboxConfig {
+/// Config with pings every 30 s.
+fn pings_every_30s() -> SandboxConfig {
+    SandboxConfig {
         ping_interval: Duration::from_secs(30),
         ..SandboxConfig::default()
-    })
-    .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_carry_opaque_and_echo_is_checked() {
+    let sb = sandbox(pings_every_30s()).await;
     let mut ws = connect(&sb).await;
 
     let ping = next_frame(&mut ws).await.expect("a ping comes");
@@ -257,11 +246,7 @@ async fn pings_carry_opaque_and_echo_is_checked() {
 
 #[tokio::test(start_paused = true)]
 async fn pings_can_be_withheld_and_delayed() {
-    let sb = sandbox(SandboxConfig {
-        ping_interval: Duration::from_secs(30),
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sb = sandbox(pings_every_30s()).await;
     sb.set_ping_mode(PingMode::Withhold);
     let mut ws = connect(&sb).await;
     assert!(
@@ -276,28 +261,19 @@ async fn pings_can_be_withheld_and_delayed() {
     let ping = next_frame(&mut ws).await.expect("delayed ping comes");
     assert_eq!(ping.topic(), "ping");
     // Next due tick (<= 30 s) plus the 20 s delay.
-    assert!(
-        start.elapsed() >= Duration::from_secs(20),
-        "{:?}",
-        start.elapsed()
-    );
+    assert_elapsed(start, Duration::from_secs(20));
     sb.shutdown().await;
 }
 
 #[tokio::test]
 async fn events_carry_event_headers_and_need_a_status_ack() {
     let sb = sandbox(quiet()).await;
-    let v: Value = reqwest::Client::new()
-        .post(format!("{}/v1.0/gateway/connections/open", sb.base_url()))
-        .header("Accept", "application/json")
-        .json(&json!({"clientId": APP, "clientSecret": SECRET,
-            "subscriptions": [{"type": "EVENT", "topic": "*"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = open_with(
+        &sb.base_url(),
+        &json!({"clientId": APP, "clientSecret": SECRET,
+            "subscriptions": [{"type": "EVENT", "topic": "*"}]}),
+    )
+    .await;
     let mut ws = connect_with(
         v["endpoint"].as_str().unwrap(),
         v["ticket"].as_str().unwrap(),
@@ -323,7 +299,7 @@ async fn events_carry_event_headers_and_need_a_status_ack() {
     }
     // A CALLBACK-shaped ACK is wrong for an EVENT.
     ack_ok(&mut ws, &f).await;
-    let a = sb.wait_for_ack(&id, Duration::from_secs(5)).await.unwrap();
+    let a = acked(&sb, &id).await;
     assert!(
         a.problems.iter().any(|p| p.contains("SUCCESS or LATER")),
         "{:?}",
@@ -332,11 +308,7 @@ async fn events_carry_event_headers_and_need_a_status_ack() {
     let (id2, _) = sb.push_event(APP, "x", &json!({})).unwrap();
     let f = next_non_ping(&mut ws).await.unwrap();
     send(&mut ws, &Ack::event(f.message_id(), true, "ok").to_text()).await;
-    assert!(sb
-        .wait_for_ack(&id2, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .valid());
+    assert!(acked(&sb, &id2).await.valid());
     sb.shutdown().await;
 }
 
@@ -362,10 +334,7 @@ async fn raw_frames_are_sent_verbatim_and_their_acks_expected() {
         &Ack::error(400, "raw1", "data is not JSON").to_text(),
     )
     .await;
-    let a = sb
-        .wait_for_ack("raw1", Duration::from_secs(5))
-        .await
-        .unwrap();
+    let a = acked(&sb, "raw1").await;
     assert_eq!(a.code, Some(400));
     assert!(
         a.valid(),

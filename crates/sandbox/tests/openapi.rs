@@ -6,19 +6,15 @@ use std::time::Duration;
 
 use common::*;
 use jitnode_dingtalk_wire::frame::Ack;
-use jitnode_sandbox::{Click, PostMessage, Sandbox};
+use jitnode_sandbox::{AckRecord, Click, PostMessage, Sandbox, SandboxError};
 use serde_json::{json, Value};
 
 async fn token(base: &str) -> String {
-    let v: Value = reqwest::Client::new()
-        .post(format!("{base}/v1.0/oauth2/accessToken"))
-        .json(&json!({"appKey": APP, "appSecret": SECRET}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_json(
+        &format!("{base}/v1.0/oauth2/accessToken"),
+        &json!({"appKey": APP, "appSecret": SECRET}),
+    )
+    .await;
     assert_eq!(v["expireIn"], 7200);
     v["accessToken"].as_str().unwrap().to_string()
 }
@@ -57,6 +53,12 @@ async fn access_token_checks_credentials() {
     sb.shutdown().await;
 }
 
+/// Updates standard card `biz` to show `text` at `upd`; the answer's status.
+async fn update_standard(upd: &str, tok: &str, biz: &str, text: &str) -> u16 {
+    let body = json!({"cardBizId": biz, "cardData": card_json(text)});
+    call("PUT", upd, Some(tok), body).await.0
+}
+
 #[tokio::test]
 async fn standard_card_needs_token_and_fields_and_keeps_state() {
     let sb = sandbox(quiet()).await;
@@ -80,22 +82,8 @@ async fn standard_card_needs_token_and_fields_and_keeps_state() {
     let (s, v) = call("POST", &send, Some(&tok), body.clone()).await;
     assert_eq!(s, 200, "{v}");
     let upd = format!("{base}/v1.0/im/robots/interactiveCards");
-    let (s, _) = call(
-        "PUT",
-        &upd,
-        Some(&tok),
-        json!({"cardBizId": "biz1", "cardData": card_json("answer")}),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _) = call(
-        "PUT",
-        &upd,
-        Some(&tok),
-        json!({"cardBizId": "nope", "cardData": card_json("x")}),
-    )
-    .await;
-    assert_eq!(s, 400);
+    assert_eq!(update_standard(&upd, &tok, "biz1", "answer").await, 200);
+    assert_eq!(update_standard(&upd, &tok, "nope", "x").await, 400);
     let t = sb.transcript();
     let card = &t.cards["biz1"];
     assert_eq!(
@@ -121,14 +109,11 @@ async fn standard_card_needs_token_and_fields_and_keeps_state() {
         ]
     );
     sb.expire_access_tokens();
-    let (s, _) = call(
-        "PUT",
-        &upd,
-        Some(&tok),
-        json!({"cardBizId": "biz1", "cardData": card_json("y")}),
-    )
-    .await;
-    assert_eq!(s, 401, "expired token");
+    assert_eq!(
+        update_standard(&upd, &tok, "biz1", "y").await,
+        401,
+        "expired token"
+    );
     sb.shutdown().await;
 }
 
@@ -256,16 +241,23 @@ async fn card_faults_answer_403_then_recover() {
     sb.shutdown().await;
 }
 
+/// A click of [`APP`] with nothing in it on the card `track`.
+async fn click_card(sb: &Sandbox, track: &str) -> Result<AckRecord, SandboxError> {
+    sb.click(&Click {
+        client_id: APP.into(),
+        out_track_id: track.into(),
+        ..Click::default()
+    })
+    .await
+}
+
 #[tokio::test]
 async fn card_click_sends_callback_and_applies_response() {
     let sb = sandbox(quiet()).await;
     let tok = token(&sb.base_url()).await;
     create_ai_card(&sb, &tok, "c1").await;
     let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    wait_linked(&sb, 1).await;
     let mut params = serde_json::Map::new();
     params.insert("action".into(), json!("like"));
     let click = Click {
@@ -296,13 +288,8 @@ async fn card_click_sends_callback_and_applies_response() {
     assert_eq!(t.cards["c1"].card_param_map["status"], "liked");
     assert_eq!(t.entries.last().unwrap().kind, "card.callbackResponse");
     assert!(matches!(
-        sb.click(&Click {
-            client_id: APP.into(),
-            out_track_id: "nope".into(),
-            ..Click::default()
-        })
-        .await,
-        Err(jitnode_sandbox::SandboxError::UnknownCard(_))
+        click_card(&sb, "nope").await,
+        Err(SandboxError::UnknownCard(_))
     ));
     // A card created without callbackType STREAM sends no clicks over Stream.
     let (s, _) = call(
@@ -316,13 +303,8 @@ async fn card_click_sends_callback_and_applies_response() {
     .await;
     assert_eq!(s, 200);
     assert!(matches!(
-        sb.click(&Click {
-            client_id: APP.into(),
-            out_track_id: "http-card".into(),
-            ..Click::default()
-        })
-        .await,
-        Err(jitnode_sandbox::SandboxError::NotStreamCard { .. })
+        click_card(&sb, "http-card").await,
+        Err(SandboxError::NotStreamCard { .. })
     ));
     sb.shutdown().await;
 }
@@ -331,10 +313,7 @@ async fn card_click_sends_callback_and_applies_response() {
 async fn session_webhook_records_replies_and_expires() {
     let sb = sandbox(quiet()).await;
     let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    wait_linked(&sb, 1).await;
     let p = sb.post_message(&PostMessage::text(APP, "q")).unwrap();
     let _ = next_non_ping(&mut ws).await.unwrap();
     let hook = p.session_webhook.clone();
@@ -383,10 +362,7 @@ async fn session_webhook_records_replies_and_expires() {
 async fn expire_webhooks_fault() {
     let sb = sandbox(quiet()).await;
     let _ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
+    wait_linked(&sb, 1).await;
     let p = sb.post_message(&PostMessage::text(APP, "q")).unwrap();
     sb.expire_webhooks();
     let (_, v) = call(
@@ -400,59 +376,52 @@ async fn expire_webhooks_fault() {
     sb.shutdown().await;
 }
 
+/// POSTs `body` to the control API at `path` and answers the response.
+async fn control_post(base: &str, path: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn control_http_api_mirrors_the_rust_methods() {
     let sb = Sandbox::start(quiet()).await.unwrap();
     let base = sb.base_url();
-    let c = reqwest::Client::new();
-    let r = c
-        .post(format!("{base}/control/apps"))
-        .json(&json!({"clientId": APP, "clientSecret": SECRET}))
-        .send()
-        .await
-        .unwrap();
+    let r = control_post(
+        &base,
+        "/control/apps",
+        &json!({"clientId": APP, "clientSecret": SECRET}),
+    )
+    .await;
     assert!(r.status().is_success());
-    let r = c
-        .post(format!("{base}/control/messages"))
-        .json(&json!({"clientId": APP, "text": "x"}))
-        .send()
-        .await
-        .unwrap();
+    let r = control_post(
+        &base,
+        "/control/messages",
+        &json!({"clientId": APP, "text": "x"}),
+    )
+    .await;
     assert_eq!(r.status(), 400, "no connection yet");
     assert!(r.text().await.unwrap().contains("no open connection"));
     let mut ws = connect(&sb).await;
-    assert!(
-        sb.wait_for_connections(APP, 1, Duration::from_secs(5))
-            .await
-    );
-    let posted: Value = c.post(format!("{base}/control/messages"))
-        .json(&json!({"clientId": APP, "text": "hi", "group": true, "conversationId": "cidX", "atUsers": ["u2"]}))
-        .send().await.unwrap().json().await.unwrap();
+    wait_linked(&sb, 1).await;
+    let posted = post_json(&format!("{base}/control/messages"),
+        &json!({"clientId": APP, "text": "hi", "group": true, "conversationId": "cidX", "atUsers": ["u2"]}))
+        .await;
     let f = next_non_ping(&mut ws).await.unwrap();
     assert_eq!(f.message_id(), posted["messageId"].as_str().unwrap());
     let d = f.data_json().unwrap();
     assert_eq!(d["atUsers"].as_array().unwrap().len(), 2, "robot and u2");
     ack_ok(&mut ws, &f).await;
-    let ack: Value = c
-        .get(format!(
-            "{base}/control/wait-ack?messageId={}&timeoutMs=5000",
-            f.message_id()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ack = get_json(&format!(
+        "{base}/control/wait-ack?messageId={}&timeoutMs=5000",
+        f.message_id()
+    ))
+    .await;
     assert_eq!(ack["code"], 200);
-    let acks: Value = c
-        .get(format!("{base}/control/acks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let acks = get_json(&format!("{base}/control/acks")).await;
     assert_eq!(acks.as_array().unwrap().len(), 1);
     let (_, v) = call(
         "POST",
@@ -462,37 +431,18 @@ async fn control_http_api_mirrors_the_rust_methods() {
     )
     .await;
     assert_eq!(v["errcode"], 0);
-    let t: Value = c
-        .get(format!("{base}/control/transcript"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t = get_json(&format!("{base}/control/transcript")).await;
     assert_eq!(t["entries"][0]["text"], "yo");
-    let r = c
-        .post(format!("{base}/control/faults/cards"))
-        .json(&json!({"status": 200}))
-        .send()
-        .await
-        .unwrap();
+    let r = control_post(&base, "/control/faults/cards", &json!({"status": 200})).await;
     assert_eq!(r.status(), 400, "only 403/5xx");
-    let conns: Value = c
-        .get(format!("{base}/control/connections"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conns = get_json(&format!("{base}/control/connections")).await;
     assert_eq!(conns.as_array().unwrap().len(), 1);
-    let r = c
-        .post(format!("{base}/control/faults/disconnect"))
-        .json(&json!({"clientId": APP}))
-        .send()
-        .await
-        .unwrap();
+    let r = control_post(
+        &base,
+        "/control/faults/disconnect",
+        &json!({"clientId": APP}),
+    )
+    .await;
     assert!(r.status().is_success());
     let f = next_non_ping(&mut ws).await.unwrap();
     assert_eq!(f.topic(), "disconnect");

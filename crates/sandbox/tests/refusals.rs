@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use jitnode_dingtalk_wire::api::{self, Method, ParamMap};
-use jitnode_sandbox::{Permission, Refusal, RefusalFault};
+use jitnode_sandbox::{Permission, Refusal, RefusalFault, Sandbox};
 use jitnode_stream::reply::{http_client, OpenApi, ReplyError, SessionWebhook};
 use jitnode_stream::ClientConfig;
 use serde_json::{json, Value};
@@ -17,6 +17,14 @@ fn openapi(base: &str) -> OpenApi {
     let mut c = ClientConfig::new(APP, SECRET);
     c.openapi_endpoint = base.to_string();
     OpenApi::new(http_client(Duration::from_secs(5)), &c)
+}
+
+/// A sandbox that plays `fault`, and a reply client of [`APP`] on it.
+async fn refusing(fault: RefusalFault) -> (Sandbox, OpenApi) {
+    let sb = sandbox(quiet()).await;
+    sb.refuse(fault).unwrap();
+    let api = openapi(&sb.base_url());
+    (sb, api)
 }
 
 /// A call that must be refused.
@@ -41,10 +49,7 @@ async fn probe_result(api: &OpenApi, path: &str) -> Result<Value, ReplyError> {
 
 #[tokio::test]
 async fn each_permission_is_refused_on_the_calls_that_need_it() {
-    let sb = sandbox(quiet()).await;
-    let api = openapi(&sb.base_url());
-    sb.refuse(RefusalFault::missing(Permission::CardStreamingWrite))
-        .unwrap();
+    let (sb, api) = refusing(RefusalFault::missing(Permission::CardStreamingWrite)).await;
     let e = probe(&api, api::PATH_CARD_STREAMING).await;
     assert_eq!(e.status(), Some(403), "{e}");
     assert_eq!(
@@ -91,10 +96,7 @@ async fn each_permission_is_refused_on_the_calls_that_need_it() {
 
 #[tokio::test]
 async fn template_robot_and_rate_refusals_have_their_codes() {
-    let sb = sandbox(quiet()).await;
-    let api = openapi(&sb.base_url());
-    sb.refuse(RefusalFault::new(Refusal::TemplateUnpublished))
-        .unwrap();
+    let (sb, api) = refusing(RefusalFault::new(Refusal::TemplateUnpublished)).await;
     let e = probe(&api, api::PATH_CREATE_AND_DELIVER).await;
     assert_eq!(e.refusal(), Some(Refusal::TemplateUnpublished), "{e}");
     // A refused call changes nothing.
@@ -132,9 +134,8 @@ async fn template_robot_and_rate_refusals_have_their_codes() {
 
 #[tokio::test]
 async fn auth_failed_refuses_right_credentials_and_expired_sessions_say_300001() {
-    let sb = sandbox(quiet()).await;
-    sb.refuse(RefusalFault::new(Refusal::AuthFailed)).unwrap();
-    let e = openapi(&sb.base_url()).access_token().await.unwrap_err();
+    let (sb, api) = refusing(RefusalFault::new(Refusal::AuthFailed)).await;
+    let e = api.access_token().await.unwrap_err();
     assert_eq!(e.refusal(), Some(Refusal::AuthFailed), "{e}");
     assert!(!e.to_string().contains(SECRET));
     let (status, v) = open(&sb.base_url(), APP, SECRET, &["/v1.0/im/bot/messages/get"]).await;

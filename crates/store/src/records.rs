@@ -113,10 +113,8 @@ impl Store {
         &self,
         record_id: &str,
     ) -> Result<Option<StoredAnswer>, StoreError> {
-        let rows = self
-            .query(answers!("WHERE a.record_id = $1"), vec![t(record_id)])
-            .await?;
-        Ok(rows.first().map(answer_of))
+        self.one_answer(answers!("WHERE a.record_id = $1"), record_id)
+            .await
     }
 
     /// The answer to this message id.
@@ -124,9 +122,17 @@ impl Store {
         &self,
         message_id: &str,
     ) -> Result<Option<StoredAnswer>, StoreError> {
-        let rows = self
-            .query(answers!("WHERE a.message_id = $1"), vec![t(message_id)])
-            .await?;
+        self.one_answer(answers!("WHERE a.message_id = $1"), message_id)
+            .await
+    }
+
+    /// The one answer `sql` selects by its one parameter (a unique key).
+    async fn one_answer(
+        &self,
+        sql: &'static str,
+        key: &str,
+    ) -> Result<Option<StoredAnswer>, StoreError> {
+        let rows = self.query(sql, vec![t(key)]).await?;
         Ok(rows.first().map(answer_of))
     }
 

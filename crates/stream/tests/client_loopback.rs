@@ -20,18 +20,15 @@ use axum::routing::{any, post};
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use jitnode_dingtalk_wire::frame::{Frame, FrameType, TOPIC_CARD_CALLBACK, TOPIC_ROBOT};
-use jitnode_dingtalk_wire::{CardCallback, RobotMessage};
-use jitnode_stream::{
-    BoxFuture, Client, ClientConfig, Handler, HandlerError, Replier, ReplyContext, ReplyError,
-    Status,
-};
+use jitnode_dingtalk_wire::CardCallback;
+use jitnode_stream::{Client, ClientConfig, Handler, ReplyError, Status};
+use jitnode_test_kit::stream::{client_config, wait_until, Recorder, WAIT};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::timeout;
 
 const ID: &str = "dingtestapp";
 const SECRET: &str = "very-secret-value-42";
-const WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, PartialEq)]
 enum OpenMode {
@@ -63,6 +60,18 @@ impl ServerConn {
         let _ = self
             .to_client
             .send(Out::Msg(WsMessage::Text(text.to_string().into())));
+    }
+
+    /// Pushes a robot message `<prefix><i>` (msgId `msg<i>`, text `text`) for each `i`.
+    fn push_robots(&self, base: &str, prefix: &str, ids: std::ops::Range<usize>, text: &str) {
+        for i in ids {
+            self.push(&robot_frame(
+                base,
+                &format!("{prefix}{i}"),
+                &format!("msg{i}"),
+                text,
+            ));
+        }
     }
 
     fn drop_abruptly(&self) {
@@ -141,10 +150,7 @@ impl Harness {
     }
 
     fn config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new(ID, SECRET).with_base_url(&self.base);
-        c.backoff.base = Duration::from_millis(50);
-        c.backoff.jitter = Duration::from_millis(20);
-        c.backoff.max = Duration::from_millis(500);
+        let mut c = client_config(ID, SECRET, &self.base);
         c.http_timeout = Duration::from_secs(5);
         c
     }
@@ -154,6 +160,16 @@ impl Harness {
             .await
             .expect("a client connection in time")
             .expect("gateway alive")
+    }
+
+    /// Starts a client of `config` and `handler`, and takes its first connection.
+    async fn start_client(
+        &mut self,
+        config: ClientConfig,
+        handler: Arc<dyn Handler>,
+    ) -> (Client, ServerConn) {
+        let client = Client::start(config, handler);
+        (client, self.next_conn().await)
     }
 
     fn set_open(&self, mode: OpenMode) {
@@ -303,80 +319,18 @@ async fn webhook(
     }
 }
 
-/// Counts handlings per msgId; optionally blocks until released, optionally fails the first
-/// attempt of ids starting with "fail".
-#[derive(Default)]
-struct Recorder {
-    handled: Mutex<HashMap<String, usize>>,
-    attempts: Mutex<HashMap<String, usize>>,
-    gate: Option<Arc<Notify>>,
-    started: AtomicUsize,
-    delay_ms: u64,
-    reply: bool,
-    reply_errors: Mutex<Vec<String>>,
-    card_delay_ms: u64,
-    cards_done: AtomicUsize,
-}
-
-impl Recorder {
-    fn count(&self, id: &str) -> usize {
-        self.handled.lock().unwrap().get(id).copied().unwrap_or(0)
-    }
-
-    fn total(&self) -> usize {
-        self.handled.lock().unwrap().values().sum()
+/// The scripted gateway's robot: a [`Recorder`] that fails the first attempt of msgIds
+/// starting with "fail" and answers a click with the clicked action.
+fn recorder() -> Recorder {
+    Recorder {
+        fail_first: true,
+        card_answer: Some(clicked),
+        ..Recorder::default()
     }
 }
 
-impl Handler for Recorder {
-    fn on_robot_message(
-        &self,
-        msg: RobotMessage,
-        ctx: ReplyContext,
-    ) -> BoxFuture<'_, Result<(), HandlerError>> {
-        Box::pin(async move {
-            self.started.fetch_add(1, Ordering::SeqCst);
-            let attempt = {
-                let mut a = self.attempts.lock().unwrap();
-                let n = a.entry(msg.msg_id.clone()).or_default();
-                *n += 1;
-                *n
-            };
-            if let Some(gate) = &self.gate {
-                gate.notified().await;
-            }
-            if self.delay_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % self.delay_ms))
-                    .await;
-            }
-            if msg.msg_id.starts_with("fail") && attempt == 1 {
-                return Err(HandlerError::failed("first attempt fails"));
-            }
-            if self.reply {
-                if let Err(e) = ctx
-                    .reply_text(&format!("echo: {}", msg.text().unwrap_or("")))
-                    .await
-                {
-                    self.reply_errors.lock().unwrap().push(e.to_string());
-                    return Err(e.into());
-                }
-            }
-            *self.handled.lock().unwrap().entry(msg.msg_id).or_default() += 1;
-            Ok(())
-        })
-    }
-
-    fn on_card_callback(
-        &self,
-        cb: CardCallback,
-        _r: Replier,
-    ) -> BoxFuture<'_, Result<Value, HandlerError>> {
-        Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(self.card_delay_ms)).await;
-            self.cards_done.fetch_add(1, Ordering::SeqCst);
-            Ok(json!({"cardData": {"cardParamMap": {"clicked": cb.param("action").unwrap_or("")}}}))
-        })
-    }
+fn clicked(cb: &CardCallback) -> Value {
+    json!({"cardData": {"cardParamMap": {"clicked": cb.param("action").unwrap_or("")}}})
 }
 
 fn robot_frame(base: &str, message_id: &str, msg_id: &str, text: &str) -> Frame {
@@ -396,17 +350,6 @@ fn robot_frame(base: &str, message_id: &str, msg_id: &str, text: &str) -> Frame 
 
 fn ping_frame(id: &str, opaque: &str) -> Frame {
     Frame::new(FrameType::System, "ping", id, &json!({"opaque": opaque}))
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn wait_status(client: &Client, what: &str, pred: impl Fn(&Status) -> bool) -> Status {
@@ -435,27 +378,19 @@ async fn ping_is_echoed_while_handlers_are_busy() {
     let gate = Arc::new(Notify::new());
     let rec = Arc::new(Recorder {
         gate: Some(gate.clone()),
-        ..Default::default()
+        ..recorder()
     });
     let mut cfg = h.config();
     cfg.max_concurrent_handlers = 2;
-    let client = Client::start(cfg, rec.clone());
-    let mut conn = h.next_conn().await;
-    for i in 0..20 {
-        conn.push(&robot_frame(
-            &h.base,
-            &format!("m{i}"),
-            &format!("msg{i}"),
-            "hi",
-        ));
-    }
+    let (client, mut conn) = h.start_client(cfg, rec.clone()).await;
+    conn.push_robots(&h.base, "m", 0..20, "hi");
     // Every message is ACKed although no handler has finished.
     for i in 0..20 {
         let a = conn.ack_for(&format!("m{i}")).await;
         assert_eq!(a["code"], 200);
         assert_eq!(data_of(&a), json!({"response": null}));
     }
-    wait_for("two busy handlers", || {
+    wait_until("two busy handlers", || {
         rec.started.load(Ordering::SeqCst) == 2
     })
     .await;
@@ -472,7 +407,7 @@ async fn ping_is_echoed_while_handlers_are_busy() {
             break;
         }
     }
-    wait_for("all handled", || {
+    wait_until("all handled", || {
         gate.notify_waiters();
         rec.total() == 20
     })
@@ -484,21 +419,13 @@ async fn ping_is_echoed_while_handlers_are_busy() {
 async fn disconnect_with_1000_in_flight_handles_each_exactly_once() {
     let mut h = Harness::start().await;
     let rec = Arc::new(Recorder {
-        delay_ms: 20,
-        ..Default::default()
+        delay_ms: 0..20,
+        ..recorder()
     });
     let mut cfg = h.config();
     cfg.max_concurrent_handlers = 32;
-    let client = Client::start(cfg, rec.clone());
-    let mut old = h.next_conn().await;
-    for i in 0..600 {
-        old.push(&robot_frame(
-            &h.base,
-            &format!("a{i}"),
-            &format!("msg{i}"),
-            "q",
-        ));
-    }
+    let (client, mut old) = h.start_client(cfg, rec.clone()).await;
+    old.push_robots(&h.base, "a", 0..600, "q");
     old.push(&Frame::new(
         FrameType::System,
         "disconnect",
@@ -508,23 +435,9 @@ async fn disconnect_with_1000_in_flight_handles_each_exactly_once() {
     // Make-before-break: the new connection opens while the old one is still up.
     let mut new = h.next_conn().await;
     assert_ne!(new.ticket, old.ticket, "a fresh ticket per connection");
-    for i in 600..1000 {
-        new.push(&robot_frame(
-            &h.base,
-            &format!("b{i}"),
-            &format!("msg{i}"),
-            "q",
-        ));
-    }
+    new.push_robots(&h.base, "b", 600..1000, "q");
     // The gateway redelivers part of the old connection's messages on the new one.
-    for i in 0..100 {
-        new.push(&robot_frame(
-            &h.base,
-            &format!("r{i}"),
-            &format!("msg{i}"),
-            "q",
-        ));
-    }
+    new.push_robots(&h.base, "r", 0..100, "q");
     // Every frame of the old connection is ACKed on the old connection.
     let mut old_acks = HashSet::new();
     while old_acks.len() < 600 {
@@ -543,7 +456,7 @@ async fn disconnect_with_1000_in_flight_handles_each_exactly_once() {
         );
         new_acks.insert(id);
     }
-    wait_for("1000 handled", || rec.total() == 1000).await;
+    wait_until("1000 handled", || rec.total() == 1000).await;
     // stop() awaits every queued and running handler, so nothing can be handled later.
     client.stop().await;
     for i in 0..1000 {
@@ -556,17 +469,9 @@ async fn disconnect_with_1000_in_flight_handles_each_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connection_reconnects_and_resumes() {
     let mut h = Harness::start().await;
-    let rec = Arc::new(Recorder::default());
-    let client = Client::start(h.config(), rec.clone());
-    let mut c1 = h.next_conn().await;
-    for i in 0..50 {
-        c1.push(&robot_frame(
-            &h.base,
-            &format!("a{i}"),
-            &format!("msg{i}"),
-            "q",
-        ));
-    }
+    let rec = Arc::new(recorder());
+    let (client, mut c1) = h.start_client(h.config(), rec.clone()).await;
+    c1.push_robots(&h.base, "a", 0..50, "q");
     for i in 0..50 {
         c1.ack_for(&format!("a{i}")).await;
     }
@@ -581,18 +486,11 @@ async fn dropped_connection_reconnects_and_resumes() {
     let mut c2 = h.next_conn().await;
     assert_ne!(c1.ticket, c2.ticket);
     // Redelivery of a few old ones plus new messages.
-    for i in 40..100 {
-        c2.push(&robot_frame(
-            &h.base,
-            &format!("b{i}"),
-            &format!("msg{i}"),
-            "q",
-        ));
-    }
+    c2.push_robots(&h.base, "b", 40..100, "q");
     for i in 40..100 {
         assert_eq!(c2.ack_for(&format!("b{i}")).await["code"], 200);
     }
-    wait_for("100 handled", || rec.total() == 100).await;
+    wait_until("100 handled", || rec.total() == 100).await;
     assert!((0..100).all(|i| rec.count(&format!("msg{i}")) == 1));
     assert_eq!(client.stats().connections, 2);
     assert_eq!(h.gw.opens.load(Ordering::SeqCst), 2);
@@ -605,20 +503,19 @@ async fn redelivery_is_handled_once_and_failures_retry() {
     let gate = Arc::new(Notify::new());
     let rec = Arc::new(Recorder {
         gate: Some(gate.clone()),
-        ..Default::default()
+        ..recorder()
     });
-    let client = Client::start(h.config(), rec.clone());
-    let mut c = h.next_conn().await;
+    let (client, mut c) = h.start_client(h.config(), rec.clone()).await;
     c.push(&robot_frame(&h.base, "x1", "same", "q"));
     c.ack_for("x1").await;
-    wait_for("handler started", || {
+    wait_until("handler started", || {
         rec.started.load(Ordering::SeqCst) == 1
     })
     .await;
     // Redelivered while the first is still being handled (new messageId, same msgId).
     c.push(&robot_frame(&h.base, "x2", "same", "q"));
     assert_eq!(c.ack_for("x2").await["code"], 200);
-    wait_for("done", || {
+    wait_until("done", || {
         gate.notify_waiters();
         rec.total() == 1
     })
@@ -629,14 +526,14 @@ async fn redelivery_is_handled_once_and_failures_retry() {
     // A failing handler: the redelivery is handled again.
     c.push(&robot_frame(&h.base, "f1", "fail-1", "q"));
     c.ack_for("f1").await;
-    wait_for("failure recorded", || {
+    wait_until("failure recorded", || {
         gate.notify_waiters();
         client.stats().failed == 1
     })
     .await;
     c.push(&robot_frame(&h.base, "f2", "fail-1", "q"));
     c.ack_for("f2").await;
-    wait_for("retry handled", || {
+    wait_until("retry handled", || {
         gate.notify_waiters();
         rec.count("fail-1") == 1
     })
@@ -664,7 +561,7 @@ async fn bad_credentials_are_reported_with_a_long_backoff() {
     let mut cfg = h.config();
     cfg.client_secret = "wrong-secret-123".into();
     cfg.backoff.auth_failed = Duration::from_secs(600);
-    let client = Client::start(cfg, Arc::new(Recorder::default()));
+    let client = Client::start(cfg, Arc::new(recorder()));
     let s = wait_status(&client, "auth failed", |s| {
         matches!(s, Status::AuthFailed { .. })
     })
@@ -701,7 +598,7 @@ async fn stop_is_prompt_during_backoff_and_handshake() {
     let mut cfg = h.config();
     cfg.backoff.base = Duration::from_secs(30);
     cfg.backoff.max = Duration::from_secs(60);
-    let client = Client::start(cfg.clone(), Arc::new(Recorder::default()));
+    let client = Client::start(cfg.clone(), Arc::new(recorder()));
     let s = wait_status(&client, "backoff", |s| matches!(s, Status::Backoff { .. })).await;
     assert!(matches!(s, Status::Backoff { attempt: 0, .. }), "{s:?}");
     timeout(Duration::from_secs(2), client.stop())
@@ -710,8 +607,8 @@ async fn stop_is_prompt_during_backoff_and_handshake() {
     assert_eq!(h.gw.opens.load(Ordering::SeqCst), 1);
 
     h.set_open(OpenMode::Hang);
-    let client = Client::start(cfg, Arc::new(Recorder::default()));
-    wait_for("open request pending", || {
+    let client = Client::start(cfg, Arc::new(recorder()));
+    wait_until("open request pending", || {
         h.gw.opens.load(Ordering::SeqCst) == 2
     })
     .await;
@@ -725,7 +622,7 @@ async fn stop_is_prompt_during_backoff_and_handshake() {
 async fn backoff_grows_and_resets_after_a_healthy_connection() {
     let mut h = Harness::start().await;
     h.set_open(OpenMode::ServerError);
-    let client = Client::start(h.config(), Arc::new(Recorder::default()));
+    let client = Client::start(h.config(), Arc::new(recorder()));
     let s = wait_status(&client, "third attempt", |s| {
         matches!(s, Status::Backoff { attempt: 2, .. })
     })
@@ -754,8 +651,7 @@ async fn backoff_grows_and_resets_after_a_healthy_connection() {
 async fn rejected_handshake_gets_a_new_ticket() {
     let mut h = Harness::start().await;
     h.gw.reject_handshakes.store(1, Ordering::SeqCst);
-    let client = Client::start(h.config(), Arc::new(Recorder::default()));
-    let c = h.next_conn().await;
+    let (client, c) = h.start_client(h.config(), Arc::new(recorder())).await;
     assert_eq!(h.gw.opens.load(Ordering::SeqCst), 2);
     assert!(
         c.ticket.starts_with("tk "),
@@ -772,8 +668,7 @@ async fn idle_link_is_detected_and_replaced() {
     // WebSocket PINGs are answered (axum does it), yet no frame comes: still a zombie.
     cfg.keepalive.ping_interval = Duration::from_millis(50);
     cfg.keepalive.pong_timeout = Duration::from_secs(5);
-    let client = Client::start(cfg, Arc::new(Recorder::default()));
-    let _zombie = h.next_conn().await;
+    let (client, _zombie) = h.start_client(cfg, Arc::new(recorder())).await;
     // The server keeps the socket open but pushes nothing: the watchdog gives up on it.
     let _next = h.next_conn().await;
     wait_status(&client, "second connection", |s| {
@@ -786,11 +681,10 @@ async fn idle_link_is_detected_and_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_get_error_acks_and_keep_the_connection() {
     let mut h = Harness::start().await;
-    let rec = Arc::new(Recorder::default());
+    let rec = Arc::new(recorder());
     let mut cfg = h.config();
     cfg.max_frame_bytes = 64 * 1024;
-    let client = Client::start(cfg, rec.clone());
-    let mut c = h.next_conn().await;
+    let (client, mut c) = h.start_client(cfg, rec.clone()).await;
 
     // Not JSON and no headers at all: nothing to ACK, logged only.
     c.push_raw("this is not json");
@@ -874,7 +768,7 @@ async fn malformed_frames_get_error_acks_and_keep_the_connection() {
         data_of(&c.ack_for("p9").await),
         json!({"opaque": "still-here"})
     );
-    wait_for("valid message handled", || rec.count("okmsg") == 1).await;
+    wait_until("valid message handled", || rec.count("okmsg") == 1).await;
     assert_eq!(client.stats().connections, 1);
     assert!(client.stats().malformed >= 8, "{:?}", client.stats());
     assert_eq!(rec.count("dm") + rec.count("bigmsg"), 0);
@@ -884,7 +778,7 @@ async fn malformed_frames_get_error_acks_and_keep_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_token_is_single_flight_and_refreshed_on_401() {
     let h = Harness::start().await;
-    let client = Client::start(h.config(), Arc::new(Recorder::default()));
+    let client = Client::start(h.config(), Arc::new(recorder()));
     let api = client.replier().openapi.clone();
     let calls = (0..10).map(|i| {
         let api = api.clone();
@@ -930,7 +824,7 @@ async fn access_token_is_single_flight_and_refreshed_on_401() {
 async fn short_lived_token_is_refreshed_before_expiry() {
     let h = Harness::start().await;
     h.gw.token_expire.store(1, Ordering::SeqCst);
-    let client = Client::start(h.config(), Arc::new(Recorder::default()));
+    let client = Client::start(h.config(), Arc::new(recorder()));
     let api = client.replier().openapi.clone();
     api.stream_card("c", "k", "a", false, false).await.unwrap();
     api.stream_card("c", "k", "b", false, false).await.unwrap();
@@ -956,12 +850,11 @@ async fn webhook_replies_and_errcode_300001() {
     let mut h = Harness::start().await;
     let rec = Arc::new(Recorder {
         reply: true,
-        ..Default::default()
+        ..recorder()
     });
-    let client = Client::start(h.config(), rec.clone());
-    let c = h.next_conn().await;
+    let (client, c) = h.start_client(h.config(), rec.clone()).await;
     c.push(&robot_frame(&h.base, "w1", "wm1", "hello"));
-    wait_for("reply sent", || rec.count("wm1") == 1).await;
+    wait_until("reply sent", || rec.count("wm1") == 1).await;
     let body = h.gw.webhook_bodies.lock().unwrap()[0].clone();
     assert_eq!(body["msgtype"], "text");
     assert_eq!(body["text"]["content"], "echo: hello");
@@ -973,7 +866,7 @@ async fn webhook_replies_and_errcode_300001() {
 
     h.gw.webhook_errcode.store(300001, Ordering::SeqCst);
     c.push(&robot_frame(&h.base, "w2", "wm2", "again"));
-    wait_for("failure", || client.stats().failed == 1).await;
+    wait_until("failure", || client.stats().failed == 1).await;
     let errs = rec.reply_errors.lock().unwrap().clone();
     assert!(errs[0].contains("300001"), "{errs:?}");
     let e = client
@@ -999,8 +892,7 @@ async fn webhook_replies_and_errcode_300001() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_acked_with_status_and_deduplicated() {
     let mut h = Harness::start().await;
-    let client = Client::start(h.config(), Arc::new(Recorder::default()));
-    let mut c = h.next_conn().await;
+    let (client, mut c) = h.start_client(h.config(), Arc::new(recorder())).await;
     let event = |mid: &str, data: &str| {
         let mut f = Frame::new(FrameType::Event, "chat_update_title", mid, &json!({}));
         f.headers.insert("eventId".into(), "ev-1".into());
@@ -1027,12 +919,11 @@ async fn slow_card_handler_is_acked_empty_after_the_timeout() {
     let mut h = Harness::start().await;
     let rec = Arc::new(Recorder {
         card_delay_ms: 800,
-        ..Default::default()
+        ..recorder()
     });
     let mut cfg = h.config();
     cfg.callback_timeout = Duration::from_millis(100);
-    let client = Client::start(cfg, rec.clone());
-    let mut c = h.next_conn().await;
+    let (client, mut c) = h.start_client(cfg, rec.clone()).await;
     let content = r#"{"cardPrivateData":{"actionIds":["a"],"params":{"action":"like"}}}"#;
     c.push(&Frame::new(
         FrameType::Callback,
@@ -1049,7 +940,7 @@ async fn slow_card_handler_is_acked_empty_after_the_timeout() {
         "ACKed before the handler ended"
     );
     // The handler still runs to its end.
-    wait_for("card handler done", || {
+    wait_until("card handler done", || {
         rec.cards_done.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -1057,73 +948,29 @@ async fn slow_card_handler_is_acked_empty_after_the_timeout() {
     client.stop().await;
 }
 
-/// Robot handler whose runs each wait for a permit of `release` (optionally after seeing
-/// the client's shutdown), counting runs started, at once, at most and done.
-struct Held {
-    release: tokio::sync::Semaphore,
-    wait_for_shutdown: bool,
-    started: AtomicUsize,
-    running: AtomicUsize,
-    peak: AtomicUsize,
-    done: AtomicUsize,
-}
-
-impl Held {
-    fn new(wait_for_shutdown: bool) -> Arc<Held> {
-        Arc::new(Held {
-            release: tokio::sync::Semaphore::new(0),
-            wait_for_shutdown,
-            started: AtomicUsize::new(0),
-            running: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-        })
-    }
-}
-
-impl Handler for Held {
-    fn on_robot_message(
-        &self,
-        _msg: RobotMessage,
-        ctx: ReplyContext,
-    ) -> BoxFuture<'_, Result<(), HandlerError>> {
-        Box::pin(async move {
-            self.started.fetch_add(1, Ordering::SeqCst);
-            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-            self.peak.fetch_max(now, Ordering::SeqCst);
-            if self.wait_for_shutdown {
-                ctx.shutdown().cancelled().await;
-            }
-            let permit = self.release.acquire().await.expect("never closed");
-            permit.forget();
-            self.running.fetch_sub(1, Ordering::SeqCst);
-            self.done.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        })
-    }
+/// A robot whose runs each wait for a permit of [`Recorder::release`], after seeing the
+/// client's shutdown first if `wait_for_shutdown`.
+fn holding(wait_for_shutdown: bool) -> Arc<Recorder> {
+    Arc::new(Recorder {
+        wait_for_shutdown,
+        hold: Some(tokio::sync::Semaphore::new(0)),
+        ..Recorder::default()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_slots_and_a_full_queue_pause_reading() {
     let mut h = Harness::start().await;
-    let held = Held::new(false);
+    let held = holding(false);
     let mut cfg = h.config();
     cfg.max_concurrent_handlers = 2;
     cfg.max_waiting_handlers = 3;
-    let client = Client::start(cfg, held.clone());
-    let mut c = h.next_conn().await;
-    for i in 0..20 {
-        c.push(&robot_frame(
-            &h.base,
-            &format!("m{i}"),
-            &format!("msg{i}"),
-            "q",
-        ));
-    }
+    let (client, mut c) = h.start_client(cfg, held.clone()).await;
+    c.push_robots(&h.base, "m", 0..20, "q");
     c.push(&ping_frame("p1", "after-the-burst"));
     // 2 running, 1 taken by the dispatcher for the next free slot, 3 queued, 1 held by the
     // reader: it reads nothing more, so frame 8 onwards stays in the socket.
-    wait_for("reading paused after 7 frames", || {
+    wait_until("reading paused after 7 frames", || {
         let s = client.stats();
         s.reading_paused >= 1 && s.frames == 7 && held.started.load(Ordering::SeqCst) == 2
     })
@@ -1140,10 +987,10 @@ async fn busy_slots_and_a_full_queue_pause_reading() {
     );
     // Free the handlers: reading resumes, the ping behind the burst is answered, and every
     // message runs once with never more than 2 at a time.
-    held.release.add_permits(20);
+    held.release(20);
     let pong = c.ack_for("p1").await;
     assert_eq!(data_of(&pong), json!({"opaque": "after-the-burst"}));
-    wait_for("all 20 handled", || held.done.load(Ordering::SeqCst) == 20).await;
+    wait_until("all 20 handled", || held.total() == 20).await;
     assert_eq!(held.peak.load(Ordering::SeqCst), 2);
     let s = client.stats();
     assert_eq!((s.handled, s.frames, s.duplicates), (20, 21, 0));
@@ -1153,11 +1000,10 @@ async fn busy_slots_and_a_full_queue_pause_reading() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_awaits_running_handlers_up_to_its_deadline() {
     let mut h = Harness::start().await;
-    let held = Held::new(true);
-    let client = Client::start(h.config(), held.clone());
-    let c = h.next_conn().await;
+    let held = holding(true);
+    let (client, c) = h.start_client(h.config(), held.clone()).await;
     c.push(&robot_frame(&h.base, "s1", "stop-msg", "q"));
-    wait_for("the handler running", || {
+    wait_until("the handler running", || {
         held.started.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -1172,31 +1018,26 @@ async fn stop_awaits_running_handlers_up_to_its_deadline() {
             s.expect("Stopped in time").expect("status sender alive");
         }
     }
-    assert_eq!(held.done.load(Ordering::SeqCst), 0);
-    held.release.add_permits(1);
+    assert_eq!(held.total(), 0);
+    held.release(1);
     timeout(WAIT, stop)
         .await
         .expect("stop returns once the handler has");
-    assert_eq!(
-        held.done.load(Ordering::SeqCst),
-        1,
-        "awaited, not abandoned"
-    );
+    assert_eq!(held.total(), 1, "awaited, not abandoned");
     assert_eq!(client.stats().handled, 1);
 
     // A handler that never returns holds stop only for stop_timeout.
-    let stuck = Held::new(true);
+    let stuck = holding(true);
     let mut cfg = h.config();
     cfg.stop_timeout = Duration::from_millis(200);
-    let client = Client::start(cfg, stuck.clone());
-    let c = h.next_conn().await;
+    let (client, c) = h.start_client(cfg, stuck.clone()).await;
     c.push(&robot_frame(&h.base, "s2", "stuck-msg", "q"));
-    wait_for("the stuck handler running", || {
+    wait_until("the stuck handler running", || {
         stuck.started.load(Ordering::SeqCst) == 1
     })
     .await;
     timeout(WAIT, client.stop())
         .await
         .expect("stop gives up on a stuck handler after its deadline");
-    assert_eq!(stuck.done.load(Ordering::SeqCst), 0);
+    assert_eq!(stuck.total(), 0);
 }

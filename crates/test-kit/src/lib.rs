@@ -8,11 +8,14 @@
 //! - [`webdriver`]: a small WebDriver client, to drive a real headless Chromium;
 //! - [`postgres`]: a throwaway PostgreSQL cluster on a loopback port (initdb + postgres);
 //! - [`robot`]: an app directory with the robot family and instances pointed at a
-//!   sandbox, and a wait on the sandbox's transcript.
+//!   sandbox, and a wait on the sandbox's transcript;
+//! - [`stream`]: a counting robot handler, a quick-reconnecting client config and a polled
+//!   wait, for the Stream client's tests.
 
 pub mod demo;
 pub mod drive;
 pub mod llm;
 pub mod postgres;
 pub mod robot;
+pub mod stream;
 pub mod webdriver;

@@ -1,4 +1,7 @@
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use jitnode_element::Env;
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,4 +22,15 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &dst).unwrap();
         }
     }
+}
+
+/// An environment holding exactly `pairs`.
+#[allow(dead_code)]
+pub fn env(pairs: &[(&str, &str)]) -> Env {
+    Env::from_map(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<HashMap<_, _>>(),
+    )
 }

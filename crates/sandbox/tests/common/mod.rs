@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use jitnode_dingtalk_wire::frame::{Ack, Frame};
-use jitnode_sandbox::{Sandbox, SandboxConfig};
+use jitnode_sandbox::{AckRecord, Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -25,6 +25,11 @@ pub async fn sandbox(config: SandboxConfig) -> Sandbox {
     sb
 }
 
+/// Asserts that at least `least` passed (on tokio's clock) since `start`.
+pub fn assert_elapsed(start: tokio::time::Instant, least: Duration) {
+    assert!(start.elapsed() >= least, "{:?}", start.elapsed());
+}
+
 /// Config with pings far apart, so a paused clock does not fill the socket with them.
 pub fn quiet() -> SandboxConfig {
     SandboxConfig {
@@ -38,17 +43,48 @@ pub async fn open(base: &str, id: &str, secret: &str, topics: &[&str]) -> (u16, 
         .iter()
         .map(|t| json!({"type": "CALLBACK", "topic": t}))
         .collect();
+    open_with(
+        base,
+        &json!({"clientId": id, "clientSecret": secret, "subscriptions": subs, "ua": "test/1"}),
+    )
+    .await
+}
+
+/// Opens a connection with the request `body` as given; its status and JSON answer (null
+/// when it is not JSON).
+pub async fn open_with(base: &str, body: &Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("{base}/v1.0/gateway/connections/open"))
         .header("Accept", "application/json")
-        .json(
-            &json!({"clientId": id, "clientSecret": secret, "subscriptions": subs, "ua": "test/1"}),
-        )
+        .json(body)
         .send()
         .await
         .expect("open request");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// POSTs `body` as JSON to `url` and reads the answer, which must be JSON.
+pub async fn post_json(url: &str, body: &Value) -> Value {
+    reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("POST request")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
+/// GETs `url` and reads the answer, which must be JSON.
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url)
+        .await
+        .expect("GET request")
+        .json()
+        .await
+        .expect("a JSON answer")
 }
 
 pub async fn open_ticket(sb: &Sandbox) -> (String, String) {
@@ -91,6 +127,22 @@ pub async fn linked(config: SandboxConfig) -> (Sandbox, Ws) {
     let ws = connect(&sb).await;
     wait_linked(&sb, 1).await;
     (sb, ws)
+}
+
+/// A sandbox with `config` and two connections of [`APP`], open and counted by it.
+pub async fn two_linked(config: SandboxConfig) -> (Sandbox, Ws, Ws) {
+    let sb = sandbox(config).await;
+    let a = connect(&sb).await;
+    let b = connect(&sb).await;
+    wait_linked(&sb, 2).await;
+    (sb, a, b)
+}
+
+/// The ACK of `message_id`, once the sandbox has it (within 5 s).
+pub async fn acked(sb: &Sandbox, message_id: &str) -> AckRecord {
+    sb.wait_for_ack(message_id, Duration::from_secs(5))
+        .await
+        .expect("an ACK recorded")
 }
 
 /// [`quiet`], with pushes not ACKed within `after` delivered again.
