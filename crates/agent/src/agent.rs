@@ -14,7 +14,7 @@ use crate::error::{AgentError, LlmError};
 use crate::knowledge::{Hit, KnowledgeBase, SearchParams};
 use crate::llm::{stream_chat, Message};
 use crate::memory::{Memory, Turn};
-use crate::text::{detect_lang, Lang};
+use crate::text::{cut_after, detect_lang, Lang};
 
 /// Name of the retrieval step in TOOL_CALL_START / TOOL_CALL_END chunks.
 pub const SEARCH_TOOL: &str = "knowledge_search";
@@ -581,21 +581,13 @@ fn is_follow_up(question: &str) -> bool {
 /// punctuation; the pieces concatenate to the input exactly.
 pub fn split_for_streaming(text: &str, size: usize) -> Vec<String> {
     let size = size.max(1);
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut n = 0;
-    for c in text.chars() {
-        cur.push(c);
-        n += 1;
+    let (mut out, rest) = cut_after(text, |c, n| {
         let soft = c.is_whitespace()
             || matches!(c, '，' | '。' | '；' | '：' | '、' | ',' | '.' | ';' | ':');
-        if (n >= size && soft) || n >= size * 2 {
-            out.push(std::mem::take(&mut cur));
-            n = 0;
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
+        (n >= size && soft) || n >= size * 2
+    });
+    if !rest.is_empty() {
+        out.push(rest);
     }
     out
 }

@@ -38,30 +38,43 @@ pub struct AgentConfig {
     pub offline: OfflineConfig,
 }
 
-/// OpenAI-compatible endpoint settings.
+/// An API key. It is a secret: its Debug output shows only that one is set.
 #[derive(Clone, PartialEq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(key.into())
+    }
+
+    /// `None` for an empty rendered key (e.g. from `{{LLM_API_KEY:-}}`).
+    fn from_rendered(key: String) -> Option<ApiKey> {
+        (!key.is_empty()).then_some(ApiKey(key))
+    }
+
+    /// The key itself, for the `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt("<redacted>", f)
+    }
+}
+
+/// OpenAI-compatible endpoint settings.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LlmConfig {
     /// Base URL without the `/chat/completions` suffix.
     pub base_url: String,
     pub model: String,
     /// `None` when the rendered key is empty (e.g. from `{{LLM_API_KEY:-}}`).
-    pub api_key: Option<String>,
+    pub api_key: Option<ApiKey>,
     pub temperature: Option<f64>,
     /// Limit for one whole run (request, stream, all tokens).
     pub timeout: Duration,
-}
-
-impl fmt::Debug for LlmConfig {
-    // The key is a secret: show only whether one is set.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LlmConfig")
-            .field("base_url", &self.base_url)
-            .field("model", &self.model)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("temperature", &self.temperature)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// Retrieval settings.
@@ -84,13 +97,13 @@ pub struct RetrievalConfig {
 }
 
 /// OpenAI-compatible embeddings endpoint settings (`embedding` section).
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddingConfig {
     /// Base URL without the `/embeddings` suffix.
     pub base_url: String,
     pub model: String,
     /// `None` when the rendered key is empty.
-    pub api_key: Option<String>,
+    pub api_key: Option<ApiKey>,
     /// Limit for one batch request while indexing (`timeoutSecs`).
     pub timeout: Duration,
     /// Limit for embedding a question (`queryTimeoutMs`); past it the question is answered
@@ -100,21 +113,6 @@ pub struct EmbeddingConfig {
     pub min_similarity: f64,
     /// Passages per request (`batchSize`).
     pub batch_size: usize,
-}
-
-impl fmt::Debug for EmbeddingConfig {
-    // The key is a secret: show only whether one is set.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EmbeddingConfig")
-            .field("base_url", &self.base_url)
-            .field("model", &self.model)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("timeout", &self.timeout)
-            .field("query_timeout", &self.query_timeout)
-            .field("min_similarity", &self.min_similarity)
-            .field("batch_size", &self.batch_size)
-            .finish()
-    }
 }
 
 /// Conversation memory bounds.
@@ -398,7 +396,7 @@ impl AgentConfig {
         let llm = (!base_url.is_empty()).then(|| LlmConfig {
             base_url,
             model: raw.llm.model.unwrap_or_default(),
-            api_key: Some(raw.llm.api_key).filter(|k| !k.is_empty()),
+            api_key: ApiKey::from_rendered(raw.llm.api_key),
             temperature: raw.llm.temperature,
             timeout: Duration::from_secs_f64(raw.llm.timeout_secs),
         });
@@ -407,7 +405,7 @@ impl AgentConfig {
         let embedding = (!base_url.is_empty()).then(|| EmbeddingConfig {
             base_url,
             model: e.model,
-            api_key: Some(e.api_key).filter(|k| !k.is_empty()),
+            api_key: ApiKey::from_rendered(e.api_key),
             timeout: Duration::from_secs_f64(e.timeout_secs),
             query_timeout: Duration::from_millis(e.query_timeout_ms as u64),
             min_similarity: e.min_similarity,
@@ -492,5 +490,13 @@ mod tests {
         let d = format!("{c:?}");
         assert!(!d.contains("sk-SECRET"), "{d}");
         assert!(d.contains("redacted"));
+        // The embedding key is the same type.
+        let c = AgentConfig::from_value(&json!({"embedding": {
+            "baseUrl": "http://x", "model": "m", "apiKey": "sk-EMBED"
+        }}))
+        .unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("sk-EMBED"), "{d}");
+        assert!(d.contains("api_key: Some(\"<redacted>\")"), "{d}");
     }
 }

@@ -153,7 +153,7 @@ impl Embedder {
             .post(&self.url)
             .json(&json!({"model": self.config.model, "input": inputs}));
         if let Some(key) = &self.config.api_key {
-            req = req.bearer_auth(key);
+            req = req.bearer_auth(key.expose());
         }
         let transport = |e: reqwest::Error| EmbedError::Transport {
             url: self.shown.clone(),

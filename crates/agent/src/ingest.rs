@@ -9,6 +9,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::text::cut_after;
+
 /// Upper bound on a passage's length in characters; longer sections are split at paragraphs
 /// (and, for one huge paragraph, at sentence or character bounds).
 pub const MAX_PASSAGE_CHARS: usize = 900;
@@ -246,20 +248,12 @@ fn split_long(p: &str) -> Vec<String> {
     if p.chars().count() <= MAX_PASSAGE_CHARS {
         return vec![p.to_string()];
     }
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut n = 0;
-    for c in p.chars() {
-        cur.push(c);
-        n += 1;
+    let (mut out, rest) = cut_after(p, |c, n| {
         let sentence_end = matches!(c, '。' | '！' | '？' | '.' | '!' | '?' | '\n');
-        if n >= MAX_PASSAGE_CHARS || (sentence_end && n >= MAX_PASSAGE_CHARS * 2 / 3) {
-            out.push(std::mem::take(&mut cur));
-            n = 0;
-        }
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur);
+        n >= MAX_PASSAGE_CHARS || (sentence_end && n >= MAX_PASSAGE_CHARS * 2 / 3)
+    });
+    if !rest.trim().is_empty() {
+        out.push(rest);
     }
     out
 }

@@ -27,7 +27,7 @@ mod text;
 pub use agent::{not_covered, split_for_streaming, Agent, RunArgs, SEARCH_TOOL, WEAK_MATCH_NOTE};
 pub use chunk::{Answer, Chunk, Source};
 pub use config::{
-    config_schema, AgentConfig, EmbeddingConfig, LlmConfig, MemoryConfig, OfflineConfig,
+    config_schema, AgentConfig, ApiKey, EmbeddingConfig, LlmConfig, MemoryConfig, OfflineConfig,
     RetrievalConfig, DEFAULT_SYSTEM_PROMPT,
 };
 pub use element::{loader, LOADER_NAME};

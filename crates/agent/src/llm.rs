@@ -214,7 +214,7 @@ pub async fn stream_chat(
         .header("accept", "text/event-stream")
         .json(&body);
     if let Some(key) = &cfg.api_key {
-        req = req.bearer_auth(key);
+        req = req.bearer_auth(key.expose());
     }
     let transport = |e: reqwest::Error| LlmError::Transport {
         url: shown.clone(),

@@ -191,6 +191,27 @@ pub fn detect_lang(text: &str) -> Lang {
     }
 }
 
+/// Cuts `text` after each character for which `cut(c, n)` holds, `n` counting the
+/// characters of the current piece (`c` included); returns the pieces and the uncut rest,
+/// which together concatenate to `text`.
+pub(crate) fn cut_after(
+    text: &str,
+    mut cut: impl FnMut(char, usize) -> bool,
+) -> (Vec<String>, String) {
+    let mut pieces = Vec::new();
+    let mut cur = String::new();
+    let mut n = 0;
+    for c in text.chars() {
+        cur.push(c);
+        n += 1;
+        if cut(c, n) {
+            pieces.push(std::mem::take(&mut cur));
+            n = 0;
+        }
+    }
+    (pieces, cur)
+}
+
 /// Full-width ASCII forms (Ａ, ｅ, ０, ＃ …) and the ideographic space to their ASCII
 /// equivalents.
 fn half_width(c: char) -> char {

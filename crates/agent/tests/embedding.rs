@@ -116,6 +116,16 @@ fn config(base_url: &str, query_timeout_ms: u64) -> Value {
     })
 }
 
+/// An agent over the knowledge (install: "Build the binary with cargo."), embedding at a
+/// stand-in in `mode`; the folder is returned so that it outlives the agent.
+async fn cargo_agent(mode: Mode, query_timeout_ms: u64) -> (tempfile::TempDir, Agent) {
+    let s = stand_in(mode).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_knowledge(dir.path(), "# Install\n\nBuild the binary with cargo.");
+    let agent = Agent::load(dir.path(), &config(&s.base_url, query_timeout_ms)).expect("loads");
+    (dir, agent)
+}
+
 /// A question with no whole word of the reload page, but most of its letters.
 const FUSED: &str = "hotreloadingautomatic";
 
@@ -166,10 +176,7 @@ async fn vectors_find_what_words_miss_and_the_cache_spares_requests() {
 
 #[tokio::test]
 async fn a_failing_endpoint_leaves_lexical_answers() {
-    let s = stand_in(Mode::Fail).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    write_knowledge(dir.path(), "# Install\n\nBuild the binary with cargo.");
-    let agent = Agent::load(dir.path(), &config(&s.base_url, 5000)).expect("loads");
+    let (_dir, agent) = cargo_agent(Mode::Fail, 5000).await;
     let e = agent.index_vectors().await.expect_err("HTTP 500");
     assert!(e.to_string().contains("500"), "{e}");
     assert!(!agent.hybrid_ready());
@@ -179,10 +186,7 @@ async fn a_failing_endpoint_leaves_lexical_answers() {
 
 #[tokio::test]
 async fn a_slow_question_embedding_falls_back_to_lexical() {
-    let s = stand_in(Mode::SlowQueries).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    write_knowledge(dir.path(), "# Install\n\nBuild the binary with cargo.");
-    let agent = Agent::load(dir.path(), &config(&s.base_url, 100)).expect("loads");
+    let (_dir, agent) = cargo_agent(Mode::SlowQueries, 100).await;
     agent.index_vectors().await.expect("passages embed at once");
     let started = std::time::Instant::now();
     let a = ask(&agent, "how do I build the binary").await;

@@ -199,6 +199,23 @@ async fn run(agent: &Agent, q: &str, chat: &str) -> (Result<Answer, AgentError>,
 
 const Q_RELOAD: &str = "How do I turn on hot reload?";
 
+/// Asks `Q_RELOAD` of an agent whose LLM is a stand-in playing `script`; returns the agent
+/// (for its memory), the result and the chunks.
+async fn ask_scripted(script: Script) -> (Agent, Result<Answer, AgentError>, Vec<Chunk>) {
+    let s = StandIn::start(script).await;
+    let a = agent(&s.base_url, json!({}));
+    let (r, chunks) = run(&a, Q_RELOAD, "u").await;
+    (a, r, chunks)
+}
+
+/// [`ask_scripted`], expecting the run to fail with an LLM error; returns that error.
+async fn ask_failing(script: Script) -> (Agent, LlmError, Vec<Chunk>) {
+    match ask_scripted(script).await {
+        (a, Err(AgentError::Llm(e)), chunks) => (a, e, chunks),
+        (_, other, _) => panic!("expected an LLM error, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn normal_stream_gives_answer_reasoning_apart_and_prompt_with_passages() {
     let s = StandIn::start(Script::Normal).await;
@@ -370,13 +387,8 @@ async fn memory_is_bounded_and_separated_per_chat() {
 
 #[tokio::test]
 async fn truncated_stream_is_an_error_and_not_remembered() {
-    let s = StandIn::start(Script::Truncated).await;
-    let a = agent(&s.base_url, json!({}));
-    let (r, chunks) = run(&a, Q_RELOAD, "u").await;
-    assert!(
-        matches!(r, Err(AgentError::Llm(LlmError::Incomplete { .. }))),
-        "{r:?}"
-    );
+    let (a, e, chunks) = ask_failing(Script::Truncated).await;
+    assert!(matches!(e, LlmError::Incomplete { .. }), "{e:?}");
     assert!(
         chunks.iter().any(|c| c.answer_text().is_some()),
         "the partial text was streamed"
@@ -386,37 +398,24 @@ async fn truncated_stream_is_an_error_and_not_remembered() {
 
 #[tokio::test]
 async fn broken_chunked_stream_is_a_transport_error() {
-    let s = StandIn::start(Script::Broken).await;
-    let a = agent(&s.base_url, json!({}));
-    let (r, _) = run(&a, Q_RELOAD, "u").await;
-    let e = r.unwrap_err();
-    assert!(
-        matches!(e, AgentError::Llm(LlmError::Transport { .. })),
-        "{e:?}"
-    );
-    assert!(!e.to_string().contains("sk-test-key"));
+    let (_, e, _) = ask_failing(Script::Broken).await;
+    assert!(matches!(e, LlmError::Transport { .. }), "{e:?}");
+    assert!(!AgentError::Llm(e).to_string().contains("sk-test-key"));
 }
 
 #[tokio::test]
 async fn malformed_event_is_an_error() {
-    let s = StandIn::start(Script::Malformed).await;
-    let a = agent(&s.base_url, json!({}));
-    let (r, _) = run(&a, Q_RELOAD, "u").await;
-    assert!(
-        matches!(r, Err(AgentError::Llm(LlmError::Malformed { .. }))),
-        "{r:?}"
-    );
+    let (_, e, _) = ask_failing(Script::Malformed).await;
+    assert!(matches!(e, LlmError::Malformed { .. }), "{e:?}");
 }
 
 #[tokio::test]
 async fn http_error_status_is_an_error_with_the_body() {
-    let s = StandIn::start(Script::Status500).await;
-    let a = agent(&s.base_url, json!({}));
-    let (r, chunks) = run(&a, Q_RELOAD, "u").await;
-    match r {
-        Err(AgentError::Llm(LlmError::Status {
+    let (_, e, chunks) = ask_failing(Script::Status500).await;
+    match e {
+        LlmError::Status {
             status: 500, body, ..
-        })) => assert!(body.contains("overloaded")),
+        } => assert!(body.contains("overloaded")),
         other => panic!("expected HTTP 500 error, got {other:?}"),
     }
     assert!(chunks.iter().all(|c| c.answer_text().is_none()));

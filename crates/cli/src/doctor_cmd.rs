@@ -339,6 +339,20 @@ mod tests {
         lines.iter().filter(|l| !l.ok).collect()
     }
 
+    /// Doctor's lines for the right credentials once the sandbox refuses with `fault`.
+    async fn lines_refused(sb: &Sandbox, fault: RefusalFault) -> Vec<Line> {
+        sb.refuse(fault).unwrap();
+        lines_for(robot(sb, "right-secret")).await
+    }
+
+    /// Asserts that `n` of `lines` fail, the first of them naming `fix`.
+    #[track_caller]
+    fn assert_fails_first_with(lines: &[Line], n: usize, fix: &str) {
+        let failed = failing(lines);
+        assert_eq!(failed.len(), n, "{lines:?}");
+        assert!(failed[0].detail.contains(fix), "{lines:?}");
+    }
+
     #[tokio::test]
     async fn bad_credentials_fail_with_the_fix_and_no_secret() {
         let sb = sandbox_with_app().await;
@@ -351,14 +365,8 @@ mod tests {
             assert!(!l.detail.contains("wrong-secret"), "{l:?}");
         }
         // Right credentials of an app DingTalk refuses (an unpublished one): the same.
-        sb.refuse(RefusalFault::new(Refusal::AuthFailed)).unwrap();
-        let lines = lines_for(robot(&sb, "right-secret")).await;
-        let failed = failing(&lines);
-        assert_eq!(failed.len(), 3, "{lines:?}");
-        assert!(
-            failed[0].detail.contains("publish an app version"),
-            "{lines:?}"
-        );
+        let lines = lines_refused(&sb, RefusalFault::new(Refusal::AuthFailed)).await;
+        assert_fails_first_with(&lines, 3, "publish an app version");
         sb.shutdown().await;
     }
 
@@ -392,9 +400,7 @@ mod tests {
     #[tokio::test]
     async fn an_unpublished_robot_and_a_rate_limit_fail_with_their_fix() {
         let sb = sandbox_with_app().await;
-        sb.refuse(RefusalFault::new(Refusal::RobotNotFound))
-            .unwrap();
-        let lines = lines_for(robot(&sb, "right-secret")).await;
+        let lines = lines_refused(&sb, RefusalFault::new(Refusal::RobotNotFound)).await;
         let failed = failing(&lines);
         assert_eq!(failed.len(), 2, "{lines:?}");
         assert!(
@@ -403,15 +409,9 @@ mod tests {
         );
         sb.clear_refusals();
 
-        sb.refuse(RefusalFault::new(Refusal::RateLimited).with_status(429))
-            .unwrap();
-        let lines = lines_for(robot(&sb, "right-secret")).await;
-        let failed = failing(&lines);
-        assert_eq!(failed.len(), 2, "{lines:?}");
-        assert!(
-            failed[0].detail.contains("Fix: raise card.minIntervalMs"),
-            "{lines:?}"
-        );
+        let rate_limited = RefusalFault::new(Refusal::RateLimited).with_status(429);
+        let lines = lines_refused(&sb, rate_limited).await;
+        assert_fails_first_with(&lines, 2, "Fix: raise card.minIntervalMs");
         sb.shutdown().await;
     }
 

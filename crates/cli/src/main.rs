@@ -474,12 +474,7 @@ fn tree(app: &Path) -> Result<ExitCode, String> {
 const NAMES_SHOWN: usize = 20;
 
 fn names(list: &[String]) -> String {
-    let mut s = list
-        .iter()
-        .take(NAMES_SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut s = list[..list.len().min(NAMES_SHOWN)].join(", ");
     if list.len() > NAMES_SHOWN {
         s.push_str(&format!(", ... and {} more", list.len() - NAMES_SHOWN));
     }

@@ -52,7 +52,7 @@ pub async fn open(app: &Path, flag: Option<&str>) -> Result<Store, String> {
         ..StoreOptions::default()
     };
     let store = Store::open(&url, &opts).await.map_err(|e| e.to_string())?;
-    let legacy = app.join("data").join(jitnode_robot::records::DB_FILE_NAME);
+    let legacy = app.join("data").join(jitnode_store::LEGACY_RECORDS_FILE);
     if let Some(n) = store
         .import_legacy_records(&legacy)
         .await

@@ -134,8 +134,7 @@ fn call_the_agent_streams_and_returns_an_answer_with_sources() {
     assert_eq!(chunks[0]["type"], "TOOL_CALL_START", "{stdout}");
     let text: String = chunks
         .iter()
-        .filter(|c| c["type"] == "TEXT_MESSAGE_CONTENT")
-        .map(|c| c["data"]["content"].as_str().unwrap())
+        .filter_map(jitnode_robot::answer_text)
         .collect();
     assert_eq!(text, result["answer"].as_str().unwrap());
     assert!(result["sources"][0]["file"]

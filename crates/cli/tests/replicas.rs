@@ -65,13 +65,7 @@ impl Host {
     }
 
     async fn sigterm(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        jitnode_test_kit::drive::terminate(&mut self.child, Duration::from_secs(10)).await;
     }
 }
 

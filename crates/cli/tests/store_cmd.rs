@@ -3,8 +3,6 @@
 
 use std::process::Command;
 
-use jitnode_robot::message::ConversationKind;
-use jitnode_robot::records::{NewAnswer, Records};
 use jitnode_test_kit::postgres::PgCluster;
 
 fn status(app: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
@@ -22,23 +20,24 @@ fn status(app: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Writes `n` answers into an old-format `data/robot-records.sqlite3` (the robot's own
+/// database before the store: its schema at user_version 1).
 fn old_records(app: &std::path::Path, n: usize) {
-    let r = Records::open_in(&app.join("data")).expect("old records file");
+    let data = app.join("data");
+    std::fs::create_dir_all(&data).expect("data folder");
+    let c = rusqlite::Connection::open(data.join(jitnode_store::LEGACY_RECORDS_FILE))
+        .expect("old records file");
+    c.execute_batch(&format!(
+        "{} PRAGMA user_version = 1;",
+        jitnode_store::RECORDS_TABLES
+    ))
+    .expect("old schema");
     for i in 0..n {
-        r.record_answer(&NewAnswer {
-            record_id: format!("r{i}"),
-            message_id: format!("m{i}"),
-            robot: "demo.robot".into(),
-            conversation_id: "c".into(),
-            conversation_kind: ConversationKind::OneToOne,
-            user_id: "u".into(),
-            staff_id: Some("u".into()),
-            user_nick: "U".into(),
-            question: "q".into(),
-            answer: "a".into(),
-            regenerated_from: None,
-            answered_at_ms: 1,
-        })
+        c.execute(
+            "INSERT INTO answers VALUES (?1, ?2, 'demo.robot', 'c', '1', 'u', 'u', 'U', 'q', 'a',
+                 NULL, 1)",
+            [format!("r{i}"), format!("m{i}")],
+        )
         .expect("answer stored");
     }
 }

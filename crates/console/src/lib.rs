@@ -96,15 +96,8 @@ pub struct Console {
     server: tokio::task::JoinHandle<()>,
 }
 
-impl std::fmt::Debug for Console {
-    // The token is a credential: never printed by Debug.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Console")
-            .field("addr", &self.addr)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
+// The token is a credential: never printed by Debug.
+jitnode_dingtalk_wire::debug_redacted!(Console { addr } secret { token });
 
 impl Console {
     /// Binds and serves `app`'s console until [`Console::shutdown`].

@@ -2,11 +2,11 @@
 //! events, the chat (cards read with the robot's card view), the robot's traffic and the
 //! counters. The SSE stream sends a new snapshot whenever it changes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use jitnode_dingtalk_wire::CallKind;
-use jitnode_element::AppTree;
+use jitnode_element::{AppTree, Element};
 use jitnode_host::Check;
 use jitnode_robot::cards::view::Progress;
 use jitnode_robot::records::{FeedbackFilter, RecordsAt};
@@ -150,15 +150,7 @@ pub fn elements(state: &Shared) -> Vec<Value> {
     let tree = state.app.tree();
     let running: std::collections::HashSet<String> = state.app.running().into_iter().collect();
     let ready = state.app.readiness().report();
-    let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for e in tree.elements.values() {
-        if !e.is_meta() {
-            children
-                .entry(e.def.type_name.as_str())
-                .or_default()
-                .push(&e.full_name);
-        }
-    }
+    let children = tree.children_by_type();
     let mut out = Vec::new();
     for meta in tree.metas() {
         walk(
@@ -176,7 +168,7 @@ pub fn elements(state: &Shared) -> Vec<Value> {
 
 fn walk(
     tree: &AppTree,
-    children: &BTreeMap<&str, Vec<&str>>,
+    children: &HashMap<&str, Vec<&Element>>,
     name: &str,
     depth: usize,
     running: &std::collections::HashSet<String>,
@@ -223,7 +215,7 @@ fn walk(
     }));
     if let Some(kids) = children.get(name) {
         for k in kids {
-            walk(tree, children, k, depth + 1, running, ready, out);
+            walk(tree, children, &k.full_name, depth + 1, running, ready, out);
         }
     }
 }
@@ -286,7 +278,7 @@ pub fn chat_from_transcript(posted: &[PostedItem], t: &Transcript) -> Vec<Value>
 
 /// Without the sandbox: a read-only transcript of the answers the robot stored.
 pub async fn chat_from_records(state: &Shared) -> Vec<Value> {
-    let Some(records) = records(state) else {
+    let Some(records) = records(state).await else {
         return Vec::new();
     };
     let mut rows = records.list_answers(Some(50)).await.unwrap_or_default();
@@ -301,15 +293,15 @@ pub async fn chat_from_records(state: &Shared) -> Vec<Value> {
         .collect()
 }
 
-/// The robot's records: on the store of this `jitnode run`, else the app's own file when
-/// it has stored any.
-pub fn records(state: &Shared) -> Option<RecordsAt> {
-    RecordsAt::for_app(&state.options.app_dir.join(jitnode_host::DATA_DIR))
+/// The robot's records: on the store of this `jitnode run`, else the app's own store when
+/// it has one.
+pub async fn records(state: &Shared) -> Option<RecordsAt> {
+    RecordsAt::for_app(&state.options.app_dir.join(jitnode_host::DATA_DIR)).await
 }
 
 /// The feedback rows (all of them, oldest first).
 pub async fn feedback_rows(state: &Shared) -> Vec<jitnode_robot::records::FeedbackRow> {
-    match records(state) {
+    match records(state).await {
         Some(r) => r
             .list_feedback(&FeedbackFilter::default())
             .await

@@ -225,20 +225,12 @@ impl At {
 /// `isReplyMsg: true` and `repliedMsg`, the quoted message (`msgType`, `content`, `msgId`,
 /// `senderId`, `createdAt`): see docs/wire-messages.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct TextContent {
-    #[serde(default)]
     pub content: String,
-    #[serde(
-        default,
-        rename = "isReplyMsg",
-        skip_serializing_if = "std::ops::Not::not"
-    )]
+    #[serde(rename = "isReplyMsg", skip_serializing_if = "std::ops::Not::not")]
     pub is_reply_msg: bool,
-    #[serde(
-        default,
-        rename = "repliedMsg",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "repliedMsg", skip_serializing_if = "Option::is_none")]
     pub replied_msg: Option<serde_json::Value>,
 }
 
@@ -326,13 +318,7 @@ pub struct AccessTokenRequest {
     pub app_secret: String,
 }
 
-impl fmt::Debug for AccessTokenRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessTokenRequest")
-            .field("app_key", &self.app_key)
-            .finish_non_exhaustive()
-    }
-}
+crate::debug_redacted!(AccessTokenRequest { app_key }..);
 
 /// The answer to [`AccessTokenRequest`]. Debug hides the token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -343,13 +329,7 @@ pub struct AccessTokenResponse {
     pub expire_in: u64,
 }
 
-impl fmt::Debug for AccessTokenResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessTokenResponse")
-            .field("expire_in", &self.expire_in)
-            .finish_non_exhaustive()
-    }
-}
+crate::debug_redacted!(AccessTokenResponse { expire_in }..);
 
 /// An OpenAPI error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -48,9 +48,69 @@ pub fn redacted_url(raw: &str) -> String {
     }
 }
 
+/// `Debug` by hand for a type that holds secrets, with the redaction in one place:
+/// `debug_redacted!(T { a, b } secret { token })` shows `a` and `b` as they are and each
+/// optional secret only as whether it is set (`Some("<redacted>")` or `None`);
+/// `debug_redacted!(T { a } ..)` shows `a` and leaves every other field out (`T { a: .., .. }`).
+#[macro_export]
+macro_rules! debug_redacted {
+    ($ty:ident { $($shown:ident),* $(,)? } ..) => {
+        impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($shown), &self.$shown))*
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+    ($ty:ident { $($shown:ident),* $(,)? } secret { $($secret:ident),* $(,)? }) => {
+        impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($shown), &self.$shown))*
+                    $(.field(stringify!($secret), &self.$secret.as_ref().map(|_| "<redacted>")))*
+                    .finish()
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[allow(dead_code)] // Only read through Debug.
+    struct Login {
+        user: String,
+        password: Option<String>,
+        key: Option<String>,
+    }
+    debug_redacted!(Login { user } secret { password, key });
+
+    #[allow(dead_code)] // Only read through Debug.
+    struct Token {
+        expires: u64,
+        token: String,
+    }
+    debug_redacted!(Token { expires }..);
+
+    #[test]
+    fn debug_redacted_shows_whether_a_secret_is_set_never_its_value() {
+        let login = Login {
+            user: "ann".into(),
+            password: Some("hunter2".into()),
+            key: None,
+        };
+        assert_eq!(
+            format!("{login:?}"),
+            r#"Login { user: "ann", password: Some("<redacted>"), key: None }"#
+        );
+        let token = Token {
+            expires: 7200,
+            token: "t0ken".into(),
+        };
+        assert_eq!(format!("{token:?}"), "Token { expires: 7200, .. }");
+    }
 
     #[test]
     fn redacted_urls_keep_only_origin_and_path() {

@@ -110,61 +110,43 @@ pub struct AtUser {
 /// `Debug` shows the session webhook without its query (the session key). Serializes back to
 /// the same JSON fields (absent optional fields stay absent, zero times are left out).
 #[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+// Every field may be missing: each takes its value of `RobotMessage::default()`.
+#[serde(rename_all = "camelCase", default)]
 pub struct RobotMessage {
-    #[serde(default)]
     pub msg_id: String,
-    #[serde(default)]
     pub msgtype: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<TextContent>,
     /// Body of non-text messages (picture, richText, audio, video, file, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<Value>,
-    #[serde(default)]
     pub conversation_id: String,
-    #[serde(default)]
     pub conversation_type: ConversationType,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation_title: Option<String>,
-    #[serde(default)]
     pub sender_id: String,
     /// Absent for external users.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_staff_id: Option<String>,
-    #[serde(default)]
     pub sender_nick: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_corp_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_platform: Option<String>,
-    #[serde(default)]
     pub is_admin: bool,
-    #[serde(default)]
     pub chatbot_user_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub chatbot_corp_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub robot_code: Option<String>,
-    #[serde(default)]
     pub is_in_at_list: bool,
-    #[serde(default)]
     pub at_users: Vec<AtUser>,
-    #[serde(default)]
     pub session_webhook: String,
-    #[serde(
-        default,
-        deserialize_with = "epoch_ms",
-        skip_serializing_if = "is_zero"
-    )]
+    #[serde(deserialize_with = "epoch_ms", skip_serializing_if = "is_zero")]
     pub session_webhook_expired_time: i64,
-    #[serde(
-        default,
-        deserialize_with = "epoch_ms",
-        skip_serializing_if = "is_zero"
-    )]
+    #[serde(deserialize_with = "epoch_ms", skip_serializing_if = "is_zero")]
     pub create_at: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub open_thread_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -172,6 +154,8 @@ pub struct RobotMessage {
 
 impl std::fmt::Debug for RobotMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The session key travels in the webhook's query.
+        let webhook = crate::redacted_url(&self.session_webhook);
         f.debug_struct("RobotMessage")
             .field("msg_id", &self.msg_id)
             .field("msgtype", &self.msgtype)
@@ -191,10 +175,7 @@ impl std::fmt::Debug for RobotMessage {
             .field("robot_code", &self.robot_code)
             .field("is_in_at_list", &self.is_in_at_list)
             .field("at_users", &self.at_users)
-            .field(
-                "session_webhook",
-                &crate::redacted_url(&self.session_webhook),
-            )
+            .field("session_webhook", &webhook)
             .field(
                 "session_webhook_expired_time",
                 &self.session_webhook_expired_time,

@@ -82,15 +82,18 @@ fn msg_id_falls_back_to_message_id_and_conversation_type_number() {
 
 #[test]
 fn robot_data_not_json_or_wrong_shape_is_an_error() {
-    let mut f = fixture("robot_text_group.json");
-    f.data = "{not json".into();
+    let base = fixture("robot_text_group.json");
+    let with = |data: &str| {
+        let mut f = base.clone();
+        f.data = data.into();
+        RobotMessage::from_frame(&f)
+    };
     assert!(matches!(
-        RobotMessage::from_frame(&f),
+        with("{not json"),
         Err(ParseError::DataNotJson { .. })
     ));
-    f.data = r#"{"atUsers": "nope"}"#.into();
     assert!(matches!(
-        RobotMessage::from_frame(&f),
+        with(r#"{"atUsers": "nope"}"#),
         Err(ParseError::Shape { .. })
     ));
 }
@@ -145,10 +148,9 @@ fn card_callback_bad_fields_are_typed_errors() {
     assert!(e.to_string().contains("extension"));
     data.as_object_mut().unwrap().remove("extension");
     assert_eq!(with(&data).unwrap().extension, Value::Null);
-    let mut f = base.clone();
-    f.data = "[1,2]".into();
+    // `data` that is JSON but not an object.
     assert!(matches!(
-        CardCallback::from_frame(&f),
+        with(&json!([1, 2])),
         Err(ParseError::Shape { .. })
     ));
 }

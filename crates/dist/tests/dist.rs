@@ -31,6 +31,13 @@ fn app() -> tempfile::TempDir {
     tmp
 }
 
+/// An [`app`] whose dist/ has been built once.
+fn built_app() -> tempfile::TempDir {
+    let app = app();
+    build(app.path()).unwrap();
+    app
+}
+
 /// Every element of the good fixture, sorted, as the element loader reads it (the list
 /// itself is pinned by jitnode-element's tests/tree.rs).
 fn all() -> Vec<String> {
@@ -158,8 +165,7 @@ fn cold_build_writes_unrendered_files_and_manifest() {
 
 #[test]
 fn unchanged_tree_starts_from_dist_without_reading_sources() {
-    let app = app();
-    build(app.path()).unwrap();
+    let app = built_app();
     let ejson = app.path().join("elements/data/thing/e.json");
     let original = fs::read(&ejson).unwrap();
     // Same size, same mtime, broken content: invisible to the stat check, so if `ensure`
@@ -226,8 +232,7 @@ fn changing_one_file_rebuilds_only_its_element() {
 
 #[test]
 fn touching_without_changing_content_rebuilds_nothing() {
-    let app = app();
-    build(app.path()).unwrap();
+    let app = built_app();
     let f = app.path().join("elements/corps/meta/e.json");
     set_mtime(&f, SystemTime::now() + Duration::from_secs(3));
     let (_, report) = ensure(app.path()).unwrap();
@@ -237,8 +242,7 @@ fn touching_without_changing_content_rebuilds_nothing() {
 
 #[test]
 fn racy_same_size_change_is_still_detected() {
-    let app = app();
-    build(app.path()).unwrap();
+    let app = built_app();
     // A file whose recorded mtime is not older than the build stamp is re-hashed even
     // when size and mtime look unchanged.
     let f = app.path().join("elements/data/plain/e.json");
@@ -258,8 +262,7 @@ fn racy_same_size_change_is_still_detected() {
 
 #[test]
 fn deleting_dist_rebuilds_everything() {
-    let app = app();
-    build(app.path()).unwrap();
+    let app = built_app();
     fs::remove_dir_all(app.path().join("dist")).unwrap();
     let (tree, report) = ensure(app.path()).unwrap();
     assert!(report.full);
@@ -269,8 +272,7 @@ fn deleting_dist_rebuilds_everything() {
 
 #[test]
 fn corrupt_or_foreign_manifest_means_full_rebuild_not_a_crash() {
-    let app = app();
-    build(app.path()).unwrap();
+    let app = built_app();
     let manifest = app.path().join("dist/manifest.json");
     let good = fs::read_to_string(&manifest).unwrap();
     let corruptions = [
@@ -298,8 +300,7 @@ fn corrupt_or_foreign_manifest_means_full_rebuild_not_a_crash() {
 
 #[test]
 fn added_and_removed_elements() {
-    let app = app();
-    build(app.path()).unwrap();
+    let app = built_app();
     let new = app.path().join("elements/data/other");
     fs::create_dir_all(&new).unwrap();
     fs::write(new.join("e.json"), r#"{"type": "data.plain"}"#).unwrap();
@@ -327,8 +328,7 @@ fn added_and_removed_elements() {
 
 #[test]
 fn type_change_updates_chains_of_reused_instances() {
-    let app = app();
-    build(app.path()).unwrap();
+    let app = built_app();
     // Re-parent data.plain under corps.meta: data.thing's files are untouched but its chain
     // changes.
     let f = app.path().join("elements/data/plain/e.json");
@@ -401,8 +401,7 @@ fn load_without_dist_or_with_a_missing_element_copy_is_an_error() {
 
 #[test]
 fn source_problems_fail_the_build_and_leave_dist_untouched() {
-    let app = app();
-    build(app.path()).unwrap();
+    let app = built_app();
     let manifest = app.path().join("dist/manifest.json");
     let before = fs::read(&manifest).unwrap();
     let dirs_before = files_under(&app.path().join("dist"));
@@ -527,8 +526,7 @@ fn a_symlink_leaving_the_element_root_fails_the_build_and_is_never_copied() {
 /// touches it.
 #[test]
 fn full_and_incremental_builds_keep_dist_native() {
-    let app = app();
-    build(app.path()).unwrap();
+    let app = built_app();
     let lib = app
         .path()
         .join("dist/native/demo.kwType/libkw-0123456789abcdef.so");

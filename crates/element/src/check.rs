@@ -151,16 +151,7 @@ fn check_config(element: &str, path: &Path, env: &Env) -> Vec<Problem> {
 /// `loaded by <fullName> (<entry>)` for the nearest loader up the chain, `loaded by the host`
 /// for a Meta, or `data only`.
 pub fn render_tree(tree: &AppTree) -> String {
-    // Children by Type, built once (the tree can hold thousands of elements).
-    let mut children: HashMap<&str, Vec<&Element>> = HashMap::new();
-    for e in tree.elements.values() {
-        if !e.is_meta() {
-            children
-                .entry(e.def.type_name.as_str())
-                .or_default()
-                .push(e);
-        }
-    }
+    let children = tree.children_by_type();
     let mut out = String::new();
     for meta in tree.metas() {
         render_node(tree, &children, meta, 0, &mut out);

@@ -86,6 +86,20 @@ impl AppTree {
             .filter(move |e| e.def.type_name == full_name)
     }
 
+    /// Every element but the Metas, grouped by its `type`, each group in name order:
+    /// [`children_of`](Self::children_of) for all Types at once, in one pass over the tree
+    /// (which can hold thousands of elements).
+    pub fn children_by_type(&self) -> HashMap<&str, Vec<&Element>> {
+        let mut children: HashMap<&str, Vec<&Element>> = HashMap::new();
+        for e in self.elements.values().filter(|e| !e.is_meta()) {
+            children
+                .entry(e.def.type_name.as_str())
+                .or_default()
+                .push(e);
+        }
+        children
+    }
+
     /// All Metas, in name order.
     pub fn metas(&self) -> impl Iterator<Item = &Element> {
         self.elements.values().filter(|e| e.is_meta())

@@ -79,6 +79,27 @@ fn good_tree_names_chains_and_loaders() {
 }
 
 #[test]
+fn children_by_type_groups_what_children_of_finds() {
+    let tree = load_tree(&fixture("good/elements")).expect("good fixture has no problems");
+    let by_type = tree.children_by_type();
+    let grouped: usize = by_type.values().map(Vec::len).sum();
+    assert_eq!(grouped, tree.len() - tree.metas().count());
+    for el in tree.elements.values() {
+        let want: Vec<&str> = tree
+            .children_of(&el.full_name)
+            .map(|c| c.full_name.as_str())
+            .collect();
+        let got: Vec<&str> = by_type
+            .get(el.full_name.as_str())
+            .into_iter()
+            .flatten()
+            .map(|c| c.full_name.as_str())
+            .collect();
+        assert_eq!(got, want, "children of {}", el.full_name);
+    }
+}
+
+#[test]
 fn walk_assigns_files_to_their_element() {
     let (found, problems) = walk(&fixture("good/elements"));
     assert!(problems.is_empty(), "{problems:?}");

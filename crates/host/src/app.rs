@@ -263,6 +263,23 @@ impl AppInner {
         Ok(loaded)
     }
 
+    /// Looks `name` up on behalf of `requester` and calls one of its functions; the one
+    /// body behind [`App::call`] and [`AppHandle::call`].
+    async fn call(
+        self: Arc<Self>,
+        name: &str,
+        requester: Option<&str>,
+        function: &str,
+        args: Value,
+        chunks: ChunkSink,
+    ) -> Result<Value, CallError> {
+        let loaded = self.lookup(name, requester).await?;
+        // Let go of the app before the function runs: a call made through a handle must
+        // not keep the app alive for as long as the function takes.
+        drop(self);
+        loaded.call(function, args, chunks).await
+    }
+
     fn record_attempt(&self, requester: Option<&str>, name: &str) {
         let mut st = self.state();
         match requester {
@@ -551,9 +568,9 @@ impl AppHandle {
         args: Value,
         chunks: ChunkSink,
     ) -> Result<Value, CallError> {
-        self.lookup(full_name)
-            .await?
-            .call(function, args, chunks)
+        let requester = self.requester.as_deref();
+        self.upgrade()?
+            .call(full_name, requester, function, args, chunks)
             .await
     }
 
@@ -729,9 +746,8 @@ impl App {
         args: Value,
         chunks: ChunkSink,
     ) -> Result<Value, CallError> {
-        self.lookup(full_name)
-            .await?
-            .call(function, args, chunks)
+        Arc::clone(&self.inner)
+            .call(full_name, None, function, args, chunks)
             .await
     }
 

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use jitnode_host::watch::{self, FileEvents};
 use jitnode_host::{
-    loader_fn, App, BoxError, ElementRuntime, FnRuntime, Registry, ReloadReport, Reloader,
-    WatchMode, WatchOptions,
+    App, BoxError, ElementRuntime, FnRuntime, Registry, ReloadReport, Reloader, WatchMode,
+    WatchOptions,
 };
 use serde_json::{json, Value};
+
+mod common;
+use common::register_logged;
 
 /// What the `builtin:rec` loader saw: every load with its rendered config, and the runtimes
 /// alive now (loaded and not yet stopped).
@@ -42,58 +45,51 @@ impl Log {
 /// `builtin:rec`: records its config; config `"needs": [names]` looks those up while
 /// loading, `"fail": true` makes the load fail.
 fn registry(log: &Arc<Log>) -> Registry {
-    let log = Arc::clone(log);
     let mut reg = Registry::with_builtins();
-    reg.register(
-        "rec",
-        loader_fn(move |cx| {
-            let log = Arc::clone(&log);
+    register_logged(&mut reg, "rec", log, |cx, log: Arc<Log>| async move {
+        let name = cx.full_name().to_string();
+        let config = cx.config().cloned().unwrap_or(Value::Null);
+        log.loads
+            .lock()
+            .unwrap()
+            .push((name.clone(), config.clone()));
+        for need in config
+            .get("needs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            cx.app().lookup(need).await?;
+        }
+        if config.get("fail") == Some(&json!(true)) {
+            return Err(BoxError::from("asked to fail"));
+        }
+        log.live
+            .lock()
+            .unwrap()
+            .entry(name.clone())
+            .or_default()
+            .push(config.clone());
+        let on_stop = Arc::clone(&log);
+        let rt = FnRuntime::new().on_stop(move || {
+            let log = Arc::clone(&on_stop);
+            let name = name.clone();
+            let config = config.clone();
             async move {
-                let name = cx.full_name().to_string();
-                let config = cx.config().cloned().unwrap_or(Value::Null);
-                log.loads
-                    .lock()
-                    .unwrap()
-                    .push((name.clone(), config.clone()));
-                for need in config
-                    .get("needs")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                {
-                    cx.app().lookup(need).await?;
-                }
-                if config.get("fail") == Some(&json!(true)) {
-                    return Err(BoxError::from("asked to fail"));
-                }
-                log.live
-                    .lock()
-                    .unwrap()
-                    .entry(name.clone())
-                    .or_default()
-                    .push(config.clone());
-                let on_stop = Arc::clone(&log);
-                let rt = FnRuntime::new().on_stop(move || {
-                    let log = Arc::clone(&on_stop);
-                    let name = name.clone();
-                    let config = config.clone();
-                    async move {
-                        let mut live = log.live.lock().unwrap();
-                        if let Some(v) = live.get_mut(&name) {
-                            if let Some(i) = v.iter().position(|c| *c == config) {
-                                v.remove(i);
-                            }
-                            if v.is_empty() {
-                                live.remove(&name);
-                            }
-                        }
+                let mut live = log.live.lock().unwrap();
+                if let Some(v) = live.get_mut(&name) {
+                    if let Some(i) = v.iter().position(|c| *c == config) {
+                        v.remove(i);
                     }
-                });
-                Ok(Box::new(rt) as Box<dyn ElementRuntime>)
+                    if v.is_empty() {
+                        live.remove(&name);
+                    }
+                }
             }
-        }),
-    );
+        });
+        Ok(Box::new(rt) as Box<dyn ElementRuntime>)
+    });
     reg
 }
 
@@ -131,6 +127,13 @@ fn base_app() -> tempfile::TempDir {
     dir
 }
 
+/// A [`base_app`] whose `.env` holds `dotenv`.
+fn base_app_with_env(dotenv: &str) -> tempfile::TempDir {
+    let dir = base_app();
+    write(dir.path(), ".env", dotenv);
+    dir
+}
+
 fn instance(app: &Path, rel: &str, ty: &str, eager: bool, config: &str) {
     let lt = if eager {
         r#", "backendLoadTime": "afterAppInit""#
@@ -145,11 +148,14 @@ fn instance(app: &Path, rel: &str, ty: &str, eager: bool, config: &str) {
     write(app, &format!("elements/{rel}/config.json"), config);
 }
 
-async fn started(app_dir: &Path, log: &Arc<Log>) -> Reloader {
-    let (app, _) = App::open(app_dir, false, registry(log)).unwrap();
+/// Opens and starts the app (nothing may fail), with a fresh [`Log`] for its loader.
+async fn started(app_dir: &Path) -> (Reloader, Arc<Log>) {
+    let log = Arc::new(Log::default());
+    let (app, _) = App::open(app_dir, false, registry(&log)).unwrap();
     let report = app.start().await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    Reloader::new(app_dir, app).with_stop_deadline(Duration::from_secs(2))
+    let r = Reloader::new(app_dir, app).with_stop_deadline(Duration::from_secs(2));
+    (r, log)
 }
 
 /// The reason a reload kept the last good version; `why` says what should be rejected.
@@ -175,8 +181,7 @@ async fn a_config_edit_restarts_that_instance_with_the_new_config() {
     let app_dir = dir.path();
     instance(app_dir, "fam/bot", "fam.t1", true, r#"{"v": 1}"#);
     instance(app_dir, "fam/calm", "fam.t1", true, r#"{"v": 1}"#);
-    let log = Arc::new(Log::default());
-    let mut r = started(app_dir, &log).await;
+    let (mut r, log) = started(app_dir).await;
 
     write_bot(app_dir, "config.json", r#"{"v": 2}"#);
     let report = r.reload_from_disk().await;
@@ -211,8 +216,7 @@ async fn an_edit_breaking_the_schema_keeps_the_last_good_version_until_fixed() {
     );
     instance(app_dir, "fam/bot", "fam.t1", true, r#"{"v": 1}"#);
     instance(app_dir, "fam/calm", "fam.t1", true, "{}");
-    let log = Arc::new(Log::default());
-    let mut r = started(app_dir, &log).await;
+    let (mut r, log) = started(app_dir).await;
     // The loader got the config with the schema's default filled in.
     assert_eq!(log.live()["fam.calm"], vec![json!({"v": 0})]);
 
@@ -240,8 +244,7 @@ async fn a_broken_e_json_keeps_the_last_good_version_until_fixed() {
     let dir = base_app();
     let app_dir = dir.path();
     instance(app_dir, "fam/bot", "fam.t1", true, r#"{"v": 1}"#);
-    let log = Arc::new(Log::default());
-    let mut r = started(app_dir, &log).await;
+    let (mut r, log) = started(app_dir).await;
     let before = r.app().running_fingerprints();
 
     write_bot(
@@ -274,9 +277,8 @@ async fn a_broken_e_json_keeps_the_last_good_version_until_fixed() {
 
 #[tokio::test]
 async fn env_edits_restart_only_elements_whose_rendered_config_changed() {
-    let dir = base_app();
+    let dir = base_app_with_env("RELOAD_T_A=1\nRELOAD_T_B=x\n");
     let app_dir = dir.path();
-    write(app_dir, ".env", "RELOAD_T_A=1\nRELOAD_T_B=x\n");
     instance(app_dir, "fam/a", "fam.t1", true, "{\"v\": {{RELOAD_T_A}}}");
     instance(
         app_dir,
@@ -285,8 +287,7 @@ async fn env_edits_restart_only_elements_whose_rendered_config_changed() {
         true,
         "{\"v\": \"<<RELOAD_T_B>>\"}",
     );
-    let log = Arc::new(Log::default());
-    let mut r = started(app_dir, &log).await;
+    let (mut r, log) = started(app_dir).await;
 
     write(app_dir, ".env", "RELOAD_T_A=2\nRELOAD_T_B=x\n");
     let report = r.reload_from_disk().await;
@@ -311,9 +312,8 @@ async fn env_edits_restart_only_elements_whose_rendered_config_changed() {
 
 #[tokio::test]
 async fn env_overrides_win_over_dotenv_and_survive_a_reload() {
-    let dir = base_app();
+    let dir = base_app_with_env("RELOAD_T_URL=from-dotenv\nRELOAD_T_N=1\n");
     let app_dir = dir.path();
-    write(app_dir, ".env", "RELOAD_T_URL=from-dotenv\nRELOAD_T_N=1\n");
     instance(
         app_dir,
         "fam/a",
@@ -355,8 +355,7 @@ async fn changing_a_type_restarts_its_instances_only() {
     instance(app_dir, "fam/one", "fam.t1", true, "{}");
     instance(app_dir, "fam/two", "fam.t2", true, "{}");
     instance(app_dir, "other/x", "other.meta", true, "{}");
-    let log = Arc::new(Log::default());
-    let mut r = started(app_dir, &log).await;
+    let (mut r, log) = started(app_dir).await;
 
     write(
         app_dir,
@@ -389,8 +388,7 @@ async fn added_and_removed_folders_start_and_stop() {
     let dir = base_app();
     let app_dir = dir.path();
     instance(app_dir, "fam/one", "fam.t1", true, "{}");
-    let log = Arc::new(Log::default());
-    let mut r = started(app_dir, &log).await;
+    let (mut r, log) = started(app_dir).await;
 
     instance(app_dir, "fam/new", "fam.t1", true, r#"{"v": 1}"#);
     instance(app_dir, "fam/lazy", "fam.t1", false, r#"{"v": 1}"#);
@@ -424,8 +422,7 @@ async fn dependents_restart_with_what_they_looked_up_and_orphans_stop() {
         true,
         r#"{"needs": ["fam.lib"]}"#,
     );
-    let log = Arc::new(Log::default());
-    let mut r = started(app_dir, &log).await;
+    let (mut r, log) = started(app_dir).await;
     assert!(log.live().contains_key("fam.lib"));
 
     write(app_dir, "elements/fam/lib/config.json", r#"{"v": 2}"#);
@@ -483,12 +480,10 @@ async fn clean_start(app_dir: &Path) -> (App, Arc<Log>, tempfile::TempDir) {
 
 #[tokio::test]
 async fn any_sequence_of_edits_ends_like_a_clean_start() {
-    let dir = base_app();
+    let dir = base_app_with_env("RELOAD_SEQ_V=1\n");
     let app_dir = dir.path();
-    write(app_dir, ".env", "RELOAD_SEQ_V=1\n");
     instance(app_dir, "fam/i0", "fam.t1", true, "{}");
-    let log = Arc::new(Log::default());
-    let mut r = started(app_dir, &log).await;
+    let (mut r, log) = started(app_dir).await;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut accepted = 0;
     let mut rejected = 0;
@@ -608,8 +603,7 @@ async fn watcher_reloads_a_config_edit(mode: WatchMode) {
     let dir = base_app();
     let app_dir = dir.path().to_path_buf();
     instance(&app_dir, "fam/bot", "fam.t1", true, r#"{"v": 1}"#);
-    let log = Arc::new(Log::default());
-    let mut r = started(&app_dir, &log).await;
+    let (mut r, log) = started(&app_dir).await;
     let options = WatchOptions {
         mode,
         debounce: Duration::from_millis(50),

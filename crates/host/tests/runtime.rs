@@ -13,6 +13,9 @@ use jitnode_host::{
 };
 use serde_json::{json, Value};
 
+mod common;
+use common::register_logged;
+
 fn write(root: &Path, rel: &str, file: &str, text: &str) {
     let dir = root.join(rel);
     std::fs::create_dir_all(&dir).unwrap();
@@ -59,87 +62,80 @@ impl Log {
 /// message), `panic` (panic), `hangOnStop` (stop never finishes), `callNeeds` (a function
 /// `poke` that looks these up at call time).
 fn probe_registry(log: &Arc<Log>) -> Registry {
-    let log = Arc::clone(log);
     let mut reg = Registry::new();
-    reg.register(
-        "probe",
-        loader_fn(move |cx| {
-            let log = Arc::clone(&log);
-            async move {
-                let name = cx.full_name().to_string();
-                let raw = cx.definition().raw.clone();
-                *log.loads.lock().unwrap().entry(name.clone()).or_default() += 1;
-                log.push(format!("start {name}"));
-                if let Some(ms) = raw.get("loadMs").and_then(Value::as_u64) {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
+    register_logged(&mut reg, "probe", log, |cx, log: Arc<Log>| async move {
+        let name = cx.full_name().to_string();
+        let raw = cx.definition().raw.clone();
+        *log.loads.lock().unwrap().entry(name.clone()).or_default() += 1;
+        log.push(format!("start {name}"));
+        if let Some(ms) = raw.get("loadMs").and_then(Value::as_u64) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        for need in raw
+            .get("needs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let need = need.as_str().unwrap();
+            cx.app().lookup(need).await?;
+        }
+        if let Some(state) = raw.get("readiness").and_then(Value::as_str) {
+            let reporter = cx.readiness("connecting");
+            match state {
+                "ready" => reporter.ready(),
+                "pending" => {}
+                reason => reporter.not_ready(reason),
+            }
+        }
+        if let Some(msg) = raw.get("fail").and_then(Value::as_str) {
+            return Err(BoxError::from(msg.to_string()));
+        }
+        if raw.get("panic").is_some() {
+            panic!("probe loader told to panic");
+        }
+        log.push(format!("done {name}"));
+        let hang = raw.get("hangOnStop").is_some();
+        let stop_log = Arc::clone(&log);
+        let stop_name = name.clone();
+        let app = cx.app().clone();
+        let call_needs: Vec<String> = raw
+            .get("callNeeds")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let config = cx.config().cloned();
+        let rt = FnRuntime::new()
+            .function("config", move |_, _| {
+                let config = config.clone();
+                async move { Ok(config.unwrap_or(Value::Null)) }
+            })
+            .function("poke", move |_, _| {
+                let app = app.clone();
+                let call_needs = call_needs.clone();
+                async move {
+                    for n in &call_needs {
+                        app.lookup(n)
+                            .await
+                            .map_err(|e| jitnode_host::FunctionError::failed(e.to_string()))?;
+                    }
+                    Ok(json!(call_needs.len()))
                 }
-                for need in raw
-                    .get("needs")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let need = need.as_str().unwrap();
-                    cx.app().lookup(need).await?;
-                }
-                if let Some(state) = raw.get("readiness").and_then(Value::as_str) {
-                    let reporter = cx.readiness("connecting");
-                    match state {
-                        "ready" => reporter.ready(),
-                        "pending" => {}
-                        reason => reporter.not_ready(reason),
+            })
+            .on_stop(move || {
+                let log = Arc::clone(&stop_log);
+                let name = stop_name.clone();
+                async move {
+                    log.push(format!("stop {name}"));
+                    if hang {
+                        std::future::pending::<()>().await;
                     }
                 }
-                if let Some(msg) = raw.get("fail").and_then(Value::as_str) {
-                    return Err(BoxError::from(msg.to_string()));
-                }
-                if raw.get("panic").is_some() {
-                    panic!("probe loader told to panic");
-                }
-                log.push(format!("done {name}"));
-                let hang = raw.get("hangOnStop").is_some();
-                let stop_log = Arc::clone(&log);
-                let stop_name = name.clone();
-                let app = cx.app().clone();
-                let call_needs: Vec<String> = raw
-                    .get("callNeeds")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect();
-                let config = cx.config().cloned();
-                let rt = FnRuntime::new()
-                    .function("config", move |_, _| {
-                        let config = config.clone();
-                        async move { Ok(config.unwrap_or(Value::Null)) }
-                    })
-                    .function("poke", move |_, _| {
-                        let app = app.clone();
-                        let call_needs = call_needs.clone();
-                        async move {
-                            for n in &call_needs {
-                                app.lookup(n).await.map_err(|e| {
-                                    jitnode_host::FunctionError::failed(e.to_string())
-                                })?;
-                            }
-                            Ok(json!(call_needs.len()))
-                        }
-                    })
-                    .on_stop(move || {
-                        let log = Arc::clone(&stop_log);
-                        let name = stop_name.clone();
-                        async move {
-                            log.push(format!("stop {name}"));
-                            if hang {
-                                std::future::pending::<()>().await;
-                            }
-                        }
-                    });
-                Ok(Box::new(rt) as Box<dyn ElementRuntime>)
-            }
-        }),
-    );
+            });
+        Ok(Box::new(rt) as Box<dyn ElementRuntime>)
+    });
     reg
 }
 
@@ -162,12 +158,20 @@ fn family_dir() -> tempfile::TempDir {
     dir
 }
 
+/// `base` with the keys of the object `extra` added (or replaced).
+fn merged(mut base: Value, extra: Value) -> Value {
+    base.as_object_mut()
+        .expect("base is an object")
+        .extend(extra.as_object().expect("extra is an object").clone());
+    base
+}
+
 fn probe(root: &Path, name: &str, extra: Value) {
-    let mut e = json!({"type": "t.probeType"});
-    e.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    el(root, &format!("t/{name}"), e);
+    el(
+        root,
+        &format!("t/{name}"),
+        merged(json!({"type": "t.probeType"}), extra),
+    );
 }
 
 /// [`probe`] for each name of the object `probes`, with its value as the extra keys.
@@ -177,12 +181,23 @@ fn probes(root: &Path, probes: Value) {
     }
 }
 
-fn app_with(root: &Path, log: &Arc<Log>) -> App {
-    App::new(
+/// An app over `root` (empty environment) whose probe loader writes to a fresh [`Log`].
+fn logged_app(root: &Path) -> (Arc<Log>, App) {
+    let log = Arc::new(Log::default());
+    let app = App::new(
         tree(root),
         Env::from_map(HashMap::new()),
-        probe_registry(log),
-    )
+        probe_registry(&log),
+    );
+    (log, app)
+}
+
+/// A [`family_dir`] holding `probes` (see [`probes`]), with a [`logged_app`] over it.
+fn probe_app(probes: Value) -> (tempfile::TempDir, Arc<Log>, App) {
+    let dir = family_dir();
+    self::probes(dir.path(), probes);
+    let (log, app) = logged_app(dir.path());
+    (dir, log, app)
 }
 
 /// A call (chunks discarded) that must succeed.
@@ -208,20 +223,13 @@ fn index_of(events: &[String], e: &str) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn phases_run_in_order_and_concurrently_within_a_phase() {
-    let dir = family_dir();
-    let root = dir.path();
-    probes(
-        root,
-        json!({
-            "b1": {"backendLoadTime": "beforeHandleRequest", "loadMs": 30},
-            "b2": {"backendLoadTime": "beforeHandleRequest", "loadMs": 10},
-            "a1": {"backendLoadTime": "afterAppInit", "loadMs": 5},
-            "a2": {"backendLoadTime": "afterAppInit"},
-            "lazy": {}
-        }),
-    );
-    let log = Arc::new(Log::default());
-    let app = app_with(root, &log);
+    let (_dir, log, app) = probe_app(json!({
+        "b1": {"backendLoadTime": "beforeHandleRequest", "loadMs": 30},
+        "b2": {"backendLoadTime": "beforeHandleRequest", "loadMs": 10},
+        "a1": {"backendLoadTime": "afterAppInit", "loadMs": 5},
+        "a2": {"backendLoadTime": "afterAppInit"},
+        "lazy": {}
+    }));
 
     let report = app.start().await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
@@ -261,8 +269,7 @@ async fn a_failing_element_is_reported_and_the_others_keep_running() {
             "good2": {"backendLoadTime": "afterAppInit"}
         }),
     );
-    let log = Arc::new(Log::default());
-    let app = app_with(root, &log);
+    let (log, app) = logged_app(root);
 
     let report = app.start().await;
     assert_eq!(report.started, ["t.good1", "t.good2"]);
@@ -305,13 +312,7 @@ async fn readiness_tells_started_elements_from_working_ones() {
     use jitnode_host::Check;
     let dir = family_dir();
     let root = dir.path();
-    let at_start = |extra: Value| {
-        let mut e = json!({"backendLoadTime": "afterAppInit"});
-        e.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        e
-    };
+    let at_start = |extra: Value| merged(json!({"backendLoadTime": "afterAppInit"}), extra);
     probe(root, "up", at_start(json!({"readiness": "ready"})));
     probe(
         root,
@@ -324,8 +325,7 @@ async fn readiness_tells_started_elements_from_working_ones() {
         "bad",
         at_start(json!({"readiness": "ready", "fail": "no config"})),
     );
-    let log = Arc::new(Log::default());
-    let app = app_with(root, &log);
+    let (_log, app) = logged_app(root);
     let report = app.start().await;
     assert_eq!(report.started, ["t.down", "t.silent", "t.up"]);
 
@@ -363,7 +363,10 @@ async fn readiness_tells_started_elements_from_working_ones() {
     );
 }
 
-async fn fifty_lookups_load_once(app: Arc<App>, log: &Log) {
+/// Fifty concurrent first lookups of a `t.slow` that loads for `load_ms`.
+async fn fifty_lookups_load_once(load_ms: u64) {
+    let (_dir, log, app) = probe_app(json!({"slow": {"loadMs": load_ms}}));
+    let app = Arc::new(app);
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..50 {
         let app = Arc::clone(&app);
@@ -385,45 +388,25 @@ async fn fifty_lookups_load_once(app: Arc<App>, log: &Log) {
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_first_lookups_load_once() {
-    let dir = family_dir();
-    probe(dir.path(), "slow", json!({"loadMs": 50}));
-    let log = Arc::new(Log::default());
-    let app = Arc::new(app_with(dir.path(), &log));
-    fifty_lookups_load_once(app, &log).await;
+    fifty_lookups_load_once(50).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_first_lookups_load_once_across_threads() {
-    let dir = family_dir();
-    probe(dir.path(), "slow", json!({"loadMs": 20}));
-    let log = Arc::new(Log::default());
-    let app = Arc::new(app_with(dir.path(), &log));
-    fifty_lookups_load_once(app, &log).await;
+    fifty_lookups_load_once(20).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn lookups_load_what_they_need_and_stop_dependents_first() {
-    let dir = family_dir();
-    let root = dir.path();
-    probes(
-        root,
-        json!({
-            "base": {},
-            "mid": {"needs": ["t.base"]},
-            "top": {"backendLoadTime": "afterAppInit", "needs": ["t.mid", "t.base"]},
-            "alone": {"backendLoadTime": "afterAppInit"}
-        }),
-    );
-    // Looks up t.base only when called, after loading.
-    probes(
-        root,
-        json!({
-            "caller": {"callNeeds": ["t.base"]},
-            "later": {}
-        }),
-    );
-    let log = Arc::new(Log::default());
-    let app = app_with(root, &log);
+    let (_dir, log, app) = probe_app(json!({
+        "base": {},
+        "mid": {"needs": ["t.base"]},
+        "top": {"backendLoadTime": "afterAppInit", "needs": ["t.mid", "t.base"]},
+        "alone": {"backendLoadTime": "afterAppInit"},
+        // Looks up t.base only when called, after loading.
+        "caller": {"callNeeds": ["t.base"]},
+        "later": {}
+    }));
 
     let report = app.start().await;
     assert_eq!(report.started, ["t.alone", "t.top"]);
@@ -480,18 +463,11 @@ async fn lookups_load_what_they_need_and_stop_dependents_first() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stop_that_hangs_is_abandoned_at_its_deadline() {
-    let dir = family_dir();
-    let root = dir.path();
-    probes(
-        root,
-        json!({
-            "stuck": {"backendLoadTime": "afterAppInit", "hangOnStop": true},
-            "user": {"backendLoadTime": "afterAppInit", "needs": ["t.stuck"]},
-            "fine": {"backendLoadTime": "afterAppInit"}
-        }),
-    );
-    let log = Arc::new(Log::default());
-    let app = app_with(root, &log);
+    let (_dir, _log, app) = probe_app(json!({
+        "stuck": {"backendLoadTime": "afterAppInit", "hangOnStop": true},
+        "user": {"backendLoadTime": "afterAppInit", "needs": ["t.stuck"]},
+        "fine": {"backendLoadTime": "afterAppInit"}
+    }));
     app.start().await;
     let started = tokio::time::Instant::now();
     let stop = app.stop(Duration::from_secs(2)).await;
@@ -503,36 +479,33 @@ async fn a_stop_that_hangs_is_abandoned_at_its_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn elements_looking_each_other_up_while_loading_fail_instead_of_hanging() {
-    let dir = family_dir();
-    let root = dir.path();
-    probes(
-        root,
-        json!({
-            "ping": {"needs": ["t.pong"]},
-            "pong": {"needs": ["t.ping"]},
-            "narcissus": {"needs": ["t.narcissus"]}
-        }),
-    );
-    let log = Arc::new(Log::default());
-    let app = app_with(root, &log);
-    let e = tokio::time::timeout(Duration::from_secs(60), app.lookup("t.ping"))
-        .await
-        .expect("a lookup cycle must not hang")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("lookup cycle while loading: t.pong -> t.ping -> t.pong"),
-        "{e}"
-    );
-    let e = tokio::time::timeout(Duration::from_secs(60), app.lookup("t.narcissus"))
-        .await
-        .expect("a self lookup must not hang")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("lookup cycle while loading: t.narcissus -> t.narcissus"),
-        "{e}"
-    );
+    let (_dir, _log, app) = probe_app(json!({
+        "ping": {"needs": ["t.pong"]},
+        "pong": {"needs": ["t.ping"]},
+        "narcissus": {"needs": ["t.narcissus"]}
+    }));
+    for (name, why, cycle) in [
+        (
+            "t.ping",
+            "a lookup cycle must not hang",
+            "t.pong -> t.ping -> t.pong",
+        ),
+        (
+            "t.narcissus",
+            "a self lookup must not hang",
+            "t.narcissus -> t.narcissus",
+        ),
+    ] {
+        let e = tokio::time::timeout(Duration::from_secs(60), app.lookup(name))
+            .await
+            .expect(why)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("lookup cycle while loading: {cycle}")),
+            "{e}"
+        );
+    }
 }
 
 fn echo_app(root: &Path, env: HashMap<String, String>) -> App {
@@ -670,8 +643,7 @@ async fn loaders_get_rendered_config_and_missing_variables_fail_that_element_onl
 async fn definitions_are_available_without_loading() {
     let dir = family_dir();
     probe(dir.path(), "x", json!({"custom": {"kept": true}}));
-    let log = Arc::new(Log::default());
-    let app = app_with(dir.path(), &log);
+    let (log, app) = logged_app(dir.path());
     let def = app.handle().definition("t.x").unwrap();
     assert_eq!(def.def.raw["custom"], json!({"kept": true}));
     assert_eq!(def.chain, ["t.x", "t.probeType", "t.meta"]);
@@ -683,8 +655,8 @@ async fn definitions_are_available_without_loading() {
 async fn an_element_finishing_its_load_after_stop_began_is_stopped_too() {
     let dir = family_dir();
     probe(dir.path(), "slowpoke", json!({"loadMs": 100}));
-    let log = Arc::new(Log::default());
-    let app = Arc::new(app_with(dir.path(), &log));
+    let (log, app) = logged_app(dir.path());
+    let app = Arc::new(app);
     let pending = {
         let app = Arc::clone(&app);
         tokio::spawn(async move { app.lookup("t.slowpoke").await })

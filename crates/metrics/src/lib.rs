@@ -264,6 +264,15 @@ mod tests {
         );
     }
 
+    /// Fails unless `text` has the cumulative `buckets` (upper bound, count) of histogram
+    /// `name`, and its `count` line.
+    fn has_buckets(text: &str, name: &str, buckets: &[(&str, u64)], count: u64) {
+        for (le, n) in buckets {
+            has_line(text, &format!("{name}_bucket{{le=\"{le}\"}} {n}"));
+        }
+        has_line(text, &format!("{name}_count {count}"));
+    }
+
     #[test]
     fn histogram_buckets_are_cumulative_and_count_everything() {
         let h = Histogram::new();
@@ -272,11 +281,8 @@ mod tests {
         h.observe(Duration::from_secs(100));
         let mut out = String::new();
         h.render("x", "help", &mut out);
-        has_line(&out, "x_bucket{le=\"0.005\"} 1");
-        has_line(&out, "x_bucket{le=\"0.5\"} 2");
-        has_line(&out, "x_bucket{le=\"30\"} 2");
-        has_line(&out, "x_bucket{le=\"+Inf\"} 3");
-        has_line(&out, "x_count 3");
+        let buckets = [("0.005", 1), ("0.5", 2), ("30", 2), ("+Inf", 3)];
+        has_buckets(&out, "x", &buckets, 3);
         has_line(&out, "x_sum 100.303");
     }
 
@@ -285,11 +291,8 @@ mod tests {
         let m = Metrics::new();
         m.claim_latency.observe(Duration::from_micros(400));
         m.claim_latency.observe(Duration::from_micros(1800));
-        let text = m.render();
-        has_line(&text, "jitnode_store_claim_seconds_bucket{le=\"0.0002\"} 0");
-        has_line(&text, "jitnode_store_claim_seconds_bucket{le=\"0.0005\"} 1");
-        has_line(&text, "jitnode_store_claim_seconds_bucket{le=\"0.002\"} 2");
-        has_line(&text, "jitnode_store_claim_seconds_count 2");
+        let buckets = [("0.0002", 0), ("0.0005", 1), ("0.002", 2)];
+        has_buckets(&m.render(), "jitnode_store_claim_seconds", &buckets, 2);
     }
 
     #[test]

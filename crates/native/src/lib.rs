@@ -70,3 +70,16 @@ pub use error::NativeError;
 pub use library::{check_header, CallFailure, Instance, Plugin};
 pub use loader::{Built, NativeLoader, NativeOptions};
 pub use record::{file_hash, source_hash, HOST_TARGET};
+
+/// Helpers of the unit tests.
+#[cfg(test)]
+mod testing {
+    use std::path::Path;
+
+    /// Writes `text` to `path`, creating its folders first.
+    pub(crate) fn write_file(path: &Path, text: &str) {
+        let dir = path.parent().expect("a file path has a parent");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}

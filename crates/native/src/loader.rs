@@ -615,6 +615,7 @@ mod tests {
     use jitnode_element::Definition;
 
     use super::*;
+    use crate::testing::write_file;
 
     #[test]
     fn crates_are_built_from_the_source_tree_when_it_has_them() {
@@ -622,8 +623,7 @@ mod tests {
         let dist_ty = d.path().join("dist/e/demo/kwType.abc123");
         let src_ty = d.path().join("elements/demo/kwType");
         for t in [&dist_ty, &src_ty] {
-            std::fs::create_dir_all(t.join("plugin")).unwrap();
-            std::fs::write(t.join("plugin/Cargo.toml"), "").unwrap();
+            write_file(&t.join("plugin/Cargo.toml"), "");
         }
         let el = Element {
             full_name: "demo.kwType".into(),

@@ -109,19 +109,17 @@ pub(crate) fn usable_library(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::write_file;
 
     #[test]
     fn source_hash_follows_content_and_skips_what_dist_leaves_out() {
         let d = tempfile::tempdir().unwrap();
         let c = d.path().join("plugin");
-        std::fs::create_dir_all(c.join("src")).unwrap();
-        std::fs::write(c.join("Cargo.toml"), "[package]").unwrap();
-        std::fs::write(c.join("src/lib.rs"), "fn a() {}").unwrap();
+        write_file(&c.join("Cargo.toml"), "[package]");
+        write_file(&c.join("src/lib.rs"), "fn a() {}");
         let h = source_hash(&c).unwrap();
         for skipped in ["target/x", ".git/HEAD", "dist/y", ".hidden"] {
-            let p = c.join(skipped);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, skipped).unwrap();
+            write_file(&c.join(skipped), skipped);
         }
         assert_eq!(source_hash(&c).unwrap(), h);
         std::fs::write(c.join("src/lib.rs"), "fn b() {}").unwrap();

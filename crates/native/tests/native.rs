@@ -149,6 +149,22 @@ fn app_of(tree: AppTree, registry: Registry) -> App {
     App::new(tree, Env::from_map(HashMap::new()), registry)
 }
 
+/// A [`fixture_app`] of `fixture` alone (config `{}`), and the error of a first call of
+/// its instance's `function`, which must fail.
+async fn first_call_err(fixture: &str, function: &str) -> (FixtureApp, CallError) {
+    let fx = fixture_app(&[(fixture, json!({}))]);
+    let err = call_err(&fx.app, &format!("fx.{fixture}"), function, json!({})).await;
+    (fx, err)
+}
+
+/// Asserts that `text` starts with `prefix` and contains every one of `parts`.
+fn assert_text(text: &str, prefix: &str, parts: &[&str]) {
+    assert!(text.starts_with(prefix), "{text}");
+    for part in parts {
+        assert!(text.contains(part), "{text}");
+    }
+}
+
 fn load_failure(e: CallError) -> String {
     match e {
         CallError::Lookup(LookupError::Load(LoadError::Failed { message, .. })) => message,
@@ -158,19 +174,18 @@ fn load_failure(e: CallError) -> String {
 
 #[tokio::test]
 async fn abi_mismatch_is_refused_after_reading_only_the_header() {
-    let fx = fixture_app(&[("abi_mismatch", json!({}))]);
-    let err = call_err(&fx.app, "fx.abi_mismatch", "anything", json!({})).await;
+    let (fx, err) = first_call_err("abi_mismatch", "anything").await;
     let text = err.to_string();
-    assert!(
-        text.starts_with("fx.abi_mismatch: loader builtin:native failed: fx.abi_mismatchType: plugin ABI mismatch in "),
-        "{text}"
-    );
     let want = format!(
         "the library has ABI version {} (table of 8 bytes), this host needs version {}",
         jitnode_plugin::abi::ABI_VERSION + 1,
         jitnode_plugin::abi::ABI_VERSION
     );
-    assert!(text.contains(&want), "{text}");
+    assert_text(
+        &text,
+        "fx.abi_mismatch: loader builtin:native failed: fx.abi_mismatchType: plugin ABI mismatch in ",
+        &[&want],
+    );
     // The host is still usable: a second lookup reports the same remembered error.
     let again = call_err(&fx.app, "fx.abi_mismatch", "anything", json!({})).await;
     assert_eq!(again.to_string(), text);
@@ -178,8 +193,7 @@ async fn abi_mismatch_is_refused_after_reading_only_the_header() {
 
 #[tokio::test]
 async fn a_plugin_built_before_the_schema_abi_is_refused_with_a_rebuild_hint() {
-    let fx = fixture_app(&[("abi_v1", json!({}))]);
-    let err = call_err(&fx.app, "fx.abi_v1", "anything", json!({})).await;
+    let (fx, err) = first_call_err("abi_v1", "anything").await;
     let text = load_failure(err);
     assert!(
         text.contains("the library has ABI version 1")
@@ -205,19 +219,17 @@ async fn a_plugin_built_before_the_schema_abi_is_refused_with_a_rebuild_hint() {
 
 #[tokio::test]
 async fn a_library_without_the_entry_symbol_is_named_as_such() {
-    let fx = fixture_app(&[("no_entry", json!({}))]);
-    let msg = load_failure(call_err(&fx.app, "fx.no_entry", "x", json!({})).await);
-    assert!(
-        msg.starts_with("fx.no_entryType: ")
-            && msg.contains("is not a jitnode plugin: it has no symbol jitnode_plugin_entry"),
-        "{msg}"
+    let msg = load_failure(first_call_err("no_entry", "x").await.1);
+    assert_text(
+        &msg,
+        "fx.no_entryType: ",
+        &["is not a jitnode plugin: it has no symbol jitnode_plugin_entry"],
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panics_in_calls_are_errors_and_the_element_keeps_working() {
-    let fx = fixture_app(&[("panicky", json!({}))]);
-    let err = call_err(&fx.app, "fx.panicky", "boom", json!({})).await;
+    let (fx, err) = first_call_err("panicky", "boom").await;
     match &err {
         CallError::Failed {
             element,
@@ -279,18 +291,16 @@ async fn a_panic_while_loading_fails_that_element_only() {
 
 #[tokio::test]
 async fn invalid_json_from_a_plugin_is_an_error_naming_the_library() {
-    let fx = fixture_app(&[("bad_json", json!({}))]);
-    let err = call_err(&fx.app, "fx.bad_json", "garbage", json!({})).await;
+    let (fx, err) = first_call_err("bad_json", "garbage").await;
     let text = err.to_string();
-    assert!(
-        text.starts_with("fx.bad_json.garbage failed: native plugin "),
-        "{text}"
+    assert_text(
+        &text,
+        "fx.bad_json.garbage failed: native plugin ",
+        &[
+            "returned invalid JSON: EOF while parsing",
+            "libfixture_bad_json-",
+        ],
     );
-    assert!(
-        text.contains("returned invalid JSON: EOF while parsing"),
-        "{text}"
-    );
-    assert!(text.contains("libfixture_bad_json-"), "{text}");
     assert_eq!(
         call_ok(&fx.app, "fx.bad_json", "fine", json!({})).await,
         json!("fine")
@@ -411,12 +421,14 @@ async fn a_build_error_is_shown_in_full_and_other_elements_keep_working() {
     let app = app_of(tree, registry_with(&loader));
 
     let msg = load_failure(call_err(&app, "fx.broken", "x", json!({})).await);
-    assert!(msg.starts_with("fx.brokenType: cargo build of "), "{msg}");
-    assert!(
-        msg.contains("cannot find value `not_defined_anywhere` in this scope"),
-        "{msg}"
+    assert_text(
+        &msg,
+        "fx.brokenType: cargo build of ",
+        &[
+            "cannot find value `not_defined_anywhere` in this scope",
+            "src/lib.rs:1:",
+        ],
     );
-    assert!(msg.contains("src/lib.rs:1:"), "{msg}");
     assert_eq!(
         call_ok(&app, "fx.hello", "echo", json!({"a": 1})).await,
         json!({"a": 1})
@@ -574,18 +586,13 @@ async fn from_dist_a_library_that_does_not_fit_its_record_is_a_clear_error() {
     let mut tampered = good.clone();
     tampered.extend_from_slice(b"tampered");
     replace(&tampered);
-    let m = failure().await;
-    assert!(
-        m.starts_with("demo.keywordReplyType: the library recorded in "),
-        "{m}"
-    );
-    assert!(
-        m.contains("does not match the record (recorded hash "),
-        "{m}"
-    );
-    assert!(
-        m.contains("rebuild it with `jitnode build` where the element sources are"),
-        "{m}"
+    assert_text(
+        &failure().await,
+        "demo.keywordReplyType: the library recorded in ",
+        &[
+            "does not match the record (recorded hash ",
+            "rebuild it with `jitnode build` where the element sources are",
+        ],
     );
     replace(&good);
 
@@ -632,14 +639,10 @@ async fn from_dist_a_library_that_does_not_fit_its_record_is_a_clear_error() {
     std::fs::write(&lib_rs, &src).unwrap();
 
     std::fs::remove_file(&record).unwrap();
-    let m = failure().await;
-    assert!(
-        m.starts_with("demo.keywordReplyType: dist/ holds no built library for this native Type"),
-        "{m}"
-    );
-    assert!(
-        m.contains("a dist-only app has no sources to build one"),
-        "{m}"
+    assert_text(
+        &failure().await,
+        "demo.keywordReplyType: dist/ holds no built library for this native Type",
+        &["a dist-only app has no sources to build one"],
     );
 }
 

@@ -388,6 +388,13 @@ mod tests {
         v
     }
 
+    /// A callback whose `field` is the string `text`.
+    fn with(field: &str, text: &str) -> Value {
+        let mut v = callback(json!({}));
+        v[field] = text.into();
+        v
+    }
+
     #[test]
     fn value_strings_round_trip_and_stay_small() {
         let actions = [
@@ -536,70 +543,60 @@ mod tests {
 
     #[test]
     fn errors_are_typed_and_clear() {
-        let cases: Vec<(Value, CallbackError)> = vec![
-            (json!("x"), CallbackError::NotAnObject),
-            (callback(json!({})), CallbackError::NoAction),
+        use CallbackError::*;
+        // (the field, its text, the field the error names)
+        let invalid_json = [
+            ("content", "{not json", "content"),
+            ("content", "[1]", "content"),
             (
-                callback(json!({"content": "{not json"})),
-                CallbackError::InvalidJson { field: "content" },
+                "content",
+                r#"{"cardPrivateData": 5}"#,
+                "content.cardPrivateData",
             ),
             (
-                callback(json!({"content": "[1]"})),
-                CallbackError::InvalidJson { field: "content" },
+                "content",
+                r#"{"cardPrivateData": {"params": "a"}}"#,
+                "content.cardPrivateData.params",
+            ),
+            ("value", "not json", "value"),
+        ];
+        // (a value text, the field it lacks)
+        let missing = [
+            (r#"{"record": "r"}"#, "action"),
+            (r#"{"action": "regenerate"}"#, "record"),
+            (r#"{"action": "feedback", "record": "r"}"#, "kind"),
+        ];
+        let mut cases: Vec<(Value, CallbackError)> = vec![
+            (json!("x"), NotAnObject),
+            (callback(json!({})), NoAction),
+            (with("content", &content_with(json!({}))), NoAction),
+            (
+                with("value", r#"{"action": 3, "record": "r"}"#),
+                NotAString { field: "action" },
             ),
             (
-                callback(json!({"content": "{\"cardPrivateData\": 5}"})),
-                CallbackError::InvalidJson {
-                    field: "content.cardPrivateData",
-                },
-            ),
-            (
-                callback(json!({"content": "{\"cardPrivateData\": {\"params\": \"a\"}}"})),
-                CallbackError::InvalidJson {
-                    field: "content.cardPrivateData.params",
-                },
-            ),
-            (
-                callback(json!({"content": content_with(json!({}))})),
-                CallbackError::NoAction,
-            ),
-            (
-                callback(json!({"value": "not json"})),
-                CallbackError::InvalidJson { field: "value" },
-            ),
-            (
-                callback(json!({"value": "{\"record\": \"r\"}"})),
-                CallbackError::MissingField { field: "action" },
-            ),
-            (
-                callback(json!({"value": "{\"action\": \"regenerate\"}"})),
-                CallbackError::MissingField { field: "record" },
-            ),
-            (
-                callback(json!({"value": "{\"action\": \"feedback\", \"record\": \"r\"}"})),
-                CallbackError::MissingField { field: "kind" },
-            ),
-            (
-                callback(json!({"value": "{\"action\": 3, \"record\": \"r\"}"})),
-                CallbackError::NotAString { field: "action" },
-            ),
-            (
-                callback(json!({"value": "{\"action\": \"delete_all\", \"record\": \"r\"}"})),
-                CallbackError::UnknownAction {
+                with("value", r#"{"action": "delete_all", "record": "r"}"#),
+                UnknownAction {
                     action: "delete_all".into(),
                 },
             ),
             (
-                callback(
-                    json!({"value": "{\"action\": \"feedback\", \"kind\": \"meh\", \"record\": \"r\"}"}),
+                with(
+                    "value",
+                    r#"{"action": "feedback", "kind": "meh", "record": "r"}"#,
                 ),
-                CallbackError::UnknownKind { kind: "meh".into() },
+                UnknownKind { kind: "meh".into() },
             ),
             (
-                callback(json!({"value": "{\"action\": \"regenerate\", \"record\": \"a b\"}"})),
-                CallbackError::InvalidRecord,
+                with("value", r#"{"action": "regenerate", "record": "a b"}"#),
+                InvalidRecord,
             ),
         ];
+        cases.extend(
+            invalid_json
+                .map(|(field, text, named)| (with(field, text), InvalidJson { field: named })),
+        );
+        cases.extend(missing.map(|(text, field)| (with("value", text), MissingField { field })));
         for (input, expected) in cases {
             let got = Action::from_data(&input).unwrap_err();
             assert_eq!(got, expected, "{input}");

@@ -556,14 +556,14 @@ mod tests {
         assert!(e.to_string().contains("template"), "{e}");
     }
 
+    /// The config of `minimal()` with this `card` section.
+    fn with_card(card: Value) -> RobotConfig {
+        RobotConfig::from_value(&with(minimal(), "card", card)).unwrap()
+    }
+
     #[test]
     fn ai_mode_uses_the_public_template() {
-        let v = with(
-            minimal(),
-            "card",
-            json!({"mode": "ai", "templateId": "x.schema"}),
-        );
-        let c = RobotConfig::from_value(&v).unwrap();
+        let c = with_card(json!({"mode": "ai", "templateId": "x.schema"}));
         assert_eq!(c.card.mode, CardMode::Ai);
         assert_eq!(c.card.template_id.as_deref(), Some(ai_card::TEMPLATE_ID));
         assert_eq!(c.card.streaming_key, "msgContent");
@@ -582,12 +582,7 @@ mod tests {
 
     #[test]
     fn standard_mode_drops_template_id() {
-        let v = with(
-            minimal(),
-            "card",
-            json!({"mode": "standard", "templateId": "x.schema"}),
-        );
-        let c = RobotConfig::from_value(&v).unwrap();
+        let c = with_card(json!({"mode": "standard", "templateId": "x.schema"}));
         assert_eq!(c.card.mode, CardMode::Standard);
         assert_eq!(c.card.template_id, None);
     }

@@ -10,7 +10,8 @@
 //! - [`reply`]: each step of an answer's card as card API calls (either mode), and the
 //!   session-webhook text / markdown bodies.
 //! - [`throttle`]: the card update scheduler of one streamed answer.
-//! - [`records`]: the SQLite database of answers and feedback, with CSV / JSON export.
+//! - [`records`]: answers and feedback in the store (`jitnode-store`), with CSV / JSON
+//!   export.
 //! - [`texts`]: the sentences the robot writes itself, per language.
 //! - [`refusal`]: each refusal of a real account (missing permission, unpublished template
 //!   or robot, rate limit, bad credentials, expired webhook) as one sentence naming the
@@ -18,7 +19,7 @@
 //!
 //! - [`loader`]: the `builtin:dingTalkStream` loader ([`loader()`]) that runs each robot
 //!   instance: its own Stream connection, the message and card-click handler (`robot`),
-//!   records in `<app>/data/`, and a stop that finalizes running answers' cards.
+//!   records on the process store or the app's own in `<app>/data/`, and a stop that finalizes running answers' cards.
 //!
 //! Not here: the Stream connection, ACKs, redelivery dedupe and the HTTP reply APIs
 //! (`jitnode-stream`); the agent (called only through the host by its fullName); element

@@ -2,9 +2,7 @@
 //! to life with its own Stream connection, reports whether that connection is up into the
 //! host's readiness, and stops it with its answers finalized.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jitnode_dingtalk_wire::Refusal;
@@ -16,14 +14,14 @@ use jitnode_stream::{Client, ClientConfig, Status};
 use serde_json::{json, Value};
 
 use crate::config::RobotConfig;
-use crate::records::{Records, RecordsAt};
+use crate::records::RecordsAt;
 use crate::robot::{Robot, RobotHandler, FINALIZE_BUDGET};
 
 /// The name to register the loader under: Types say `"backendBundleEntry":
 /// "builtin:dingTalkStream"`.
 pub const LOADER_NAME: &str = "dingTalkStream";
 
-/// The folder, inside the app directory, that holds the records database.
+/// The folder, inside the app directory, that holds the app's own store.
 pub use jitnode_host::DATA_DIR;
 
 /// Why a robot instance could not start.
@@ -53,21 +51,6 @@ pub fn loader() -> DingTalkStreamLoader {
 /// See [`loader`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DingTalkStreamLoader;
-
-/// One [`Records`] per database file in this process: several robot instances of one app
-/// share the connection instead of contending for the file's lock.
-fn shared_records(data_dir: &Path) -> Result<Arc<Records>, crate::records::RecordsError> {
-    static OPEN: Mutex<BTreeMap<PathBuf, Weak<Records>>> = Mutex::new(BTreeMap::new());
-    let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
-    open.retain(|_, w| w.strong_count() > 0);
-    let key = data_dir.to_path_buf();
-    if let Some(r) = open.get(&key).and_then(Weak::upgrade) {
-        return Ok(r);
-    }
-    let r = Arc::new(Records::open_in(data_dir)?);
-    open.insert(key, Arc::downgrade(&r));
-    Ok(r)
-}
 
 /// The Stream client settings of a robot config: its endpoints, and session webhooks
 /// allowed on the origins (scheme, host and port) of both endpoints (the sandbox serves
@@ -107,15 +90,16 @@ impl Loader for DingTalkStreamLoader {
                 element: element.clone(),
                 source,
             })?;
-            // On the shared store when `jitnode run` opened one; else the app's own file.
+            // On the shared store when `jitnode run` opened one; else the app's own store
+            // (records only: claims across hosts need the process store).
             let records = match jitnode_store::process_store() {
                 Some(store) => RecordsAt::Store(store),
-                None => RecordsAt::File(shared_records(&cx.data_dir()).map_err(|source| {
+                None => RecordsAt::open_in(&cx.data_dir()).await.map_err(|source| {
                     LoadError::Records {
                         element: element.clone(),
                         source,
                     }
-                })?),
+                })?,
             };
             let robot = Arc::new(Robot::new(
                 element.clone(),

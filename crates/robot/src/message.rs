@@ -93,6 +93,25 @@ pub enum ReplyTarget {
 }
 
 impl ReplyTarget {
+    /// Where an answer in this chat goes: the group; else the asker by staff id; else only
+    /// the session webhook reaches them (an external asker in a one-to-one chat). One rule
+    /// for live messages and stored answers.
+    pub fn of(
+        kind: ConversationKind,
+        conversation_id: &str,
+        staff_id: Option<&str>,
+    ) -> ReplyTarget {
+        match (kind, staff_id) {
+            (ConversationKind::Group, _) => ReplyTarget::Group {
+                open_conversation_id: conversation_id.to_string(),
+            },
+            (ConversationKind::OneToOne, Some(staff_id)) => ReplyTarget::User {
+                staff_id: staff_id.to_string(),
+            },
+            (ConversationKind::OneToOne, None) => ReplyTarget::SessionOnly,
+        }
+    }
+
     /// The card address; `None` for [`ReplyTarget::SessionOnly`].
     pub fn card_target(&self) -> Option<CardTarget<'_>> {
         match self {
@@ -326,15 +345,7 @@ impl Incoming for RobotMessage {
     }
 
     fn reply_target(&self) -> ReplyTarget {
-        match (self.kind(), self.staff_id()) {
-            (ConversationKind::Group, _) => ReplyTarget::Group {
-                open_conversation_id: self.conversation_id.clone(),
-            },
-            (ConversationKind::OneToOne, Some(staff_id)) => ReplyTarget::User {
-                staff_id: staff_id.to_string(),
-            },
-            (ConversationKind::OneToOne, None) => ReplyTarget::SessionOnly,
-        }
+        ReplyTarget::of(self.kind(), &self.conversation_id, self.staff_id())
     }
 
     fn mention(&self) -> Option<Mention> {

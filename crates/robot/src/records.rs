@@ -1,116 +1,43 @@
-//! The robot's records: answered messages and the feedback on them, in an embedded SQLite
-//! database in the app's data folder, with CSV and JSON export for `jitnode feedback`.
+//! The robot's records: answered messages and the feedback on them, kept in a
+//! [`jitnode_store::Store`] (its `answers` and `feedback` tables), with CSV and JSON export
+//! for `jitnode feedback`.
 //!
-//! - `answers`: one row per answer (record id, message id — unique, so a redelivered message
-//!   cannot be stored twice — robot, conversation, user, question, answer, time). A
-//!   regenerated answer is a new row whose `regenerated_from` names the first one; its
-//!   message id is the id of the Stream push that asked for it (the card callback).
-//! - `feedback`: one row per answer and user (record id, rating, user, time); a user who
-//!   clicks again changes their rating instead of adding a second vote.
+//! - `answers`: one row per answer ([`StoredAnswer`]; the message id is unique, so a
+//!   redelivered message cannot be stored twice). A regenerated answer is a new row whose
+//!   `regenerated_from` names the first one; its message id is the id of the Stream push
+//!   that asked for it (the card callback).
+//! - `feedback`: one row per answer and user; a user who clicks again changes their rating
+//!   instead of adding a second vote.
 //!
-//! The database runs in WAL mode with a busy timeout, so several robot instances (each with
-//! its own [`Records`]) and a `jitnode feedback` reader can share the file. Calls block
-//! briefly on disk I/O; async callers use `spawn_blocking` or accept the short block.
-//! Times are epoch milliseconds, exported as RFC 3339 UTC.
+//! The store is the one `jitnode run` opened, or for a robot hosted without one (tests,
+//! embedders) the app's own SQLite store at the default place in its data folder
+//! ([`RecordsAt::open_in`]). Times are epoch milliseconds, exported as RFC 3339 UTC.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use jitnode_dingtalk_wire::{Mention, RobotMessage};
+use jitnode_store::{
+    AnswerKey, Store, StoreError, StoreOptions, StoreUrl, StoredAnswer, StoredFeedback,
+    DEFAULT_STORE_FILE, LEGACY_RECORDS_FILE,
+};
 use serde_json::{json, Value};
 
 use crate::callback::FeedbackKind;
-use jitnode_dingtalk_wire::{Mention, RobotMessage};
-
 use crate::message::{ConversationKind, Incoming, ReplyTarget};
 
-/// The file name in the app's data folder.
-pub const DB_FILE_NAME: &str = "robot-records.sqlite3";
-
-const SCHEMA_VERSION: i64 = 1;
-
-/// A records database problem, with the file it is about.
+/// A records problem; store errors name the store (its file or redacted URL).
 #[derive(Debug, thiserror::Error)]
 pub enum RecordsError {
-    #[error("records database {}: cannot create its folder: {source}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("records database {}: {source}", path.display())]
-    Sqlite {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error("records database {}: written by a newer version (schema {found}, this build knows {SCHEMA_VERSION})", path.display())]
-    NewerSchema { path: PathBuf, found: i64 },
-    #[error("records database {}: could not switch to WAL mode (got {mode:?})", path.display())]
-    NoWal { path: PathBuf, mode: String },
     #[error("no answer with record id {record_id:?}")]
     UnknownRecord { record_id: String },
     #[error(transparent)]
-    Store(#[from] jitnode_store::StoreError),
+    Store(#[from] StoreError),
     #[error("stored rating {0:?} is not one this build knows")]
     UnknownRating(String),
-}
-
-/// An answer to store: the same fields as a stored one ([`AnswerRow`]).
-pub type NewAnswer = AnswerRow;
-
-impl AnswerRow {
-    /// The answer to a robot message, answered now.
-    pub fn for_message(
-        message: &RobotMessage,
-        robot: &str,
-        record_id: &str,
-        question: &str,
-        answer: &str,
-    ) -> AnswerRow {
-        AnswerRow {
-            record_id: record_id.to_string(),
-            message_id: message.msg_id.clone(),
-            robot: robot.to_string(),
-            conversation_id: message.conversation_id.clone(),
-            conversation_kind: message.kind(),
-            user_id: message.asker().to_string(),
-            staff_id: message.staff_id().map(str::to_string),
-            user_nick: message.sender_nick.clone(),
-            question: question.to_string(),
-            answer: answer.to_string(),
-            regenerated_from: None,
-            answered_at_ms: now_ms(),
-        }
-    }
-
-    /// A regenerated answer to a stored one; `message_id` is the id of the push (the card
-    /// callback) that asked for it.
-    pub fn regenerated(
-        first: &AnswerRow,
-        record_id: &str,
-        message_id: &str,
-        answer: &str,
-    ) -> AnswerRow {
-        AnswerRow {
-            record_id: record_id.to_string(),
-            message_id: message_id.to_string(),
-            robot: first.robot.clone(),
-            conversation_id: first.conversation_id.clone(),
-            conversation_kind: first.conversation_kind,
-            user_id: first.user_id.clone(),
-            staff_id: first.staff_id.clone(),
-            user_nick: first.user_nick.clone(),
-            question: first.question.clone(),
-            answer: answer.to_string(),
-            regenerated_from: Some(first.record_id.clone()),
-            answered_at_ms: now_ms(),
-        }
-    }
 }
 
 /// Result of storing an answer.
@@ -123,24 +50,89 @@ pub enum Inserted {
     },
 }
 
-/// An answer, stored or to store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnswerRow {
-    pub record_id: String,
-    pub message_id: String,
-    pub robot: String,
-    pub conversation_id: String,
+/// The answer to a robot message, answered now.
+pub fn answer_to(
+    message: &RobotMessage,
+    robot: &str,
+    record_id: &str,
+    question: &str,
+    answer: &str,
+) -> StoredAnswer {
+    StoredAnswer {
+        record_id: record_id.to_string(),
+        message_id: message.msg_id.clone(),
+        robot: robot.to_string(),
+        conversation_id: message.conversation_id.clone(),
+        conversation_type: kind_code(message.kind()),
+        user_id: message.asker().to_string(),
+        staff_id: message.staff_id().map(str::to_string),
+        user_nick: message.sender_nick.clone(),
+        question: question.to_string(),
+        answer: answer.to_string(),
+        regenerated_from: None,
+        answered_at_ms: now_ms(),
+    }
+}
+
+/// A regenerated answer to a stored one; `message_id` is the id of the push (the card
+/// callback) that asked for it.
+pub fn regenerated_answer(
+    first: &StoredAnswer,
+    record_id: &str,
+    message_id: &str,
+    answer: &str,
+) -> StoredAnswer {
+    StoredAnswer {
+        record_id: record_id.to_string(),
+        message_id: message_id.to_string(),
+        answer: answer.to_string(),
+        regenerated_from: Some(first.record_id.clone()),
+        answered_at_ms: now_ms(),
+        ..first.clone()
+    }
+}
+
+/// What the robot reads from a stored answer. A trait because the type is the store's,
+/// whose conversation is stored as DingTalk's `conversationType`.
+pub trait RobotAnswer {
     /// One-to-one or group: needed to send a regenerated answer to the same place.
-    pub conversation_kind: ConversationKind,
-    /// The asker: staff id, or DingTalk id for external users (`Incoming::asker`).
-    pub user_id: String,
-    /// The asker's staff id, when they have one (cards and @-mentions need it).
-    pub staff_id: Option<String>,
-    pub user_nick: String,
-    pub question: String,
-    pub answer: String,
-    pub regenerated_from: Option<String>,
-    pub answered_at_ms: i64,
+    fn conversation_kind(&self) -> ConversationKind;
+
+    /// Where a regenerated answer goes: the same conversation, by the same rule as
+    /// [`crate::message::Incoming::reply_target`]. An external asker in a one-to-one chat
+    /// cannot be reached by a card, only by a fresh session webhook.
+    fn reply_target(&self) -> ReplyTarget;
+
+    /// The asker to @-mention in a regenerated answer.
+    fn at_user(&self) -> Option<Mention>;
+}
+
+impl RobotAnswer for StoredAnswer {
+    fn conversation_kind(&self) -> ConversationKind {
+        // The CHECK constraint allows only "1" and "2".
+        if self.conversation_type == "1" {
+            ConversationKind::OneToOne
+        } else {
+            ConversationKind::Group
+        }
+    }
+
+    fn reply_target(&self) -> ReplyTarget {
+        let staff_id = self.staff_id.as_deref();
+        ReplyTarget::of(self.conversation_kind(), &self.conversation_id, staff_id)
+    }
+
+    fn at_user(&self) -> Option<Mention> {
+        self.staff_id.as_ref().map(|staff_id| Mention {
+            nick_name: self.user_nick.clone(),
+            user_id: staff_id.clone(),
+        })
+    }
+}
+
+/// The stored form of a conversation kind: DingTalk's own `conversationType` code.
+pub fn kind_code(kind: ConversationKind) -> String {
+    kind.conversation_type().as_str().to_string()
 }
 
 /// A feedback joined with its answer.
@@ -174,13 +166,6 @@ pub struct FeedbackFilter {
     pub limit: Option<u32>,
 }
 
-/// The records database of one app.
-#[derive(Debug)]
-pub struct Records {
-    path: PathBuf,
-    conn: Mutex<Connection>,
-}
-
 /// A fresh record id: 32 hex digits.
 pub fn new_record_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -192,336 +177,6 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-impl Records {
-    /// Opens (creating if needed) [`DB_FILE_NAME`] in the app's data folder.
-    pub fn open_in(data_dir: &Path) -> Result<Records, RecordsError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| RecordsError::CreateDir {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
-        Records::open(&data_dir.join(DB_FILE_NAME))
-    }
-
-    /// Opens (creating if needed) the database file at `path`.
-    pub fn open(path: &Path) -> Result<Records, RecordsError> {
-        let sql = |source| RecordsError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(sql)?;
-        // Another instance may hold the write lock for a moment; wait rather than fail.
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(sql)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(RecordsError::NoWal {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-            .map_err(sql)?;
-        // IMMEDIATE takes the write lock up front, so a second process (or instance) opening
-        // the file at the same moment waits on the busy timeout, then finds the tables made.
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
-        let made = create_tables(&conn).map_err(|e| match e {
-            SchemaError::Newer(found) => RecordsError::NewerSchema {
-                path: path.to_path_buf(),
-                found,
-            },
-            SchemaError::Sqlite(e) => sql(e),
-        });
-        conn.execute_batch(if made.is_ok() { "COMMIT" } else { "ROLLBACK" })
-            .map_err(sql)?;
-        made?;
-        Ok(Records {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn sql_err(&self, source: rusqlite::Error) -> RecordsError {
-        RecordsError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    fn with_conn<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, RecordsError>,
-    ) -> Result<T, RecordsError> {
-        // A panic while holding the lock leaves the connection itself intact (every write is
-        // one statement or transaction), so a poisoned lock is still usable.
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
-    }
-
-    /// Stores an answer. A message id stored before is not stored again.
-    pub fn record_answer(&self, a: &NewAnswer) -> Result<Inserted, RecordsError> {
-        self.with_conn(|conn| {
-            let changed = conn
-                .execute(
-                    "INSERT INTO answers (record_id, message_id, robot, conversation_id,
-                         conversation_type, user_id, staff_id, user_nick, question, answer,
-                         regenerated_from, answered_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                     ON CONFLICT(message_id) DO NOTHING",
-                    params![
-                        a.record_id,
-                        a.message_id,
-                        a.robot,
-                        a.conversation_id,
-                        kind_code(a.conversation_kind),
-                        a.user_id,
-                        a.staff_id,
-                        a.user_nick,
-                        a.question,
-                        a.answer,
-                        a.regenerated_from,
-                        a.answered_at_ms
-                    ],
-                )
-                .map_err(|e| match &a.regenerated_from {
-                    Some(from) if is_foreign_key_error(&e) => RecordsError::UnknownRecord {
-                        record_id: from.clone(),
-                    },
-                    _ => self.sql_err(e),
-                })?;
-            if changed == 1 {
-                return Ok(Inserted::New);
-            }
-            let record_id: String = conn
-                .query_row(
-                    "SELECT record_id FROM answers WHERE message_id = ?1",
-                    [&a.message_id],
-                    |r| r.get(0),
-                )
-                .map_err(|e| self.sql_err(e))?;
-            Ok(Inserted::AlreadyStored { record_id })
-        })
-    }
-
-    /// The answer with this record id.
-    pub fn answer(&self, record_id: &str) -> Result<Option<AnswerRow>, RecordsError> {
-        self.answer_where("record_id", record_id)
-    }
-
-    /// The answer to this message id.
-    pub fn answer_by_message(&self, message_id: &str) -> Result<Option<AnswerRow>, RecordsError> {
-        self.answer_where("message_id", message_id)
-    }
-
-    fn answer_where(&self, column: &str, value: &str) -> Result<Option<AnswerRow>, RecordsError> {
-        self.with_conn(|conn| {
-            conn.query_row(
-                &format!("SELECT {ANSWER_COLUMNS} FROM answers WHERE {column} = ?1"),
-                [value],
-                answer_row,
-            )
-            .optional()
-            .map_err(|e| self.sql_err(e))
-        })
-    }
-
-    /// All answers, oldest first (at most `limit`).
-    pub fn list_answers(&self, limit: Option<u32>) -> Result<Vec<AnswerRow>, RecordsError> {
-        self.with_conn(|conn| {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {ANSWER_COLUMNS} FROM answers
-                     ORDER BY answered_at_ms, record_id LIMIT ?1"
-                ))
-                .map_err(|e| self.sql_err(e))?;
-            let rows = stmt
-                .query_map([limit.map(i64::from).unwrap_or(-1)], answer_row)
-                .map_err(|e| self.sql_err(e))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(|e| self.sql_err(e))
-        })
-    }
-
-    /// Stores a user's rating of an answer, replacing their earlier rating of it.
-    pub fn record_feedback(
-        &self,
-        record_id: &str,
-        user_id: &str,
-        rating: FeedbackKind,
-        rated_at_ms: i64,
-    ) -> Result<(), RecordsError> {
-        self.with_conn(|conn| {
-            conn.execute(
-                "INSERT INTO feedback (record_id, user_id, rating, rated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(record_id, user_id)
-                 DO UPDATE SET rating = excluded.rating, rated_at_ms = excluded.rated_at_ms",
-                params![record_id, user_id, rating.as_str(), rated_at_ms],
-            )
-            .map_err(|e| {
-                if is_foreign_key_error(&e) {
-                    RecordsError::UnknownRecord {
-                        record_id: record_id.to_string(),
-                    }
-                } else {
-                    self.sql_err(e)
-                }
-            })?;
-            Ok(())
-        })
-    }
-
-    /// Feedback joined with question and answer, oldest first.
-    pub fn list_feedback(&self, filter: &FeedbackFilter) -> Result<Vec<FeedbackRow>, RecordsError> {
-        self.with_conn(|conn| {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT a.record_id, a.message_id, a.robot, a.conversation_id, a.user_id,
-                            f.user_id, f.rating, a.question, a.answer, a.answered_at_ms,
-                            f.rated_at_ms
-                     FROM feedback f JOIN answers a ON a.record_id = f.record_id
-                     WHERE (?1 IS NULL OR a.robot = ?1)
-                       AND (?2 IS NULL OR f.rated_at_ms >= ?2)
-                       AND (?3 IS NULL OR f.rating = ?3)
-                     ORDER BY f.rated_at_ms, a.record_id, f.user_id
-                     LIMIT ?4",
-                )
-                .map_err(|e| self.sql_err(e))?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        filter.robot,
-                        filter.since_ms,
-                        filter.rating.map(FeedbackKind::as_str),
-                        filter.limit.map(i64::from).unwrap_or(-1)
-                    ],
-                    |r| {
-                        Ok(FeedbackRow {
-                            record_id: r.get(0)?,
-                            message_id: r.get(1)?,
-                            robot: r.get(2)?,
-                            conversation_id: r.get(3)?,
-                            asked_by: r.get(4)?,
-                            rated_by: r.get(5)?,
-                            rating: r.get(6)?,
-                            question: r.get(7)?,
-                            answer: r.get(8)?,
-                            answered_at_ms: r.get(9)?,
-                            rated_at_ms: r.get(10)?,
-                        })
-                    },
-                )
-                .map_err(|e| self.sql_err(e))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(|e| self.sql_err(e))
-        })
-    }
-}
-
-impl AnswerRow {
-    /// Where a regenerated answer goes: the same conversation, by the same rule as
-    /// [`crate::message::Incoming::reply_target`]. An external asker in a one-to-one chat
-    /// cannot be reached by a card, only by a fresh session webhook.
-    pub fn reply_target(&self) -> ReplyTarget {
-        match (self.conversation_kind, &self.staff_id) {
-            (ConversationKind::Group, _) => ReplyTarget::Group {
-                open_conversation_id: self.conversation_id.clone(),
-            },
-            (ConversationKind::OneToOne, Some(staff_id)) => ReplyTarget::User {
-                staff_id: staff_id.clone(),
-            },
-            (ConversationKind::OneToOne, None) => ReplyTarget::SessionOnly,
-        }
-    }
-
-    /// The asker to @-mention in a regenerated answer.
-    pub fn at_user(&self) -> Option<Mention> {
-        self.staff_id.as_ref().map(|staff_id| Mention {
-            nick_name: self.user_nick.clone(),
-            user_id: staff_id.clone(),
-        })
-    }
-}
-
-enum SchemaError {
-    Newer(i64),
-    Sqlite(rusqlite::Error),
-}
-
-/// Creates the tables in a new file (inside the caller's transaction). Their DDL is the
-/// shared store's ([`jitnode_store::RECORDS_TABLES`]): one schema for both homes.
-fn create_tables(conn: &Connection) -> Result<(), SchemaError> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(SchemaError::Sqlite)?;
-    if version > SCHEMA_VERSION {
-        return Err(SchemaError::Newer(version));
-    }
-    if version == 0 {
-        conn.execute_batch(&format!(
-            "{} PRAGMA user_version = {SCHEMA_VERSION};",
-            jitnode_store::RECORDS_TABLES
-        ))
-        .map_err(SchemaError::Sqlite)?;
-    }
-    Ok(())
-}
-
-const ANSWER_COLUMNS: &str = "record_id, message_id, robot, conversation_id, conversation_type,
-    user_id, staff_id, user_nick, question, answer, regenerated_from, answered_at_ms";
-
-/// The stored form of a conversation kind: DingTalk's own `conversationType` code.
-fn kind_code(kind: ConversationKind) -> &'static str {
-    match kind {
-        ConversationKind::OneToOne => "1",
-        ConversationKind::Group => "2",
-    }
-}
-
-fn answer_row(r: &Row<'_>) -> rusqlite::Result<AnswerRow> {
-    Ok(AnswerRow {
-        record_id: r.get(0)?,
-        message_id: r.get(1)?,
-        robot: r.get(2)?,
-        conversation_id: r.get(3)?,
-        // The CHECK constraint allows only "1" and "2".
-        conversation_kind: if r.get::<_, String>(4)? == "1" {
-            ConversationKind::OneToOne
-        } else {
-            ConversationKind::Group
-        },
-        user_id: r.get(5)?,
-        staff_id: r.get(6)?,
-        user_nick: r.get(7)?,
-        question: r.get(8)?,
-        answer: r.get(9)?,
-        regenerated_from: r.get(10)?,
-        answered_at_ms: r.get(11)?,
-    })
-}
-
-impl FromSql for FeedbackKind {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let text = value.as_str()?;
-        // The CHECK constraint keeps other values out; a file edited by hand still gets a
-        // clear error instead of a panic.
-        FeedbackKind::parse(text)
-            .ok_or_else(|| FromSqlError::Other(format!("unknown rating {text:?}").into()))
-    }
-}
-
-fn is_foreign_key_error(e: &rusqlite::Error) -> bool {
-    matches!(
-        e,
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
-    )
 }
 
 /// Epoch milliseconds as RFC 3339 UTC (`2026-11-24T14:45:18.123Z`).
@@ -657,103 +312,98 @@ pub fn feedback_summary(rows: &[FeedbackRow]) -> String {
     out
 }
 
-/// Where a robot keeps its records: the shared store `jitnode run` opened (so every host of
-/// an app sees the same answers and feedback), or, for a robot hosted without one (tests,
-/// embedders), its own file in the app's data folder.
+/// Where a robot keeps its records: a store, the one `jitnode run` opened (so every host of
+/// an app sees the same answers and feedback) or the app's own ([`RecordsAt::open_in`]).
+/// An enum so that callers name what they hand over (`RecordsAt::Store(store)`).
 #[derive(Debug, Clone)]
 pub enum RecordsAt {
-    Store(jitnode_store::Store),
-    File(std::sync::Arc<Records>),
+    Store(Store),
 }
 
 impl RecordsAt {
+    /// The app's own store, for a robot hosted without a process store: SQLite at the
+    /// default place in the app's data folder (where `jitnode run` keeps it without a
+    /// setting), opened once per folder in this process and shared by its robots. An old
+    /// records file in the folder is imported into it once.
+    pub async fn open_in(data_dir: &Path) -> Result<RecordsAt, RecordsError> {
+        // An async lock: two robots loading at once open the folder's store once.
+        static OPEN: OnceLock<tokio::sync::Mutex<HashMap<PathBuf, Store>>> = OnceLock::new();
+        let mut open = OPEN.get_or_init(Default::default).lock().await;
+        if let Some(store) = open.get(data_dir) {
+            return Ok(RecordsAt::Store(store.clone()));
+        }
+        let url = StoreUrl::default_in(data_dir);
+        let store = Store::open(&url, &StoreOptions::default()).await?;
+        store
+            .import_legacy_records(&data_dir.join(LEGACY_RECORDS_FILE))
+            .await?;
+        open.insert(data_dir.to_path_buf(), store.clone());
+        Ok(RecordsAt::Store(store))
+    }
+
     /// The records of the app whose data folder is `data_dir`, as a reader in this process
-    /// finds them: the process's store (`jitnode run`), else the app's own file if it has
-    /// one.
-    pub fn for_app(data_dir: &Path) -> Option<RecordsAt> {
+    /// finds them: the process's store (`jitnode run`), else the app's own store if it has
+    /// one (or an old records file to import).
+    pub async fn for_app(data_dir: &Path) -> Option<RecordsAt> {
         if let Some(store) = jitnode_store::process_store() {
             return Some(RecordsAt::Store(store));
         }
-        if !data_dir.join(DB_FILE_NAME).exists() {
+        let has_any = [DEFAULT_STORE_FILE, LEGACY_RECORDS_FILE]
+            .iter()
+            .any(|f| data_dir.join(f).exists());
+        if !has_any {
             return None;
         }
-        Records::open_in(data_dir)
-            .ok()
-            .map(|r| RecordsAt::File(std::sync::Arc::new(r)))
+        RecordsAt::open_in(data_dir).await.ok()
+    }
+
+    /// The store the records are in.
+    pub fn store(&self) -> &Store {
+        match self {
+            RecordsAt::Store(s) => s,
+        }
     }
 
     /// Where they are, for status output (the store's URL shows no password).
     pub fn location(&self) -> String {
-        match self {
-            RecordsAt::Store(s) => s.url().to_string(),
-            RecordsAt::File(r) => r.path().display().to_string(),
-        }
+        self.store().url().to_string()
     }
 
     /// Stores an answer; a message id stored before is not stored again.
-    pub async fn record_answer(&self, a: &NewAnswer) -> Result<Inserted, RecordsError> {
-        match self {
-            RecordsAt::File(r) => r.record_answer(a),
-            RecordsAt::Store(s) => {
-                if let Some(from) = &a.regenerated_from {
-                    if s.answer_by_record(from).await?.is_none() {
-                        return Err(RecordsError::UnknownRecord {
-                            record_id: from.clone(),
-                        });
-                    }
-                }
-                let row = jitnode_store::StoredAnswer {
-                    record_id: a.record_id.clone(),
-                    message_id: a.message_id.clone(),
-                    robot: a.robot.clone(),
-                    conversation_id: a.conversation_id.clone(),
-                    conversation_type: kind_code(a.conversation_kind).to_string(),
-                    user_id: a.user_id.clone(),
-                    staff_id: a.staff_id.clone(),
-                    user_nick: a.user_nick.clone(),
-                    question: a.question.clone(),
-                    answer: a.answer.clone(),
-                    regenerated_from: a.regenerated_from.clone(),
-                    answered_at_ms: a.answered_at_ms,
-                };
-                Ok(match s.insert_answer(&row).await? {
-                    None => Inserted::New,
-                    Some(record_id) => Inserted::AlreadyStored { record_id },
-                })
+    pub async fn record_answer(&self, a: &StoredAnswer) -> Result<Inserted, RecordsError> {
+        let s = self.store();
+        if let Some(from) = &a.regenerated_from {
+            if s.answer(AnswerKey::Record(from)).await?.is_none() {
+                return Err(RecordsError::UnknownRecord {
+                    record_id: from.clone(),
+                });
             }
         }
+        Ok(match s.insert_answer(a).await? {
+            None => Inserted::New,
+            Some(record_id) => Inserted::AlreadyStored { record_id },
+        })
     }
 
     /// The answer with this record id.
-    pub async fn answer(&self, record_id: &str) -> Result<Option<AnswerRow>, RecordsError> {
-        match self {
-            RecordsAt::File(r) => r.answer(record_id),
-            RecordsAt::Store(s) => Ok(s.answer_by_record(record_id).await?.map(stored_answer)),
-        }
+    pub async fn answer(&self, record_id: &str) -> Result<Option<StoredAnswer>, RecordsError> {
+        Ok(self.store().answer(AnswerKey::Record(record_id)).await?)
     }
 
     /// The answer to this message id.
     pub async fn answer_by_message(
         &self,
         message_id: &str,
-    ) -> Result<Option<AnswerRow>, RecordsError> {
-        match self {
-            RecordsAt::File(r) => r.answer_by_message(message_id),
-            RecordsAt::Store(s) => Ok(s.answer_by_message(message_id).await?.map(stored_answer)),
-        }
+    ) -> Result<Option<StoredAnswer>, RecordsError> {
+        Ok(self.store().answer(AnswerKey::Message(message_id)).await?)
     }
 
     /// All answers, oldest first (at most `limit`).
-    pub async fn list_answers(&self, limit: Option<u32>) -> Result<Vec<AnswerRow>, RecordsError> {
-        match self {
-            RecordsAt::File(r) => r.list_answers(limit),
-            RecordsAt::Store(s) => Ok(s
-                .list_answers(limit)
-                .await?
-                .into_iter()
-                .map(stored_answer)
-                .collect()),
-        }
+    pub async fn list_answers(
+        &self,
+        limit: Option<u32>,
+    ) -> Result<Vec<StoredAnswer>, RecordsError> {
+        Ok(self.store().list_answers(limit).await?)
     }
 
     /// Stores a user's rating of an answer, replacing their earlier rating of it.
@@ -764,22 +414,17 @@ impl RecordsAt {
         rating: FeedbackKind,
         rated_at_ms: i64,
     ) -> Result<(), RecordsError> {
-        match self {
-            RecordsAt::File(r) => r.record_feedback(record_id, user_id, rating, rated_at_ms),
-            RecordsAt::Store(s) => {
-                let row = jitnode_store::StoredFeedback {
-                    record_id: record_id.to_string(),
-                    user_id: user_id.to_string(),
-                    rating: rating.as_str().to_string(),
-                    rated_at_ms,
-                };
-                match s.upsert_feedback(&row).await? {
-                    true => Ok(()),
-                    false => Err(RecordsError::UnknownRecord {
-                        record_id: record_id.to_string(),
-                    }),
-                }
-            }
+        let row = StoredFeedback {
+            record_id: record_id.to_string(),
+            user_id: user_id.to_string(),
+            rating: rating.as_str().to_string(),
+            rated_at_ms,
+        };
+        match self.store().upsert_feedback(&row).await? {
+            true => Ok(()),
+            false => Err(RecordsError::UnknownRecord {
+                record_id: record_id.to_string(),
+            }),
         }
     }
 
@@ -788,12 +433,11 @@ impl RecordsAt {
         &self,
         filter: &FeedbackFilter,
     ) -> Result<Vec<FeedbackRow>, RecordsError> {
-        let s = match self {
-            RecordsAt::File(r) => return r.list_feedback(filter),
-            RecordsAt::Store(s) => s,
-        };
         let mut out = Vec::new();
-        for (a, f) in s.list_feedback().await? {
+        for (a, f) in self.store().list_feedback().await? {
+            if filter.limit.is_some_and(|l| out.len() >= l as usize) {
+                break;
+            }
             let rating = FeedbackKind::parse(&f.rating)
                 .ok_or_else(|| RecordsError::UnknownRating(f.rating.clone()))?;
             let keep = filter.robot.as_ref().is_none_or(|r| *r == a.robot)
@@ -814,33 +458,8 @@ impl RecordsAt {
                     rated_at_ms: f.rated_at_ms,
                 });
             }
-            if filter.limit.is_some_and(|l| out.len() >= l as usize) {
-                break;
-            }
         }
         Ok(out)
-    }
-}
-
-fn stored_answer(a: jitnode_store::StoredAnswer) -> AnswerRow {
-    AnswerRow {
-        record_id: a.record_id,
-        message_id: a.message_id,
-        robot: a.robot,
-        conversation_id: a.conversation_id,
-        // The CHECK constraint allows only "1" and "2".
-        conversation_kind: if a.conversation_type == "1" {
-            ConversationKind::OneToOne
-        } else {
-            ConversationKind::Group
-        },
-        user_id: a.user_id,
-        staff_id: a.staff_id,
-        user_nick: a.user_nick,
-        question: a.question,
-        answer: a.answer,
-        regenerated_from: a.regenerated_from,
-        answered_at_ms: a.answered_at_ms,
     }
 }
 
@@ -848,13 +467,13 @@ fn stored_answer(a: jitnode_store::StoredAnswer) -> AnswerRow {
 mod tests {
     use super::*;
 
-    fn answer(record: &str, message: &str, at: i64) -> NewAnswer {
-        NewAnswer {
+    fn answer(record: &str, message: &str, at: i64) -> StoredAnswer {
+        StoredAnswer {
             record_id: record.into(),
             message_id: message.into(),
             robot: "imRobots.dingTalkDemo".into(),
             conversation_id: "cid1".into(),
-            conversation_kind: ConversationKind::Group,
+            conversation_type: kind_code(ConversationKind::Group),
             user_id: "0326".into(),
             staff_id: Some("0326".into()),
             user_nick: "Li Lei".into(),
@@ -866,95 +485,109 @@ mod tests {
     }
 
     /// Stores each (record, user, rating, time).
-    fn rate(db: &Records, ratings: &[(&str, &str, FeedbackKind, i64)]) {
+    async fn rate(db: &RecordsAt, ratings: &[(&str, &str, FeedbackKind, i64)]) {
         for &(record, user, rating, at) in ratings {
-            db.record_feedback(record, user, rating, at).unwrap();
+            db.record_feedback(record, user, rating, at).await.unwrap();
         }
     }
 
-    fn open() -> (tempfile::TempDir, Records) {
+    async fn open() -> (tempfile::TempDir, RecordsAt) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Records::open_in(&dir.path().join("data")).unwrap();
+        let db = RecordsAt::open_in(&dir.path().join("data")).await.unwrap();
         (dir, db)
     }
 
-    #[test]
-    fn opens_in_the_data_folder_in_wal_mode() {
-        let (dir, db) = open();
-        assert_eq!(db.path(), dir.path().join("data").join(DB_FILE_NAME));
-        assert!(db.path().exists());
-        let mode: String = db
-            .with_conn(|c| {
-                Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
-                    .unwrap())
-            })
+    /// The app's own store file in `dir`'s data folder.
+    fn store_file(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("data").join(DEFAULT_STORE_FILE)
+    }
+
+    #[tokio::test]
+    async fn opens_in_the_data_folder_in_wal_mode() {
+        let (dir, db) = open().await;
+        let file = store_file(&dir);
+        assert_eq!(db.store().sqlite_path(), Some(file.as_path()));
+        assert!(file.exists());
+        assert!(db.location().contains(DEFAULT_STORE_FILE));
+        let mode: String = rusqlite::Connection::open(&file)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
     }
 
-    #[test]
-    fn answers_are_stored_once_per_message() {
-        let (_dir, db) = open();
+    #[tokio::test]
+    async fn answers_are_stored_once_per_message() {
+        let (_dir, db) = open().await;
         assert_eq!(
-            db.record_answer(&answer("r1", "m1", 1000)).unwrap(),
+            db.record_answer(&answer("r1", "m1", 1000)).await.unwrap(),
             Inserted::New
         );
         // A redelivered message with a different record id is not stored again.
         assert_eq!(
-            db.record_answer(&answer("r2", "m1", 2000)).unwrap(),
+            db.record_answer(&answer("r2", "m1", 2000)).await.unwrap(),
             Inserted::AlreadyStored {
                 record_id: "r1".into()
             }
         );
-        let row = db.answer("r1").unwrap().unwrap();
+        let row = db.answer("r1").await.unwrap().unwrap();
         assert_eq!(row.question, "question of r1");
         assert_eq!(row.answer, "answer of r1");
         assert_eq!(row.user_nick, "Li Lei");
         assert_eq!(row.answered_at_ms, 1000);
-        assert_eq!(db.answer("r2").unwrap(), None);
-        assert_eq!(db.answer_by_message("m1").unwrap().unwrap().record_id, "r1");
-        assert_eq!(db.list_answers(None).unwrap().len(), 1);
+        assert_eq!(db.answer("r2").await.unwrap(), None);
+        assert_eq!(
+            db.answer_by_message("m1").await.unwrap().unwrap().record_id,
+            "r1"
+        );
+        assert_eq!(db.list_answers(None).await.unwrap().len(), 1);
     }
 
-    #[test]
-    fn stored_answers_know_where_to_reply() {
-        let (_dir, db) = open();
-        db.record_answer(&answer("g", "m1", 1)).unwrap();
+    #[tokio::test]
+    async fn stored_answers_know_where_to_reply() {
+        let (_dir, db) = open().await;
+        db.record_answer(&answer("g", "m1", 1)).await.unwrap();
         let mut dm = answer("d", "m2", 2);
-        dm.conversation_kind = ConversationKind::OneToOne;
-        db.record_answer(&dm).unwrap();
+        dm.conversation_type = kind_code(ConversationKind::OneToOne);
+        db.record_answer(&dm).await.unwrap();
         let mut ext = answer("e", "m3", 3);
-        ext.conversation_kind = ConversationKind::OneToOne;
+        ext.conversation_type = kind_code(ConversationKind::OneToOne);
         ext.user_id = "$:LWCP_v1:$x".into();
         ext.staff_id = None;
-        db.record_answer(&ext).unwrap();
+        db.record_answer(&ext).await.unwrap();
 
-        let g = db.answer("g").unwrap().unwrap();
-        assert_eq!(g.conversation_kind, ConversationKind::Group);
-        assert_eq!(
-            g.reply_target(),
-            ReplyTarget::Group {
-                open_conversation_id: "cid1".into()
-            }
-        );
+        let expected = [
+            (
+                "g",
+                ConversationKind::Group,
+                ReplyTarget::Group {
+                    open_conversation_id: "cid1".into(),
+                },
+            ),
+            (
+                "d",
+                ConversationKind::OneToOne,
+                ReplyTarget::User {
+                    staff_id: "0326".into(),
+                },
+            ),
+            ("e", ConversationKind::OneToOne, ReplyTarget::SessionOnly),
+        ];
+        for (record, kind, target) in expected {
+            let a = db.answer(record).await.unwrap().unwrap();
+            assert_eq!(a.conversation_kind(), kind, "{record}");
+            assert_eq!(a.reply_target(), target, "{record}");
+        }
+        let g = db.answer("g").await.unwrap().unwrap();
         assert_eq!(g.at_user().unwrap().user_id, "0326");
-        let d = db.answer("d").unwrap().unwrap();
-        assert_eq!(d.conversation_kind, ConversationKind::OneToOne);
-        assert_eq!(
-            d.reply_target(),
-            ReplyTarget::User {
-                staff_id: "0326".into()
-            }
-        );
-        let e = db.answer("e").unwrap().unwrap();
+        let e = db.answer("e").await.unwrap().unwrap();
         assert_eq!(e.staff_id, None);
-        assert_eq!(e.reply_target(), ReplyTarget::SessionOnly);
         assert_eq!(e.at_user(), None);
     }
 
-    #[test]
-    fn answers_built_from_a_message_and_regenerated() {
-        let (_dir, db) = open();
+    #[tokio::test]
+    async fn answers_built_from_a_message_and_regenerated() {
+        let (_dir, db) = open().await;
         let msg: RobotMessage = serde_json::from_value(
             json!({"msgId": "msgA", "msgtype": "text", "text": {"content": "q?"},
                     "conversationId": "cidDM", "conversationType": "1",
@@ -962,14 +595,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(msg.check(), Ok(ConversationKind::OneToOne));
-        let first = NewAnswer::for_message(&msg, "imRobots.demo", "r1", "q?", "a1");
+        let first = answer_to(&msg, "imRobots.demo", "r1", "q?", "a1");
         assert_eq!(first.user_id, "0777");
-        assert_eq!(first.conversation_kind, ConversationKind::OneToOne);
-        db.record_answer(&first).unwrap();
-        let stored = db.answer("r1").unwrap().unwrap();
-        let again = NewAnswer::regenerated(&stored, "r2", "cb-frame-1", "a2");
-        db.record_answer(&again).unwrap();
-        let r2 = db.answer("r2").unwrap().unwrap();
+        assert_eq!(first.conversation_kind(), ConversationKind::OneToOne);
+        db.record_answer(&first).await.unwrap();
+        let stored = db.answer("r1").await.unwrap().unwrap();
+        let again = regenerated_answer(&stored, "r2", "cb-frame-1", "a2");
+        db.record_answer(&again).await.unwrap();
+        let r2 = db.answer("r2").await.unwrap().unwrap();
         assert_eq!(r2.question, "q?");
         assert_eq!(r2.answer, "a2");
         assert_eq!(r2.regenerated_from.as_deref(), Some("r1"));
@@ -978,24 +611,31 @@ mod tests {
         assert!(r2.answered_at_ms >= stored.answered_at_ms);
     }
 
-    #[test]
-    fn a_record_id_reused_for_another_message_is_an_error() {
-        let (_dir, db) = open();
-        db.record_answer(&answer("r1", "m1", 1000)).unwrap();
-        let e = db.record_answer(&answer("r1", "m2", 1000)).unwrap_err();
-        assert!(matches!(e, RecordsError::Sqlite { .. }), "{e}");
-        assert!(e.to_string().contains(DB_FILE_NAME));
+    #[tokio::test]
+    async fn a_record_id_reused_for_another_message_is_an_error() {
+        let (_dir, db) = open().await;
+        db.record_answer(&answer("r1", "m1", 1000)).await.unwrap();
+        let e = db
+            .record_answer(&answer("r1", "m2", 1000))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, RecordsError::Store(StoreError::Sqlite { .. })),
+            "{e}"
+        );
+        assert!(e.to_string().contains(DEFAULT_STORE_FILE));
     }
 
-    #[test]
-    fn regenerated_answers_link_to_the_first() {
-        let (_dir, db) = open();
-        db.record_answer(&answer("r1", "m1", 1000)).unwrap();
+    #[tokio::test]
+    async fn regenerated_answers_link_to_the_first() {
+        let (_dir, db) = open().await;
+        db.record_answer(&answer("r1", "m1", 1000)).await.unwrap();
         let mut again = answer("r2", "callback-frame-9", 2000);
         again.regenerated_from = Some("r1".into());
-        assert_eq!(db.record_answer(&again).unwrap(), Inserted::New);
+        assert_eq!(db.record_answer(&again).await.unwrap(), Inserted::New);
         assert_eq!(
             db.answer("r2")
+                .await
                 .unwrap()
                 .unwrap()
                 .regenerated_from
@@ -1005,11 +645,12 @@ mod tests {
         let mut orphan = answer("r3", "m3", 3000);
         orphan.regenerated_from = Some("nope".into());
         assert!(matches!(
-            db.record_answer(&orphan).unwrap_err(),
+            db.record_answer(&orphan).await.unwrap_err(),
             RecordsError::UnknownRecord { record_id } if record_id == "nope"
         ));
         let listed: Vec<String> = db
             .list_answers(Some(1))
+            .await
             .unwrap()
             .into_iter()
             .map(|a| a.record_id)
@@ -1017,11 +658,11 @@ mod tests {
         assert_eq!(listed, ["r1"]);
     }
 
-    #[test]
-    fn feedback_is_stored_joined_and_replaced_per_user() {
-        let (_dir, db) = open();
-        db.record_answer(&answer("r1", "m1", 1000)).unwrap();
-        db.record_answer(&answer("r2", "m2", 2000)).unwrap();
+    #[tokio::test]
+    async fn feedback_is_stored_joined_and_replaced_per_user() {
+        let (_dir, db) = open().await;
+        db.record_answer(&answer("r1", "m1", 1000)).await.unwrap();
+        db.record_answer(&answer("r2", "m2", 2000)).await.unwrap();
         rate(
             &db,
             &[
@@ -1032,9 +673,10 @@ mod tests {
                 // Another user rates the same answer.
                 ("r1", "0999", FeedbackKind::Unhelpful, 8000),
             ],
-        );
+        )
+        .await;
 
-        let rows = db.list_feedback(&FeedbackFilter::default()).unwrap();
+        let rows = db.list_feedback(&FeedbackFilter::default()).await.unwrap();
         let got: Vec<(&str, &str, FeedbackKind, i64)> = rows
             .iter()
             .map(|r| {
@@ -1064,13 +706,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn feedback_filters() {
-        let (_dir, db) = open();
-        db.record_answer(&answer("r1", "m1", 1000)).unwrap();
+    #[tokio::test]
+    async fn feedback_filters() {
+        let (_dir, db) = open().await;
+        db.record_answer(&answer("r1", "m1", 1000)).await.unwrap();
         let mut other = answer("r2", "m2", 1000);
         other.robot = "imRobots.second".into();
-        db.record_answer(&other).unwrap();
+        db.record_answer(&other).await.unwrap();
         rate(
             &db,
             &[
@@ -1078,119 +720,153 @@ mod tests {
                 ("r1", "u2", FeedbackKind::Unhelpful, 20),
                 ("r2", "u1", FeedbackKind::Helpful, 30),
             ],
-        );
-        let count = |f: FeedbackFilter| db.list_feedback(&f).unwrap().len();
-        assert_eq!(
-            count(FeedbackFilter {
+        )
+        .await;
+        let filters = [
+            FeedbackFilter {
                 robot: Some("imRobots.second".into()),
                 ..Default::default()
-            }),
-            1
-        );
-        assert_eq!(
-            count(FeedbackFilter {
+            },
+            FeedbackFilter {
                 since_ms: Some(20),
                 ..Default::default()
-            }),
-            2
-        );
-        assert_eq!(
-            count(FeedbackFilter {
+            },
+            FeedbackFilter {
                 rating: Some(FeedbackKind::Helpful),
                 ..Default::default()
-            }),
-            2
-        );
-        assert_eq!(
-            count(FeedbackFilter {
+            },
+            FeedbackFilter {
                 limit: Some(1),
                 ..Default::default()
-            }),
-            1
-        );
+            },
+        ];
+        let mut counts = Vec::new();
+        for f in &filters {
+            counts.push(db.list_feedback(f).await.unwrap().len());
+        }
+        assert_eq!(counts, [1, 2, 2, 1]);
     }
 
-    #[test]
-    fn feedback_on_an_unknown_record_is_a_typed_error() {
-        let (_dir, db) = open();
+    #[tokio::test]
+    async fn feedback_on_an_unknown_record_is_a_typed_error() {
+        let (_dir, db) = open().await;
         let e = db
             .record_feedback("ghost", "u1", FeedbackKind::Helpful, 1)
+            .await
             .unwrap_err();
         assert!(matches!(&e, RecordsError::UnknownRecord { record_id } if record_id == "ghost"));
         assert!(e.to_string().contains("ghost"));
     }
 
-    #[test]
-    fn records_survive_reopening_and_two_handles_share_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let db = Records::open_in(dir.path()).unwrap();
-            db.record_answer(&answer("r1", "m1", 1)).unwrap();
-        }
-        let a = Records::open_in(dir.path()).unwrap();
-        let b = Records::open_in(dir.path()).unwrap();
-        assert!(a.answer("r1").unwrap().is_some());
-        a.record_answer(&answer("r2", "m2", 2)).unwrap();
+    #[tokio::test]
+    async fn records_survive_reopening_and_two_handles_share_the_file() {
+        let (dir, a) = open().await;
+        a.record_answer(&answer("r1", "m1", 1)).await.unwrap();
+        // The same folder again: the same store.
+        let again = RecordsAt::open_in(&dir.path().join("data")).await.unwrap();
+        assert!(again.answer("r1").await.unwrap().is_some());
+        // A second handle on the same file, as another process would open it.
+        let url = StoreUrl::Sqlite(store_file(&dir));
+        let b = RecordsAt::Store(Store::open(&url, &StoreOptions::default()).await.unwrap());
+        assert!(b.answer("r1").await.unwrap().is_some());
+        a.record_answer(&answer("r2", "m2", 2)).await.unwrap();
         b.record_feedback("r2", "u", FeedbackKind::Helpful, 3)
+            .await
             .unwrap();
         assert_eq!(
-            a.list_feedback(&FeedbackFilter::default()).unwrap().len(),
+            a.list_feedback(&FeedbackFilter::default())
+                .await
+                .unwrap()
+                .len(),
             1
         );
-        // The second instance sees the first's redelivery guard.
+        // The second handle sees the first's redelivery guard.
         assert_eq!(
-            b.record_answer(&answer("rX", "m2", 4)).unwrap(),
+            b.record_answer(&answer("rX", "m2", 4)).await.unwrap(),
             Inserted::AlreadyStored {
                 record_id: "r2".into()
             }
         );
     }
 
-    #[test]
-    fn a_hand_edited_rating_is_an_error_not_a_panic() {
-        let (_dir, db) = open();
-        db.record_answer(&answer("r1", "m1", 1)).unwrap();
-        db.with_conn(|c| {
-            c.execute_batch(
+    #[tokio::test]
+    async fn an_old_records_file_is_imported_into_the_own_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        // An old file: the same tables, as the robot wrote them before the store.
+        let old = rusqlite::Connection::open(data.join(LEGACY_RECORDS_FILE)).unwrap();
+        old.execute_batch(jitnode_store::RECORDS_TABLES).unwrap();
+        old.execute(
+            "INSERT INTO answers VALUES ('r1', 'm1', 'imRobots.demo', 'c', '1', 'u', NULL, 'U',
+                 'q', 'a', NULL, 5)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let db = RecordsAt::for_app(&data)
+            .await
+            .expect("found by its old file");
+        assert_eq!(db.answer("r1").await.unwrap().unwrap().answered_at_ms, 5);
+    }
+
+    #[tokio::test]
+    async fn a_hand_edited_rating_is_an_error_not_a_panic() {
+        let (dir, db) = open().await;
+        db.record_answer(&answer("r1", "m1", 1)).await.unwrap();
+        rusqlite::Connection::open(store_file(&dir))
+            .unwrap()
+            .execute_batch(
                 "PRAGMA ignore_check_constraints = ON;
                  INSERT INTO feedback VALUES ('r1', 'u', 'meh', 2);",
             )
             .unwrap();
-            Ok(())
-        })
-        .unwrap();
-        let e = db.list_feedback(&FeedbackFilter::default()).unwrap_err();
+        let e = db
+            .list_feedback(&FeedbackFilter::default())
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("meh"), "{e}");
     }
 
     #[test]
     fn records_can_be_shared_between_tasks() {
         fn shareable<T: Send + Sync>() {}
-        shareable::<Records>();
+        shareable::<RecordsAt>();
     }
 
-    #[test]
-    fn a_newer_schema_is_refused() {
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.sqlite3");
-        Connection::open(&path)
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        rusqlite::Connection::open(data.join(DEFAULT_STORE_FILE))
             .unwrap()
-            .execute_batch("PRAGMA user_version = 99;")
+            .execute_batch(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY NOT NULL,
+                     applied_at_ms BIGINT NOT NULL);
+                 INSERT INTO schema_migrations VALUES (99, 0);",
+            )
             .unwrap();
-        let e = Records::open(&path).unwrap_err();
+        let e = RecordsAt::open_in(&data).await.unwrap_err();
         assert!(
-            matches!(e, RecordsError::NewerSchema { found: 99, .. }),
+            matches!(
+                e,
+                RecordsError::Store(StoreError::NewerSchema { found: 99, .. })
+            ),
             "{e}"
         );
     }
 
-    #[test]
-    fn an_unusable_folder_names_the_path() {
+    #[tokio::test]
+    async fn an_unusable_folder_names_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a-file");
         std::fs::write(&file, "x").unwrap();
-        let e = Records::open_in(&file.join("sub")).unwrap_err();
-        assert!(matches!(e, RecordsError::CreateDir { .. }));
+        let e = RecordsAt::open_in(&file.join("sub")).await.unwrap_err();
+        assert!(matches!(
+            e,
+            RecordsError::Store(StoreError::CreateDir { .. })
+        ));
         assert!(e.to_string().contains("a-file"));
     }
 

@@ -27,12 +27,13 @@ use crate::callback::{Action, CallbackError};
 use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
 use crate::message::{cut_chars, webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
-use crate::records::{new_record_id, now_ms, AnswerRow, NewAnswer, RecordsAt};
+use crate::records::{self, new_record_id, now_ms, RecordsAt, RobotAnswer};
 use crate::refusal::Refusals;
 use crate::regen::Regenerations;
 use crate::reply::{self, AnswerCard, CardCall};
 use crate::texts::Texts;
 use crate::throttle::{self, Publish, Retry, RetryHint, ThrottleConfig};
+use jitnode_store::StoredAnswer;
 
 /// The chunk type whose text is the answer; reasoning and tool chunks stay out of the card.
 pub const ANSWER_CHUNK_TYPE: &str = "TEXT_MESSAGE_CONTENT";
@@ -119,7 +120,7 @@ struct Ask {
     /// Appended to the answer (the question was cut).
     note: Option<String>,
     /// The row to store; `answer` and time are filled in when the answer is complete.
-    row: NewAnswer,
+    row: StoredAnswer,
 }
 
 enum Outcome {
@@ -883,7 +884,7 @@ impl Robot {
                 .question_cut
                 .replace("{n}", &self.config.max_question_chars.to_string())
         });
-        let row = NewAnswer::for_message(&m, &self.name, "", &question, "");
+        let row = records::answer_to(&m, &self.name, "", &question, "");
         let ask = Ask {
             chat_id: m.chat_id(),
             target: m.reply_target(),
@@ -902,7 +903,7 @@ impl Robot {
         }
     }
 
-    async fn answer_row(&self, record: &str) -> Result<AnswerRow, HandlerError> {
+    async fn answer_row(&self, record: &str) -> Result<StoredAnswer, HandlerError> {
         match self.records.answer(record).await {
             Ok(Some(row)) => Ok(row),
             Ok(None) => Err(bad_request(format!("no answer with record id {record:?}"))),
@@ -990,13 +991,13 @@ impl Robot {
                     }
                 };
                 let webhook = self.webhook_for(&row.conversation_id);
-                let chat_id = match row.conversation_kind {
+                let chat_id = match row.conversation_kind() {
                     ConversationKind::OneToOne => format!("user:{}", row.user_id),
                     ConversationKind::Group => {
                         format!("group:{}:{}", row.conversation_id, row.user_id)
                     }
                 };
-                let mut new_row = NewAnswer::regenerated(&row, "", &cb.message_id, "");
+                let mut new_row = records::regenerated_answer(&row, "", &cb.message_id, "");
                 new_row.regenerated_from = Some(record);
                 let ask = Ask {
                     question: row.question.clone(),

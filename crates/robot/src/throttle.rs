@@ -346,6 +346,8 @@ mod tests {
     use tokio::time::sleep;
 
     use super::*;
+    use Publish::{Final, Partial};
+    use Step::{Append, Finish, FinishWith, Wait};
 
     #[derive(Debug, Clone)]
     struct Call {
@@ -449,6 +451,12 @@ mod tests {
         }
     }
 
+    /// Fails unless the calls published exactly these kinds, in this order.
+    fn assert_kinds(calls: &[Call], kinds: &[Publish]) {
+        let got: Vec<Publish> = calls.iter().map(|c| c.publish).collect();
+        assert_eq!(got, kinds, "{calls:?}");
+    }
+
     /// A failure that carries its retry hint.
     #[derive(Debug, Clone, PartialEq)]
     struct Hinted(Retry);
@@ -477,18 +485,59 @@ mod tests {
         }
     }
 
+    /// Drives `updater` while `n` chunks arrive `every_ms` apart, then the answer finishes;
+    /// returns the report and the whole answer.
+    async fn drive_stream<U: CardUpdater>(
+        updater: U,
+        config: ThrottleConfig,
+        n: usize,
+        every_ms: u64,
+    ) -> (ThrottleReport<U::Error>, String)
+    where
+        U::Error: RetryHint,
+    {
+        let (feed, rx) = feed();
+        let producer = tokio::spawn(produce(feed, n, Duration::from_millis(every_ms)));
+        let report = drive(rx, updater, config).await;
+        (report, producer.await.unwrap())
+    }
+
+    /// One step of a scripted answer.
+    enum Step {
+        Append(&'static str),
+        /// Let this many milliseconds pass.
+        Wait(u64),
+        Finish,
+        FinishWith(&'static str),
+    }
+
+    /// Drives the fake's updates on another task while `steps` write the feed; a script
+    /// without a finish drops the feed at its end. Returns the report and the calls.
+    async fn drive_scripted(
+        fake: Fake,
+        config: ThrottleConfig,
+        steps: &[Step],
+    ) -> (ThrottleReport<String>, Vec<Call>) {
+        let (feed, rx) = feed();
+        let driver = tokio::spawn(drive(rx, fake.updater(), config));
+        let mut feed = Some(feed);
+        for step in steps {
+            match step {
+                Step::Append(chunk) => feed.as_ref().expect("no step after a finish").append(chunk),
+                Step::Wait(ms) => sleep(Duration::from_millis(*ms)).await,
+                Step::Finish => feed.take().expect("one finish").finish(),
+                Step::FinishWith(text) => feed.take().expect("one finish").finish_with(*text),
+            }
+        }
+        drop(feed);
+        (driver.await.unwrap(), fake.calls())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_rate_limit_backs_off_doubling_and_the_latest_text_wins() {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (feed, rx) = feed();
-        let producer = tokio::spawn(produce(feed, 120, Duration::from_millis(100)));
-        let report = drive(
-            rx,
-            hinted(Retry::Backoff, 3, log.clone()),
-            config(300, 100, 5),
-        )
-        .await;
-        producer.await.unwrap();
+        let updater = hinted(Retry::Backoff, 3, log.clone());
+        let (report, _) = drive_stream(updater, config(300, 100, 5), 120, 100).await;
         let calls = log.lock().unwrap().clone();
         let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].0 - w[0].0).collect();
         // After failures 1, 2 and 3: 1 s, 2 s, 4 s; then the normal 300 ms again.
@@ -505,15 +554,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_refusal_no_retry_fixes_gives_up_at_once() {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (feed, rx) = feed();
-        let producer = tokio::spawn(produce(feed, 10, Duration::from_millis(100)));
-        let report = drive(
-            rx,
-            hinted(Retry::Never, 100, log.clone()),
-            config(300, 20, 5),
-        )
-        .await;
-        producer.await.unwrap();
+        let updater = hinted(Retry::Never, 100, log.clone());
+        let (report, _) = drive_stream(updater, config(300, 20, 5), 10, 100).await;
         assert_eq!(log.lock().unwrap().len(), 1);
         assert!(report.gave_up && report.needs_fallback(), "{report:?}");
     }
@@ -529,8 +571,7 @@ mod tests {
         feed.finish();
         let report = drive(rx, fake.updater(), config(300, 20, 3)).await;
         let calls = fake.calls();
-        assert_eq!(calls.len(), 1, "{calls:?}");
-        assert_eq!(calls[0].publish, Publish::Final);
+        assert_kinds(&calls, &[Final]);
         assert_eq!(calls[0].text, expected);
         // The first update, and a final: nothing to wait for.
         assert_eq!(calls[0].at, Duration::ZERO);
@@ -540,18 +581,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_answer_finished_before_the_first_slot_goes_out_when_it_finishes() {
-        let fake = Fake::ok();
-        let (feed, rx) = feed();
-        let driver = tokio::spawn(drive(rx, fake.updater(), config(300, 20, 3)));
-        feed.append("quick ");
-        sleep(Duration::from_millis(100)).await;
-        feed.append("answer");
-        feed.finish();
-        let report = driver.await.unwrap();
-        let calls = fake.calls();
+        let steps = [Append("quick "), Wait(100), Append("answer"), Finish];
+        let (report, calls) = drive_scripted(Fake::ok(), config(300, 20, 3), &steps).await;
         // Not held until the 300 ms slot: the one call is the final, at the finish.
-        assert_eq!(calls.len(), 1, "{calls:?}");
-        assert_eq!(calls[0].publish, Publish::Final);
+        assert_kinds(&calls, &[Final]);
         assert_eq!(calls[0].text, "quick answer");
         assert_eq!(calls[0].at, Duration::from_millis(100));
         assert!(report.final_published);
@@ -560,21 +593,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn steady_stream_respects_the_interval_and_coalesces() {
         let fake = Fake::ok();
-        let (feed, rx) = feed();
-        let producer = tokio::spawn(produce(feed, 30, Duration::from_millis(100)));
-        let report = drive(rx, fake.updater(), config(300, 100, 3)).await;
-        let full = producer.await.unwrap();
+        let (report, full) = drive_stream(fake.updater(), config(300, 100, 3), 30, 100).await;
         let calls = fake.calls();
         assert_spacing(&calls, Duration::from_millis(300));
         // 3 s of chunks at one update per 300 ms: about ten, far fewer than 30 chunks.
         assert!((8..=11).contains(&report.partial_updates), "{report:?}");
         let last = calls.last().unwrap();
-        assert_eq!(last.publish, Publish::Final);
+        assert_eq!(last.publish, Final);
         assert_eq!(last.text, full);
         // Every partial is a growing prefix of the answer: coalesced, never stale.
         let mut prev_len = 0;
         for c in &calls[..calls.len() - 1] {
-            assert_eq!(c.publish, Publish::Partial);
+            assert_eq!(c.publish, Partial);
             assert!(full.starts_with(&c.text));
             assert!(c.text.len() > prev_len);
             prev_len = c.text.len();
@@ -586,45 +616,28 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cap_keeps_one_update_for_the_final() {
         let fake = Fake::ok();
-        let (feed, rx) = feed();
-        let producer = tokio::spawn(produce(feed, 50, Duration::from_millis(100)));
-        let report = drive(rx, fake.updater(), config(300, 5, 3)).await;
-        let full = producer.await.unwrap();
+        let (report, full) = drive_stream(fake.updater(), config(300, 5, 3), 50, 100).await;
         let calls = fake.calls();
-        assert_eq!(calls.len(), 5, "{calls:?}");
+        assert_kinds(&calls, &[Partial, Partial, Partial, Partial, Final]);
         assert_eq!(report.partial_updates, 4);
         assert_eq!(report.updates, 5);
-        assert!(calls[..4].iter().all(|c| c.publish == Publish::Partial));
-        assert_eq!(calls[4].publish, Publish::Final);
         assert_eq!(calls[4].text, full);
     }
 
     #[tokio::test(start_paused = true)]
     async fn max_updates_one_means_only_the_final() {
         let fake = Fake::ok();
-        let (feed, rx) = feed();
-        let producer = tokio::spawn(produce(feed, 10, Duration::from_millis(500)));
-        let report = drive(rx, fake.updater(), config(300, 1, 3)).await;
-        producer.await.unwrap();
+        let (report, _) = drive_stream(fake.updater(), config(300, 1, 3), 10, 500).await;
         let calls = fake.calls();
-        assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0].publish, Publish::Final);
+        assert_kinds(&calls, &[Final]);
         assert_eq!(report.partial_updates, 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn final_is_sent_even_when_the_text_did_not_change() {
-        let fake = Fake::ok();
-        let (feed, rx) = feed();
-        let driver = tokio::spawn(drive(rx, fake.updater(), config(300, 20, 3)));
-        feed.append("complete answer");
-        sleep(Duration::from_secs(2)).await;
-        feed.finish();
-        let report = driver.await.unwrap();
-        let calls = fake.calls();
-        assert_eq!(calls.len(), 2, "{calls:?}");
-        assert_eq!(calls[0].publish, Publish::Partial);
-        assert_eq!(calls[1].publish, Publish::Final);
+        let steps = [Append("complete answer"), Wait(2000), Finish];
+        let (report, calls) = drive_scripted(Fake::ok(), config(300, 20, 3), &steps).await;
+        assert_kinds(&calls, &[Partial, Final]);
         assert_eq!(calls[1].text, "complete answer");
         // No time left to wait: the interval since the partial at 300 ms has long passed.
         assert_eq!(calls[1].at, Duration::from_secs(2));
@@ -633,26 +646,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn blank_text_is_not_published_but_an_empty_final_is() {
-        let fake = Fake::ok();
-        let (feed, rx) = feed();
-        let driver = tokio::spawn(drive(rx, fake.updater(), config(300, 20, 3)));
-        feed.append("  \n");
-        sleep(Duration::from_secs(1)).await;
-        feed.finish_with("");
-        let report = driver.await.unwrap();
-        let calls = fake.calls();
-        assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0].publish, Publish::Final);
+        let steps = [Append("  \n"), Wait(1000), FinishWith("")];
+        let (report, calls) = drive_scripted(Fake::ok(), config(300, 20, 3), &steps).await;
+        assert_kinds(&calls, &[Final]);
         assert!(report.final_published);
     }
 
     #[tokio::test(start_paused = true)]
     async fn slow_updates_never_overlap_and_send_the_latest_text() {
         let fake = Fake::new(Duration::from_millis(1000), |_| false);
-        let (feed, rx) = feed();
-        let producer = tokio::spawn(produce(feed, 40, Duration::from_millis(50)));
-        let report = drive(rx, fake.updater(), config(300, 100, 3)).await;
-        let full = producer.await.unwrap();
+        let (report, full) = drive_stream(fake.updater(), config(300, 100, 3), 40, 50).await;
         assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
         let calls = fake.calls();
         // Each call starts when the previous ended: 1 s apart.
@@ -662,17 +665,14 @@ mod tests {
         // 2 s of chunks with 1 s calls: a couple of partials, then the final.
         assert!(report.partial_updates <= 3, "{report:?}");
         assert_eq!(calls.last().unwrap().text, full);
-        assert_eq!(calls.last().unwrap().publish, Publish::Final);
+        assert_eq!(calls.last().unwrap().publish, Final);
         assert!(report.final_published);
     }
 
     #[tokio::test(start_paused = true)]
     async fn consecutive_failures_give_up_and_ask_for_fallback() {
         let fake = Fake::new(Duration::from_millis(10), |_| true);
-        let (feed, rx) = feed();
-        let producer = tokio::spawn(produce(feed, 30, Duration::from_millis(100)));
-        let report = drive(rx, fake.updater(), config(300, 20, 3)).await;
-        let full = producer.await.unwrap();
+        let (report, full) = drive_stream(fake.updater(), config(300, 20, 3), 30, 100).await;
         assert_eq!(fake.calls().len(), 3);
         assert_eq!(report.failures, 3);
         assert_eq!(report.consecutive_failures, 3);
@@ -689,10 +689,7 @@ mod tests {
     async fn a_success_resets_the_failure_count() {
         // Calls 0, 1 fail, 2 succeeds, 3, 4 fail, then fine.
         let fake = Fake::new(Duration::ZERO, |i| matches!(i, 0 | 1 | 3 | 4));
-        let (feed, rx) = feed();
-        let producer = tokio::spawn(produce(feed, 30, Duration::from_millis(100)));
-        let report = drive(rx, fake.updater(), config(300, 20, 3)).await;
-        let full = producer.await.unwrap();
+        let (report, full) = drive_stream(fake.updater(), config(300, 20, 3), 30, 100).await;
         assert!(!report.gave_up, "{report:?}");
         assert_eq!(report.failures, 4);
         assert_eq!(report.consecutive_failures, 0);
@@ -703,17 +700,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_final_is_retried_within_the_limit() {
         // Only partial call 0 happens, then finals 1 (fails) and 2 (succeeds).
-        let fake = Fake::new(Duration::ZERO, |i| i == 1);
-        let (feed, rx) = feed();
-        let driver = tokio::spawn(drive(rx, fake.updater(), config(300, 20, 3)));
-        feed.append("all of it");
-        sleep(Duration::from_secs(1)).await;
-        feed.finish();
-        let report = driver.await.unwrap();
-        let calls = fake.calls();
-        assert_eq!(calls.len(), 3, "{calls:?}");
-        assert_eq!(calls[1].publish, Publish::Final);
-        assert_eq!(calls[2].publish, Publish::Final);
+        let steps = [Append("all of it"), Wait(1000), Finish];
+        let (report, calls) = drive_scripted(
+            Fake::new(Duration::ZERO, |i| i == 1),
+            config(300, 20, 3),
+            &steps,
+        )
+        .await;
+        assert_kinds(&calls, &[Partial, Final, Final]);
         assert!(calls[2].at >= calls[1].at + Duration::from_millis(300));
         assert!(report.final_published);
         assert_eq!(report.failures, 1);
@@ -732,21 +726,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_dropped_feed_is_abandoned_without_a_final() {
-        let fake = Fake::ok();
-        let (feed, rx) = feed();
-        let driver = tokio::spawn(drive(rx, fake.updater(), config(300, 20, 3)));
-        feed.append("half an ");
-        sleep(Duration::from_secs(1)).await;
-        feed.append("answer");
-        drop(feed);
-        let report = driver.await.unwrap();
+        let steps = [Append("half an "), Wait(1000), Append("answer")];
+        let (report, calls) = drive_scripted(Fake::ok(), config(300, 20, 3), &steps).await;
         assert!(!report.finished);
         assert!(!report.final_published);
         assert!(!report.needs_fallback());
         assert_eq!(report.text, "half an answer");
-        assert!(fake.calls().iter().all(|c| c.publish == Publish::Partial));
         // The partial before the drop went out; nothing after it.
-        assert_eq!(fake.calls().len(), 1);
+        assert_kinds(&calls, &[Partial]);
     }
 
     #[tokio::test(start_paused = true)]

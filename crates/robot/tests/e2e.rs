@@ -129,9 +129,11 @@ impl Harness {
     }
 
     /// Every stored rating.
-    fn feedback(&self) -> Vec<FeedbackRow> {
+    async fn feedback(&self) -> Vec<FeedbackRow> {
         self.records()
+            .await
             .list_feedback(&FeedbackFilter::default())
+            .await
             .unwrap()
     }
 
@@ -289,7 +291,7 @@ async fn question_streams_into_card_then_final_with_four_buttons() {
     assert!(buttons(card).is_empty());
     assert!(!text.contains("\"button\""), "{text}");
 
-    let answers = h.records().list_answers(None).unwrap();
+    let answers = h.answers().await;
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0].question, "How do I connect to the VPN?");
     assert_eq!(answers[0].message_id, posted.msg_id);
@@ -314,7 +316,7 @@ async fn each_button_has_its_effect() {
         record: record.clone(),
     };
     h.click_ok(&click_params(APP_A, &card.id, &helpful)).await;
-    let fb = h.feedback();
+    let fb = h.feedback().await;
     assert_eq!(fb.len(), 1);
     assert_eq!(fb[0].rating, FeedbackKind::Helpful);
     assert_eq!(fb[0].record_id, record);
@@ -348,7 +350,7 @@ async fn each_button_has_its_effect() {
         })
         .await;
     assert_eq!(t.cards.len(), 2);
-    let answers = h.records().list_answers(None).unwrap();
+    let answers = h.answers().await;
     assert_eq!(answers.len(), 2);
     assert_eq!(
         answers[1].regenerated_from.as_deref(),
@@ -427,7 +429,7 @@ async fn redelivery_while_and_after_answering_gives_one_answer() {
         "one thinking card per question, none for the redeliveries"
     );
     assert_eq!(h.agent.calls.load(Ordering::SeqCst), 2);
-    assert_eq!(h.records().list_answers(None).unwrap().len(), 2);
+    assert_eq!(h.answers().await.len(), 2);
     h.stop().await;
 }
 
@@ -446,7 +448,7 @@ async fn agent_failure_mid_stream_leaves_a_failed_card() {
         card_text(card).contains("To connect"),
         "partial answer kept"
     );
-    assert!(h.records().list_answers(None).unwrap().is_empty());
+    assert!(h.answers().await.is_empty());
     h.stop().await;
 }
 
@@ -518,9 +520,8 @@ async fn two_robot_instances_answer_on_their_own_connections() {
     owners.sort();
     assert_eq!(owners, vec![APP_A, APP_B]);
     let mut robots: Vec<_> = h
-        .records()
-        .list_answers(None)
-        .unwrap()
+        .answers()
+        .await
         .into_iter()
         .map(|a| (a.robot, a.question))
         .collect();
@@ -625,7 +626,7 @@ async fn template_mode_streams_and_takes_feedback_over_stream() {
     .await;
     let t = h.sb.transcript();
     assert_eq!(t.cards[&card.id].card_param_map["stage"], "thanked");
-    let fb = h.feedback();
+    let fb = h.feedback().await;
     assert_eq!(fb[0].rating, FeedbackKind::VeryUnhelpful);
     h.stop().await;
 }
@@ -657,7 +658,7 @@ async fn an_external_user_without_staff_id_gets_the_answer_as_markdown() {
         "no card can reach an external one-to-one user"
     );
     assert_markdown_answer(&t);
-    assert_eq!(h.records().list_answers(None).unwrap().len(), 1);
+    assert_eq!(h.answers().await.len(), 1);
     h.stop().await;
 }
 
@@ -704,10 +705,10 @@ async fn a_regenerate_storm_is_rate_limited_per_user() {
         .await;
     // Stopping waits for every regeneration a click started, so a run admitted by the last
     // click would be counted below.
-    let records = h.records();
+    let records = h.records().await;
     let calls = h.agent.calls.clone();
     h.stop().await;
-    assert_eq!(records.list_answers(None).unwrap().len(), allowed + 1);
+    assert_eq!(records.list_answers(None).await.unwrap().len(), allowed + 1);
     assert_eq!(calls.load(Ordering::SeqCst), allowed + 1);
 }
 
@@ -768,7 +769,7 @@ async fn ai_card_mode_streams_and_every_button_works() {
         },
     ))
     .await;
-    let fb = h.feedback();
+    let fb = h.feedback().await;
     assert_eq!(fb.len(), 1);
     assert_eq!(
         (fb[0].rating, fb[0].record_id.as_str()),
@@ -797,7 +798,7 @@ async fn ai_card_mode_streams_and_every_button_works() {
             .any(|c| c.id != card.id && ai_view(c).buttons.len() == 4)
     })
     .await;
-    let answers = h.records().list_answers(None).unwrap();
+    let answers = h.answers().await;
     assert_eq!(answers.len(), 2);
     assert_eq!(
         answers[1].regenerated_from.as_deref(),
@@ -838,7 +839,7 @@ async fn ai_card_feedback_stores_each_of_the_four_levels() {
             }
         );
         h.click_ok(&ai_click(&card.id, &action)).await;
-        let fb = h.feedback();
+        let fb = h.feedback().await;
         let stored = fb.iter().find(|f| f.record_id == record).unwrap();
         assert_eq!(stored.rating, kind);
         clicked.push(card.id.clone());

@@ -12,7 +12,7 @@ use jitnode_robot::callback::{Action, FeedbackKind};
 use jitnode_robot::cards::view::CardView;
 use jitnode_robot::config::RobotConfig;
 use jitnode_robot::message::Incoming;
-use jitnode_robot::records::{new_record_id, Inserted, NewAnswer, Records};
+use jitnode_robot::records::{answer_to, new_record_id, Inserted, RecordsAt};
 use jitnode_robot::reply::{AnswerCard, CardCall};
 use jitnode_robot::throttle::{self, Publish, ThrottleConfig};
 use serde_json::{json, Value};
@@ -65,7 +65,7 @@ fn button_values(call: &CardCall) -> Vec<String> {
 async fn question_to_stored_feedback_in_standard_mode() {
     let config = robot_config("standard");
     let data = tempfile::tempdir().unwrap();
-    let records = Records::open_in(data.path()).unwrap();
+    let records = RecordsAt::open_in(data.path()).await.unwrap();
 
     // A message arrives.
     let msg = message(&group_message(), "frame-1");
@@ -130,11 +130,11 @@ async fn question_to_stored_feedback_in_standard_mode() {
     assert!(calls.len() as u32 <= 1 + config.card.max_updates);
 
     // The answer is stored; a redelivered message would not be stored twice.
-    let new = NewAnswer::for_message(&msg, "imRobots.dingTalkDemo", &record, &question, &answer);
-    assert_eq!(records.record_answer(&new).unwrap(), Inserted::New);
-    let again = NewAnswer::for_message(&msg, "imRobots.dingTalkDemo", "other", &question, &answer);
+    let new = answer_to(&msg, "imRobots.dingTalkDemo", &record, &question, &answer);
+    assert_eq!(records.record_answer(&new).await.unwrap(), Inserted::New);
+    let again = answer_to(&msg, "imRobots.dingTalkDemo", "other", &question, &answer);
     assert!(matches!(
-        records.record_answer(&again).unwrap(),
+        records.record_answer(&again).await.unwrap(),
         Inserted::AlreadyStored { .. }
     ));
 

@@ -300,7 +300,7 @@ async fn streamed_llm_answer_fills_a_standard_card_without_reasoning() {
     });
     assert!(partial, "no partial update: {sent}");
 
-    let answers = h.records().list_answers(None).unwrap();
+    let answers = h.answers().await;
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0].question, QUESTION);
     assert_eq!(answers[0].answer, full);
@@ -349,7 +349,7 @@ async fn llm_connection_cut_mid_stream_ends_the_card_failed() {
         "presented as complete"
     );
     assert!(!everything_sent(&t).contains(REASONING));
-    assert!(h.records().list_answers(None).unwrap().is_empty());
+    assert!(h.answers().await.is_empty());
     // The robot is not still working on it (its task ends a moment after the card).
     idle_status(&h.app, "imRobots.bot", Duration::from_secs(10)).await;
     h.stop().await;
@@ -381,6 +381,6 @@ async fn llm_http_500_ends_the_standard_card_failed() {
         !text.contains("overloaded") && !text.contains("500"),
         "{text}"
     );
-    assert!(h.records().list_answers(None).unwrap().is_empty());
+    assert!(h.answers().await.is_empty());
     h.stop().await;
 }

@@ -28,20 +28,18 @@ fn reason(report: &ReadinessReport, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_robot_is_ready_only_while_connected_and_says_why_not() {
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let dir = AppDir::new();
-    dir.robot_family();
-    dir.robot(
-        "good",
-        &robot_config(&sb, "good-id", "good-secret", &json!({})),
-    );
+    let good = robot_config(&sb, "good-id", "good-secret", &json!({}));
     // Registered with one secret, configured with another.
     let mut refused = robot_config(&sb, "refused-id", "right-secret", &json!({}));
     refused["clientSecret"] = json!("wrong-secret");
-    dir.robot("refused", &refused);
     // Nothing listens on the discard port of loopback.
     let mut gone = robot_config(&sb, "gone-id", "gone-secret", &json!({}));
     gone["openApiEndpoint"] = json!("http://127.0.0.1:9");
-    dir.robot("gone", &gone);
+    let dir = AppDir::new();
+    dir.robot_family();
+    for (name, config) in [("good", &good), ("refused", &refused), ("gone", &gone)] {
+        dir.robot(name, config);
+    }
 
     let mut registry = Registry::with_builtins();
     registry.register(jitnode_robot::LOADER_NAME, jitnode_robot::loader());

@@ -5,25 +5,14 @@
 //!
 //! `bench_driver [--messages N] [--window W] [--warmup N] -- <command> [args..]`
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use jitnode_sandbox::{PostMessage, Sandbox, SandboxConfig};
+use jitnode_test_kit::drive::peak_rss_kb;
 
 const APP: &str = "bench-app";
 const SECRET: &str = "bench-secret";
-
-fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 async fn run_batch(
     sb: &Sandbox,
@@ -93,18 +82,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let sb = Sandbox::start(SandboxConfig::default()).await?;
     sb.register_app(APP, SECRET);
-    let mut child = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .env("DINGTALK_OPENAPI_ENDPOINT", sb.base_url())
-        .env("DINGTALK_CLIENT_ID", APP)
-        .env("DINGTALK_CLIENT_SECRET", SECRET)
-        .stdout(Stdio::null())
-        .stderr(if std::env::var_os("BENCH_VERBOSE").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .spawn()?;
+    let mut child =
+        jitnode_test_kit::drive::robot_command(&cmd, &sb, APP, SECRET, "BENCH_VERBOSE").spawn()?;
     let pid = child.id();
     let result = async {
         if !sb.wait_for_connections(APP, 1, Duration::from_secs(60)).await {

@@ -32,14 +32,7 @@ pub struct ControlClient {
     token: Option<jitnode_stream::Secret>,
 }
 
-impl std::fmt::Debug for ControlClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControlClient")
-            .field("base", &self.base)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
+jitnode_dingtalk_wire::debug_redacted!(ControlClient { base } secret { token });
 
 /// How long one control call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -140,5 +133,22 @@ impl ControlClient {
             path,
             reason: e.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_base_and_never_the_token() {
+        let client = ControlClient::new("http://127.0.0.1:8917/");
+        assert_eq!(
+            format!("{client:?}"),
+            r#"ControlClient { base: "http://127.0.0.1:8917", token: None }"#
+        );
+        let shown = format!("{:?}", client.with_token("s3cret".into()));
+        assert!(shown.contains(r#"token: Some("<redacted>")"#), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

@@ -80,11 +80,32 @@ use std::time::Duration;
 
 pub use control::{ControlClient, ControlError};
 pub use http::{MAX_REDELIVERY_SECS, MAX_WAIT_MS};
-pub use state::UNACKED_REDELIVERY_ATTEMPTS;
+pub use state::{deadline_after, UNACKED_REDELIVERY_ATTEMPTS};
 pub use types::*;
 
 use state::{Inner, Shared};
 use tokio::time::Instant;
+
+/// Waits until `ready` holds, looking now and again each time `notify` wakes its waiters
+/// (registered before each look, so a wake-up in between is not lost). Past `deadline()`,
+/// asked before each wait, it looks one last time.
+pub async fn wait_notified(
+    notify: &tokio::sync::Notify,
+    mut deadline: impl FnMut() -> Instant,
+    ready: impl Fn() -> bool,
+) -> bool {
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if ready() {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline(), notified).await.is_err() {
+            return ready();
+        }
+    }
+}
 
 /// Errors of the sandbox's Rust API.
 #[derive(Debug, thiserror::Error)]
@@ -306,17 +327,8 @@ impl Sandbox {
     /// Waits until at least `n` session webhook replies were accepted.
     pub async fn wait_for_replies(&self, n: u64, timeout: Duration) -> bool {
         let deadline = state::deadline_after(timeout);
-        loop {
-            let notified = self.shared.0.reply_notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.reply_count() >= n {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.reply_count() >= n;
-            }
-        }
+        let replies = &self.shared.0.reply_notify;
+        wait_notified(replies, || deadline, || self.reply_count() >= n).await
     }
 
     /// Pings sent and whether each was echoed.

@@ -183,11 +183,18 @@ impl State {
         let skip = kept.saturating_sub(usize::try_from(fresh).unwrap_or(kept));
         self.entries.iter().skip(skip)
     }
+
+    /// The open connection `id`, or the error naming it.
+    pub fn conn_mut(&mut self, id: &str) -> Result<&mut Conn, SandboxError> {
+        self.conns
+            .get_mut(id)
+            .ok_or_else(|| SandboxError::UnknownConnection(id.to_string()))
+    }
 }
 
 /// `now + timeout`, saturating: a huge timeout (`Duration::MAX`) means "practically
 /// never", not an overflow panic.
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+pub fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     // About 30 years: far beyond any run, and safe to add to any Instant.
     now.checked_add(timeout)
@@ -695,10 +702,7 @@ impl Shared {
 
     pub fn send_disconnect(&self, connection_id: &str) -> Result<(), SandboxError> {
         let mut st = self.lock();
-        let conn = st
-            .conns
-            .get_mut(connection_id)
-            .ok_or_else(|| SandboxError::UnknownConnection(connection_id.to_string()))?;
+        let conn = st.conn_mut(connection_id)?;
         conn.accepting = false;
         let id = self.next_message_id();
         let frame = Frame::new(

@@ -17,8 +17,12 @@ mod url;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use crate::records::{StoredAnswer, StoredFeedback};
-pub use crate::url::{redact, StoreUrl, DEFAULT_STORE_URL, STORE_URL_VAR};
+pub use crate::records::{AnswerKey, StoredAnswer, StoredFeedback};
+pub use crate::url::{redact, StoreUrl, DEFAULT_STORE_FILE, DEFAULT_STORE_URL, STORE_URL_VAR};
+
+/// The file, in an app's data folder, that held the robot's records before the store
+/// ([`Store::import_legacy_records`] copies it in).
+pub const LEGACY_RECORDS_FILE: &str = "robot-records.sqlite3";
 pub use schema::{latest as latest_schema_version, RECORDS_TABLES};
 
 /// A store problem. Messages name the store by its redacted URL, never with a password.
@@ -117,6 +121,13 @@ pub(crate) type Row = Vec<Cell>;
 
 fn t(s: &str) -> Val {
     Val::Text(s.to_string())
+}
+
+/// Locks `m`, also when a panic poisoned it: every guarded value here (a connection, a
+/// statement cache, a queue turn) stays usable, since SQLite rolls back what a panic left
+/// half done and the caches hold only complete entries.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub(crate) fn now_ms() -> i64 {

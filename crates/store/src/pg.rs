@@ -25,7 +25,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use crate::schema::{self, MIGRATIONS_TABLE, PG_MIGRATION_LOCK};
-use crate::{now_ms, Cell, Lane, Row, StoreError, Val};
+use crate::{lock, now_ms, Cell, Lane, Row, StoreError, Val};
 
 /// Connections per host shared by all statements but claims.
 const POOL_SIZE: usize = 4;
@@ -160,12 +160,7 @@ impl Postgres {
 
     /// `sql` prepared on `c`, once per connection.
     async fn statement(&self, c: &Conn, sql: &'static str) -> Result<Statement, StoreError> {
-        let cached = c
-            .prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(sql)
-            .cloned();
+        let cached = lock(&c.prepared).get(sql).cloned();
         if let Some(s) = cached {
             return Ok(s);
         }
@@ -173,10 +168,7 @@ impl Postgres {
             .await
             .map_err(|_| self.timed_out("preparing a statement"))?
             .map_err(|e| self.err(e))?;
-        c.prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(sql, s.clone());
+        lock(&c.prepared).insert(sql, s.clone());
         Ok(s)
     }
 

@@ -1,6 +1,7 @@
 //! The answer records and the feedback on them, as stored (the tables `robot-records.sqlite3`
-//! had, now on the shared store). Rows are plain text and numbers; the robot's `records`
-//! module gives them its types and exports.
+//! had, now on the shared store). Rows are plain text and numbers; [`StoredAnswer`] is the
+//! robot's answer type too, and its `records` module reads ratings and conversation kinds
+//! from the text and exports feedback.
 
 use crate::{t, Cell, Row, Store, StoreError, Val};
 
@@ -31,6 +32,15 @@ pub struct StoredFeedback {
     /// `very_helpful`, `helpful`, `unhelpful` or `very_unhelpful`.
     pub rating: String,
     pub rated_at_ms: i64,
+}
+
+/// The unique keys an answer is found by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerKey<'a> {
+    /// Its record id (what card buttons carry).
+    Record(&'a str),
+    /// The id of the message it answers (one answer per message).
+    Message(&'a str),
 }
 
 /// `SELECT <every answer column> FROM answers a <tail>`, as one static statement.
@@ -103,36 +113,18 @@ impl Store {
             return Ok(None);
         }
         Ok(self
-            .answer_by_message(&a.message_id)
+            .answer(AnswerKey::Message(&a.message_id))
             .await?
             .map(|a| a.record_id))
     }
 
-    /// The answer with this record id.
-    pub async fn answer_by_record(
-        &self,
-        record_id: &str,
-    ) -> Result<Option<StoredAnswer>, StoreError> {
-        self.one_answer(answers!("WHERE a.record_id = $1"), record_id)
-            .await
-    }
-
-    /// The answer to this message id.
-    pub async fn answer_by_message(
-        &self,
-        message_id: &str,
-    ) -> Result<Option<StoredAnswer>, StoreError> {
-        self.one_answer(answers!("WHERE a.message_id = $1"), message_id)
-            .await
-    }
-
-    /// The one answer `sql` selects by its one parameter (a unique key).
-    async fn one_answer(
-        &self,
-        sql: &'static str,
-        key: &str,
-    ) -> Result<Option<StoredAnswer>, StoreError> {
-        let rows = self.query(sql, vec![t(key)]).await?;
+    /// The answer with this unique key, if any.
+    pub async fn answer(&self, key: AnswerKey<'_>) -> Result<Option<StoredAnswer>, StoreError> {
+        let (sql, value) = match key {
+            AnswerKey::Record(id) => (answers!("WHERE a.record_id = $1"), id),
+            AnswerKey::Message(id) => (answers!("WHERE a.message_id = $1"), id),
+        };
+        let rows = self.query(sql, vec![t(value)]).await?;
         Ok(rows.first().map(answer_of))
     }
 
@@ -148,7 +140,11 @@ impl Store {
     /// Stores a rating, replacing the user's earlier rating of that answer. Returns false
     /// (nothing written) when there is no answer with that record id.
     pub async fn upsert_feedback(&self, f: &StoredFeedback) -> Result<bool, StoreError> {
-        if self.answer_by_record(&f.record_id).await?.is_none() {
+        if self
+            .answer(AnswerKey::Record(&f.record_id))
+            .await?
+            .is_none()
+        {
             return Ok(false);
         }
         self.exec(

@@ -13,9 +13,10 @@ pub struct Migration {
 /// Key of the PostgreSQL advisory lock held while migrating ("jitnode" in ASCII, truncated).
 pub const PG_MIGRATION_LOCK: i64 = 0x006a_6974_6e6f_6465;
 
-/// The answers and feedback tables: the robot's records, here and in a robot's own file
-/// (`jitnode_robot::records`, for robots hosted without a store), so both have one
-/// schema. A macro, so that the released migration [`V1_COMMON`] stays the same text.
+/// The answers and feedback tables: the robot's records, here and in the old
+/// `robot-records.sqlite3` (that file's schema, user_version 1, which
+/// `Store::import_legacy_records` reads). A macro, so that the released migration
+/// [`V1_COMMON`] stays the same text.
 macro_rules! records_tables {
     () => {
         "CREATE TABLE answers (

@@ -13,7 +13,7 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::Connection;
 
 use crate::schema::{self, MIGRATIONS_TABLE};
-use crate::{now_ms, Cell, Lane, Row, StoreError, Val};
+use crate::{lock, now_ms, Cell, Lane, Row, StoreError, Val};
 
 #[derive(Clone)]
 pub(crate) struct Sqlite {
@@ -64,12 +64,12 @@ impl Sqlite {
         let this = self.clone();
         run_blocking(move || {
             // A panic inside a call cannot leave the connection half-used in a way SQLite
-            // does not itself roll back; keep serving.
+            // does not itself roll back; `lock` keeps serving.
             let _turn = match lane {
                 Lane::Claim => None,
-                Lane::Shared => Some(this.queue.lock().unwrap_or_else(|e| e.into_inner())),
+                Lane::Shared => Some(lock(&this.queue)),
             };
-            let mut c = this.conn.lock().unwrap_or_else(|e| e.into_inner());
+            let mut c = lock(&this.conn);
             f(&mut c).map_err(|e| this.err(e))
         })
         .await

@@ -8,8 +8,10 @@ use crate::StoreError;
 
 /// The environment variable (process or app `.env`) that chooses the store.
 pub const STORE_URL_VAR: &str = "JITNODE_STORE_URL";
-/// The default: an embedded file in the app's data folder.
+/// The default: an embedded file in the app's data folder ([`DEFAULT_STORE_FILE`]).
 pub const DEFAULT_STORE_URL: &str = "sqlite:data/jitnode.sqlite3";
+/// The default store's file name, inside the app's data folder.
+pub const DEFAULT_STORE_FILE: &str = "jitnode.sqlite3";
 
 /// Where the store lives. `Debug` and `Display` never show a password.
 #[derive(Clone, PartialEq, Eq)]
@@ -62,6 +64,12 @@ impl StoreUrl {
         Err(bad(
             "expected `sqlite:PATH` or `postgres://user@host:port/db`",
         ))
+    }
+
+    /// The default store of the app whose data folder is `data_dir`: what
+    /// [`DEFAULT_STORE_URL`] names, for a host that has the data folder but no setting.
+    pub fn default_in(data_dir: &Path) -> StoreUrl {
+        StoreUrl::Sqlite(data_dir.join(DEFAULT_STORE_FILE))
     }
 
     /// The backend's name, as `jitnode store status` prints it.

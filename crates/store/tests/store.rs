@@ -175,19 +175,17 @@ async fn dead_host_unstarted_message_is_kept_for_a_sweeper(url: &str, dir: &Path
             Claim::Won { takeover: false }
         );
     }
-    // Started answering and its card recorded: the card sweeper's, not re-answered.
-    assert!(a
-        .set_claim("q2", "host-a", ClaimState::Answering, short)
-        .await
-        .unwrap());
+    // Both started answering. q2's card was recorded: the card sweeper's, not re-answered.
+    // q7's host died before its card was recorded: nothing shown, re-answered.
+    for key in ["q2", "q7"] {
+        assert!(a
+            .set_claim(key, "host-a", ClaimState::Answering, short)
+            .await
+            .unwrap());
+    }
     a.open_card(&bot_card("card-q2", "q2"), "host-a", short)
         .await
         .unwrap();
-    // Started answering, died before its card was recorded: nothing shown, re-answered.
-    assert!(a
-        .set_claim("q7", "host-a", ClaimState::Answering, short)
-        .await
-        .unwrap());
     // Another robot's message, and a claim without its message, are not taken.
     a.claim_message(&kept("q3", "imRobots.other"), "host-a", short)
         .await
@@ -319,33 +317,44 @@ async fn concurrent_migrations(url: &str, dir: &Path) {
     }
 }
 
-async fn legacy_import(url: &str, dir: &Path) {
-    use jitnode_robot::callback::FeedbackKind;
-    use jitnode_robot::message::ConversationKind;
-    use jitnode_robot::records::{NewAnswer, Records};
-    let old = dir.join("robot-records.sqlite3");
-    {
-        let r = Records::open(&old).unwrap();
-        for i in 0..3 {
-            r.record_answer(&NewAnswer {
-                record_id: format!("r{i}"),
-                message_id: format!("m{i}"),
-                robot: "demo".into(),
-                conversation_id: "c".into(),
-                conversation_kind: ConversationKind::Group,
-                user_id: "u".into(),
-                staff_id: None,
-                user_nick: "U".into(),
-                question: format!("q{i}"),
-                answer: format!("a{i}"),
-                regenerated_from: (i == 2).then(|| "r0".to_string()),
-                answered_at_ms: 1000 + i,
-            })
-            .unwrap();
-        }
-        r.record_feedback("r0", "u2", FeedbackKind::Helpful, 2000)
-            .unwrap();
+/// Writes an old-format records file (the robot's own database before the store): its
+/// schema at user_version 1, three answers (the third regenerated from the first) and one
+/// rating.
+fn write_old_records(path: &Path) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(&format!(
+        "{} PRAGMA user_version = 1;",
+        jitnode_store::RECORDS_TABLES
+    ))
+    .unwrap();
+    for i in 0..3i64 {
+        c.execute(
+            "INSERT INTO answers (record_id, message_id, robot, conversation_id,
+                 conversation_type, user_id, staff_id, user_nick, question, answer,
+                 regenerated_from, answered_at_ms)
+             VALUES (?1, ?2, 'demo', 'c', '2', 'u', NULL, 'U', ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                format!("r{i}"),
+                format!("m{i}"),
+                format!("q{i}"),
+                format!("a{i}"),
+                (i == 2).then_some("r0"),
+                1000 + i
+            ],
+        )
+        .unwrap();
     }
+    c.execute(
+        "INSERT INTO feedback (record_id, user_id, rating, rated_at_ms)
+         VALUES ('r0', 'u2', 'helpful', 2000)",
+        [],
+    )
+    .unwrap();
+}
+
+async fn legacy_import(url: &str, dir: &Path) {
+    let old = dir.join(jitnode_store::LEGACY_RECORDS_FILE);
+    write_old_records(&old);
     let s = open(url, dir).await;
     assert_eq!(s.import_legacy_records(&old).await.unwrap(), Some(4));
     assert_eq!(
@@ -444,5 +453,16 @@ async fn bad_and_unreachable_urls_name_the_setting_and_hide_the_password() {
     assert!(
         msg.contains("--store") && msg.contains("cannot reach") && !msg.contains("hunter2"),
         "{msg}"
+    );
+}
+
+#[test]
+fn the_default_store_is_the_default_file_in_the_data_folder() {
+    let app = Path::new("/srv/app");
+    let parsed = StoreUrl::parse(jitnode_store::DEFAULT_STORE_URL, "x", app).unwrap();
+    assert_eq!(parsed, StoreUrl::default_in(&app.join("data")));
+    assert_eq!(
+        parsed.to_string(),
+        format!("sqlite:/srv/app/data/{}", jitnode_store::DEFAULT_STORE_FILE)
     );
 }

@@ -826,6 +826,23 @@ async fn malformed(shared: &Shared, tx: &ConnTx, message_id: Option<&str>, reaso
     }
 }
 
+/// The decoded frame, or `None` once the frame is answered as malformed with `parsed`'s
+/// error as the reason.
+async fn decoded<T, E: std::fmt::Display>(
+    shared: &Shared,
+    tx: &ConnTx,
+    frame: &Frame,
+    parsed: Result<T, E>,
+) -> Option<T> {
+    match parsed {
+        Ok(v) => Some(v),
+        Err(e) => {
+            malformed(shared, tx, Some(frame.message_id()), &e.to_string()).await;
+            None
+        }
+    }
+}
+
 /// Dedupe key: `data.msgId`, else `headers.messageId`.
 fn key_of(frame: &Frame, data_id: Option<&str>) -> String {
     match data_id {
@@ -840,13 +857,7 @@ async fn robot_message(
     jobs: &mpsc::Sender<Job>,
     frame: &Frame,
 ) -> Option<Job> {
-    let msg = match RobotMessage::from_frame(frame) {
-        Ok(m) => m,
-        Err(e) => {
-            malformed(shared, tx, Some(frame.message_id()), &e.to_string()).await;
-            return None;
-        }
-    };
+    let msg = decoded(shared, tx, frame, RobotMessage::from_frame(frame)).await?;
     let key = key_of(frame, Some(&msg.msg_id));
     let mid = frame.message_id().to_string();
     if !shared.dedupe_begin(&key) {
@@ -961,25 +972,37 @@ fn log_result<T>(
     }
 }
 
+/// The ACKs of a handler run: `duplicate` for a frame handled (or being handled) already,
+/// `late` once `callback_timeout` passed, else `answer` of the handler's result.
+struct Acks<M> {
+    duplicate: Ack,
+    late: Ack,
+    answer: M,
+}
+
 /// A handler run whose result goes into the ACK, waiting at most `callback_timeout` once it
-/// has its slot; past that `on_timeout` is ACKed and the handler keeps running (and keeps
-/// its slot; its outcome still feeds dedupe).
-fn ack_after<T, F, M>(
+/// has its slot; past that `acks.late` is ACKed and the handler keeps running (and keeps
+/// its slot; its outcome still feeds dedupe). A duplicate of `key` is ACKed with
+/// `acks.duplicate` and not run again (an unpolled future does nothing).
+async fn ack_after<T, F, M>(
     shared: &Arc<Shared>,
     tx: &ConnTx,
     key: String,
     fut: F,
-    to_ack: M,
-    on_timeout: Ack,
-) -> Job
+    acks: Acks<M>,
+) -> Option<Job>
 where
     T: Send + 'static,
     F: std::future::Future<Output = Result<T, HandlerError>> + Send + 'static,
     M: FnOnce(Result<T, HandlerError>) -> Ack + Send + 'static,
 {
+    if !shared.dedupe_begin(&key) {
+        tx.ack(acks.duplicate).await;
+        return None;
+    }
     let shared = shared.clone();
     let tx = tx.clone();
-    Box::new(move |permit| {
+    Some(Box::new(move |permit| {
         Box::pin(async move {
             let _slot = permit;
             let run = AssertUnwindSafe(fut).catch_unwind();
@@ -992,7 +1015,7 @@ where
                             message = key,
                             "handler slower than the callback timeout; ACKed without its answer"
                         );
-                        tx.ack(on_timeout).await;
+                        tx.ack(acks.late).await;
                         None
                     }
                 };
@@ -1011,10 +1034,10 @@ where
             };
             shared.dedupe_finish(&key, ok);
             if answered {
-                tx.ack(to_ack(result)).await;
+                tx.ack((acks.answer)(result)).await;
             }
         })
-    })
+    }))
 }
 
 fn error_ack(message_id: &str, e: &HandlerError) -> Ack {
@@ -1028,13 +1051,7 @@ fn error_ack(message_id: &str, e: &HandlerError) -> Ack {
 }
 
 async fn card_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) -> Option<Job> {
-    let cb = match CardCallback::from_frame(frame) {
-        Ok(cb) => cb,
-        Err(e) => {
-            malformed(shared, tx, Some(frame.message_id()), &e.to_string()).await;
-            return None;
-        }
-    };
+    let cb = decoded(shared, tx, frame, CardCallback::from_frame(frame)).await?;
     let key = key_of(frame, None);
     let handler = shared.handler.clone();
     let replier = shared.replier.clone();
@@ -1043,14 +1060,8 @@ async fn card_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) -> Opti
 }
 
 async fn other_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) -> Option<Job> {
-    let data = match frame.data_json() {
-        Ok(v) => v,
-        Err(e) => {
-            let reason = format!("data is not JSON: {e}");
-            malformed(shared, tx, Some(frame.message_id()), &reason).await;
-            return None;
-        }
-    };
+    let not_json = |e| format!("data is not JSON: {e}");
+    let data = decoded(shared, tx, frame, frame.data_json().map_err(not_json)).await?;
     let key = key_of(frame, data.get("msgId").and_then(Value::as_str));
     let handler = shared.handler.clone();
     let topic = frame.topic().to_string();
@@ -1059,8 +1070,7 @@ async fn other_callback(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) -> Opt
 }
 
 /// A CALLBACK frame whose handler's value is the ACK's `response`: a duplicate is ACKed
-/// with no response and not handled again; otherwise [`ack_after`] makes the run (the
-/// future does nothing until then).
+/// with no response and not handled again; otherwise [`ack_after`] makes the run.
 async fn callback_after<F>(
     shared: &Arc<Shared>,
     tx: &ConnTx,
@@ -1072,53 +1082,34 @@ where
     F: std::future::Future<Output = Result<Value, HandlerError>> + Send + 'static,
 {
     let mid = frame.message_id().to_string();
-    if !shared.dedupe_begin(&key) {
-        tx.ack(Ack::callback(&mid, Value::Null)).await;
-        return None;
-    }
-    let mid2 = mid.clone();
-    Some(ack_after(
-        shared,
-        tx,
-        key,
-        fut,
-        move |r| match r {
-            Ok(v) => Ack::callback(&mid2, v),
-            Err(e) => error_ack(&mid2, &e),
+    let no_response = Ack::callback(&mid, Value::Null);
+    let acks = Acks {
+        duplicate: no_response.clone(),
+        late: no_response,
+        answer: move |r| match r {
+            Ok(v) => Ack::callback(&mid, v),
+            Err(e) => error_ack(&mid, &e),
         },
-        Ack::callback(&mid, Value::Null),
-    ))
+    };
+    ack_after(shared, tx, key, fut, acks).await
 }
 
 async fn event(shared: &Arc<Shared>, tx: &ConnTx, frame: &Frame) -> Option<Job> {
-    let ev = match Event::from_frame(frame) {
-        Ok(ev) => ev,
-        Err(e) => {
-            malformed(shared, tx, Some(frame.message_id()), &e.to_string()).await;
-            return None;
-        }
-    };
+    let ev = decoded(shared, tx, frame, Event::from_frame(frame)).await?;
     let mid = frame.message_id().to_string();
     let key = key_of(frame, Some(&ev.event_id));
-    if !shared.dedupe_begin(&key) {
-        tx.ack(Ack::event(&mid, true, "duplicate")).await;
-        return None;
-    }
     let handler = shared.handler.clone();
     let fut = async move { handler.on_event(ev).await };
-    let mid2 = mid.clone();
-    Some(ack_after(
-        shared,
-        tx,
-        key,
-        fut,
-        move |r| match r {
-            Ok(EventStatus::Success) => Ack::event(&mid2, true, "OK"),
-            Ok(EventStatus::Later) => Ack::event(&mid2, false, "later"),
-            Err(e) => error_ack(&mid2, &e),
+    let acks = Acks {
+        duplicate: Ack::event(&mid, true, "duplicate"),
+        late: Ack::event(&mid, false, "still processing"),
+        answer: move |r| match r {
+            Ok(EventStatus::Success) => Ack::event(&mid, true, "OK"),
+            Ok(EventStatus::Later) => Ack::event(&mid, false, "later"),
+            Err(e) => error_ack(&mid, &e),
         },
-        Ack::event(&mid, false, "still processing"),
-    ))
+    };
+    ack_after(shared, tx, key, fut, acks).await
 }
 
 #[cfg(test)]

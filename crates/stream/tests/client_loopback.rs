@@ -172,6 +172,22 @@ impl Harness {
         (client, self.next_conn().await)
     }
 
+    /// Starts a client of [`Harness::config`] changed by `tune`, handled by a [`recorder`]
+    /// changed by `rec`; takes its first connection.
+    async fn start_tuned(
+        &mut self,
+        rec: impl FnOnce(&mut Recorder),
+        tune: impl FnOnce(&mut ClientConfig),
+    ) -> (Client, Arc<Recorder>, ServerConn) {
+        let mut handler = recorder();
+        rec(&mut handler);
+        let handler = Arc::new(handler);
+        let mut config = self.config();
+        tune(&mut config);
+        let (client, conn) = self.start_client(config, handler.clone()).await;
+        (client, handler, conn)
+    }
+
     fn set_open(&self, mode: OpenMode) {
         *self.gw.open_mode.lock().unwrap() = mode;
     }
@@ -376,13 +392,10 @@ fn data_of(ack: &Value) -> Value {
 async fn ping_is_echoed_while_handlers_are_busy() {
     let mut h = Harness::start().await;
     let gate = Arc::new(Notify::new());
-    let rec = Arc::new(Recorder {
-        gate: Some(gate.clone()),
-        ..recorder()
-    });
-    let mut cfg = h.config();
-    cfg.max_concurrent_handlers = 2;
-    let (client, mut conn) = h.start_client(cfg, rec.clone()).await;
+    let with_gate = |r: &mut Recorder| r.gate = Some(gate.clone());
+    let (client, rec, mut conn) = h
+        .start_tuned(with_gate, |c| c.max_concurrent_handlers = 2)
+        .await;
     conn.push_robots(&h.base, "m", 0..20, "hi");
     // Every message is ACKed although no handler has finished.
     for i in 0..20 {
@@ -418,13 +431,9 @@ async fn ping_is_echoed_while_handlers_are_busy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_with_1000_in_flight_handles_each_exactly_once() {
     let mut h = Harness::start().await;
-    let rec = Arc::new(Recorder {
-        delay_ms: 0..20,
-        ..recorder()
-    });
-    let mut cfg = h.config();
-    cfg.max_concurrent_handlers = 32;
-    let (client, mut old) = h.start_client(cfg, rec.clone()).await;
+    let (client, rec, mut old) = h
+        .start_tuned(|r| r.delay_ms = 0..20, |c| c.max_concurrent_handlers = 32)
+        .await;
     old.push_robots(&h.base, "a", 0..600, "q");
     old.push(&Frame::new(
         FrameType::System,
@@ -917,13 +926,9 @@ async fn events_are_acked_with_status_and_deduplicated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_card_handler_is_acked_empty_after_the_timeout() {
     let mut h = Harness::start().await;
-    let rec = Arc::new(Recorder {
-        card_delay_ms: 800,
-        ..recorder()
-    });
-    let mut cfg = h.config();
-    cfg.callback_timeout = Duration::from_millis(100);
-    let (client, mut c) = h.start_client(cfg, rec.clone()).await;
+    let slow_cards = |r: &mut Recorder| r.card_delay_ms = 800;
+    let short_timeout = |c: &mut ClientConfig| c.callback_timeout = Duration::from_millis(100);
+    let (client, rec, mut c) = h.start_tuned(slow_cards, short_timeout).await;
     let content = r#"{"cardPrivateData":{"actionIds":["a"],"params":{"action":"like"}}}"#;
     c.push(&Frame::new(
         FrameType::Callback,

@@ -132,16 +132,7 @@ impl Host {
     }
 
     async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
-        }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
+        if !jitnode_test_kit::drive::terminate(&mut self.child, Duration::from_secs(10)).await {
             self.sigkill().await;
         }
     }

@@ -36,7 +36,7 @@
 //! than 10% above the warm-up's).
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,18 +222,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?,
     );
     sb.register_app(APP, SECRET);
-    let mut child = Command::new(&a.cmd[0])
-        .args(&a.cmd[1..])
-        .env("DINGTALK_OPENAPI_ENDPOINT", sb.base_url())
-        .env("DINGTALK_CLIENT_ID", APP)
-        .env("DINGTALK_CLIENT_SECRET", SECRET)
-        .stdout(Stdio::null())
-        .stderr(if std::env::var_os("SOAK_VERBOSE").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .spawn()?;
+    let mut child =
+        jitnode_test_kit::drive::robot_command(&a.cmd, &sb, APP, SECRET, "SOAK_VERBOSE").spawn()?;
     let pid = child.id();
     let tally = Arc::new(Tally::new(APP, USER, n));
     let faults = Arc::new(Faults::default());

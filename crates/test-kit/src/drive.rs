@@ -95,11 +95,57 @@ where
 
 /// Resident memory of a process, in kB (0 when unreadable).
 pub fn rss_kb(pid: u32) -> u64 {
+    proc_status_kb(pid, "VmRSS:")
+}
+
+/// Peak resident memory of a process so far, in kB (0 when unreadable).
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    proc_status_kb(pid, "VmHWM:")
+}
+
+/// The command of a robot under a bench: pointed at the sandbox with the app's
+/// credentials, stdout discarded, stderr shown only when `verbose_var` is set.
+pub fn robot_command(
+    cmd: &[String],
+    sb: &Sandbox,
+    app: &str,
+    secret: &str,
+    verbose_var: &str,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(&cmd[0]);
+    let stderr = if std::env::var_os(verbose_var).is_some() {
+        std::process::Stdio::inherit()
+    } else {
+        std::process::Stdio::null()
+    };
+    c.args(&cmd[1..])
+        .env("DINGTALK_OPENAPI_ENDPOINT", sb.base_url())
+        .env("DINGTALK_CLIENT_ID", app)
+        .env("DINGTALK_CLIENT_SECRET", secret)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+    c
+}
+
+/// Asks a child process to stop with SIGTERM (so it can finalize its cards) and waits up
+/// to `grace` for it; false when it is still running then.
+pub async fn terminate(child: &mut tokio::process::Child, grace: Duration) -> bool {
+    if let Some(pid) = child.id() {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    tokio::time::timeout(grace, child.wait()).await.is_ok()
+}
+
+/// The kB value of the `field` line of `/proc/<pid>/status` (0 when unreadable).
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -200,17 +246,9 @@ impl Tally {
 
     /// Waits until at least `n` questions are done; false after `timeout` without progress.
     pub async fn wait_done(&self, n: u64, timeout: Duration) -> bool {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.done() >= n {
-                return true;
-            }
-            if tokio::time::timeout(timeout, notified).await.is_err() {
-                return self.done() >= n;
-            }
-        }
+        // A fresh deadline before each wait: the timeout runs from the last progress.
+        let deadline = || jitnode_sandbox::deadline_after(timeout);
+        jitnode_sandbox::wait_notified(&self.changed, deadline, || self.done() >= n).await
     }
 
     /// The indices among the first `n` that nothing came back for.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use jitnode_host::{loader_fn, App, ChunkSink, ElementRuntime, FnRuntime, FunctionError, Registry};
 use jitnode_robot::config::Lang;
-use jitnode_robot::records::Records;
+use jitnode_robot::records::RecordsAt;
 use jitnode_robot::texts::Texts;
 use jitnode_sandbox::{CardState, PostMessage, Posted, Sandbox, Transcript};
 use jitnode_test_kit::robot::{robot_config, start_app, wait_connected, wait_for, AppDir};
@@ -102,8 +102,14 @@ impl<T> Harness<T> {
         }
     }
 
-    pub fn records(&self) -> Records {
-        Records::open_in(&self.dir.data_dir()).unwrap()
+    /// The app's records, as its robots store them (no process store in these tests).
+    pub async fn records(&self) -> RecordsAt {
+        RecordsAt::open_in(&self.dir.data_dir()).await.unwrap()
+    }
+
+    /// Every stored answer, oldest first.
+    pub async fn answers(&self) -> Vec<jitnode_store::StoredAnswer> {
+        self.records().await.list_answers(None).await.unwrap()
     }
 
     pub async fn wait_for(&self, what: &str, cond: impl Fn(&Transcript) -> bool) -> Transcript {
