@@ -21,7 +21,7 @@ pub enum Format {
 pub async fn run(app: &Path, store: Option<&str>, format: Format) -> Result<(), String> {
     let store = crate::store_cmd::open(app, store).await?;
     let shown = store.url().to_string();
-    let records = RecordsAt::Store(store);
+    let records = RecordsAt::new(store);
     let rows = records
         .list_feedback(&FeedbackFilter::default())
         .await

@@ -103,7 +103,7 @@ async fn feedback_reads_the_configured_store() {
     let store = jitnode_store::Store::open(&url, &jitnode_store::StoreOptions::default())
         .await
         .unwrap();
-    let records = RecordsAt::Store(store);
+    let records = RecordsAt::new(store);
     for kind in [FeedbackKind::Helpful, FeedbackKind::Unhelpful] {
         records
             .record_feedback("r1", "rater", kind, 5)

@@ -93,7 +93,7 @@ impl Loader for DingTalkStreamLoader {
             // On the shared store when `jitnode run` opened one; else the app's own store
             // (records only: claims across hosts need the process store).
             let records = match jitnode_store::process_store() {
-                Some(store) => RecordsAt::Store(store),
+                Some(store) => RecordsAt::new(store),
                 None => RecordsAt::open_in(&cx.data_dir()).await.map_err(|source| {
                     LoadError::Records {
                         element: element.clone(),

@@ -314,13 +314,17 @@ pub fn feedback_summary(rows: &[FeedbackRow]) -> String {
 
 /// Where a robot keeps its records: a store, the one `jitnode run` opened (so every host of
 /// an app sees the same answers and feedback) or the app's own ([`RecordsAt::open_in`]).
-/// An enum so that callers name what they hand over (`RecordsAt::Store(store)`).
 #[derive(Debug, Clone)]
-pub enum RecordsAt {
-    Store(Store),
+pub struct RecordsAt {
+    store: Store,
 }
 
 impl RecordsAt {
+    /// The records in `store`.
+    pub fn new(store: Store) -> RecordsAt {
+        RecordsAt { store }
+    }
+
     /// The app's own store, for a robot hosted without a process store: SQLite at the
     /// default place in the app's data folder (where `jitnode run` keeps it without a
     /// setting), opened once per folder in this process and shared by its robots. An old
@@ -330,7 +334,7 @@ impl RecordsAt {
         static OPEN: OnceLock<tokio::sync::Mutex<HashMap<PathBuf, Store>>> = OnceLock::new();
         let mut open = OPEN.get_or_init(Default::default).lock().await;
         if let Some(store) = open.get(data_dir) {
-            return Ok(RecordsAt::Store(store.clone()));
+            return Ok(RecordsAt::new(store.clone()));
         }
         let url = StoreUrl::default_in(data_dir);
         let store = Store::open(&url, &StoreOptions::default()).await?;
@@ -338,7 +342,7 @@ impl RecordsAt {
             .import_legacy_records(&data_dir.join(LEGACY_RECORDS_FILE))
             .await?;
         open.insert(data_dir.to_path_buf(), store.clone());
-        Ok(RecordsAt::Store(store))
+        Ok(RecordsAt::new(store))
     }
 
     /// The records of the app whose data folder is `data_dir`, as a reader in this process
@@ -346,7 +350,7 @@ impl RecordsAt {
     /// one (or an old records file to import).
     pub async fn for_app(data_dir: &Path) -> Option<RecordsAt> {
         if let Some(store) = jitnode_store::process_store() {
-            return Some(RecordsAt::Store(store));
+            return Some(RecordsAt::new(store));
         }
         let has_any = [DEFAULT_STORE_FILE, LEGACY_RECORDS_FILE]
             .iter()
@@ -359,9 +363,7 @@ impl RecordsAt {
 
     /// The store the records are in.
     pub fn store(&self) -> &Store {
-        match self {
-            RecordsAt::Store(s) => s,
-        }
+        &self.store
     }
 
     /// Where they are, for status output (the store's URL shows no password).
@@ -767,7 +769,7 @@ mod tests {
         assert!(again.answer("r1").await.unwrap().is_some());
         // A second handle on the same file, as another process would open it.
         let url = StoreUrl::Sqlite(store_file(&dir));
-        let b = RecordsAt::Store(Store::open(&url, &StoreOptions::default()).await.unwrap());
+        let b = RecordsAt::new(Store::open(&url, &StoreOptions::default()).await.unwrap());
         assert!(b.answer("r1").await.unwrap().is_some());
         a.record_answer(&answer("r2", "m2", 2)).await.unwrap();
         b.record_feedback("r2", "u", FeedbackKind::Helpful, 3)

@@ -98,7 +98,7 @@ async fn postgres_restart_mid_run_loses_nothing() {
     );
     // The answers are recorded on the shared store, where every host and
     // `jitnode feedback` read them.
-    let records = jitnode_robot::records::RecordsAt::Store(store.clone());
+    let records = jitnode_robot::records::RecordsAt::new(store.clone());
     for m in [&before, &during] {
         let row = records.answer_by_message(&m.msg_id).await.unwrap();
         assert_eq!(row.map(|r| r.answer).as_deref(), Some("Once."));
