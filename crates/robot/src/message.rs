@@ -57,6 +57,15 @@ impl ConversationKind {
             ConversationKind::Group => ConversationType::Group,
         }
     }
+
+    /// The agent's conversation-memory key of `asker` in this chat (see the module doc):
+    /// one rule for live messages and regenerated answers.
+    pub fn chat_id(self, conversation_id: &str, asker: &str) -> String {
+        match self {
+            ConversationKind::OneToOne => format!("user:{asker}"),
+            ConversationKind::Group => format!("group:{conversation_id}:{asker}"),
+        }
+    }
 }
 
 /// What the message asks for.
@@ -337,11 +346,7 @@ impl Incoming for RobotMessage {
     }
 
     fn chat_id(&self) -> String {
-        let asker = self.asker();
-        match self.kind() {
-            ConversationKind::OneToOne => format!("user:{asker}"),
-            ConversationKind::Group => format!("group:{}:{asker}", self.conversation_id),
-        }
+        self.kind().chat_id(&self.conversation_id, self.asker())
     }
 
     fn reply_target(&self) -> ReplyTarget {

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::callback::{Action, CallbackError};
 use crate::cards::{self, ai, template, StandardCards};
 use crate::config::{CardMode, Lang, RobotConfig};
-use crate::message::{cut_chars, webhook_usable_at, ConversationKind, Incoming, ReplyTarget};
+use crate::message::{cut_chars, webhook_usable_at, Incoming, ReplyTarget};
 use crate::records::{self, new_record_id, now_ms, RecordsAt, RobotAnswer};
 use crate::refusal::Refusals;
 use crate::regen::Regenerations;
@@ -991,12 +991,9 @@ impl Robot {
                     }
                 };
                 let webhook = self.webhook_for(&row.conversation_id);
-                let chat_id = match row.conversation_kind() {
-                    ConversationKind::OneToOne => format!("user:{}", row.user_id),
-                    ConversationKind::Group => {
-                        format!("group:{}:{}", row.conversation_id, row.user_id)
-                    }
-                };
+                let chat_id = row
+                    .conversation_kind()
+                    .chat_id(&row.conversation_id, &row.user_id);
                 let mut new_row = records::regenerated_answer(&row, "", &cb.message_id, "");
                 new_row.regenerated_from = Some(record);
                 let ask = Ask {
