@@ -82,8 +82,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let sb = Sandbox::start(SandboxConfig::default()).await?;
     sb.register_app(APP, SECRET);
-    let mut child =
-        jitnode_test_kit::drive::robot_command(&cmd, &sb, APP, SECRET, "BENCH_VERBOSE").spawn()?;
+    let mut child = jitnode_test_kit::drive::robot_command(
+        &cmd[0],
+        &cmd[1..],
+        &sb,
+        APP,
+        SECRET,
+        "BENCH_VERBOSE",
+    )
+    .spawn()?;
     let pid = child.id();
     let result = async {
         if !sb.wait_for_connections(APP, 1, Duration::from_secs(60)).await {

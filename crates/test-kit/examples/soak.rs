@@ -222,8 +222,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?,
     );
     sb.register_app(APP, SECRET);
-    let mut child =
-        jitnode_test_kit::drive::robot_command(&a.cmd, &sb, APP, SECRET, "SOAK_VERBOSE").spawn()?;
+    let mut child = jitnode_test_kit::drive::robot_command(
+        &a.cmd[0],
+        &a.cmd[1..],
+        &sb,
+        APP,
+        SECRET,
+        "SOAK_VERBOSE",
+    )
+    .spawn()?;
     let pid = child.id();
     let tally = Arc::new(Tally::new(APP, USER, n));
     let faults = Arc::new(Faults::default());

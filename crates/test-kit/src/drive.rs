@@ -106,19 +106,20 @@ pub fn peak_rss_kb(pid: u32) -> u64 {
 /// The command of a robot under a bench: pointed at the sandbox with the app's
 /// credentials, stdout discarded, stderr shown only when `verbose_var` is set.
 pub fn robot_command(
-    cmd: &[String],
+    program: &str,
+    args: &[String],
     sb: &Sandbox,
     app: &str,
     secret: &str,
     verbose_var: &str,
 ) -> std::process::Command {
-    let mut c = std::process::Command::new(&cmd[0]);
+    let mut c = std::process::Command::new(program);
     let stderr = if std::env::var_os(verbose_var).is_some() {
         std::process::Stdio::inherit()
     } else {
         std::process::Stdio::null()
     };
-    c.args(&cmd[1..])
+    c.args(args)
         .env("DINGTALK_OPENAPI_ENDPOINT", sb.base_url())
         .env("DINGTALK_CLIENT_ID", app)
         .env("DINGTALK_CLIENT_SECRET", secret)
